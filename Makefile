@@ -1,0 +1,31 @@
+# Every target builds the virtualenv it needs from nothing; CI runs `make lint` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## Run the main job on the embedded default: five days of listings -> digests + feeds
+	$(BIN)/notifier demo --reset
+
+test: $(STAMP)  ## Run the test suite (SQLite always; PostgreSQL at NOTIFIER_TEST_PG_URL when reachable)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)  ## ruff check, ruff format --check, mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

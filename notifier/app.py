@@ -1,0 +1,53 @@
+"""Composition root: the only place that builds I/O objects from Settings."""
+
+from __future__ import annotations
+
+from notifier.delivery import Transport
+from notifier.delivery.outbox import OutboxTransport
+from notifier.delivery.smtp import SmtpTransport
+from notifier.errors import ConfigError, StorageError
+from notifier.render import make_environment
+from notifier.render.email import EmailRenderer, MailIdentity
+from notifier.settings import Settings
+from notifier.storage import Storage
+
+
+def open_storage(settings: Settings) -> Storage:
+    """Open the database, creating the state directory and applying migrations."""
+    if settings.database_url is None:
+        try:
+            settings.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageError(
+                f"cannot create the state directory {str(settings.state_dir)!r}: {e.strerror}; "
+                "set NOTIFIER_STATE_DIR to a writable place"
+            ) from e
+    storage = Storage(settings.database)
+    storage.migrate()
+    return storage
+
+
+def mail_identity(settings: Settings) -> MailIdentity:
+    """Return who digests are from and where their links point."""
+    return MailIdentity(settings.sender_address, settings.sender_name, settings.base_url)
+
+
+def make_renderer(settings: Settings) -> EmailRenderer:
+    """Build the email renderer with the configured templates."""
+    return EmailRenderer(make_environment(settings.templates_dir), mail_identity(settings))
+
+
+def make_transport(settings: Settings) -> Transport:
+    """Build the SMTP transport, or explain how to configure one."""
+    target = settings.smtp
+    if target is None:
+        raise ConfigError(
+            "no mail server configured: set NOTIFIER_SMTP_URL (smtp://user:pass@host:port), "
+            "or use --dry-run to write the digests to the outbox instead"
+        )
+    return SmtpTransport(target, settings.smtp_timeout)
+
+
+def make_outbox(settings: Settings, prefix: str = "") -> Transport:
+    """Build the transport that writes .eml files to state/outbox/."""
+    return OutboxTransport(settings.outbox_dir, prefix)

@@ -1,0 +1,446 @@
+"""The notifier command line; each command is one call into pipeline or storage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from email_validator import EmailNotValidError, validate_email
+
+from notifier import __version__, pipeline
+from notifier.app import make_outbox, make_renderer, make_transport, open_storage
+from notifier.errors import ListingError, NotifierError, QueryError, SubscriberError
+from notifier.ingest import expand_paths, read_listings
+from notifier.match import parse_query
+from notifier.models import DigestContent, Interest
+from notifier.papers import clean_text
+from notifier.settings import Settings, load_settings
+from notifier.storage import Storage
+
+
+def utc_now() -> datetime:
+    """Return the current time, aware and in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class Context:
+    """Settings and storage, built on first use and shared by a command."""
+
+    config_file: Path | None
+    _settings: Settings | None = None
+    _storage: Storage | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        """Return the validated settings."""
+        if self._settings is None:
+            self._settings = load_settings(self.config_file)
+        return self._settings
+
+    @property
+    def storage(self) -> Storage:
+        """Return the opened, migrated storage."""
+        if self._storage is None:
+            self._storage = open_storage(self.settings)
+        return self._storage
+
+    def close(self) -> None:
+        """Release the database."""
+        if self._storage is not None:
+            self._storage.close()
+
+
+class NotifierGroup(click.Group):
+    """A group that turns every error into one line and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command, reporting errors as a single line on stderr."""
+        try:
+            return super().invoke(ctx)
+        except NotifierError as e:
+            fail(str(e))
+        except KeyboardInterrupt:
+            fail("interrupted", code=130)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as e:
+            if os.environ.get("NOTIFIER_DEBUG"):
+                raise
+            fail(f"unexpected {type(e).__name__}: {e} (set NOTIFIER_DEBUG=1 to see the traceback)")
+        finally:
+            if isinstance(ctx.obj, Context):
+                ctx.obj.close()
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one error line and exit."""
+    click.echo(f"notifier: error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=NotifierGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Config file (default: $NOTIFIER_CONFIG, else ./notifier.toml if present).",
+)
+@click.version_option(__version__, prog_name="notifier")
+@click.pass_context
+def cli(ctx: click.Context, config_file: Path | None) -> None:
+    """Tell researchers about new papers they care about.
+
+    Ingest listings of trending papers, find what is new, and deliver it to each
+    subscriber as an email digest grouped by interest, and as RSS/Atom feeds.
+    """
+    ctx.obj = Context(config_file)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@cli.command()
+@pass_context
+def init(context: Context) -> None:
+    """Create the state directory and the database, or upgrade its schema."""
+    settings = context.settings
+    applied = context.storage.url and context.storage.migrate()
+    click.echo(f"database ready: {context.storage.url}" + (" (upgraded)" if applied else ""))
+    click.echo(f"state directory: {settings.state_dir.resolve()}")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per listing.")
+@pass_context
+def ingest(context: Context, paths: tuple[str, ...], as_json: bool) -> None:
+    """Ingest listing snapshots: files, directories of .txt files, or - for stdin.
+
+    Each listing is stored whole or not at all; a malformed one is refused with
+    the file and line at fault and the others still go in.
+    """
+    storage = context.storage
+    files = expand_paths(list(paths))
+    if not files:
+        raise ListingError(", ".join(paths), "no listing files found (expected .txt files)")
+    failures = 0
+    with _progress(len(files), "ingesting", enabled=not as_json) as advance:
+        for source, data in read_listings(files):
+            if isinstance(data, ListingError):
+                result: dict[str, Any] = {"source": source, "error": str(data)}
+                storage.record_failed_ingest(source, str(data), utc_now())
+            else:
+                try:
+                    summary = pipeline.ingest(storage, source, data, utc_now())
+                    result = {
+                        "source": source,
+                        "papers": summary.papers,
+                        "new": summary.new,
+                        "seen": summary.seen,
+                        "updated": summary.updated,
+                        "run": summary.run_id,
+                    }
+                except ListingError as e:
+                    result = {"source": source, "error": str(e)}
+            advance()
+            failures += "error" in result
+            if as_json:
+                click.echo(json.dumps(result))
+            elif "error" in result:
+                click.echo(f"notifier: error: {result['error']}", err=True)
+            else:
+                click.echo(
+                    f"{source}: {result['papers']} papers, {result['new']} new, "
+                    f"{result['seen']} seen before"
+                    + (f", {result['updated']} updated" if result["updated"] else "")
+                )
+    if failures:
+        sys.exit(1)
+
+
+def parse_interest(raw: str) -> Interest:
+    """Parse NAME=QUERY, validating the query."""
+    name, sep, query = raw.partition("=")
+    name = clean_text(name)
+    if not sep or not name or not query.strip():
+        raise QueryError(raw, "an interest is written NAME=QUERY, e.g. robots='robot OR robotic'")
+    if len(name) > 100:
+        raise QueryError(raw, "the interest name is longer than 100 characters")
+    parse_query(query)
+    return Interest(name, query.strip())
+
+
+@cli.command()
+@click.argument("email")
+@click.option("--name", help="How to greet the subscriber.")
+@click.option(
+    "--interest",
+    "interests",
+    multiple=True,
+    metavar="NAME=QUERY",
+    help='A named interest, e.g. --interest \'rl="reinforcement learning" OR RL -survey\'. '
+    "Repeat for several; an existing name is replaced.",
+)
+@click.option("--max-papers", type=click.IntRange(1, 500), help="Cap on papers per digest.")
+@pass_context
+def subscribe(
+    context: Context,
+    email: str,
+    name: str | None,
+    interests: tuple[str, ...],
+    max_papers: int | None,
+) -> None:
+    """Add a subscriber, or update the name, cap and interests of an existing one.
+
+    A query holds words and "quoted phrases" that must all appear, OR between
+    alternatives, and -word to exclude; matching ignores case and respects word
+    boundaries, over title and abstract.
+    """
+    try:
+        address = validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError as e:
+        raise SubscriberError(f"{email!r} is not a valid email address: {e}") from None
+    parsed = [parse_interest(raw) for raw in interests]
+    display = clean_text(name) if name is not None else None
+    storage = context.storage
+    if not parsed and not any(s.email == address for s in storage.subscribers()):
+        raise SubscriberError("a new subscriber needs at least one --interest NAME=QUERY")
+    subscriber, created = storage.save_subscriber(
+        address, display or None, parsed, utc_now(), max_papers
+    )
+    verb = "subscribed" if created else "updated"
+    click.echo(f"{verb} {subscriber.email} with {len(subscriber.interests)} interest(s):")
+    for interest in subscriber.interests:
+        click.echo(f"  {interest.name} = {interest.query}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per subscriber.")
+@pass_context
+def subscribers(context: Context, as_json: bool) -> None:
+    """List subscribers with their interests."""
+    settings = context.settings
+    for s in context.storage.subscribers():
+        feed = f"{settings.base_url}/feeds/subscribers/{s.feed_token}.atom"
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "email": s.email,
+                        "name": s.name,
+                        "status": s.status,
+                        "max_papers": s.max_papers,
+                        "interests": [{"name": i.name, "query": i.query} for i in s.interests],
+                        "feed": feed,
+                    }
+                )
+            )
+            continue
+        click.echo(f"{s.email}" + (f" ({s.name})" if s.name else "") + f" [{s.status}]")
+        for i in s.interests:
+            click.echo(f"  {i.name} = {i.query}")
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Write .eml previews to state/outbox/; record nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print each composed digest as JSON.")
+@pass_context
+def digest(context: Context, dry_run: bool, as_json: bool) -> None:
+    """Compose today's digest for every subscriber and send what is pending.
+
+    A digest holds papers new to the subscriber that match an interest, one
+    section per interest. It is recorded with its papers before sending and
+    marked sent only when the mail server accepts it, so nothing is sent twice
+    and nothing is lost.
+    """
+    settings, storage = context.settings, context.storage
+    renderer = make_renderer(settings)
+    now = utc_now()
+    if dry_run:
+        outbox = make_outbox(settings, prefix="dry-run_")
+        composed = asyncio.run(pipeline.preview_digests(storage, settings, renderer, outbox, now))
+        _print_composed(composed, as_json)
+        written = sum(1 for c in composed if c.content and not c.content.is_empty)
+        click.echo(
+            f"dry run: wrote {written} preview(s) to {settings.outbox_dir}/; nothing recorded",
+            err=as_json,
+        )
+        return
+    transport = make_transport(settings)  # fail on missing config before recording anything
+    composed = pipeline.compose_digests(storage, settings, now)
+    _print_composed(composed, as_json)
+    with _progress(len(storage.pending_digests()), "sending", enabled=True) as advance:
+        report = asyncio.run(
+            pipeline.send_pending(
+                storage, renderer, transport, utc_now, on_progress=lambda _d, _t: advance()
+            )
+        )
+    for email, error in report.failed:
+        click.echo(f"notifier: error: {email}: refused permanently: {error}", err=True)
+    for email, error in report.deferred:
+        click.echo(f"notifier: warning: {email}: will retry next run: {error}", err=True)
+    click.echo(
+        f"sent {len(report.sent)}, failed {len(report.failed)}, deferred {len(report.deferred)}",
+        err=as_json,
+    )
+    if report.failed or report.deferred:
+        sys.exit(1)
+
+
+def _print_composed(composed: list[pipeline.ComposedDigest], as_json: bool) -> None:
+    """Print what composing did, per subscriber."""
+    for item in composed:
+        if as_json:
+            click.echo(json.dumps(_digest_json(item)))
+            continue
+        email, content = item.subscriber.email, item.content
+        if content is None:
+            click.echo(f"{email}: {item.outcome}: {item.detail}")
+        elif content.is_empty:
+            click.echo(f"{email}: nothing new: {content.reason}")
+        else:
+            more = f" (+{content.more} over the cap)" if content.more else ""
+            click.echo(
+                f"{email}: {len(content.papers)} papers in {len(content.sections)} "
+                f"section(s){more}"
+            )
+
+
+def _digest_json(item: pipeline.ComposedDigest) -> dict[str, Any]:
+    """Return a composed digest as JSON-ready data."""
+    content: DigestContent | None = item.content
+    data: dict[str, Any] = {"subscriber": item.subscriber.email, "outcome": item.outcome}
+    if content is None:
+        return data | {"detail": item.detail}
+    return data | {
+        "period": content.period,
+        "reason": content.reason,
+        "more": content.more,
+        "sections": [
+            {
+                "interest": s.interest,
+                "papers": [
+                    {
+                        "title": p.title,
+                        "url": p.url,
+                        "score": p.score,
+                        "reason": p.reason,
+                        "also_matches": list(p.also_matches),
+                    }
+                    for p in s.papers
+                ],
+            }
+            for s in content.sections
+        ],
+    }
+
+
+@cli.command()
+@pass_context
+def feeds(context: Context) -> None:
+    """Write the RSS and Atom feeds: all papers, each topic, each subscriber."""
+    settings = context.settings
+    written = pipeline.build_feeds(context.storage, settings, utc_now())
+    click.echo(f"wrote {len(written)} feed files to {settings.feeds_dir}/")
+
+
+@cli.command()
+@click.argument("email", required=False)
+@pass_context
+def status(context: Context, email: str | None) -> None:
+    """Show recent ingests and digests; with EMAIL, why that subscriber got what they got."""
+    storage = context.storage
+    if email is not None:
+        subscriber = storage.subscriber_by_email(email.strip().lower())
+        click.echo(f"{subscriber.email} [{subscriber.status}]")
+        history = storage.digest_history(subscriber.id, limit=10)
+        if not history:
+            click.echo("  no digest composed yet: run `notifier digest`")
+        for d in history:
+            error = f" (last error: {d.last_error})" if d.last_error else ""
+            click.echo(f"  {d.period}  {d.status:<7} {d.papers:>3} papers  {d.reason}{error}")
+        return
+    click.echo(f"database: {storage.url}")
+    click.echo(f"papers: {storage.count_papers()}, subscribers: {len(storage.subscribers())}")
+    click.echo("recent ingests:")
+    for run in storage.ingest_runs(limit=10):
+        when = run.started_at.strftime("%Y-%m-%d %H:%M")
+        if run.status == "ok":
+            detail = f"{run.papers} papers, {run.new} new, {run.seen} seen before"
+        else:
+            detail = run.error or ""
+        click.echo(f"  #{run.id} {when}  {run.status:<6} {run.source}: {detail}")
+    counts = storage.digest_counts()
+    click.echo(
+        "digests: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none yet")
+    )
+    for outcome in storage.latest_digests():
+        error = f" (last error: {outcome.last_error})" if outcome.last_error else ""
+        click.echo(
+            f"  {outcome.email}: {outcome.period} {outcome.status}, {outcome.papers} papers"
+            f" - {outcome.reason}{error}"
+        )
+
+
+@cli.command()
+@click.option("--reset", is_flag=True, help="Delete existing state first (database, outbox, feeds).")
+@pass_context
+def demo(context: Context, reset: bool) -> None:
+    """Replay the bundled snapshots as five days with three example subscribers.
+
+    Digests go to state/outbox/ as .eml files (no mail server needed) and feeds
+    to state/feeds/.
+    """
+    settings, storage = context.settings, context.storage
+    if storage.count_papers() or storage.subscribers():
+        if not reset:
+            fail(
+                f"the database {storage.url} already holds data; run `notifier demo --reset` "
+                "to start over (deletes it)"
+            )
+        storage.reset()
+        for folder in (settings.outbox_dir, settings.feeds_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+    report = asyncio.run(
+        pipeline.run_demo(storage, settings, make_renderer(settings), make_outbox(settings), utc_now())
+    )
+    for period, summary, composed in report.days:
+        got = ", ".join(
+            f"{c.subscriber.email.split('@')[0]} {len(c.content.papers) if c.content else 0}"
+            for c in composed
+        )
+        click.echo(
+            f"{period}: {summary.source}: {summary.papers} papers, {summary.new} new, "
+            f"{summary.seen} seen before; digest papers: {got}"
+        )
+    click.echo(
+        f"\n{report.sent} digests written to {settings.outbox_dir}/ and {len(report.feeds)} "
+        f"feed files to {settings.feeds_dir}/"
+    )
+    click.echo(f"look at: {settings.outbox_dir}/*.eml, {settings.feeds_dir}/all.atom, `notifier status`")
+
+
+@contextmanager
+def _progress(total: int, label: str, enabled: bool) -> Iterator[Callable[[], None]]:
+    """Yield a step function for a progress bar on stderr, shown only on a terminal for long work."""
+    if not enabled or total < 2 or not sys.stderr.isatty():
+        yield lambda: None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield lambda: bar.update(1)
+
+
+def main() -> None:
+    """Run the command line."""
+    cli(prog_name="notifier")

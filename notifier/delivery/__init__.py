@@ -1,0 +1,25 @@
+"""Delivery: put rendered digests on the wire (SMTP) or in files (outbox, feeds)."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from types import TracebackType
+from typing import Protocol, Self
+
+
+class Transport(Protocol):
+    """Something that accepts a message or raises a DeliveryError subclass."""
+
+    async def __aenter__(self) -> Self:
+        """Open what the transport needs (a connection, a directory)."""
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close it."""
+
+    async def send(self, message: EmailMessage) -> str:
+        """Deliver one message; return the server's reply or where it went."""

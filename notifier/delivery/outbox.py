@@ -1,0 +1,46 @@
+"""A transport that writes each message as an .eml file (dry runs and the demo)."""
+
+from __future__ import annotations
+
+import re
+from email.message import EmailMessage
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from notifier.delivery.files import write_atomic
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class OutboxTransport:
+    """Write messages to a directory; the file name is derived from the Message-ID."""
+
+    def __init__(self, directory: Path, prefix: str = "") -> None:
+        self.directory = directory
+        self.prefix = prefix
+
+    async def __aenter__(self) -> Self:
+        """Create the directory."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Nothing to close."""
+
+    async def send(self, message: EmailMessage) -> str:
+        """Write the message; a retry of the same Message-ID overwrites, never duplicates."""
+        path = self.directory / self.file_name(message)
+        write_atomic(path, message.as_bytes())
+        return str(path)
+
+    def file_name(self, message: EmailMessage) -> str:
+        """Return a readable, filesystem-safe file name for a message."""
+        recipient = str(message["To"].addresses[0].addr_spec)
+        message_id = str(message["Message-ID"]).strip("<>").split("@")[0]
+        return _UNSAFE.sub("_", f"{self.prefix}{recipient}_{message_id}") + ".eml"

@@ -1,0 +1,180 @@
+"""Frozen data types, named by the pipeline stage that produces them.
+
+PaperData (what a listing says) -> StoredPaper (what we remember) ->
+PaperChange (what diff decided) -> Match (why a paper suits an interest) ->
+DigestContent (what a subscriber will receive, frozen when composed).
+All datetimes are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class PaperData:
+    """One paper as a listing gives it, already normalised."""
+
+    key: str
+    title: str
+    abstract: str
+    rank: int
+    arxiv_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A parsed listing: where it came from, its date label and its papers."""
+
+    source: str
+    papers: tuple[PaperData, ...]
+    label: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPaper:
+    """What storage remembers of a paper, enough to diff against."""
+
+    id: int
+    key: str
+    title: str
+    abstract: str
+    arxiv_id: str | None = None
+
+
+class ChangeKind(StrEnum):
+    """What an ingest decided about one listed paper."""
+
+    NEW = "new"
+    UPDATED = "updated"
+    SEEN = "seen"
+
+
+@dataclass(frozen=True, slots=True)
+class PaperChange:
+    """A diff decision: the listed paper, what it is, and the stored row it refers to."""
+
+    kind: ChangeKind
+    paper: PaperData
+    stored_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSummary:
+    """What one ingest of one listing did."""
+
+    source: str
+    run_id: int
+    papers: int
+    new: int
+    seen: int
+    updated: int
+
+
+@dataclass(frozen=True, slots=True)
+class Paper:
+    """A stored paper as matching, digests and feeds see it."""
+
+    id: int
+    key: str
+    guid: str
+    title: str
+    abstract: str
+    url: str
+    first_seen_at: datetime
+    updated_at: datetime
+    arxiv_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Interest:
+    """A subscriber's named interest and its query text."""
+
+    name: str
+    query: str
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """A person who receives digests."""
+
+    id: int
+    email: str
+    name: str | None
+    interests: tuple[Interest, ...]
+    feed_token: str
+    manage_token: str
+    created_at: datetime
+    max_papers: int | None = None
+    status: str = "active"
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Why a paper suits one interest: its score and the terms that matched."""
+
+    interest: str
+    score: float
+    terms: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DigestPaper:
+    """A paper as frozen into a digest."""
+
+    paper_id: int
+    guid: str
+    title: str
+    abstract: str
+    url: str
+    score: float
+    reason: str
+    terms: tuple[str, ...]
+    also_matches: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DigestSection:
+    """The papers of one interest, best first."""
+
+    interest: str
+    papers: tuple[DigestPaper, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DigestContent:
+    """Everything a digest email says, frozen when composed so a retry is identical."""
+
+    subscriber_id: int
+    period: str
+    sections: tuple[DigestSection, ...]
+    more: int = 0
+    candidates: int = 0
+    reason: str = ""
+
+    @property
+    def papers(self) -> tuple[DigestPaper, ...]:
+        """Return every paper of the digest in section order."""
+        return tuple(p for s in self.sections for p in s.papers)
+
+    @property
+    def is_empty(self) -> bool:
+        """Tell whether nothing new matched."""
+        return not self.sections
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDigest:
+    """A digest row: its frozen content and delivery state."""
+
+    id: int
+    subscriber: Subscriber
+    content: DigestContent
+    status: str
+    message_id: str
+    created_at: datetime
+    attempts: int = 0
+    last_error: str | None = None

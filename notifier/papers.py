@@ -1,0 +1,57 @@
+"""Canonical paper identity and text normalisation (DESIGN.md invariant 2). Pure."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from urllib.parse import quote_plus
+
+# Characters XML 1.0 forbids, plus C1 controls and Unicode non-characters: they
+# break feeds (lxml refuses them) and can smuggle line breaks into headers.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_WHITESPACE = re.compile(r"\s+")
+_PUNCTUATION_OR_SPACE = re.compile(r"[\W_]+")
+_ARXIV_NEW = re.compile(r"^(\d{4}\.\d{4,5})(?:v\d+)?$")
+_ARXIV_OLD = re.compile(r"^([a-z][a-z.-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$", re.IGNORECASE)
+_ARXIV_PREFIX = re.compile(
+    r"^(?:arxiv:|https?://(?:export\.)?arxiv\.org/(?:abs|pdf)/)", re.IGNORECASE
+)
+
+
+def clean_text(text: str) -> str:
+    """Return text with control characters removed and all whitespace folded to one space."""
+    text = unicodedata.normalize("NFC", text)
+    text = _CONTROL.sub(" ", text)
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def normalise_title(title: str) -> str:
+    """Return the comparison form of a title: NFKC, casefolded, punctuation and spaces folded."""
+    folded = unicodedata.normalize("NFKC", title).casefold()
+    return _PUNCTUATION_OR_SPACE.sub(" ", folded).strip()
+
+
+def normalise_arxiv_id(raw: str) -> str | None:
+    """Return the bare arXiv id (no version, no prefix) or None when raw is not one."""
+    candidate = _ARXIV_PREFIX.sub("", raw.strip()).removesuffix(".pdf")
+    if m := _ARXIV_NEW.match(candidate):
+        return m.group(1)
+    if m := _ARXIV_OLD.match(candidate):
+        return m.group(1).lower()
+    return None
+
+
+def paper_key(title: str, arxiv_id: str | None = None) -> str:
+    """Return the canonical key: the arXiv id when known, else a hash of the normalised title."""
+    if arxiv_id:
+        return f"arxiv:{arxiv_id}"
+    digest = hashlib.sha256(normalise_title(title).encode()).hexdigest()[:20]
+    return f"title:{digest}"
+
+
+def paper_url(title: str, arxiv_id: str | None = None) -> str:
+    """Return where a reader can find the paper: its arXiv page, else an arXiv title search."""
+    if arxiv_id:
+        return f"https://arxiv.org/abs/{arxiv_id}"
+    return f"https://arxiv.org/search/?searchtype=title&query={quote_plus(title)}"

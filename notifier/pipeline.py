@@ -1,0 +1,320 @@
+"""The only orchestrator: ingest, compose, send, feeds and the demo, one function each.
+
+Every function takes its I/O objects and `now`; the CLI and the scheduler call
+these and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import make_msgid
+from importlib import resources
+from pathlib import Path
+
+from notifier.delivery import Transport
+from notifier.delivery.files import write_atomic
+from notifier.diff import decide, lookup_keys
+from notifier.digest import compose
+from notifier.errors import (
+    ListingError,
+    QueryError,
+    RecipientRejected,
+    TemporaryDeliveryError,
+)
+from notifier.ingest.snapshot import parse_snapshot
+from notifier.match import Query, best_match, parse_query
+from notifier.models import DigestContent, IngestSummary, Interest, Paper, Subscriber
+from notifier.render.email import EmailRenderer
+from notifier.render.feed import FeedItem, FeedMeta, build_feed
+from notifier.settings import Settings
+from notifier.storage import Storage
+
+# How many of the newest papers topic and private feeds choose from.
+FEED_POOL = 1000
+
+
+# -- ingest -----------------------------------------------------------------
+
+
+def ingest(storage: Storage, source: str, data: bytes, now: datetime) -> IngestSummary:
+    """Parse, diff and store one listing; a refused listing is logged as a failed run."""
+    try:
+        listing = parse_snapshot(data, source)
+    except ListingError as e:
+        storage.record_failed_ingest(source, str(e), now)
+        raise
+    stored = storage.papers_by_keys(k for p in listing.papers for k in lookup_keys(p))
+    return storage.record_ingest(listing, decide(stored, listing), now)
+
+
+# -- digests ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ComposedDigest:
+    """What compose_digests did for one subscriber."""
+
+    subscriber: Subscriber
+    content: DigestContent | None
+    outcome: str  # created | empty | exists | invalid
+    detail: str = ""
+
+
+def period_of(now: datetime) -> str:
+    """Return the digest period a moment falls in (one digest per UTC day for now)."""
+    return now.date().isoformat()
+
+
+def compose_digests(
+    storage: Storage, settings: Settings, now: datetime, record: bool = True
+) -> list[ComposedDigest]:
+    """Compose this period's digest for every active subscriber.
+
+    With record=True each digest and its ledger rows are stored in one
+    transaction (idempotent per subscriber and period); with record=False
+    nothing is written (dry run).
+    """
+    period = period_of(now)
+    candidates = storage.recent_papers(since=now - timedelta(days=settings.backlog_days))
+    candidates = [p for p in candidates if p.first_seen_at <= now]
+    results = []
+    for subscriber in storage.subscribers(active_only=True):
+        if record and storage.digest_status(subscriber.id, period) not in (None, "empty"):
+            results.append(ComposedDigest(subscriber, None, "exists", f"already composed for {period}"))
+            continue
+        try:
+            queries = compile_interests(subscriber.interests)
+        except QueryError as e:
+            # Stored queries were valid when saved; one bad one must not stop the others.
+            results.append(ComposedDigest(subscriber, None, "invalid", str(e)))
+            continue
+        offered = storage.offered_paper_ids(subscriber.id, [p.id for p in candidates])
+        composition = compose(
+            subscriber.id,
+            period,
+            queries,
+            candidates,
+            offered,
+            subscriber.max_papers or settings.max_papers,
+        )
+        content = composition.content
+        outcome = "empty" if content.is_empty else "created"
+        if record:
+            message_id = make_msgid(idstring=f"digest.{period}", domain=settings.sender_domain)
+            if storage.record_digest(content, composition.overflow, message_id, now) is None:
+                outcome, content = "exists", None
+        results.append(ComposedDigest(subscriber, content, outcome, content.reason if content else ""))
+    return results
+
+
+def compile_interests(interests: Iterable[Interest]) -> list[tuple[str, Query]]:
+    """Parse each interest's query once for a run."""
+    return [(i.name, parse_query(i.query)) for i in interests]
+
+
+@dataclass
+class SendReport:
+    """What a send run did."""
+
+    sent: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    deferred: list[tuple[str, str]] = field(default_factory=list)
+
+
+async def send_pending(
+    storage: Storage,
+    renderer: EmailRenderer,
+    transport: Transport,
+    clock: Callable[[], datetime],
+    on_progress: Callable[[int, int], None] | None = None,
+) -> SendReport:
+    """Send every pending digest; each is marked sent only after the server accepted it.
+
+    A refused recipient fails that digest only; a temporary failure leaves it
+    pending for the next run; an unreachable server (ServerUnavailable) stops the
+    run and leaves everything not yet accepted pending.
+    """
+    report = SendReport()
+    pending = storage.pending_digests()
+    async with transport:
+        for done, digest in enumerate(pending, start=1):
+            email = digest.subscriber.email
+            message = renderer.render(digest.content, digest.subscriber, digest.message_id, clock())
+            try:
+                await transport.send(message)
+            except RecipientRejected as e:
+                storage.mark_attempt_failed(digest.id, str(e), permanent=True)
+                report.failed.append((email, str(e)))
+            except TemporaryDeliveryError as e:
+                storage.mark_attempt_failed(digest.id, str(e), permanent=False)
+                report.deferred.append((email, str(e)))
+            else:
+                storage.mark_sent(digest.id, clock())
+                report.sent.append(email)
+            if on_progress:
+                on_progress(done, len(pending))
+    return report
+
+
+async def preview_digests(
+    storage: Storage, settings: Settings, renderer: EmailRenderer, outbox: Transport, now: datetime
+) -> list[ComposedDigest]:
+    """Compose digests without recording them and write them to the outbox (dry run)."""
+    composed = compose_digests(storage, settings, now, record=False)
+    async with outbox:
+        for item in composed:
+            if item.content is not None and not item.content.is_empty:
+                message_id = f"<dry-run.{item.content.period}.{item.subscriber.id}@{settings.sender_domain}>"
+                await outbox.send(renderer.render(item.content, item.subscriber, message_id, now))
+    return composed
+
+
+# -- feeds ------------------------------------------------------------------
+
+
+def build_feeds(storage: Storage, settings: Settings, now: datetime) -> list[Path]:
+    """Write the all-papers, topic and private subscriber feeds; return the files written."""
+    pool = storage.latest_papers(FEED_POOL)
+    root = settings.feeds_dir
+    written: list[Path] = []
+
+    def write(name: str, meta: FeedMeta, items: Sequence[FeedItem]) -> None:
+        rss, atom = build_feed(meta, items, empty_date=now)
+        for suffix, data in ((".rss", rss), (".atom", atom)):
+            path = root / f"{name}{suffix}"
+            write_atomic(path, data)
+            written.append(path)
+
+    write(
+        "all",
+        _meta(settings, "all", "notifier: all new papers", "Every new paper notifier has seen."),
+        [_item(p, "") for p in pool[: settings.feed_items]],
+    )
+    for topic in settings.topics:
+        query = [(topic.name, parse_query(topic.query))]
+        write(
+            f"topics/{topic.slug}",
+            _meta(settings, f"topics/{topic.slug}", f"notifier: {topic.name}", f"New papers on {topic.name}."),
+            _matching_items(query, pool, settings.feed_items),
+        )
+    keep = set()
+    for subscriber in storage.subscribers(active_only=True):
+        keep.add(subscriber.feed_token)
+        try:
+            queries = compile_interests(subscriber.interests)
+        except QueryError:
+            queries = []
+        title = f"notifier: papers for {subscriber.name or subscriber.email}"
+        write(
+            f"subscribers/{subscriber.feed_token}",
+            _meta(settings, f"subscribers/{subscriber.feed_token}", title, "New papers matching your interests."),
+            _matching_items(queries, pool, settings.feed_items),
+        )
+    # A subscriber who left must not keep a live private feed.
+    for stale in (root / "subscribers").glob("*.*"):
+        if stale.stem not in keep:
+            stale.unlink()
+    return written
+
+
+def _meta(settings: Settings, name: str, title: str, description: str) -> FeedMeta:
+    """Return the metadata of the feed published at feeds/<name>."""
+    url = f"{settings.base_url}/feeds/{name}"
+    return FeedMeta(
+        feed_id=f"{url}.atom",
+        title=title,
+        description=description,
+        link=settings.base_url,
+        self_base=url,
+    )
+
+
+def _item(paper: Paper, reason: str) -> FeedItem:
+    """Return the feed entry of a paper, with why it was picked when there is a reason."""
+    summary = f"Why: {reason}. {paper.abstract}" if reason else paper.abstract
+    return FeedItem(
+        guid=paper.guid, title=paper.title, link=paper.url, summary=summary,
+        published=paper.first_seen_at, updated=paper.updated_at,
+    )
+
+
+def _matching_items(
+    queries: Sequence[tuple[str, Query]], pool: Sequence[Paper], limit: int
+) -> list[FeedItem]:
+    """Return feed items of the newest papers matching any query."""
+    items = []
+    for paper in pool:
+        if found := best_match(queries, paper.title, paper.abstract):
+            items.append(_item(paper, f"{found[0].interest}: {found[0].reason}"))
+            if len(items) == limit:
+                break
+    return items
+
+
+# -- demo -------------------------------------------------------------------
+
+DEMO_SUBSCRIBERS = (
+    (
+        "ada@example.org",
+        "Ada Lovelace",
+        (
+            Interest("robot-learning", 'robot OR robots OR robotic OR "robot manipulation"'),
+            Interest("imitation", '"imitation learning" OR "behavior cloning" OR "behavioral cloning"'),
+        ),
+    ),
+    (
+        "grace@example.org",
+        "Grace Hopper",
+        (
+            Interest("llm-reasoning", '"language model" OR "language models" OR LLM OR LLMs reasoning'),
+            Interest("diffusion", "diffusion -robot -robotic"),
+        ),
+    ),
+    (
+        "alan@example.org",
+        None,
+        (
+            Interest("offline-rl", '"offline reinforcement learning" OR "offline RL"'),
+            Interest("world-models", '"world model" OR "world models"'),
+        ),
+    ),
+)
+
+
+def demo_seeds() -> list[tuple[str, bytes]]:
+    """Return the bundled listing snapshots, in order."""
+    folder = resources.files("notifier") / "demo" / "seeds"
+    entries = sorted((e for e in folder.iterdir() if e.name.endswith(".txt")), key=lambda e: e.name)
+    return [(e.name, e.read_bytes()) for e in entries]
+
+
+@dataclass
+class DemoReport:
+    """What the demo did, day by day."""
+
+    days: list[tuple[str, IngestSummary, list[ComposedDigest]]] = field(default_factory=list)
+    sent: int = 0
+    feeds: list[Path] = field(default_factory=list)
+
+
+async def run_demo(
+    storage: Storage, settings: Settings, renderer: EmailRenderer, outbox: Transport, now: datetime
+) -> DemoReport:
+    """Replay the bundled snapshots as consecutive days ending today, with three subscribers."""
+    seeds = demo_seeds()
+    first_day = now - timedelta(days=len(seeds) - 1)
+    for email, name, interests in DEMO_SUBSCRIBERS:
+        storage.save_subscriber(email, name, interests, first_day - timedelta(hours=2))
+    report = DemoReport()
+    for offset, (name, data) in enumerate(seeds):
+        day = first_day + timedelta(days=offset)
+        summary = ingest(storage, f"demo/{name}", data, day - timedelta(hours=1))
+        composed = compose_digests(storage, settings, day)
+        sent = await send_pending(storage, renderer, outbox, clock=lambda day=day: day)
+        report.sent += len(sent.sent)
+        report.days.append((period_of(day), summary, composed))
+    report.feeds = build_feeds(storage, settings, now)
+    return report
+

@@ -1,0 +1,69 @@
+"""Build RSS 2.0 and Atom documents with feedgen. Pure: items in, bytes out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from feedgen.feed import FeedGenerator
+
+from notifier.papers import clean_text
+
+
+@dataclass(frozen=True, slots=True)
+class FeedItem:
+    """One feed entry; guid never changes for a paper."""
+
+    guid: str
+    title: str
+    link: str
+    summary: str
+    published: datetime
+    updated: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FeedMeta:
+    """What a feed is: its id, title, description and links."""
+
+    feed_id: str
+    title: str
+    description: str
+    link: str
+    # Where the feed is published, without suffix: <self_base>.rss and <self_base>.atom.
+    self_base: str
+
+
+def build_feed(meta: FeedMeta, items: Sequence[FeedItem], empty_date: datetime) -> tuple[bytes, bytes]:
+    """Return (rss, atom) bytes for items, newest first as given.
+
+    The feed's own date is its newest item's, so rebuilding unchanged content
+    gives identical bytes; empty_date is used when there are no items.
+    """
+    updated = max((i.updated for i in items), default=empty_date)
+    fg = FeedGenerator()
+    fg.id(meta.feed_id)
+    fg.title(meta.title)
+    fg.description(meta.description)
+    fg.language("en")
+    fg.generator("notifier")
+    fg.updated(updated)
+    fg.lastBuildDate(updated)
+    for item in items:
+        # append keeps our order; feedgen prepends by default.
+        entry = fg.add_entry(order="append")
+        entry.id(item.guid)
+        entry.guid(item.guid, permalink=False)
+        entry.title(clean_text(item.title))
+        entry.link(href=item.link)
+        entry.description(clean_text(item.summary))
+        entry.published(item.published)
+        entry.updated(item.updated)
+    documents = []
+    for suffix, render in ((".rss", fg.rss_str), (".atom", fg.atom_str)):
+        # feedgen gives RSS the *last* link, so the alternate link goes last.
+        fg.link(href=f"{meta.self_base}{suffix}", rel="self", replace=True)
+        fg.link(href=meta.link, rel="alternate")
+        documents.append(render(pretty=True))
+    return documents[0], documents[1]

@@ -1,0 +1,191 @@
+"""One validated Settings, from notifier.toml and NOTIFIER_* variables, built once."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from notifier.errors import ConfigError, QueryError
+from notifier.match import parse_query
+
+CONFIG_FILE = "notifier.toml"
+
+
+class Topic(BaseModel):
+    """A public feed: a name, a URL-safe slug and a query."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+
+    name: str = Field(min_length=1, max_length=100)
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
+    query: str
+
+    @field_validator("query")
+    @classmethod
+    def _valid_query(cls, query: str) -> str:
+        try:
+            parse_query(query)
+        except QueryError as e:
+            raise ValueError(str(e)) from None
+        return query
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpTarget:
+    """Where and how to reach the mail server, parsed from NOTIFIER_SMTP_URL."""
+
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    implicit_tls: bool
+
+    def describe(self) -> str:
+        """Return host:port for messages (never the password)."""
+        return f"{self.host}:{self.port}"
+
+
+class Settings(BaseSettings):
+    """Every setting notifier reads; see deploy/notifier.example.toml for each one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NOTIFIER_", extra="forbid", frozen=True, validate_default=True
+    )
+
+    state_dir: Path = Path("state")
+    database_url: str | None = None
+    smtp_url: SecretStr | None = None
+    smtp_timeout: float = Field(default=60.0, gt=0)
+    sender_address: str = "notifier@localhost.localdomain"
+    sender_name: str = "notifier"
+    base_url: str = "http://localhost:8000"
+    templates_dir: Path | None = None
+    max_papers: int = Field(default=30, ge=1, le=500)
+    backlog_days: int = Field(default=7, ge=1, le=365)
+    feed_items: int = Field(default=50, ge=1, le=1000)
+    topics: tuple[Topic, ...] = ()
+
+    @field_validator("sender_address")
+    @classmethod
+    def _valid_sender(cls, address: str) -> str:
+        try:
+            return validate_email(address, check_deliverability=False).normalized
+        except EmailNotValidError as e:
+            raise ValueError(str(e)) from None
+
+    @field_validator("base_url")
+    @classmethod
+    def _valid_base_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL")
+        return url.rstrip("/")
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _valid_smtp_url(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None:
+            _parse_smtp_url(url.get_secret_value())
+        return url
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read arguments first, then NOTIFIER_* variables, then the TOML file."""
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def database(self) -> str:
+        """Return the database URL, SQLite in the state directory by default."""
+        return self.database_url or f"sqlite:///{(self.state_dir / 'notifier.db').resolve()}"
+
+    @property
+    def outbox_dir(self) -> Path:
+        """Return where .eml files go (dry runs and the demo)."""
+        return self.state_dir / "outbox"
+
+    @property
+    def feeds_dir(self) -> Path:
+        """Return where feeds are written."""
+        return self.state_dir / "feeds"
+
+    @property
+    def smtp(self) -> SmtpTarget | None:
+        """Return the parsed SMTP target, or None when none is configured."""
+        if self.smtp_url is None:
+            return None
+        return _parse_smtp_url(self.smtp_url.get_secret_value())
+
+    @property
+    def sender_domain(self) -> str:
+        """Return the domain of the sender address (for Message-ID and List-Id)."""
+        return self.sender_address.rpartition("@")[2]
+
+
+def _parse_smtp_url(url: str) -> SmtpTarget:
+    """Parse smtp://user:pass@host:port or smtps://..., or raise ValueError."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ValueError("must start with smtp:// or smtps://")
+    if not parts.hostname:
+        raise ValueError("has no host name")
+    try:
+        port = parts.port or (465 if parts.scheme == "smtps" else 25)
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    return SmtpTarget(
+        host=parts.hostname,
+        port=port,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        implicit_tls=parts.scheme == "smtps",
+    )
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings from the config file (given, $NOTIFIER_CONFIG or ./notifier.toml).
+
+    Raises ConfigError with one line naming the setting and what is wrong.
+    """
+    explicit = config_file or (
+        Path(os.environ["NOTIFIER_CONFIG"]) if os.environ.get("NOTIFIER_CONFIG") else None
+    )
+    path = explicit or Path(CONFIG_FILE)
+    if explicit is not None and not explicit.is_file():
+        raise ConfigError(f"config file {str(explicit)!r} does not exist")
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=path if path.is_file() else None)
+
+    try:
+        return _FromFile(**overrides)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {e}") from None
+    except ValidationError as e:
+        error = e.errors()[0]
+        field = ".".join(str(p) for p in error["loc"]) or "settings"
+        env = f"NOTIFIER_{str(error['loc'][0]).upper()}" if error["loc"] else "NOTIFIER_*"
+        message = error["msg"].removeprefix("Value error, ")
+        raise ConfigError(
+            f"setting '{field}' ({path if path.is_file() else 'no config file'} or {env}): "
+            f"{message}"
+        ) from None

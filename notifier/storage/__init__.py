@@ -1,0 +1,627 @@
+"""Storage: the only package that talks to the database (SQLAlchemy 2 Core, Alembic).
+
+One method per use case; each returns models, never rows. Writes that belong
+together (an ingest run and its papers; a digest and its ledger) happen in one
+transaction.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+
+from notifier.errors import StorageError, SubscriberError
+from notifier.models import (
+    ChangeKind,
+    DigestContent,
+    IngestSummary,
+    Interest,
+    Listing,
+    Paper,
+    PaperChange,
+    StoredDigest,
+    StoredPaper,
+    Subscriber,
+)
+from notifier.storage import codec
+from notifier.storage.schema import (
+    deliveries,
+    digests,
+    ingest_runs,
+    interests,
+    papers,
+    sightings,
+    subscribers,
+)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRun:
+    """One row of the ingest log, for status."""
+
+    id: int
+    source: str
+    status: str
+    started_at: datetime
+    papers: int
+    new: int
+    seen: int
+    updated: int
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DigestOutcome:
+    """The latest digest of a subscriber, for status."""
+
+    email: str
+    period: str
+    status: str
+    papers: int
+    reason: str | None
+    last_error: str | None
+
+
+class Storage:
+    """Notifier's tables behind one method per use case."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.engine: Engine = create_engine(url)
+        except (SQLAlchemyError, ImportError) as e:
+            raise StorageError(f"database URL {_redact(url)!r} is not usable: {e}") from e
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            # pysqlite's own BEGIN handling defers the write lock; we issue
+            # BEGIN IMMEDIATE ourselves so two writers never deadlock on upgrade.
+            event.listen(self.engine, "begin", _sqlite_begin_immediate)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def migrate(self) -> bool:
+        """Bring the schema to the newest migration; return whether anything was applied."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        head = ScriptDirectory.from_config(config).get_current_head()
+        try:
+            with self.engine.begin() as conn:
+                current = MigrationContext.configure(conn).get_current_revision()
+                if current == head:
+                    return False
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+        except OperationalError as e:
+            raise StorageError(
+                f"cannot open the database {_redact(self.url)!r}: {e.orig}; "
+                "check NOTIFIER_DATABASE_URL and that the server is running"
+            ) from e
+        return True
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        """Run a block in one transaction, translating driver errors into StorageError."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as e:
+            raise StorageError(f"database error: {e.orig}") from e
+
+    # -- papers and ingest -------------------------------------------------
+
+    def papers_by_keys(self, keys: Iterable[str]) -> dict[str, StoredPaper]:
+        """Return stored papers by key (called by pipeline.ingest before diff.decide)."""
+        wanted = list(set(keys))
+        found: dict[str, StoredPaper] = {}
+        with self._tx() as conn:
+            for chunk in _chunks(wanted, 500):
+                rows = conn.execute(select(papers).where(papers.c.key.in_(chunk)))
+                for row in rows:
+                    found[row.key] = StoredPaper(
+                        row.id, row.key, row.title, row.abstract, row.arxiv_id
+                    )
+        return found
+
+    def record_ingest(
+        self, listing: Listing, changes: Sequence[PaperChange], now: datetime
+    ) -> IngestSummary:
+        """Store a diffed listing and its run in one transaction; return the counts."""
+        counts = {kind: 0 for kind in ChangeKind}
+        with self._tx() as conn:
+            run_id = conn.execute(
+                insert(ingest_runs).values(
+                    source=listing.source,
+                    label=listing.label,
+                    status="ok",
+                    started_at=now,
+                    papers=len(changes),
+                    new=0,
+                    seen=0,
+                    updated=0,
+                )
+            ).inserted_primary_key[0]
+            for change in changes:
+                counts[change.kind] += 1
+                paper_id = self._apply_change(conn, change, now)
+                conn.execute(
+                    insert(sightings).values(
+                        paper_id=paper_id, run_id=run_id, rank=change.paper.rank, seen_at=now
+                    )
+                )
+            conn.execute(
+                update(ingest_runs)
+                .where(ingest_runs.c.id == run_id)
+                .values(
+                    new=counts[ChangeKind.NEW],
+                    seen=counts[ChangeKind.SEEN],
+                    updated=counts[ChangeKind.UPDATED],
+                )
+            )
+        return IngestSummary(
+            source=listing.source,
+            run_id=run_id,
+            papers=len(changes),
+            new=counts[ChangeKind.NEW],
+            seen=counts[ChangeKind.SEEN],
+            updated=counts[ChangeKind.UPDATED],
+        )
+
+    @staticmethod
+    def _apply_change(conn: Connection, change: PaperChange, now: datetime) -> int:
+        """Insert or update the paper of one change; return its id."""
+        paper = change.paper
+        if change.kind is ChangeKind.NEW:
+            return int(
+                conn.execute(
+                    insert(papers).values(
+                        key=paper.key,
+                        guid=f"urn:notifier:{paper.key}",
+                        arxiv_id=paper.arxiv_id,
+                        title=paper.title,
+                        abstract=paper.abstract,
+                        first_seen_at=now,
+                        updated_at=now,
+                    )
+                ).inserted_primary_key[0]
+            )
+        assert change.stored_id is not None
+        if change.kind is ChangeKind.UPDATED:
+            conn.execute(
+                update(papers)
+                .where(papers.c.id == change.stored_id)
+                .values(
+                    key=paper.key,
+                    arxiv_id=paper.arxiv_id,
+                    title=paper.title,
+                    abstract=paper.abstract,
+                    updated_at=now,
+                )
+            )
+        return change.stored_id
+
+    def record_failed_ingest(self, source: str, error: str, now: datetime) -> int:
+        """Log an ingest that was refused; nothing of the listing is stored."""
+        with self._tx() as conn:
+            return int(
+                conn.execute(
+                    insert(ingest_runs).values(
+                        source=source,
+                        status="failed",
+                        started_at=now,
+                        papers=0,
+                        new=0,
+                        seen=0,
+                        updated=0,
+                        error=error,
+                    )
+                ).inserted_primary_key[0]
+            )
+
+    def recent_papers(self, since: datetime, limit: int | None = None) -> list[Paper]:
+        """Return papers first seen at or after since, newest first (stable order)."""
+        query = (
+            select(papers)
+            .where(papers.c.first_seen_at >= since)
+            .order_by(papers.c.first_seen_at.desc(), papers.c.id.desc())
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        with self._tx() as conn:
+            return [codec.paper(row) for row in conn.execute(query)]
+
+    def latest_papers(self, limit: int) -> list[Paper]:
+        """Return the newest papers by first sight, newest first (for feeds)."""
+        query = select(papers).order_by(papers.c.first_seen_at.desc(), papers.c.id.desc())
+        with self._tx() as conn:
+            return [codec.paper(row) for row in conn.execute(query.limit(limit))]
+
+    def ingest_runs(self, limit: int = 10) -> list[IngestRun]:
+        """Return the latest ingest runs, newest first."""
+        query = select(ingest_runs).order_by(ingest_runs.c.id.desc()).limit(limit)
+        with self._tx() as conn:
+            return [
+                IngestRun(
+                    r.id, r.source, r.status, r.started_at, r.papers, r.new, r.seen, r.updated,
+                    r.error,
+                )
+                for r in conn.execute(query)
+            ]
+
+    def count_papers(self) -> int:
+        """Return how many distinct papers are stored."""
+        with self._tx() as conn:
+            return int(conn.execute(select(func.count()).select_from(papers)).scalar_one())
+
+    # -- subscribers -------------------------------------------------------
+
+    def save_subscriber(
+        self,
+        email: str,
+        name: str | None,
+        new_interests: Sequence[Interest],
+        now: datetime,
+        max_papers: int | None = None,
+    ) -> tuple[Subscriber, bool]:
+        """Create a subscriber or update one (name, max_papers, interests by name); say if new."""
+        with self._tx() as conn:
+            row = conn.execute(select(subscribers).where(subscribers.c.email == email)).first()
+            created = row is None
+            if row is None:
+                subscriber_id = conn.execute(
+                    insert(subscribers).values(
+                        email=email,
+                        name=name,
+                        status="active",
+                        max_papers=max_papers,
+                        feed_token=secrets.token_urlsafe(24),
+                        manage_token=secrets.token_urlsafe(24),
+                        created_at=now,
+                    )
+                ).inserted_primary_key[0]
+            else:
+                subscriber_id = row.id
+                changes: dict[str, Any] = {}
+                if name is not None:
+                    changes["name"] = name
+                if max_papers is not None:
+                    changes["max_papers"] = max_papers
+                if changes:
+                    conn.execute(
+                        update(subscribers).where(subscribers.c.id == row.id).values(**changes)
+                    )
+            existing = {
+                r.name: r.position
+                for r in conn.execute(
+                    select(interests.c.name, interests.c.position).where(
+                        interests.c.subscriber_id == subscriber_id
+                    )
+                )
+            }
+            for interest in new_interests:
+                if interest.name in existing:
+                    conn.execute(
+                        update(interests)
+                        .where(
+                            interests.c.subscriber_id == subscriber_id,
+                            interests.c.name == interest.name,
+                        )
+                        .values(query=interest.query)
+                    )
+                else:
+                    existing[interest.name] = len(existing)
+                    conn.execute(
+                        insert(interests).values(
+                            subscriber_id=subscriber_id,
+                            position=existing[interest.name],
+                            name=interest.name,
+                            query=interest.query,
+                        )
+                    )
+            subscriber = self._subscribers(conn, subscribers.c.id == subscriber_id)[0]
+        return subscriber, created
+
+    def subscribers(self, active_only: bool = False) -> list[Subscriber]:
+        """Return subscribers with their interests, in id order."""
+        condition = subscribers.c.status == "active" if active_only else None
+        with self._tx() as conn:
+            return self._subscribers(conn, condition)
+
+    def subscriber_by_email(self, email: str) -> Subscriber:
+        """Return one subscriber, or raise SubscriberError when there is none."""
+        with self._tx() as conn:
+            found = self._subscribers(conn, subscribers.c.email == email)
+        if not found:
+            raise SubscriberError(f"no subscriber with the address {email!r}")
+        return found[0]
+
+    @staticmethod
+    def _subscribers(conn: Connection, condition: Any) -> list[Subscriber]:
+        """Load subscribers matching condition with their interests."""
+        query = select(subscribers).order_by(subscribers.c.id)
+        if condition is not None:
+            query = query.where(condition)
+        rows = list(conn.execute(query))
+        by_subscriber: dict[int, list[Interest]] = {r.id: [] for r in rows}
+        for chunk in _chunks(list(by_subscriber), 500):
+            for i in conn.execute(
+                select(interests)
+                .where(interests.c.subscriber_id.in_(chunk))
+                .order_by(interests.c.subscriber_id, interests.c.position)
+            ):
+                by_subscriber[i.subscriber_id].append(Interest(i.name, i.query))
+        return [codec.subscriber(r, tuple(by_subscriber[r.id])) for r in rows]
+
+    # -- digests and the ledger --------------------------------------------
+
+    def offered_paper_ids(self, subscriber_id: int, paper_ids: Iterable[int]) -> set[int]:
+        """Return which of paper_ids are already in the subscriber's ledger."""
+        found: set[int] = set()
+        with self._tx() as conn:
+            for chunk in _chunks(list(paper_ids), 500):
+                found.update(
+                    conn.execute(
+                        select(deliveries.c.paper_id).where(
+                            deliveries.c.subscriber_id == subscriber_id,
+                            deliveries.c.paper_id.in_(chunk),
+                        )
+                    ).scalars()
+                )
+        return found
+
+    def digest_status(self, subscriber_id: int, period: str) -> str | None:
+        """Return the status of the subscriber's digest for period, or None if there is none."""
+        with self._tx() as conn:
+            return conn.execute(
+                select(digests.c.status).where(
+                    digests.c.subscriber_id == subscriber_id, digests.c.period == period
+                )
+            ).scalar_one_or_none()
+
+    def record_digest(
+        self,
+        content: DigestContent,
+        overflow: Sequence[tuple[int, str, float, str]],
+        message_id: str,
+        now: datetime,
+    ) -> int | None:
+        """Store a composed digest and its ledger rows in one transaction.
+
+        Returns the digest id, or None when the period already has a non-empty
+        digest (another composer won) or a paper was offered meanwhile. An
+        "empty" digest of the same period is replaced, so a later ingest on the
+        same day still reaches the subscriber.
+        """
+        status = "empty" if content.is_empty else "pending"
+        values = {
+            "status": status,
+            "message_id": message_id,
+            "content": codec.content_to_json(content),
+            "papers": len(content.papers),
+            "reason": content.reason,
+            "created_at": now,
+            "attempts": 0,
+        }
+        try:
+            with self._tx() as conn:
+                existing = conn.execute(
+                    select(digests.c.id, digests.c.status).where(
+                        digests.c.subscriber_id == content.subscriber_id,
+                        digests.c.period == content.period,
+                    )
+                ).first()
+                if existing is not None and existing.status != "empty":
+                    return None
+                if existing is not None:
+                    conn.execute(
+                        update(digests).where(digests.c.id == existing.id).values(**values)
+                    )
+                    digest_id = int(existing.id)
+                else:
+                    digest_id = int(
+                        conn.execute(
+                            insert(digests).values(
+                                subscriber_id=content.subscriber_id,
+                                period=content.period,
+                                **values,
+                            )
+                        ).inserted_primary_key[0]
+                    )
+                ledger = [
+                    {
+                        "subscriber_id": content.subscriber_id,
+                        "paper_id": p.paper_id,
+                        "digest_id": digest_id,
+                        "interest": section.interest,
+                        "score": p.score,
+                        "reason": p.reason,
+                        "shown": True,
+                        "created_at": now,
+                    }
+                    for section in content.sections
+                    for p in section.papers
+                ] + [
+                    {
+                        "subscriber_id": content.subscriber_id,
+                        "paper_id": paper_id,
+                        "digest_id": digest_id,
+                        "interest": interest,
+                        "score": score,
+                        "reason": reason,
+                        "shown": False,
+                        "created_at": now,
+                    }
+                    for paper_id, interest, score, reason in overflow
+                ]
+                if ledger:
+                    conn.execute(insert(deliveries), ledger)
+        except IntegrityError:
+            # A concurrent composer created this period's digest or offered one
+            # of these papers first; its digest stands, ours is dropped whole.
+            return None
+        return digest_id
+
+    def pending_digests(self) -> list[StoredDigest]:
+        """Return digests waiting to be sent, oldest first."""
+        with self._tx() as conn:
+            rows = list(
+                conn.execute(
+                    select(digests).where(digests.c.status == "pending").order_by(digests.c.id)
+                )
+            )
+            subs = {
+                s.id: s
+                for s in self._subscribers(
+                    conn, subscribers.c.id.in_({r.subscriber_id for r in rows})
+                )
+            }
+        return [codec.stored_digest(r, subs[r.subscriber_id]) for r in rows]
+
+    def mark_sent(self, digest_id: int, now: datetime) -> None:
+        """Mark a digest sent; called only after the mail server accepted it."""
+        with self._tx() as conn:
+            conn.execute(
+                update(digests)
+                .where(digests.c.id == digest_id)
+                .values(
+                    status="sent", sent_at=now, attempts=digests.c.attempts + 1, last_error=None
+                )
+            )
+
+    def mark_attempt_failed(self, digest_id: int, error: str, permanent: bool) -> None:
+        """Record a failed send; a permanent failure stops further attempts."""
+        with self._tx() as conn:
+            conn.execute(
+                update(digests)
+                .where(digests.c.id == digest_id)
+                .values(
+                    status="failed" if permanent else "pending",
+                    attempts=digests.c.attempts + 1,
+                    last_error=error,
+                )
+            )
+
+    def latest_digests(self) -> list[DigestOutcome]:
+        """Return each subscriber's most recent digest outcome."""
+        latest = (
+            select(func.max(digests.c.id)).group_by(digests.c.subscriber_id).scalar_subquery()
+        )
+        query = (
+            select(
+                subscribers.c.email,
+                digests.c.period,
+                digests.c.status,
+                digests.c.papers,
+                digests.c.reason,
+                digests.c.last_error,
+            )
+            .join(subscribers, subscribers.c.id == digests.c.subscriber_id)
+            .where(digests.c.id.in_(latest))
+            .order_by(subscribers.c.email)
+        )
+        with self._tx() as conn:
+            return [DigestOutcome(*row) for row in conn.execute(query)]
+
+    def digest_history(self, subscriber_id: int, limit: int) -> list[DigestOutcome]:
+        """Return a subscriber's latest digests, newest first."""
+        query = (
+            select(
+                subscribers.c.email,
+                digests.c.period,
+                digests.c.status,
+                digests.c.papers,
+                digests.c.reason,
+                digests.c.last_error,
+            )
+            .join(subscribers, subscribers.c.id == digests.c.subscriber_id)
+            .where(digests.c.subscriber_id == subscriber_id)
+            .order_by(digests.c.id.desc())
+            .limit(limit)
+        )
+        with self._tx() as conn:
+            return [DigestOutcome(*row) for row in conn.execute(query)]
+
+    def digest_counts(self) -> dict[str, int]:
+        """Return how many digests are in each status."""
+        query = select(digests.c.status, func.count()).group_by(digests.c.status)
+        with self._tx() as conn:
+            return {status: int(n) for status, n in conn.execute(query)}
+
+    def offered_papers(self, subscriber_id: int, limit: int) -> list[tuple[Paper, str, str]]:
+        """Return (paper, interest, reason) the subscriber was shown, newest first."""
+        query = (
+            select(papers, deliveries.c.interest, deliveries.c.reason)
+            .join(deliveries, deliveries.c.paper_id == papers.c.id)
+            .where(deliveries.c.subscriber_id == subscriber_id, deliveries.c.shown.is_(True))
+            .order_by(deliveries.c.id.desc())
+            .limit(limit)
+        )
+        with self._tx() as conn:
+            return [(codec.paper(r), r.interest, r.reason) for r in conn.execute(query)]
+
+    def reset(self) -> None:
+        """Delete every row (used by `notifier demo --reset`)."""
+        with self._tx() as conn:
+            for table in (deliveries, digests, interests, subscribers, sightings):
+                conn.execute(delete(table))
+            conn.execute(delete(ingest_runs))
+            conn.execute(delete(papers))
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Turn on WAL, foreign keys and a busy timeout for every SQLite connection."""
+    # Let SQLAlchemy, not pysqlite, decide when transactions begin.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(conn: Connection) -> None:
+    """Take SQLite's write lock at BEGIN so read-then-write never fails with SQLITE_BUSY."""
+    # https://simonwillison.net/2025/Feb/17/sqlite-busy/
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    """Yield items in lists of at most size (SQLite caps bound parameters)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _redact(url: str) -> str:
+    """Return url with any password hidden."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest and ":" in rest.split("@", 1)[0]:
+        user = rest.split("@", 1)[0].split(":", 1)[0]
+        return f"{scheme}{sep}{user}:***@{rest.split('@', 1)[1]}"
+    return url

@@ -1,0 +1,159 @@
+"""Table declarations; the Alembic migrations in migrations/versions create exactly these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Store aware datetimes as UTC and give them back aware (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Convert to UTC, refusing naive datetimes (DESIGN.md: aware UTC inside)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to storage")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Return an aware UTC datetime."""
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+papers = Table(
+    "papers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # arxiv:<id> or title:<hash>; changes once when a title-keyed paper gains an arXiv id.
+    Column("key", String(64), nullable=False, unique=True),
+    # Fixed at first sight so feed GUIDs survive that merge.
+    Column("guid", String(80), nullable=False, unique=True),
+    Column("arxiv_id", String(40), unique=True),
+    Column("title", Text, nullable=False),
+    Column("abstract", Text, nullable=False),
+    Column("first_seen_at", UtcDateTime(), nullable=False, index=True),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+ingest_runs = Table(
+    "ingest_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("label", String(40)),
+    Column("status", String(16), nullable=False),  # ok | failed
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("papers", Integer, nullable=False, default=0),
+    Column("new", Integer, nullable=False, default=0),
+    Column("seen", Integer, nullable=False, default=0),
+    Column("updated", Integer, nullable=False, default=0),
+    Column("error", Text),
+)
+
+sightings = Table(
+    "sightings",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("paper_id", ForeignKey("papers.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("run_id", ForeignKey("ingest_runs.id", ondelete="CASCADE"), nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("seen_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("run_id", "paper_id"),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", String(200)),
+    Column("status", String(16), nullable=False, default="active"),
+    Column("max_papers", Integer),
+    # Two secrets: the feed URL is often shared, the manage link must not be.
+    Column("feed_token", String(64), nullable=False, unique=True),
+    Column("manage_token", String(64), nullable=False, unique=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+interests = Table(
+    "interests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("position", Integer, nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("query", Text, nullable=False),
+    UniqueConstraint("subscriber_id", "name"),
+)
+
+digests = Table(
+    "digests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("period", String(32), nullable=False),
+    # empty (nothing matched, reason kept) | pending | sent | failed
+    Column("status", String(16), nullable=False),
+    Column("message_id", String(200), nullable=False, unique=True),
+    Column("content", JSON, nullable=False),
+    Column("papers", Integer, nullable=False, default=0),
+    Column("reason", Text),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("sent_at", UtcDateTime()),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    UniqueConstraint("subscriber_id", "period"),
+)
+Index("ix_digests_status", digests.c.status)
+
+# The delivery ledger (DESIGN.md invariant 3): one row per paper a subscriber was
+# offered, written in the same transaction as its digest. shown=false rows are
+# the "and N more" overflow: offered once, never carried into later digests.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("paper_id", ForeignKey("papers.id", ondelete="CASCADE"), nullable=False),
+    Column("digest_id", ForeignKey("digests.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("interest", String(100), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("shown", Boolean, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("subscriber_id", "paper_id"),
+)
