@@ -189,7 +189,7 @@ def parse_interest(raw: str) -> Interest:
     "interests",
     multiple=True,
     metavar="NAME=QUERY",
-    help='A named interest, e.g. --interest \'rl="reinforcement learning" OR RL -survey\'. '
+    help="A named interest, e.g. --interest 'rl=\"reinforcement learning\" OR RL -survey'. "
     "Repeat for several; an existing name is replaced.",
 )
 @click.option("--max-papers", type=click.IntRange(1, 500), help="Cap on papers per digest.")
@@ -253,7 +253,9 @@ def subscribers(context: Context, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--dry-run", is_flag=True, help="Write .eml previews to state/outbox/; record nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="Write .eml previews to state/outbox/; record nothing."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print each composed digest as JSON.")
 @pass_context
 def digest(context: Context, dry_run: bool, as_json: bool) -> None:
@@ -312,8 +314,7 @@ def _print_composed(composed: list[pipeline.ComposedDigest], as_json: bool) -> N
         else:
             more = f" (+{content.more} over the cap)" if content.more else ""
             click.echo(
-                f"{email}: {len(content.papers)} papers in {len(content.sections)} "
-                f"section(s){more}"
+                f"{email}: {len(content.papers)} papers in {len(content.sections)} section(s){more}"
             )
 
 
@@ -394,7 +395,9 @@ def status(context: Context, email: str | None) -> None:
 
 
 @cli.command()
-@click.option("--reset", is_flag=True, help="Delete existing state first (database, outbox, feeds).")
+@click.option(
+    "--reset", is_flag=True, help="Delete existing state first (database, outbox, feeds)."
+)
 @pass_context
 def demo(context: Context, reset: bool) -> None:
     """Replay the bundled snapshots as five days with three example subscribers.
@@ -413,7 +416,9 @@ def demo(context: Context, reset: bool) -> None:
         for folder in (settings.outbox_dir, settings.feeds_dir):
             shutil.rmtree(folder, ignore_errors=True)
     report = asyncio.run(
-        pipeline.run_demo(storage, settings, make_renderer(settings), make_outbox(settings), utc_now())
+        pipeline.run_demo(
+            storage, settings, make_renderer(settings), make_outbox(settings), utc_now()
+        )
     )
     for period, summary, composed in report.days:
         got = ", ".join(
@@ -428,12 +433,14 @@ def demo(context: Context, reset: bool) -> None:
         f"\n{report.sent} digests written to {settings.outbox_dir}/ and {len(report.feeds)} "
         f"feed files to {settings.feeds_dir}/"
     )
-    click.echo(f"look at: {settings.outbox_dir}/*.eml, {settings.feeds_dir}/all.atom, `notifier status`")
+    click.echo(
+        f"look at: {settings.outbox_dir}/*.eml, {settings.feeds_dir}/all.atom, `notifier status`"
+    )
 
 
 @contextmanager
 def _progress(total: int, label: str, enabled: bool) -> Iterator[Callable[[], None]]:
-    """Yield a step function for a progress bar on stderr, shown only on a terminal for long work."""
+    """Yield a step function for a stderr progress bar, shown only on a terminal."""
     if not enabled or total < 2 or not sys.stderr.isatty():
         yield lambda: None
         return

@@ -30,6 +30,7 @@ class _Ranked:
 def compose(
     subscriber_id: int,
     period: str,
+    *,
     queries: Sequence[tuple[str, Query]],
     candidates: Sequence[Paper],
     already_offered: Collection[int],

@@ -101,7 +101,11 @@ def match_paper(query: Query, interest: str, title: str, abstract: str) -> Match
     explanations: list[str] = []
     for clause in query.clauses:
         hits = [(t, _hits(t, title), _hits(t, abstract)) for t in clause]
-        found = [(t, in_title, in_abstract) for t, in_title, in_abstract in hits if in_title or in_abstract]
+        found = [
+            (t, in_title, in_abstract)
+            for t, in_title, in_abstract in hits
+            if in_title or in_abstract
+        ]
         if not found:
             return None
         for term, in_title, in_abstract in found:
@@ -123,7 +127,7 @@ def _explain(term: str, in_title: int, in_abstract: int) -> str:
     if in_title:
         where.append("title")
     if in_abstract:
-        where.append("abstract" if in_abstract == 1 else f"abstract ×{in_abstract}")
+        where.append("abstract" if in_abstract == 1 else f"abstract ({in_abstract} times)")
     return f"“{term}” in {' and '.join(where)}"
 
 

@@ -82,7 +82,9 @@ def compose_digests(
     results = []
     for subscriber in storage.subscribers(active_only=True):
         if record and storage.digest_status(subscriber.id, period) not in (None, "empty"):
-            results.append(ComposedDigest(subscriber, None, "exists", f"already composed for {period}"))
+            results.append(
+                ComposedDigest(subscriber, None, "exists", f"already composed for {period}")
+            )
             continue
         try:
             queries = compile_interests(subscriber.interests)
@@ -94,18 +96,21 @@ def compose_digests(
         composition = compose(
             subscriber.id,
             period,
-            queries,
-            candidates,
-            offered,
-            subscriber.max_papers or settings.max_papers,
+            queries=queries,
+            candidates=candidates,
+            already_offered=offered,
+            max_papers=subscriber.max_papers or settings.max_papers,
         )
-        content = composition.content
+        content: DigestContent | None = composition.content
+        assert content is not None
         outcome = "empty" if content.is_empty else "created"
         if record:
             message_id = make_msgid(idstring=f"digest.{period}", domain=settings.sender_domain)
             if storage.record_digest(content, composition.overflow, message_id, now) is None:
                 outcome, content = "exists", None
-        results.append(ComposedDigest(subscriber, content, outcome, content.reason if content else ""))
+        results.append(
+            ComposedDigest(subscriber, content, outcome, content.reason if content else "")
+        )
     return results
 
 
@@ -166,7 +171,9 @@ async def preview_digests(
     async with outbox:
         for item in composed:
             if item.content is not None and not item.content.is_empty:
-                message_id = f"<dry-run.{item.content.period}.{item.subscriber.id}@{settings.sender_domain}>"
+                message_id = (
+                    f"<dry-run.{item.content.period}.{item.subscriber.id}@{settings.sender_domain}>"
+                )
                 await outbox.send(renderer.render(item.content, item.subscriber, message_id, now))
     return composed
 
@@ -196,7 +203,12 @@ def build_feeds(storage: Storage, settings: Settings, now: datetime) -> list[Pat
         query = [(topic.name, parse_query(topic.query))]
         write(
             f"topics/{topic.slug}",
-            _meta(settings, f"topics/{topic.slug}", f"notifier: {topic.name}", f"New papers on {topic.name}."),
+            _meta(
+                settings,
+                f"topics/{topic.slug}",
+                f"notifier: {topic.name}",
+                f"New papers on {topic.name}.",
+            ),
             _matching_items(query, pool, settings.feed_items),
         )
     keep = set()
@@ -209,7 +221,12 @@ def build_feeds(storage: Storage, settings: Settings, now: datetime) -> list[Pat
         title = f"notifier: papers for {subscriber.name or subscriber.email}"
         write(
             f"subscribers/{subscriber.feed_token}",
-            _meta(settings, f"subscribers/{subscriber.feed_token}", title, "New papers matching your interests."),
+            _meta(
+                settings,
+                f"subscribers/{subscriber.feed_token}",
+                title,
+                "New papers matching your interests.",
+            ),
             _matching_items(queries, pool, settings.feed_items),
         )
     # A subscriber who left must not keep a live private feed.
@@ -235,8 +252,12 @@ def _item(paper: Paper, reason: str) -> FeedItem:
     """Return the feed entry of a paper, with why it was picked when there is a reason."""
     summary = f"Why: {reason}. {paper.abstract}" if reason else paper.abstract
     return FeedItem(
-        guid=paper.guid, title=paper.title, link=paper.url, summary=summary,
-        published=paper.first_seen_at, updated=paper.updated_at,
+        guid=paper.guid,
+        title=paper.title,
+        link=paper.url,
+        summary=summary,
+        published=paper.first_seen_at,
+        updated=paper.updated_at,
     )
 
 
@@ -261,14 +282,18 @@ DEMO_SUBSCRIBERS = (
         "Ada Lovelace",
         (
             Interest("robot-learning", 'robot OR robots OR robotic OR "robot manipulation"'),
-            Interest("imitation", '"imitation learning" OR "behavior cloning" OR "behavioral cloning"'),
+            Interest(
+                "imitation", '"imitation learning" OR "behavior cloning" OR "behavioral cloning"'
+            ),
         ),
     ),
     (
         "grace@example.org",
         "Grace Hopper",
         (
-            Interest("llm-reasoning", '"language model" OR "language models" OR LLM OR LLMs reasoning'),
+            Interest(
+                "llm-reasoning", '"language model" OR "language models" OR LLM OR LLMs reasoning'
+            ),
             Interest("diffusion", "diffusion -robot -robotic"),
         ),
     ),
@@ -299,6 +324,11 @@ class DemoReport:
     feeds: list[Path] = field(default_factory=list)
 
 
+def _fixed_clock(moment: datetime) -> Callable[[], datetime]:
+    """Return a clock stopped at moment (the demo replays past days)."""
+    return lambda: moment
+
+
 async def run_demo(
     storage: Storage, settings: Settings, renderer: EmailRenderer, outbox: Transport, now: datetime
 ) -> DemoReport:
@@ -312,9 +342,8 @@ async def run_demo(
         day = first_day + timedelta(days=offset)
         summary = ingest(storage, f"demo/{name}", data, day - timedelta(hours=1))
         composed = compose_digests(storage, settings, day)
-        sent = await send_pending(storage, renderer, outbox, clock=lambda day=day: day)
+        sent = await send_pending(storage, renderer, outbox, clock=_fixed_clock(day))
         report.sent += len(sent.sent)
         report.days.append((period_of(day), summary, composed))
     report.feeds = build_feeds(storage, settings, now)
     return report
-

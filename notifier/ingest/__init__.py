@@ -18,7 +18,9 @@ def expand_paths(paths: list[str]) -> list[str]:
         path = Path(raw)
         if raw != "-" and path.is_dir():
             found.extend(
-                str(p) for p in sorted(path.iterdir()) if p.suffix in LISTING_SUFFIXES and p.is_file()
+                str(p)
+                for p in sorted(path.iterdir())
+                if p.suffix in LISTING_SUFFIXES and p.is_file()
             )
         else:
             found.append(raw)

@@ -46,7 +46,9 @@ def parse_snapshot(data: bytes, source: str) -> Listing:
                 title_no,
             )
         if i + 1 == len(body):
-            raise ListingError(source, f"title {_quote(title)} has no abstract (file ends)", title_no)
+            raise ListingError(
+                source, f"title {_quote(title)} has no abstract (file ends)", title_no
+            )
         abstract_no, abstract = body[i + 1]
         if len(abstract) < MIN_ABSTRACT_CHARS:
             raise ListingError(
@@ -69,7 +71,9 @@ def _decode_lines(data: bytes, source: str) -> list[tuple[int, str]]:
     if not data.strip():
         raise ListingError(source, "empty listing: the file holds no text")
     if (nul := data.find(b"\x00")) >= 0:
-        raise ListingError(source, "binary data (NUL byte), not a text listing", _line_of(data, nul))
+        raise ListingError(
+            source, "binary data (NUL byte), not a text listing", _line_of(data, nul)
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

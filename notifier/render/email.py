@@ -17,7 +17,6 @@ from notifier.errors import NotifierError
 from notifier.models import DigestContent, Subscriber
 from notifier.papers import clean_text
 
-
 # RFC 5322 allows 998 octets per line; the default 78 makes the email package
 # RFC 2047-encode long unbreakable tokens (the List-Unsubscribe URLs), which
 # clients then cannot parse.
@@ -58,8 +57,7 @@ def subscriber_links(identity: MailIdentity, subscriber: Subscriber) -> Subscrib
     return SubscriberLinks(
         unsubscribe=f"{base}/unsubscribe/{subscriber.manage_token}",
         unsubscribe_mailto=(
-            f"mailto:{identity.sender_address}"
-            f"?subject=unsubscribe-{subscriber.manage_token}"
+            f"mailto:{identity.sender_address}?subject=unsubscribe-{subscriber.manage_token}"
         ),
         manage=f"{base}/manage/{subscriber.manage_token}",
         feed=f"{base}/feeds/subscribers/{subscriber.feed_token}.atom",
@@ -100,7 +98,9 @@ class EmailRenderer:
         message = EmailMessage(policy=MAIL_POLICY)
         # Address objects, never f-strings: the email package refuses CR/LF in
         # them, and clean_text has already removed every control character.
-        message["From"] = Address(clean_text(self.identity.sender_name), addr_spec=self.identity.sender_address)
+        message["From"] = Address(
+            clean_text(self.identity.sender_name), addr_spec=self.identity.sender_address
+        )
         message["To"] = Address(context["display_name"] or "", addr_spec=subscriber.email)
         message["Subject"] = context["subject"]
         message["Date"] = format_datetime(now)

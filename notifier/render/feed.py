@@ -35,7 +35,9 @@ class FeedMeta:
     self_base: str
 
 
-def build_feed(meta: FeedMeta, items: Sequence[FeedItem], empty_date: datetime) -> tuple[bytes, bytes]:
+def build_feed(
+    meta: FeedMeta, items: Sequence[FeedItem], empty_date: datetime
+) -> tuple[bytes, bytes]:
     """Return (rss, atom) bytes for items, newest first as given.
 
     The feed's own date is its newest item's, so rebuilding unchanged content

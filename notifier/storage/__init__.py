@@ -154,10 +154,11 @@ class Storage:
         self, listing: Listing, changes: Sequence[PaperChange], now: datetime
     ) -> IngestSummary:
         """Store a diffed listing and its run in one transaction; return the counts."""
-        counts = {kind: 0 for kind in ChangeKind}
+        counts = dict.fromkeys(ChangeKind, 0)
         with self._tx() as conn:
             run_id = conn.execute(
-                insert(ingest_runs).values(
+                insert(ingest_runs)
+                .values(
                     source=listing.source,
                     label=listing.label,
                     status="ok",
@@ -167,7 +168,8 @@ class Storage:
                     seen=0,
                     updated=0,
                 )
-            ).inserted_primary_key[0]
+                .returning(ingest_runs.c.id)
+            ).scalar_one()
             for change in changes:
                 counts[change.kind] += 1
                 paper_id = self._apply_change(conn, change, now)
@@ -201,7 +203,8 @@ class Storage:
         if change.kind is ChangeKind.NEW:
             return int(
                 conn.execute(
-                    insert(papers).values(
+                    insert(papers)
+                    .values(
                         key=paper.key,
                         guid=f"urn:notifier:{paper.key}",
                         arxiv_id=paper.arxiv_id,
@@ -210,7 +213,8 @@ class Storage:
                         first_seen_at=now,
                         updated_at=now,
                     )
-                ).inserted_primary_key[0]
+                    .returning(papers.c.id)
+                ).scalar_one()
             )
         assert change.stored_id is not None
         if change.kind is ChangeKind.UPDATED:
@@ -232,7 +236,8 @@ class Storage:
         with self._tx() as conn:
             return int(
                 conn.execute(
-                    insert(ingest_runs).values(
+                    insert(ingest_runs)
+                    .values(
                         source=source,
                         status="failed",
                         started_at=now,
@@ -242,7 +247,8 @@ class Storage:
                         updated=0,
                         error=error,
                     )
-                ).inserted_primary_key[0]
+                    .returning(ingest_runs.c.id)
+                ).scalar_one()
             )
 
     def recent_papers(self, since: datetime, limit: int | None = None) -> list[Paper]:
@@ -269,7 +275,14 @@ class Storage:
         with self._tx() as conn:
             return [
                 IngestRun(
-                    r.id, r.source, r.status, r.started_at, r.papers, r.new, r.seen, r.updated,
+                    r.id,
+                    r.source,
+                    r.status,
+                    r.started_at,
+                    r.papers,
+                    r.new,
+                    r.seen,
+                    r.updated,
                     r.error,
                 )
                 for r in conn.execute(query)
@@ -296,7 +309,8 @@ class Storage:
             created = row is None
             if row is None:
                 subscriber_id = conn.execute(
-                    insert(subscribers).values(
+                    insert(subscribers)
+                    .values(
                         email=email,
                         name=name,
                         status="active",
@@ -305,7 +319,8 @@ class Storage:
                         manage_token=secrets.token_urlsafe(24),
                         created_at=now,
                     )
-                ).inserted_primary_key[0]
+                    .returning(subscribers.c.id)
+                ).scalar_one()
             else:
                 subscriber_id = row.id
                 changes: dict[str, Any] = {}
@@ -447,12 +462,14 @@ class Storage:
                 else:
                     digest_id = int(
                         conn.execute(
-                            insert(digests).values(
+                            insert(digests)
+                            .values(
                                 subscriber_id=content.subscriber_id,
                                 period=content.period,
                                 **values,
                             )
-                        ).inserted_primary_key[0]
+                            .returning(digests.c.id)
+                        ).scalar_one()
                     )
                 ledger = [
                     {
@@ -530,9 +547,7 @@ class Storage:
 
     def latest_digests(self) -> list[DigestOutcome]:
         """Return each subscriber's most recent digest outcome."""
-        latest = (
-            select(func.max(digests.c.id)).group_by(digests.c.subscriber_id).scalar_subquery()
-        )
+        latest = select(func.max(digests.c.id)).group_by(digests.c.subscriber_id).scalar_subquery()
         query = (
             select(
                 subscribers.c.email,

@@ -48,6 +48,7 @@ class UtcDateTime(TypeDecorator[datetime]):
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+
 papers = Table(
     "papers",
     metadata,
@@ -107,9 +108,7 @@ interests = Table(
     "interests",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column(
-        "subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
-    ),
+    Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
     Column("position", Integer, nullable=False),
     Column("name", String(100), nullable=False),
     Column("query", Text, nullable=False),
@@ -120,9 +119,7 @@ digests = Table(
     "digests",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column(
-        "subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
-    ),
+    Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
     Column("period", String(32), nullable=False),
     # empty (nothing matched, reason kept) | pending | sent | failed
     Column("status", String(16), nullable=False),
@@ -145,9 +142,7 @@ deliveries = Table(
     "deliveries",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column(
-        "subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
-    ),
+    Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
     Column("paper_id", ForeignKey("papers.id", ondelete="CASCADE"), nullable=False),
     Column("digest_id", ForeignKey("digests.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("interest", String(100), nullable=False),

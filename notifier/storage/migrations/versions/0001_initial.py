@@ -52,7 +52,10 @@ def upgrade() -> None:
             "paper_id", sa.Integer, sa.ForeignKey("papers.id", ondelete="CASCADE"), nullable=False
         ),
         sa.Column(
-            "run_id", sa.Integer, sa.ForeignKey("ingest_runs.id", ondelete="CASCADE"), nullable=False
+            "run_id",
+            sa.Integer,
+            sa.ForeignKey("ingest_runs.id", ondelete="CASCADE"),
+            nullable=False,
         ),
         sa.Column("rank", sa.Integer, nullable=False),
         sa.Column("seen_at", TS, nullable=False),
