@@ -73,7 +73,7 @@ class SmtpTransport:
         return client
 
     async def send(self, message: EmailMessage) -> str:
-        """Send one message, or raise RecipientRejected, TemporaryDeliveryError, ServerUnavailable."""
+        """Send one message; raise a DeliveryError subclass when it is not accepted."""
         client = self._client
         if client is None or not client.is_connected:
             client = await self._connect()
