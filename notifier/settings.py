@@ -62,7 +62,11 @@ class Settings(BaseSettings):
     """Every setting notifier reads; see deploy/notifier.example.toml for each one."""
 
     model_config = SettingsConfigDict(
-        env_prefix="NOTIFIER_", extra="forbid", frozen=True, validate_default=True
+        env_prefix="NOTIFIER_",
+        env_ignore_empty=True,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
     )
 
     state_dir: Path = Path("state")

@@ -1,0 +1,193 @@
+"""Shared fixtures: real SQLite and PostgreSQL storage, a real SMTP server, the CLI."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP as SMTPProtocol
+from aiosmtpd.smtp import Envelope, Session
+from click.testing import CliRunner, Result
+
+from notifier.cli import cli
+from notifier.settings import Settings, load_settings
+from notifier.storage import Storage
+
+SEEDS = Path(__file__).resolve().parent.parent / "notifier" / "demo" / "seeds"
+SEED_FILES = sorted(SEEDS.glob("*.txt"))
+DATA = Path(__file__).resolve().parent / "data"
+PG_URL = os.environ.get(
+    "NOTIFIER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+NOW = datetime(2026, 3, 11, 8, 0, tzinfo=UTC)
+
+
+def _pg_available() -> bool:
+    try:
+        engine = sqlalchemy.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_available() -> bool:
+    available = _pg_available()
+    if not available and os.environ.get("NOTIFIER_TEST_REQUIRE_PG"):
+        pytest.fail(f"PostgreSQL is required but not reachable at {PG_URL}")
+    return available
+
+
+@pytest.fixture
+def pg_url(pg_available: bool) -> Iterator[str]:
+    """Yield a URL to a fresh, empty PostgreSQL schema, dropped afterwards."""
+    if not pg_available:
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Return a database URL for each real backend: SQLite in tmp_path, a PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state' / 'notifier.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Return settings whose state lives in tmp_path, on each backend."""
+    (tmp_path / "state").mkdir(exist_ok=True)
+    return load_settings(
+        state_dir=tmp_path / "state",
+        database_url=database_url,
+        sender_address="digests@notifier.test.example",
+        base_url="https://papers.example.org",
+    )
+
+
+@pytest.fixture
+def storage(settings: Settings) -> Iterator[Storage]:
+    """Yield migrated storage on each backend."""
+    store = Storage(settings.database)
+    store.migrate()
+    yield store
+    store.close()
+
+
+def seed_bytes(index: int) -> bytes:
+    """Return the bytes of one bundled seed snapshot."""
+    return SEED_FILES[index].read_bytes()
+
+
+# -- SMTP -------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    """One message the test SMTP server accepted."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        msg = message_from_bytes(self.data, policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        return msg
+
+
+@dataclass
+class RecordingHandler:
+    """An aiosmtpd handler that stores messages and can refuse chosen recipients."""
+
+    received: list[Received] = field(default_factory=list)
+    refuse: dict[str, str] = field(default_factory=dict)  # address -> SMTP reply
+
+    async def handle_RCPT(
+        self, server: SMTPProtocol, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTPProtocol, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content or b""
+        self.received.append(Received(str(envelope.mail_from), list(envelope.rcpt_tos), content))
+        return "250 Message accepted for delivery"
+
+
+@dataclass
+class SmtpServer:
+    handler: RecordingHandler
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """Run a real aiosmtpd server on a free port for one test."""
+    handler = RecordingHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=0)
+    controller.start()
+    try:
+        yield SmtpServer(handler, controller.server.sockets[0].getsockname()[1])
+    finally:
+        controller.stop()
+
+
+# -- CLI --------------------------------------------------------------------
+
+
+@dataclass
+class Cli:
+    """Run notifier commands against one state directory and database."""
+
+    env: dict[str, str]
+
+    def __call__(self, *args: str, input: bytes | None = None) -> Result:
+        runner = CliRunner()
+        return runner.invoke(cli, list(args), env=self.env, input=input, catch_exceptions=False)
+
+
+@pytest.fixture
+def run(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """Return a CLI runner bound to tmp_path/state and each database backend."""
+    monkeypatch.chdir(tmp_path)  # no stray ./notifier.toml is read
+    env = {
+        "NOTIFIER_STATE_DIR": str(tmp_path / "state"),
+        "NOTIFIER_DATABASE_URL": database_url,
+        "NOTIFIER_SENDER_ADDRESS": "digests@notifier.test.example",
+        "NOTIFIER_BASE_URL": "https://papers.example.org",
+        "NOTIFIER_SMTP_URL": "",
+        "NOTIFIER_CONFIG": "",
+    }
+    return Cli(env)
