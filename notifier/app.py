@@ -5,7 +5,7 @@ from __future__ import annotations
 from notifier.delivery import Transport
 from notifier.delivery.outbox import OutboxTransport
 from notifier.delivery.smtp import SmtpTransport
-from notifier.errors import ConfigError, StorageError
+from notifier.errors import ConfigError
 from notifier.render import make_environment
 from notifier.render.email import EmailRenderer, MailIdentity
 from notifier.settings import Settings
@@ -13,15 +13,7 @@ from notifier.storage import Storage
 
 
 def open_storage(settings: Settings) -> Storage:
-    """Open the database, creating the state directory and applying migrations."""
-    if settings.database_url is None:
-        try:
-            settings.state_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StorageError(
-                f"cannot create the state directory {str(settings.state_dir)!r}: {e.strerror}; "
-                "set NOTIFIER_STATE_DIR to a writable place"
-            ) from e
+    """Open the database (creating an SQLite file's folder) and apply migrations."""
     storage = Storage(settings.database)
     storage.migrate()
     return storage

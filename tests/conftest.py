@@ -26,9 +26,7 @@ from notifier.storage import Storage
 SEEDS = Path(__file__).resolve().parent.parent / "notifier" / "demo" / "seeds"
 SEED_FILES = sorted(SEEDS.glob("*.txt"))
 DATA = Path(__file__).resolve().parent / "data"
-PG_URL = os.environ.get(
-    "NOTIFIER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+PG_URL = os.environ.get("NOTIFIER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 NOW = datetime(2026, 3, 11, 8, 0, tzinfo=UTC)
 
 
@@ -152,14 +150,22 @@ class SmtpServer:
         return f"smtp://127.0.0.1:{self.port}"
 
 
+class PortZeroController(Controller):  # type: ignore[misc]
+    """A Controller bound to port 0: learn the real port before the readiness probe."""
+
+    def _trigger_server(self) -> None:
+        self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
-    """Run a real aiosmtpd server on a free port for one test."""
+    """Run a real aiosmtpd server on a port the OS picks, for one test."""
     handler = RecordingHandler()
-    controller = Controller(handler, hostname="127.0.0.1", port=0)
+    controller = PortZeroController(handler, hostname="127.0.0.1", port=0)
     controller.start()
     try:
-        yield SmtpServer(handler, controller.server.sockets[0].getsockname()[1])
+        yield SmtpServer(handler, controller.port)
     finally:
         controller.stop()
 

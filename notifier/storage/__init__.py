@@ -96,12 +96,26 @@ class Storage:
         except (SQLAlchemyError, ImportError) as e:
             raise StorageError(f"database URL {_redact(url)!r} is not usable: {e}") from e
         if self.engine.dialect.name == "sqlite":
+            self._create_sqlite_directory()
             event.listen(self.engine, "connect", _sqlite_pragmas)
             # pysqlite's own BEGIN handling defers the write lock; we issue
             # BEGIN IMMEDIATE ourselves so two writers never deadlock on upgrade.
             event.listen(self.engine, "begin", _sqlite_begin_immediate)
 
     # -- lifecycle ---------------------------------------------------------
+
+    def _create_sqlite_directory(self) -> None:
+        """Create the folder of an SQLite file, so any path given just works."""
+        database = self.engine.url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return
+        try:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageError(
+                f"cannot create the folder of the database {database!r}: {e.strerror}; "
+                "set NOTIFIER_STATE_DIR or NOTIFIER_DATABASE_URL to a writable place"
+            ) from e
 
     def migrate(self) -> bool:
         """Bring the schema to the newest migration; return whether anything was applied."""
@@ -116,9 +130,13 @@ class Storage:
                 config.attributes["connection"] = conn
                 command.upgrade(config, "head")
         except OperationalError as e:
+            hint = (
+                "check that the file is writable"
+                if self.engine.dialect.name == "sqlite"
+                else "check NOTIFIER_DATABASE_URL and that the server is running"
+            )
             raise StorageError(
-                f"cannot open the database {_redact(self.url)!r}: {e.orig}; "
-                "check NOTIFIER_DATABASE_URL and that the server is running"
+                f"cannot open the database {_redact(self.url)!r}: {e.orig}; {hint}"
             ) from e
         return True
 

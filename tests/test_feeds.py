@@ -1,0 +1,315 @@
+"""RSS and Atom feeds as a feed reader sees them: files, contents, links and stability."""
+
+from __future__ import annotations
+
+import calendar
+import re
+import xml.etree.ElementTree as ET
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import pytest
+from sqlalchemy import text
+
+from notifier import pipeline
+from notifier.models import IngestSummary, Interest, Subscriber
+from notifier.settings import Settings, load_settings
+from notifier.storage import Storage
+from tests.conftest import NOW, SEED_FILES, seed_bytes
+
+BASE = "https://papers.example.org"
+FEED_ITEMS = 40
+ATOM_NS = "{http://www.w3.org/2005/Atom}"
+LAST_DAY = NOW + timedelta(days=len(SEED_FILES) - 1)
+
+# Whole-word, case-insensitive patterns a reader would use to check each query by hand.
+ROBOT = re.compile(r"\brobot(?:ic)?\b", re.IGNORECASE)
+WORLD_MODEL = re.compile(r"\bworld[\s-]+models?\b", re.IGNORECASE)
+DIFFUSION = re.compile(r"\bdiffusion\b", re.IGNORECASE)
+
+WORLD_INTERESTS = [Interest("world-models", '"world model" OR "world models"')]
+MIXED_INTERESTS = [Interest("robots", "robot OR robotic"), Interest("diffusion", "diffusion")]
+PATTERNS = {"world-models": WORLD_MODEL, "robots": ROBOT, "diffusion": DIFFUSION}
+
+
+@pytest.fixture
+def feed_settings(settings: Settings) -> Settings:
+    """Return settings on the same state and database, with one topic and a small feed cap."""
+    return load_settings(
+        state_dir=settings.state_dir,
+        database_url=settings.database_url,
+        topics=[{"name": "Robots", "slug": "robots", "query": "robot OR robotic"}],
+        base_url=BASE,
+        sender_address="digests@notifier.test.example",
+        feed_items=FEED_ITEMS,
+    )
+
+
+def ingest_seeds(storage: Storage, days: range) -> list[IngestSummary]:
+    """Ingest the bundled seeds of the given days, one day apart."""
+    return [
+        pipeline.ingest(storage, SEED_FILES[i].name, seed_bytes(i), NOW + timedelta(days=i))
+        for i in days
+    ]
+
+
+def add_subscribers(storage: Storage) -> tuple[Subscriber, Subscriber]:
+    """Subscribe one reader of world models and one of robots and diffusion."""
+    ada, _ = storage.save_subscriber("ada@example.org", "Ada", WORLD_INTERESTS, NOW)
+    bob, _ = storage.save_subscriber("bob@example.org", "Bob", MIXED_INTERESTS, NOW)
+    return ada, bob
+
+
+def parse(path: Path) -> Any:
+    """Parse a feed file as a reader would, insisting it is well formed."""
+    feed = feedparser.parse(path.read_bytes())
+    assert feed.bozo == 0, f"{path.name}: {feed.get('bozo_exception')}"
+    return feed
+
+
+def feed_files(root: Path) -> dict[str, bytes]:
+    """Return every file under the feeds directory by relative path."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def timestamp(entry: Any) -> int:
+    """Return an entry's publication time as a Unix timestamp."""
+    return calendar.timegm(entry.published_parsed)
+
+
+def expected_names(subscribers: list[Subscriber]) -> set[str]:
+    """Return the feed files a build should leave for these active subscribers."""
+    stems = ["all", "topics/robots", *(f"subscribers/{s.feed_token}" for s in subscribers)]
+    return {f"{stem}{suffix}" for stem in stems for suffix in (".rss", ".atom")}
+
+
+def test_build_writes_all_topic_and_private_feeds(
+    storage: Storage, feed_settings: Settings
+) -> None:
+    ingest_seeds(storage, range(len(SEED_FILES)))
+    ada, bob = add_subscribers(storage)
+
+    written = pipeline.build_feeds(storage, feed_settings, LAST_DAY)
+
+    root = feed_settings.feeds_dir
+    assert set(feed_files(root)) == expected_names([ada, bob])  # no temp files left over
+    assert sorted(written) == sorted(root / name for name in expected_names([ada, bob]))
+
+
+def test_every_feed_parses_is_capped_and_newest_first(
+    storage: Storage, feed_settings: Settings
+) -> None:
+    ingest_seeds(storage, range(len(SEED_FILES)))
+    add_subscribers(storage)
+    pipeline.build_feeds(storage, feed_settings, LAST_DAY)
+
+    root = feed_settings.feeds_dir
+    for name in feed_files(root):
+        entries = parse(root / name).entries
+        assert 0 < len(entries) <= FEED_ITEMS, name
+        times = [timestamp(e) for e in entries]
+        assert times == sorted(times, reverse=True), f"{name} is not newest first"
+        assert len({e.id for e in entries}) == len(entries), f"{name} repeats an entry"
+    # RSS and Atom of one feed list the same entries in the same order.
+    for name in feed_files(root):
+        if name.endswith(".rss"):
+            twin = name.removesuffix(".rss") + ".atom"
+            rss_ids = [e.id for e in parse(root / name).entries]
+            assert rss_ids == [e.id for e in parse(root / twin).entries], name
+
+
+def test_all_feed_holds_the_newest_papers(storage: Storage, feed_settings: Settings) -> None:
+    summaries = ingest_seeds(storage, range(len(SEED_FILES)))
+    pipeline.build_feeds(storage, feed_settings, LAST_DAY)
+
+    new_last_day = summaries[-1].new
+    assert 0 < new_last_day < FEED_ITEMS  # the cap reaches back into the day before
+    last_lines = set(seed_bytes(len(SEED_FILES) - 1).decode().splitlines())
+    older_lines = {
+        line for i in range(len(SEED_FILES) - 1) for line in seed_bytes(i).decode().splitlines()
+    }
+    day = calendar.timegm(LAST_DAY.timetuple())
+    for suffix in (".rss", ".atom"):
+        entries = parse(feed_settings.feeds_dir / f"all{suffix}").entries
+        assert len(entries) == FEED_ITEMS
+        newest = [e for e in entries[:new_last_day]]
+        assert all(timestamp(e) == day for e in newest)
+        # Exactly the papers the last listing introduced come first...
+        titles = {e.title for e in newest}
+        assert titles <= last_lines
+        assert not titles & older_lines
+        # ...then the previous day's papers fill the rest.
+        assert all(timestamp(e) == day - 86400 for e in entries[new_last_day:])
+
+
+def test_topic_feed_holds_the_newest_papers_matching_its_query(
+    storage: Storage, feed_settings: Settings
+) -> None:
+    ingest_seeds(storage, range(len(SEED_FILES)))
+    pipeline.build_feeds(storage, feed_settings, LAST_DAY)
+
+    papers = storage.latest_papers(10_000)
+    by_guid = {p.guid: p for p in papers}
+    matching = [p.guid for p in papers if ROBOT.search(p.title) or ROBOT.search(p.abstract)]
+    assert len(matching) > FEED_ITEMS  # the cap is what limits the feed
+    for suffix in (".rss", ".atom"):
+        feed = parse(feed_settings.feeds_dir / f"topics/robots{suffix}")
+        assert feed.feed.title == "notifier: Robots"
+        ids = [e.id for e in feed.entries]
+        assert ids == matching[:FEED_ITEMS]
+        for entry in feed.entries:
+            paper = by_guid[entry.id]
+            assert entry.title == paper.title
+            assert ROBOT.search(entry.title) or ROBOT.search(paper.abstract), entry.title
+
+
+def test_private_feed_holds_matching_papers_and_says_why(
+    storage: Storage, feed_settings: Settings
+) -> None:
+    ingest_seeds(storage, range(len(SEED_FILES)))
+    ada, bob = add_subscribers(storage)
+    pipeline.build_feeds(storage, feed_settings, LAST_DAY)
+
+    papers = storage.latest_papers(10_000)
+    by_guid = {p.guid: p for p in papers}
+    for subscriber in (ada, bob):
+        patterns = [PATTERNS[i.name] for i in subscriber.interests]
+        matching = [
+            p.guid
+            for p in papers
+            if any(rx.search(p.title) or rx.search(p.abstract) for rx in patterns)
+        ]
+        for suffix in (".rss", ".atom"):
+            feed = parse(feed_settings.feeds_dir / f"subscribers/{subscriber.feed_token}{suffix}")
+            assert feed.feed.title == f"notifier: papers for {subscriber.name}"
+            assert [e.id for e in feed.entries] == matching[:FEED_ITEMS]
+            for entry in feed.entries:
+                paper = by_guid[entry.id]
+                why = re.match(r"Why: ([\w-]+): ", entry.summary)
+                assert why, entry.summary[:80]
+                named = why.group(1)
+                assert named in {i.name for i in subscriber.interests}
+                rx = PATTERNS[named]
+                assert rx.search(paper.title) or rx.search(paper.abstract), entry.title
+                assert entry.summary.endswith(paper.abstract)
+    # Both kinds of private feed are exercised: one under the cap, one at it.
+    assert len(parse(feed_settings.feeds_dir / f"subscribers/{ada.feed_token}.rss").entries) < 40
+    assert len(parse(feed_settings.feeds_dir / f"subscribers/{bob.feed_token}.rss").entries) == 40
+
+
+def test_rebuild_without_new_data_is_byte_identical(
+    storage: Storage, feed_settings: Settings
+) -> None:
+    ingest_seeds(storage, range(len(SEED_FILES)))
+    add_subscribers(storage)
+    root = feed_settings.feeds_dir
+
+    pipeline.build_feeds(storage, feed_settings, LAST_DAY)
+    first = feed_files(root)
+    pipeline.build_feeds(storage, feed_settings, LAST_DAY + timedelta(hours=6))
+
+    assert feed_files(root) == first
+
+
+def entries_of(root: Path) -> dict[str, list[tuple[str, str]]]:
+    """Return (id, title) of every entry of every feed file, in feed order."""
+    return {
+        name: [(e.id, e.title) for e in parse(root / name).entries] for name in feed_files(root)
+    }
+
+
+def test_rebuild_after_new_listing_keeps_ids_titles_and_order(
+    storage: Storage, feed_settings: Settings
+) -> None:
+    ingest_seeds(storage, range(len(SEED_FILES) - 1))
+    add_subscribers(storage)
+    root = feed_settings.feeds_dir
+    pipeline.build_feeds(storage, feed_settings, LAST_DAY - timedelta(days=1))
+    before = entries_of(root)
+
+    ingest_seeds(storage, range(len(SEED_FILES) - 1, len(SEED_FILES)))
+    pipeline.build_feeds(storage, feed_settings, LAST_DAY)
+    after = entries_of(root)
+
+    assert set(after) == set(before)
+    assert after["all.rss"][0] not in before["all.rss"]  # the new listing did show up
+    for name, old in before.items():
+        new = after[name]
+        old_titles, new_titles = dict(old), dict(new)
+        kept = [guid for guid, _ in new if guid in old_titles]
+        assert kept, f"{name}: nothing survived, the comparison would be empty"
+        assert kept == [guid for guid, _ in old if guid in new_titles], f"{name}: order changed"
+        for guid in kept:
+            assert new_titles[guid] == old_titles[guid], f"{name}: {guid} changed title"
+
+
+def test_channel_and_self_links(storage: Storage, feed_settings: Settings) -> None:
+    ingest_seeds(storage, range(1))
+    ada, _ = add_subscribers(storage)
+    pipeline.build_feeds(storage, feed_settings, NOW)
+
+    root = feed_settings.feeds_dir
+    for stem in ("all", "topics/robots", f"subscribers/{ada.feed_token}"):
+        channel = ET.parse(root / f"{stem}.rss").getroot().find("channel")
+        assert channel is not None
+        assert channel.findtext("link") == BASE
+        rss_self = [
+            link.get("href")
+            for link in channel.findall(f"{ATOM_NS}link")
+            if link.get("rel") == "self"
+        ]
+        assert rss_self == [f"{BASE}/feeds/{stem}.rss"]
+
+        atom = ET.parse(root / f"{stem}.atom").getroot()
+        links = {link.get("rel"): link.get("href") for link in atom.findall(f"{ATOM_NS}link")}
+        assert links == {"self": f"{BASE}/feeds/{stem}.atom", "alternate": BASE}
+
+        # A feed reader sees the same through feedparser.
+        for suffix in (".rss", ".atom"):
+            feed = parse(root / f"{stem}{suffix}").feed
+            assert feed.link == BASE
+            selfs = [link.href for link in feed.links if link.rel == "self"]
+            assert len(selfs) == 1
+            assert selfs[0].endswith(suffix)
+
+
+def set_status(storage: Storage, email: str, status: str) -> None:
+    """Change a subscriber's status behind the application's back."""
+    with storage.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE subscribers SET status = :status WHERE email = :email"),
+            {"status": status, "email": email},
+        )
+
+
+def test_subscriber_who_left_loses_private_feed_on_rebuild(
+    storage: Storage, feed_settings: Settings
+) -> None:
+    ingest_seeds(storage, range(2))
+    ada, bob = add_subscribers(storage)
+    root = feed_settings.feeds_dir
+    pipeline.build_feeds(storage, feed_settings, NOW)
+    assert set(feed_files(root)) == expected_names([ada, bob])
+
+    set_status(storage, ada.email, "unsubscribed")
+    written = pipeline.build_feeds(storage, feed_settings, NOW + timedelta(hours=1))
+
+    assert set(feed_files(root)) == expected_names([bob])
+    assert not (root / f"subscribers/{ada.feed_token}.rss").exists()
+    assert not (root / f"subscribers/{ada.feed_token}.atom").exists()
+    assert not any(ada.feed_token in str(p) for p in written)
+    parse(root / f"subscribers/{bob.feed_token}.atom")
+
+
+def test_feed_dates_are_the_papers_not_the_build_time(
+    storage: Storage, feed_settings: Settings
+) -> None:
+    ingest_seeds(storage, range(1))
+    pipeline.build_feeds(storage, feed_settings, NOW + timedelta(days=30))
+
+    feed = parse(feed_settings.feeds_dir / "all.atom")
+    assert feed.feed.updated_parsed is not None
+    built = datetime(*feed.feed.updated_parsed[:6], tzinfo=NOW.tzinfo)
+    assert built == NOW
