@@ -208,7 +208,9 @@ def subscribe(
     boundaries, over title and abstract.
     """
     try:
-        address = validate_email(email, check_deliverability=False).normalized
+        # Lowercased whole: providers treat local parts case-insensitively, and
+        # A@x and a@x must not become two subscribers who both get every digest.
+        address = validate_email(email, check_deliverability=False).normalized.lower()
     except EmailNotValidError as e:
         raise SubscriberError(f"{email!r} is not a valid email address: {e}") from None
     parsed = [parse_interest(raw) for raw in interests]
@@ -363,7 +365,7 @@ def status(context: Context, email: str | None) -> None:
     """Show recent ingests and digests; with EMAIL, why that subscriber got what they got."""
     storage = context.storage
     if email is not None:
-        subscriber = storage.subscriber_by_email(email.strip().lower())
+        subscriber = storage.subscriber_by_email(email.strip().lower())  # stored lowercased
         click.echo(f"{subscriber.email} [{subscriber.status}]")
         history = storage.digest_history(subscriber.id, limit=10)
         if not history:

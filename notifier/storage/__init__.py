@@ -136,7 +136,7 @@ class Storage:
                 else "check NOTIFIER_DATABASE_URL and that the server is running"
             )
             raise StorageError(
-                f"cannot open the database {_redact(self.url)!r}: {e.orig}; {hint}"
+                f"cannot open the database {_redact(self.url)!r}: {_one_line(e.orig)}; {hint}"
             ) from e
         return True
 
@@ -151,7 +151,7 @@ class Storage:
             with self.engine.begin() as conn:
                 yield conn
         except OperationalError as e:
-            raise StorageError(f"database error: {e.orig}") from e
+            raise StorageError(f"database error: {_one_line(e.orig)}") from e
 
     # -- papers and ingest -------------------------------------------------
 
@@ -649,6 +649,11 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     """Yield items in lists of at most size (SQLite caps bound parameters)."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _one_line(error: BaseException | None) -> str:
+    """Return a driver's (often multi-line) message as one line."""
+    return " ".join(str(error).split())
 
 
 def _redact(url: str) -> str:

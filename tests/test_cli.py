@@ -1,0 +1,207 @@
+"""The command line: help everywhere, configuration layering, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from notifier.cli import cli
+from notifier.settings import load_settings
+from tests.conftest import SEED_FILES, Cli
+
+NOTIFIER = Path(sys.executable).parent / "notifier"
+
+
+@pytest.mark.parametrize("name", sorted(cli.commands))
+def test_every_command_has_help_text(name: str) -> None:
+    command = cli.commands[name]
+    assert command.help and len(command.help.strip()) > 20, f"{name} lacks help"
+    for param in command.params:
+        if isinstance(param, click.Option):
+            assert param.help, f"{name} {param.opts} lacks help"
+    result = CliRunner().invoke(cli, [name, "--help"])
+    assert result.exit_code == 0
+    assert result.output.startswith(f"Usage: cli {name}")
+
+
+def test_the_named_commands_exist() -> None:
+    assert {
+        "init",
+        "ingest",
+        "subscribe",
+        "subscribers",
+        "digest",
+        "feeds",
+        "status",
+        "demo",
+    } <= set(cli.commands)
+
+
+def test_settings_come_from_toml_and_environment_overrides_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "notifier.toml"
+    config.write_text(
+        'base_url = "https://from-file.example.org/"\nmax_papers = 12\n'
+        '[[topics]]\nname = "Robots"\nslug = "robots"\nquery = "robot OR robotic"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NOTIFIER_MAX_PAPERS", "7")
+    settings = load_settings()
+    assert settings.base_url == "https://from-file.example.org"
+    assert settings.max_papers == 7
+    assert [t.slug for t in settings.topics] == ["robots"]
+    assert settings.database == f"sqlite:///{tmp_path / 'state' / 'notifier.db'}"
+
+
+def test_smtp_url_is_parsed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NOTIFIER_SMTP_URL", "smtps://me%40lab.org:s%3Acret@mail.lab.org")
+    target = load_settings().smtp
+    assert target is not None
+    assert (target.host, target.port, target.username, target.password, target.implicit_tls) == (
+        "mail.lab.org",
+        465,
+        "me@lab.org",
+        "s:cret",
+        True,
+    )
+
+
+def invoke(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script as a user would."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    full_env |= {"NOTIFIER_STATE_DIR": str(tmp_path / "state")} | (env or {})
+    return subprocess.run(
+        [str(NOTIFIER), *args], cwd=tmp_path, env=full_env, capture_output=True, text=True, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("files", "env", "expected"),
+    [
+        (
+            {"notifier.toml": "max_papers = 'many'\n"},
+            {},
+            "notifier: error: setting 'max_papers' (notifier.toml or NOTIFIER_MAX_PAPERS): "
+            "Input should be a valid integer, unable to parse string as an integer",
+        ),
+        (
+            {"notifier.toml": "max_papers = \n"},
+            {},
+            "notifier: error: config file 'notifier.toml' is not valid TOML: "
+            "Invalid value (at line 1, column 14)",
+        ),
+        (
+            {"notifier.toml": "max_paper = 3\n"},
+            {},
+            "notifier: error: setting 'max_paper' (notifier.toml or NOTIFIER_MAX_PAPER): "
+            "Extra inputs are not permitted",
+        ),
+        (
+            {},
+            {"NOTIFIER_SMTP_URL": "http://mail.example.org"},
+            "notifier: error: setting 'smtp_url' (no config file or NOTIFIER_SMTP_URL): "
+            "must start with smtp:// or smtps://",
+        ),
+        (
+            {},
+            {"NOTIFIER_SENDER_ADDRESS": "not an address"},
+            "notifier: error: setting 'sender_address' (no config file or "
+            "NOTIFIER_SENDER_ADDRESS): An email address must have an @-sign.",
+        ),
+        (
+            {},
+            {"NOTIFIER_CONFIG": "missing.toml"},
+            "notifier: error: config file 'missing.toml' does not exist",
+        ),
+    ],
+    ids=["bad-type", "bad-toml", "unknown-key", "bad-smtp-url", "bad-sender", "missing-config"],
+)
+def test_broken_configuration_is_one_line_and_no_traceback(
+    tmp_path: Path, files: dict[str, str], env: dict[str, str], expected: str
+) -> None:
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+    result = invoke(tmp_path, "status", env=env)
+    assert result.returncode == 1
+    assert result.stderr == expected + "\n"
+    assert result.stdout == ""
+
+
+def test_unwritable_state_directory_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = invoke(tmp_path, "status", env={"NOTIFIER_STATE_DIR": str(blocker / "state")})
+    assert result.returncode == 1
+    assert result.stderr.startswith("notifier: error: cannot create the folder of the database")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_unreachable_postgresql_is_one_line(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://nobody:secret@127.0.0.1:1/none"
+    result = invoke(tmp_path, "status", env={"NOTIFIER_DATABASE_URL": url})
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("notifier: error: cannot open the database ")
+    assert "nobody:***@127.0.0.1:1/none" in line and "secret" not in line
+
+
+def test_subscribe_validates_address_and_query(run: Cli) -> None:
+    bad_address = run("subscribe", "not-an-address", "--interest", "x=robot")
+    assert bad_address.exit_code == 1
+    assert bad_address.stderr.startswith(
+        "notifier: error: 'not-an-address' is not a valid email address"
+    )
+    bad_query = run("subscribe", "a@example.org", "--interest", 'x=robot "open')
+    assert bad_query.stderr == "notifier: error: query 'robot \"open': unclosed quote at position 7\n"
+    no_interest = run("subscribe", "a@example.org")
+    assert no_interest.stderr == (
+        "notifier: error: a new subscriber needs at least one --interest NAME=QUERY\n"
+    )
+    shape = run("subscribe", "a@example.org", "--interest", "robot")
+    assert "an interest is written NAME=QUERY" in shape.stderr
+    assert run("subscribers").stdout == ""
+
+
+def test_subscribe_updates_an_existing_subscriber(run: Cli) -> None:
+    run("subscribe", "A@Example.org", "--name", "A", "--interest", "x=robot")
+    updated = run("subscribe", "a@example.org", "--interest", "x=robotic", "--interest", "y=vision")
+    assert updated.stdout.splitlines() == [
+        "updated a@example.org with 2 interest(s):",
+        "  x = robotic",
+        "  y = vision",
+    ]
+    listing = run("subscribers")
+    assert listing.stdout.splitlines()[0] == "a@example.org (A) [active]"
+
+
+def test_status_of_unknown_subscriber(run: Cli) -> None:
+    result = run("status", "nobody@example.org")
+    assert result.exit_code == 1
+    assert result.stderr == "notifier: error: no subscriber with the address 'nobody@example.org'\n"
+
+
+def test_status_tells_why_no_email_came(run: Cli) -> None:
+    run("ingest", str(SEED_FILES[0]))
+    run("subscribe", "eve@example.org", "--interest", "none=zzzunmatchable")
+    run("digest", "--dry-run")
+    assert "no digest composed yet" in run("status", "eve@example.org").stdout
+    run.env["NOTIFIER_SMTP_URL"] = "smtp://127.0.0.1:1"  # nothing to send, so never contacted
+    run("digest")
+    status = run("status", "eve@example.org").stdout
+    assert "empty" in status
+    assert "none of the 72 recent papers you have not seen matched your interests" in status
+
+
+def test_init_creates_the_database(tmp_path: Path) -> None:
+    result = invoke(tmp_path, "init")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "state" / "notifier.db").is_file()
+    assert result.stdout.startswith("database ready: sqlite:///")
