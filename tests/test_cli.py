@@ -74,12 +74,19 @@ def test_smtp_url_is_parsed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     )
 
 
-def invoke(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def invoke(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the installed console script as a user would."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
     full_env |= {"NOTIFIER_STATE_DIR": str(tmp_path / "state")} | (env or {})
     return subprocess.run(
-        [str(NOTIFIER), *args], cwd=tmp_path, env=full_env, capture_output=True, text=True, check=False
+        [str(NOTIFIER), *args],
+        cwd=tmp_path,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -160,7 +167,9 @@ def test_subscribe_validates_address_and_query(run: Cli) -> None:
         "notifier: error: 'not-an-address' is not a valid email address"
     )
     bad_query = run("subscribe", "a@example.org", "--interest", 'x=robot "open')
-    assert bad_query.stderr == "notifier: error: query 'robot \"open': unclosed quote at position 7\n"
+    assert (
+        bad_query.stderr == "notifier: error: query 'robot \"open': unclosed quote at position 7\n"
+    )
     no_interest = run("subscribe", "a@example.org")
     assert no_interest.stderr == (
         "notifier: error: a new subscriber needs at least one --interest NAME=QUERY\n"

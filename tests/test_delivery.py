@@ -6,8 +6,10 @@ import asyncio
 import json
 import re
 import socket
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 
 from sqlalchemy import text
 
@@ -37,7 +39,11 @@ def digest_rows(storage_url: str) -> list[tuple[str, str, str, int]]:
             )
         ).all()
     store.close()
-    return [tuple(r) for r in rows]  # type: ignore[misc]
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def fixed(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
 
 
 def free_port() -> int:
@@ -79,8 +85,10 @@ def test_digests_arrive_with_headers_both_parts_and_links(
     assert msg["Message-ID"] == recorded["ada@example.org"]
 
     assert msg.get_content_type() == "multipart/alternative"
-    plain, html = msg.get_payload()  # type: ignore[misc]
-    assert (plain.get_content_type(), html.get_content_type()) == ("text/plain", "text/html")
+    # Alternatives go from worst to best: text first, HTML last (RFC 2046).
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    plain, html = msg.get_body(("plain",)), msg.get_body(("html",))
+    assert plain is not None and html is not None
     text_body, html_body = plain.get_content(), html.get_content()
     assert "<style" not in html_body and 'style="' in html_body  # CSS inlined
     assert "== robots ==" in text_body and "Why: " in text_body
@@ -117,9 +125,7 @@ def test_consecutive_days_never_repeat_a_paper(
         now = NOW + timedelta(days=day)
         pipeline.ingest(storage, f"day{day}", seed_bytes(day), now - timedelta(hours=1))
         pipeline.compose_digests(storage, settings, now)
-        asyncio.run(
-            pipeline.send_pending(storage, renderer, make_transport(smtp), lambda now=now: now)
-        )
+        asyncio.run(pipeline.send_pending(storage, renderer, make_transport(smtp), fixed(now)))
     titles = []
     for received in smtp_server.handler.received:
         plain = received.message.get_body(("plain",))
@@ -235,7 +241,5 @@ def test_digest_json_lists_sections_papers_scores_and_reasons(run: Cli) -> None:
     assert result.stderr.startswith("dry run: wrote 2 preview(s)")
 
 
-def run_state(run: Cli):  # noqa: ANN201
-    from pathlib import Path
-
+def run_state(run: Cli) -> Path:
     return Path(run.env["NOTIFIER_STATE_DIR"])

@@ -25,7 +25,9 @@ def test_demo_replays_five_days_and_never_repeats_a_paper(run: Cli, tmp_path: Pa
     result = run("demo")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    counts = [re.search(r": (\d+) papers, (\d+) new, (\d+) seen before", line) for line in lines[:5]]
+    counts = [
+        re.search(r": (\d+) papers, (\d+) new, (\d+) seen before", line) for line in lines[:5]
+    ]
     assert [tuple(map(int, m.groups())) for m in counts if m] == [
         (72, 72, 0),
         (102, 87, 15),

@@ -1,0 +1,102 @@
+"""Storage invariants on SQLite and PostgreSQL: schema, idempotent digests, the ledger."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+
+from notifier import pipeline
+from notifier.models import Interest
+from notifier.settings import Settings
+from notifier.storage import Storage
+from notifier.storage.schema import metadata
+from tests.conftest import NOW, seed_bytes
+
+
+def test_migrations_create_exactly_the_declared_schema(storage: Storage) -> None:
+    with storage.engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert differences == []
+
+
+def test_migrate_is_idempotent(storage: Storage) -> None:
+    assert storage.migrate() is False
+
+
+def test_datetimes_come_back_aware_utc(storage: Storage) -> None:
+    pipeline.ingest(storage, "s", seed_bytes(0), NOW)
+    paper = storage.latest_papers(1)[0]
+    assert paper.first_seen_at == NOW
+    assert paper.first_seen_at.utcoffset() == timedelta(0)
+
+
+def test_concurrent_composers_create_one_digest_per_subscriber(
+    storage: Storage, settings: Settings
+) -> None:
+    pipeline.ingest(storage, "s", seed_bytes(0), NOW - timedelta(hours=1))
+    for i in range(4):
+        storage.save_subscriber(
+            f"s{i}@example.org", None, [Interest("rl", '"reinforcement learning" OR robot')], NOW
+        )
+    barrier = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def compose() -> None:
+        own = Storage(settings.database)
+        try:
+            barrier.wait()
+            pipeline.compose_digests(own, settings, NOW)
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=compose) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with storage.engine.connect() as conn:
+        per_subscriber = conn.execute(
+            text("SELECT subscriber_id, count(*) FROM digests GROUP BY subscriber_id")
+        ).all()
+        ledger = conn.execute(
+            text(
+                "SELECT count(*), count(DISTINCT subscriber_id || '-' || paper_id) FROM deliveries"
+            )
+        ).one()
+    assert sorted(n for _, n in per_subscriber) == [1, 1, 1, 1]
+    assert ledger[0] == ledger[1] > 0
+
+
+def test_an_empty_digest_is_replaced_when_papers_arrive_later_the_same_day(
+    storage: Storage, settings: Settings
+) -> None:
+    storage.save_subscriber("a@example.org", None, [Interest("rl", "robot")], NOW)
+    [first] = pipeline.compose_digests(storage, settings, NOW)
+    assert first.outcome == "empty"
+    pipeline.ingest(storage, "s", seed_bytes(0), NOW + timedelta(hours=1))
+    [second] = pipeline.compose_digests(storage, settings, NOW + timedelta(hours=2))
+    assert second.outcome == "created"
+    [third] = pipeline.compose_digests(storage, settings, NOW + timedelta(hours=3))
+    assert third.outcome == "exists"
+    assert storage.digest_counts() == {"pending": 1}
+
+
+def test_overflow_papers_are_offered_once_not_carried_forward(
+    storage: Storage, settings: Settings
+) -> None:
+    storage.save_subscriber("a@example.org", None, [Interest("any", "the")], NOW, max_papers=5)
+    pipeline.ingest(storage, "s", seed_bytes(0), NOW - timedelta(hours=1))
+    [day1] = pipeline.compose_digests(storage, settings, NOW)
+    assert day1.content is not None
+    assert (len(day1.content.papers), day1.content.more) == (5, 67)
+    [day2] = pipeline.compose_digests(storage, settings, NOW + timedelta(days=1))
+    assert day2.outcome == "empty"
+    assert day2.content is not None
+    assert day2.content.reason == "all 72 recent papers were already in earlier digests"
