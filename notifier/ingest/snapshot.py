@@ -27,6 +27,7 @@ _DATE_LINE = re.compile(
     r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]* \d{1,2}(, \d{4})?", re.IGNORECASE
 )
 _GLUED_SUBSCRIBE = "Subscribe"
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def parse_snapshot(data: bytes, source: str) -> Listing:
@@ -81,7 +82,10 @@ def _decode_lines(data: bytes, source: str) -> list[tuple[int, str]]:
             source, "not UTF-8 text (binary or wrongly encoded data)", _line_of(data, e.start)
         ) from None
     numbered = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Only CR, LF and CRLF end a line: str.splitlines() would also split on
+    # \x0b, \x0c, \x1c-\x1e, \x85 and U+2028, which are junk inside a title
+    # (removed by clean_text), not line breaks, and would shift line numbers.
+    for number, line in enumerate(_LINE_BREAK.split(text), start=1):
         if len(line) > MAX_LINE_CHARS:
             raise ListingError(
                 source, f"line is {len(line):,} characters long (limit {MAX_LINE_CHARS:,})", number

@@ -46,8 +46,9 @@ def build_feed(
     updated = max((i.updated for i in items), default=empty_date)
     fg = FeedGenerator()
     fg.id(meta.feed_id)
-    fg.title(meta.title)
-    fg.description(meta.description)
+    # Titles can carry subscriber and topic names; lxml refuses control characters.
+    fg.title(clean_text(meta.title))
+    fg.description(clean_text(meta.description))
     fg.language("en")
     fg.generator("notifier")
     fg.updated(updated)
