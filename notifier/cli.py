@@ -18,12 +18,13 @@ import click
 from email_validator import EmailNotValidError, validate_email
 
 from notifier import __version__, pipeline
-from notifier.app import make_outbox, make_renderer, make_transport, open_storage
+from notifier.app import mail_identity, make_outbox, make_renderer, make_transport, open_storage
 from notifier.errors import ListingError, NotifierError, QueryError, SubscriberError
 from notifier.ingest import expand_paths, read_listings
 from notifier.match import parse_query
 from notifier.models import DigestContent, Interest
 from notifier.papers import clean_text
+from notifier.render.email import subscriber_links
 from notifier.settings import Settings, load_settings
 from notifier.storage import Storage
 
@@ -114,10 +115,9 @@ pass_context = click.make_pass_decorator(Context)
 @pass_context
 def init(context: Context) -> None:
     """Create the state directory and the database, or upgrade its schema."""
-    settings = context.settings
-    applied = context.storage.url and context.storage.migrate()
-    click.echo(f"database ready: {context.storage.url}" + (" (upgraded)" if applied else ""))
-    click.echo(f"state directory: {settings.state_dir.resolve()}")
+    storage = context.storage  # opening applies any pending migration
+    click.echo(f"database ready: {storage.url} (schema revision {storage.schema_revision()})")
+    click.echo(f"state directory: {context.settings.state_dir.resolve()}")
 
 
 @cli.command()
@@ -232,9 +232,9 @@ def subscribe(
 @pass_context
 def subscribers(context: Context, as_json: bool) -> None:
     """List subscribers with their interests."""
-    settings = context.settings
+    identity = mail_identity(context.settings)
     for s in context.storage.subscribers():
-        feed = f"{settings.base_url}/feeds/subscribers/{s.feed_token}.atom"
+        feed = subscriber_links(identity, s).feed
         if as_json:
             click.echo(
                 json.dumps(
@@ -284,7 +284,8 @@ def digest(context: Context, dry_run: bool, as_json: bool) -> None:
     transport = make_transport(settings)  # fail on missing config before recording anything
     composed = pipeline.compose_digests(storage, settings, now)
     _print_composed(composed, as_json)
-    with _progress(len(storage.pending_digests()), "sending", enabled=True) as advance:
+    pending = storage.digest_counts().get("pending", 0)
+    with _progress(pending, "sending", enabled=True) as advance:
         report = asyncio.run(
             pipeline.send_pending(
                 storage, renderer, transport, utc_now, on_progress=lambda _d, _t: advance()

@@ -40,6 +40,10 @@ class StorageError(NotifierError):
     """Raise when the database cannot be opened or written."""
 
 
+class RenderError(NotifierError):
+    """Raise when a template cannot be loaded or rendered."""
+
+
 class DeliveryError(NotifierError):
     """Base of delivery failures."""
 

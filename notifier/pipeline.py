@@ -27,7 +27,7 @@ from notifier.ingest.snapshot import parse_snapshot
 from notifier.match import Query, best_match, parse_query
 from notifier.models import DigestContent, IngestSummary, Interest, Paper, Subscriber
 from notifier.render.email import EmailRenderer
-from notifier.render.feed import FeedItem, FeedMeta, build_feed
+from notifier.render.feed import FeedItem, FeedMeta, build_feed, feed_url, private_feed_name
 from notifier.settings import Settings
 from notifier.storage import Storage
 
@@ -77,8 +77,7 @@ def compose_digests(
     nothing is written (dry run).
     """
     period = period_of(now)
-    candidates = storage.recent_papers(since=now - timedelta(days=settings.backlog_days))
-    candidates = [p for p in candidates if p.first_seen_at <= now]
+    candidates = storage.recent_papers(since=now - timedelta(days=settings.backlog_days), until=now)
     results = []
     for subscriber in storage.subscribers(active_only=True):
         if record and storage.digest_status(subscriber.id, period) not in (None, "empty"):
@@ -101,16 +100,14 @@ def compose_digests(
             already_offered=offered,
             max_papers=subscriber.max_papers or settings.max_papers,
         )
-        content: DigestContent | None = composition.content
-        assert content is not None
-        outcome = "empty" if content.is_empty else "created"
+        content = composition.content
         if record:
             message_id = make_msgid(idstring=f"digest.{period}", domain=settings.sender_domain)
             if storage.record_digest(content, composition.overflow, message_id, now) is None:
-                outcome, content = "exists", None
-        results.append(
-            ComposedDigest(subscriber, content, outcome, content.reason if content else "")
-        )
+                results.append(ComposedDigest(subscriber, None, "exists", "composed meanwhile"))
+                continue
+        outcome = "empty" if content.is_empty else "created"
+        results.append(ComposedDigest(subscriber, content, outcome, content.reason))
     return results
 
 
@@ -219,14 +216,10 @@ def build_feeds(storage: Storage, settings: Settings, now: datetime) -> list[Pat
         except QueryError:
             queries = []
         title = f"notifier: papers for {subscriber.name or subscriber.email}"
+        name = private_feed_name(subscriber.feed_token)
         write(
-            f"subscribers/{subscriber.feed_token}",
-            _meta(
-                settings,
-                f"subscribers/{subscriber.feed_token}",
-                title,
-                "New papers matching your interests.",
-            ),
+            name,
+            _meta(settings, name, title, "New papers matching your interests."),
             _matching_items(queries, pool, settings.feed_items),
         )
     # A subscriber who left must not keep a live private feed.
@@ -238,7 +231,7 @@ def build_feeds(storage: Storage, settings: Settings, now: datetime) -> list[Pat
 
 def _meta(settings: Settings, name: str, title: str, description: str) -> FeedMeta:
     """Return the metadata of the feed published at feeds/<name>."""
-    url = f"{settings.base_url}/feeds/{name}"
+    url = feed_url(settings.base_url, name)
     return FeedMeta(
         feed_id=f"{url}.atom",
         title=title,

@@ -13,18 +13,15 @@ from typing import Any
 import css_inline
 from jinja2 import Environment, TemplateError
 
-from notifier.errors import NotifierError
+from notifier.errors import RenderError
 from notifier.models import DigestContent, Subscriber
 from notifier.papers import clean_text
+from notifier.render.feed import feed_url, private_feed_name
 
 # RFC 5322 allows 998 octets per line; the default 78 makes the email package
 # RFC 2047-encode long unbreakable tokens (the List-Unsubscribe URLs), which
 # clients then cannot parse.
 MAIL_POLICY = policy.SMTP.clone(max_line_length=998)
-
-
-class RenderError(NotifierError):
-    """Raise when a template cannot be rendered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +57,7 @@ def subscriber_links(identity: MailIdentity, subscriber: Subscriber) -> Subscrib
             f"mailto:{identity.sender_address}?subject=unsubscribe-{subscriber.manage_token}"
         ),
         manage=f"{base}/manage/{subscriber.manage_token}",
-        feed=f"{base}/feeds/subscribers/{subscriber.feed_token}.atom",
+        feed=feed_url(base, private_feed_name(subscriber.feed_token)) + ".atom",
     )
 
 

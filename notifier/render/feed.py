@@ -11,6 +11,16 @@ from feedgen.feed import FeedGenerator
 from notifier.papers import clean_text
 
 
+def feed_url(base_url: str, name: str) -> str:
+    """Return where the feed called name is published, without its .rss/.atom suffix."""
+    return f"{base_url}/feeds/{name}"
+
+
+def private_feed_name(feed_token: str) -> str:
+    """Return the name of a subscriber's private feed (unguessable: it holds the token)."""
+    return f"subscribers/{feed_token}"
+
+
 @dataclass(frozen=True, slots=True)
 class FeedItem:
     """One feed entry; guid never changes for a paper."""

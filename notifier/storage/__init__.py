@@ -22,6 +22,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Connection,
     Engine,
+    Select,
     create_engine,
     delete,
     event,
@@ -139,6 +140,11 @@ class Storage:
                 f"cannot open the database {_redact(self.url)!r}: {_one_line(e.orig)}; {hint}"
             ) from e
         return True
+
+    def schema_revision(self) -> str | None:
+        """Return the Alembic revision the database is at (called by init)."""
+        with self._tx() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
 
     def close(self) -> None:
         """Release every pooled connection."""
@@ -269,15 +275,13 @@ class Storage:
                 ).scalar_one()
             )
 
-    def recent_papers(self, since: datetime, limit: int | None = None) -> list[Paper]:
-        """Return papers first seen at or after since, newest first (stable order)."""
+    def recent_papers(self, since: datetime, until: datetime) -> list[Paper]:
+        """Return papers first seen in [since, until], newest first (called by compose_digests)."""
         query = (
             select(papers)
-            .where(papers.c.first_seen_at >= since)
+            .where(papers.c.first_seen_at >= since, papers.c.first_seen_at <= until)
             .order_by(papers.c.first_seen_at.desc(), papers.c.id.desc())
         )
-        if limit is not None:
-            query = query.limit(limit)
         with self._tx() as conn:
             return [codec.paper(row) for row in conn.execute(query)]
 
@@ -564,36 +568,16 @@ class Storage:
             )
 
     def latest_digests(self) -> list[DigestOutcome]:
-        """Return each subscriber's most recent digest outcome."""
+        """Return each subscriber's most recent digest outcome (called by status)."""
         latest = select(func.max(digests.c.id)).group_by(digests.c.subscriber_id).scalar_subquery()
-        query = (
-            select(
-                subscribers.c.email,
-                digests.c.period,
-                digests.c.status,
-                digests.c.papers,
-                digests.c.reason,
-                digests.c.last_error,
-            )
-            .join(subscribers, subscribers.c.id == digests.c.subscriber_id)
-            .where(digests.c.id.in_(latest))
-            .order_by(subscribers.c.email)
-        )
+        query = _outcomes().where(digests.c.id.in_(latest)).order_by(subscribers.c.email)
         with self._tx() as conn:
             return [DigestOutcome(*row) for row in conn.execute(query)]
 
     def digest_history(self, subscriber_id: int, limit: int) -> list[DigestOutcome]:
-        """Return a subscriber's latest digests, newest first."""
+        """Return a subscriber's latest digests, newest first (called by status EMAIL)."""
         query = (
-            select(
-                subscribers.c.email,
-                digests.c.period,
-                digests.c.status,
-                digests.c.papers,
-                digests.c.reason,
-                digests.c.last_error,
-            )
-            .join(subscribers, subscribers.c.id == digests.c.subscriber_id)
+            _outcomes()
             .where(digests.c.subscriber_id == subscriber_id)
             .order_by(digests.c.id.desc())
             .limit(limit)
@@ -626,6 +610,18 @@ class Storage:
                 conn.execute(delete(table))
             conn.execute(delete(ingest_runs))
             conn.execute(delete(papers))
+
+
+def _outcomes() -> Select[Any]:
+    """Select the columns of DigestOutcome: digests joined to their subscriber."""
+    return select(
+        subscribers.c.email,
+        digests.c.period,
+        digests.c.status,
+        digests.c.papers,
+        digests.c.reason,
+        digests.c.last_error,
+    ).join(subscribers, subscribers.c.id == digests.c.subscriber_id)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
