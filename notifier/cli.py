@@ -134,7 +134,7 @@ def ingest(context: Context, paths: tuple[str, ...], as_json: bool) -> None:
     files = expand_paths(list(paths))
     if not files:
         raise ListingError(", ".join(paths), "no listing files found (expected .txt files)")
-    failures = 0
+    results: list[dict[str, Any]] = []
     with _progress(len(files), "ingesting", enabled=not as_json) as advance:
         for source, data in read_listings(files):
             if isinstance(data, ListingError):
@@ -154,17 +154,20 @@ def ingest(context: Context, paths: tuple[str, ...], as_json: bool) -> None:
                 except ListingError as e:
                     result = {"source": source, "error": str(e)}
             advance()
-            failures += "error" in result
-            if as_json:
+            results.append(result)
+            if as_json:  # streamed: a consumer may read each listing as it lands
                 click.echo(json.dumps(result))
-            elif "error" in result:
-                click.echo(f"notifier: error: {result['error']}", err=True)
-            else:
-                click.echo(
-                    f"{source}: {result['papers']} papers, {result['new']} new, "
-                    f"{result['seen']} seen before"
-                    + (f", {result['updated']} updated" if result["updated"] else "")
-                )
+    # Human lines come after the progress bar, so the two do not collide.
+    for result in [] if as_json else results:
+        if "error" in result:
+            click.echo(f"notifier: error: {result['error']}", err=True)
+        else:
+            click.echo(
+                f"{result['source']}: {result['papers']} papers, {result['new']} new, "
+                f"{result['seen']} seen before"
+                + (f", {result['updated']} updated" if result["updated"] else "")
+            )
+    failures = sum("error" in r for r in results)
     if failures:
         sys.exit(1)
 
