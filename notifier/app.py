@@ -6,6 +6,7 @@ from notifier.delivery import Transport
 from notifier.delivery.outbox import OutboxTransport
 from notifier.delivery.smtp import SmtpTransport
 from notifier.errors import ConfigError
+from notifier.ingest.fetch import Fetcher, HostPacer
 from notifier.render import make_environment
 from notifier.render.email import EmailRenderer, MailIdentity
 from notifier.settings import Settings
@@ -43,3 +44,15 @@ def make_transport(settings: Settings) -> Transport:
 def make_outbox(settings: Settings, prefix: str = "") -> Transport:
     """Build the transport that writes .eml files to state/outbox/."""
     return OutboxTransport(settings.outbox_dir, prefix)
+
+
+def make_fetcher(settings: Settings) -> Fetcher:
+    """Build the HTTP fetcher with the configured timeouts, retries and politeness."""
+    return Fetcher(
+        user_agent=settings.http_user_agent,
+        timeout=settings.fetch_timeout,
+        attempts=settings.fetch_attempts,
+        backoff=settings.fetch_backoff,
+        max_bytes=settings.max_listing_bytes,
+        pacer=HostPacer(default_interval=settings.polite_delay),
+    )

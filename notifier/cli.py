@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -18,14 +19,22 @@ import click
 from email_validator import EmailNotValidError, validate_email
 
 from notifier import __version__, pipeline
-from notifier.app import mail_identity, make_outbox, make_renderer, make_transport, open_storage
+from notifier.app import (
+    mail_identity,
+    make_fetcher,
+    make_outbox,
+    make_renderer,
+    make_transport,
+    open_storage,
+)
 from notifier.errors import ListingError, NotifierError, QueryError, SubscriberError
-from notifier.ingest import expand_paths, read_listings
+from notifier.ingest import KINDS, expand_paths, guess_kind, read_file
+from notifier.ingest.fetch import Fetcher
 from notifier.match import parse_query
-from notifier.models import DigestContent, Interest
+from notifier.models import DigestContent, IngestSummary, Interest
 from notifier.papers import clean_text
 from notifier.render.email import subscriber_links
-from notifier.settings import Settings, load_settings
+from notifier.settings import Settings, SourceConfig, load_settings
 from notifier.storage import Storage
 
 
@@ -41,6 +50,7 @@ class Context:
     config_file: Path | None
     _settings: Settings | None = None
     _storage: Storage | None = field(default=None, repr=False)
+    _fetcher: Fetcher | None = field(default=None, repr=False)
 
     @property
     def settings(self) -> Settings:
@@ -56,10 +66,19 @@ class Context:
             self._storage = open_storage(self.settings)
         return self._storage
 
+    @property
+    def fetcher(self) -> Fetcher:
+        """Return the HTTP fetcher (one per command, so host pacing is shared)."""
+        if self._fetcher is None:
+            self._fetcher = make_fetcher(self.settings)
+        return self._fetcher
+
     def close(self) -> None:
-        """Release the database."""
+        """Release the database and HTTP connections."""
         if self._storage is not None:
             self._storage.close()
+        if self._fetcher is not None:
+            self._fetcher.close()
 
 
 class NotifierGroup(click.Group):
@@ -121,40 +140,68 @@ def init(context: Context) -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("locations", nargs=-1)
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    help="Format of the given URLs or files (default: guessed from the URL; files are snapshots).",
+)
+@click.option(
+    "--all",
+    "every_source",
+    is_flag=True,
+    help="With no LOCATIONS: poll every configured source now, due or not.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per listing.")
 @pass_context
-def ingest(context: Context, paths: tuple[str, ...], as_json: bool) -> None:
-    """Ingest listing snapshots: files, directories of .txt files, or - for stdin.
+def ingest(
+    context: Context,
+    locations: tuple[str, ...],
+    kind: str | None,
+    every_source: bool,
+    as_json: bool,
+) -> None:
+    """Ingest listings: files, directories of .txt files, - for stdin, or URLs.
 
+    With no LOCATIONS, poll the [[sources]] of notifier.toml that are due.
     Each listing is stored whole or not at all; a malformed one is refused with
-    the file and line at fault and the others still go in.
+    the source and line at fault, and the others still go in.
     """
-    storage = context.storage
-    files = expand_paths(list(paths))
-    if not files:
-        raise ListingError(", ".join(paths), "no listing files found (expected .txt files)")
+    settings, storage = context.settings, context.storage
+    jobs: list[tuple[str, Callable[[datetime], IngestSummary]]] = []
+    if not locations:
+        configured = (
+            settings.sources
+            if every_source
+            else pipeline.due_sources(settings.sources, storage.sources_health(), utc_now())
+        )
+        if not settings.sources:
+            raise ListingError(
+                "notifier.toml", "no [[sources]] configured and no PATH or URL given"
+            )
+        fetcher = context.fetcher
+        for source in configured:
+            jobs.append((source.name, partial(pipeline.ingest_source, storage, fetcher, source)))
+        if not jobs:
+            click.echo("no source is due yet (see `notifier sources`; --all polls them now)")
+    for location in expand_paths(list(locations)):
+        job_kind = kind or guess_kind(location)
+        if location.startswith(("http://", "https://")):
+            adhoc = SourceConfig(name=location, kind=job_kind, url=location)
+            jobs.append(
+                (location, partial(pipeline.ingest_source, storage, context.fetcher, adhoc))
+            )
+        else:
+            jobs.append((location, partial(_ingest_file, storage, location, job_kind)))
     results: list[dict[str, Any]] = []
-    with _progress(len(files), "ingesting", enabled=not as_json) as advance:
-        for source, data in read_listings(files):
-            if isinstance(data, ListingError):
-                result: dict[str, Any] = {"source": source, "error": str(data)}
-                storage.record_failed_ingest(source, str(data), utc_now())
-            else:
-                try:
-                    summary = pipeline.ingest(storage, source, data, utc_now())
-                    result = {
-                        "source": source,
-                        "papers": summary.papers,
-                        "new": summary.new,
-                        "seen": summary.seen,
-                        "updated": summary.updated,
-                        "run": summary.run_id,
-                    }
-                except ListingError as e:
-                    result = {"source": source, "error": str(e)}
-            advance()
+    with _progress(len(jobs), "ingesting", enabled=not as_json) as advance:
+        for name, job in jobs:
+            try:
+                result = _summary_json(job(utc_now()))
+            except ListingError as e:
+                result = {"source": name, "error": str(e)}
             results.append(result)
+            advance()
             if as_json:  # streamed: a consumer may read each listing as it lands
                 click.echo(json.dumps(result))
     # Human lines come after the progress bar, so the two do not collide.
@@ -162,14 +209,50 @@ def ingest(context: Context, paths: tuple[str, ...], as_json: bool) -> None:
         if "error" in result:
             click.echo(f"notifier: error: {result['error']}", err=True)
         else:
-            click.echo(
-                f"{result['source']}: {result['papers']} papers, {result['new']} new, "
-                f"{result['seen']} seen before"
-                + (f", {result['updated']} updated" if result["updated"] else "")
-            )
-    failures = sum("error" in r for r in results)
-    if failures:
+            click.echo(_summary_line(result))
+    if any("error" in r for r in results):
         sys.exit(1)
+
+
+def _ingest_file(storage: Storage, location: str, kind: str, now: datetime) -> IngestSummary:
+    """Ingest one file (or stdin), recording a failed run if it cannot be read."""
+    source = "stdin" if location == "-" else location
+    try:
+        data = read_file(location)
+    except ListingError as e:
+        storage.record_failed_ingest(source, str(e), now, kind)
+        raise
+    return pipeline.ingest(storage, source, data, now, kind)
+
+
+def _summary_json(summary: IngestSummary) -> dict[str, Any]:
+    """Return an ingest summary as JSON-ready data."""
+    data: dict[str, Any] = {
+        "source": summary.source,
+        "status": summary.status,
+        "papers": summary.papers,
+        "new": summary.new,
+        "seen": summary.seen,
+        "updated": summary.updated,
+        "skipped": summary.skipped,
+        "run": summary.run_id,
+    }
+    if summary.reason:
+        data["reason"] = summary.reason
+    return data
+
+
+def _summary_line(result: dict[str, Any]) -> str:
+    """Return one human line for an ingest result."""
+    if result["status"] == "unchanged":
+        return f"{result['source']}: not modified since the last fetch"
+    if result["status"] == "empty":
+        return f"{result['source']}: empty: {result.get('reason', '')}"
+    extras = [f"{result[k]} {k}" for k in ("updated", "skipped") if result[k]]
+    return (
+        f"{result['source']}: {result['papers']} papers, {result['new']} new, "
+        f"{result['seen']} seen before" + "".join(f", {e}" for e in extras)
+    )
 
 
 def parse_interest(raw: str) -> Interest:

@@ -18,6 +18,7 @@ class ListingError(NotifierError):
         self.source = source
         self.line = line
         self.reason = message
+        self.recorded = False  # set once a failed ingest run has logged this error
         where = f"line {line}: " if line is not None else ""
         super().__init__(f"listing '{source}': {where}{message}")
 

@@ -8,9 +8,25 @@ All datetimes are timezone-aware UTC.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
+
+
+class Announce(StrEnum):
+    """How a listing announces a paper (arXiv listing feeds say; others are NEW)."""
+
+    NEW = "new"
+    CROSS = "cross"  # new to this category, first listed elsewhere: still a new paper
+    REPLACE = "replace"  # a new version of a known paper: never a new paper
+    REPLACE_CROSS = "replace-cross"
+
+    @property
+    def is_update(self) -> bool:
+        """Tell whether this announces a new version rather than a new paper."""
+        return self in (Announce.REPLACE, Announce.REPLACE_CROSS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,15 +38,27 @@ class PaperData:
     abstract: str
     rank: int
     arxiv_id: str | None = None
+    version: int | None = None
+    url: str | None = None
+    authors: tuple[str, ...] = ()
+    published_at: datetime | None = None  # when the paper itself appeared (e.g. on arXiv)
+    announce: Announce = Announce.NEW
+    # Source extras shown with the paper: upvotes, comments, github, ai_summary, categories.
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """A parsed listing: where it came from, its date label and its papers."""
+    """A parsed listing: where it came from, its date label and its papers.
+
+    A listing with no papers carries empty_reason (a weekend, a day not yet
+    published); it is recorded as empty, not as a failure.
+    """
 
     source: str
     papers: tuple[PaperData, ...]
     label: str | None = None
+    empty_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +70,12 @@ class StoredPaper:
     title: str
     abstract: str
     arxiv_id: str | None = None
+    version: int | None = None
+    title_key: str = ""
+    url: str | None = None
+    authors: tuple[str, ...] = ()
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    published_at: datetime | None = None
 
 
 class ChangeKind(StrEnum):
@@ -50,15 +84,18 @@ class ChangeKind(StrEnum):
     NEW = "new"
     UPDATED = "updated"
     SEEN = "seen"
+    SKIPPED = "skipped"  # an update announced for a paper we never saw: not a new paper
 
 
 @dataclass(frozen=True, slots=True)
 class PaperChange:
-    """A diff decision: the listed paper, what it is, and the stored row it refers to."""
+    """A diff decision: the listed paper, what it is, the stored row and what to set on it."""
 
     kind: ChangeKind
     paper: PaperData
     stored_id: int | None = None
+    # Stored fields (StoredPaper names) to overwrite, with their new values.
+    updates: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +108,9 @@ class IngestSummary:
     new: int
     seen: int
     updated: int
+    skipped: int = 0
+    status: str = "ok"  # ok | empty | unchanged
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +126,9 @@ class Paper:
     first_seen_at: datetime
     updated_at: datetime
     arxiv_id: str | None = None
+    version: int | None = None
+    authors: tuple[str, ...] = ()
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 import unicodedata
 from urllib.parse import quote_plus
@@ -15,8 +16,20 @@ _PUNCTUATION_OR_SPACE = re.compile(r"[\W_]+")
 _ARXIV_NEW = re.compile(r"^(\d{4}\.\d{4,5})(?:v\d+)?$")
 _ARXIV_OLD = re.compile(r"^([a-z][a-z.-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$", re.IGNORECASE)
 _ARXIV_PREFIX = re.compile(
-    r"^(?:arxiv:|https?://(?:export\.)?arxiv\.org/(?:abs|pdf)/)", re.IGNORECASE
+    r"^(?:arxiv:|oai:arxiv\.org:|https?://(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/)",
+    re.IGNORECASE,
 )
+_VERSION = re.compile(r"v(\d+)(?:\.pdf)?$")
+# Only tags of HTML's vocabulary are markup; "$a<b$" in LaTeX must survive.
+_TAG = re.compile(
+    r"</?(?:a|abbr|b|big|blockquote|br|cite|code|dd|del|div|dl|dt|em|font|h[1-6]|hr|i|img|"
+    r"ins|kbd|li|mark|ol|p|pre|q|s|small|span|strike|strong|sub|sup|table|tbody|td|th|thead|"
+    r"tr|tt|u|ul|var)(?:\s[^<>]*)?/?>",
+    re.IGNORECASE,
+)
+_BLOCK_TAG = re.compile(r"</?(?:br|p|div|li|tr|h[1-6]|blockquote)(?:\s[^<>]*)?/?>", re.IGNORECASE)
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.DOTALL | re.IGNORECASE)
 
 
 def clean_text(text: str) -> str:
@@ -30,6 +43,29 @@ def normalise_title(title: str) -> str:
     """Return the comparison form of a title: NFKC, casefolded, punctuation and spaces folded."""
     folded = unicodedata.normalize("NFKC", title).casefold()
     return _PUNCTUATION_OR_SPACE.sub(" ", folded).strip()
+
+
+def strip_markup(text: str) -> str:
+    """Return text without HTML tags and comments; LaTeX and other angle brackets are kept."""
+    text = _SCRIPT.sub("", _COMMENT.sub("", text))
+    text = _BLOCK_TAG.sub(" ", text)  # a line break or paragraph separates words
+    return _TAG.sub("", text)
+
+
+def html_to_text(fragment: str) -> str:
+    """Return an HTML fragment as clean text: markup removed, entities decoded exactly once."""
+    return clean_text(html.unescape(strip_markup(fragment)))
+
+
+def title_hash(title: str) -> str:
+    """Return the hash of a normalised title: the identity of a paper known only by title."""
+    return hashlib.sha256(normalise_title(title).encode()).hexdigest()[:20]
+
+
+def arxiv_version(raw: str) -> int | None:
+    """Return the version number an arXiv id or URL carries (2409.00001v3 -> 3), if any."""
+    m = _VERSION.search(raw.strip())
+    return int(m.group(1)) if m else None
 
 
 def normalise_arxiv_id(raw: str) -> str | None:
@@ -46,8 +82,7 @@ def paper_key(title: str, arxiv_id: str | None = None) -> str:
     """Return the canonical key: the arXiv id when known, else a hash of the normalised title."""
     if arxiv_id:
         return f"arxiv:{arxiv_id}"
-    digest = hashlib.sha256(normalise_title(title).encode()).hexdigest()[:20]
-    return f"title:{digest}"
+    return f"title:{title_hash(title)}"
 
 
 def paper_url(title: str, arxiv_id: str | None = None) -> str:

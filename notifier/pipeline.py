@@ -6,12 +6,14 @@ these and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.utils import make_msgid
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from notifier.delivery import Transport
 from notifier.delivery.files import write_atomic
@@ -23,13 +25,14 @@ from notifier.errors import (
     RecipientRejected,
     TemporaryDeliveryError,
 )
-from notifier.ingest.snapshot import parse_snapshot
+from notifier.ingest import parse_listing, read_file
+from notifier.ingest.fetch import Fetched, Fetcher
 from notifier.match import Query, best_match, parse_query
 from notifier.models import DigestContent, IngestSummary, Interest, Paper, Subscriber
 from notifier.render.email import EmailRenderer
 from notifier.render.feed import FeedItem, FeedMeta, build_feed, feed_url, private_feed_name
-from notifier.settings import Settings
-from notifier.storage import Storage
+from notifier.settings import Settings, SourceConfig
+from notifier.storage import Payload, SourceState, StaleDiff, Storage
 
 # How many of the newest papers topic and private feeds choose from.
 FEED_POOL = 1000
@@ -37,16 +40,179 @@ FEED_POOL = 1000
 
 # -- ingest -----------------------------------------------------------------
 
+RACE_RETRIES = 3
 
-def ingest(storage: Storage, source: str, data: bytes, now: datetime) -> IngestSummary:
-    """Parse, diff and store one listing; a refused listing is logged as a failed run."""
+
+def ingest(
+    storage: Storage,
+    source: str,
+    data: bytes,
+    now: datetime,
+    kind: str = "snapshot",
+    *,
+    content_type: str | None = None,
+    url: str | None = None,
+    replay_of: int | None = None,
+) -> IngestSummary:
+    """Parse, diff and store one listing; a refused listing is logged as a failed run.
+
+    The raw bytes are kept (compressed) with the run, failed or not, so
+    `notifier replay` can re-run it; a replay refers to its original instead.
+    """
+    payload = None if replay_of else Payload(data, url, content_type)
     try:
-        listing = parse_snapshot(data, source)
+        listing = parse_listing(kind, data, source, content_type)
     except ListingError as e:
-        storage.record_failed_ingest(source, str(e), now)
+        storage.record_failed_ingest(source, str(e), now, kind, payload)
+        e.recorded = True
         raise
-    stored = storage.papers_by_keys(k for p in listing.papers for k in lookup_keys(p))
-    return storage.record_ingest(listing, decide(stored, listing), now)
+    for attempt in range(1, RACE_RETRIES + 1):
+        by_key, by_title = storage.papers_for_diff(*lookup_keys(listing))
+        changes = decide(by_key, by_title, listing)
+        try:
+            return storage.record_ingest(
+                listing, changes, now, kind=kind, payload=payload, replay_of=replay_of
+            )
+        except StaleDiff:
+            # Another ingest stored one of these papers meanwhile: diff again.
+            if attempt == RACE_RETRIES:
+                raise
+    raise AssertionError("unreachable")
+
+
+def replay(storage: Storage, run_id: int, now: datetime) -> IngestSummary:
+    """Re-run the parse and diff of an earlier ingest from its kept raw bytes."""
+    run, payload = storage.payload(run_id)
+    return ingest(
+        storage,
+        run.source,
+        payload.data,
+        now,
+        run.kind or "snapshot",
+        content_type=payload.content_type,
+        url=payload.url,
+        replay_of=run_id,
+    )
+
+
+def resolve_params(params: Mapping[str, str | int], now: datetime) -> dict[str, str | int]:
+    """Return query parameters with relative dates ("today", "yesterday") made absolute (UTC)."""
+    days = {"today": 0, "yesterday": 1}
+    return {
+        k: (now - timedelta(days=days[v])).date().isoformat() if v in days else v
+        for k, v in params.items()
+    }
+
+
+def ingest_source(
+    storage: Storage, fetcher: Fetcher, source: SourceConfig, now: datetime
+) -> IngestSummary:
+    """Fetch one configured source (conditionally) and ingest it, keeping its health.
+
+    A 304 is a quiet success. Validators (ETag, Last-Modified) are kept only
+    after a listing was stored, so a listing that failed is fetched whole again.
+    """
+    previous = storage.source_state(source.name)
+    state = SourceState(source.name, source.kind, source.url)
+    if previous is not None:
+        state = replace(previous, kind=source.kind, url=source.url)
+    state = replace(state, last_checked_at=now)
+    try:
+        if source.url.startswith(("http://", "https://")):
+            fetched = _fetch_pages(fetcher, source, state, now)
+        else:
+            fetched = Fetched(source.url, 200, read_file(source.url))
+        if fetched.not_modified:
+            run = storage.record_unchanged(source.name, source.kind, now)
+            summary = IngestSummary(
+                source.name,
+                run,
+                0,
+                0,
+                0,
+                0,
+                status="unchanged",
+                reason="not modified since the last fetch",
+            )
+        else:
+            summary = ingest(
+                storage,
+                source.name,
+                fetched.data,
+                now,
+                source.kind,
+                content_type=fetched.content_type,
+                url=fetched.url,
+            )
+            state = replace(
+                state,
+                etag=fetched.etag,
+                last_modified=fetched.last_modified,
+                last_papers=summary.papers,
+            )
+    except ListingError as e:
+        if not e.recorded:
+            storage.record_failed_ingest(source.name, str(e), now, source.kind)
+        storage.save_source_state(
+            replace(
+                state,
+                last_status="failed",
+                last_error=str(e),
+                consecutive_failures=state.consecutive_failures + 1,
+            )
+        )
+        raise
+    storage.save_source_state(
+        replace(
+            state,
+            last_status=summary.status,
+            last_error=None,
+            last_success_at=now,
+            consecutive_failures=0,
+        )
+    )
+    return summary
+
+
+def _fetch_pages(
+    fetcher: Fetcher, source: SourceConfig, state: SourceState, now: datetime
+) -> Fetched:
+    """Fetch a source; hf-api sources with pages > 1 follow `p` and merge the JSON arrays."""
+    params = resolve_params(source.params, now)
+    if source.kind != "hf-api" or source.pages == 1:
+        return fetcher.fetch(
+            source.name,
+            source.url,
+            params=params,
+            etag=state.etag,
+            last_modified=state.last_modified,
+        )
+    items: list[Any] = []
+    first: Fetched | None = None
+    for page in range(source.pages):
+        fetched = fetcher.fetch(source.name, source.url, params={**params, "p": page})
+        first = first or fetched
+        try:
+            batch = json.loads(fetched.data)
+        except json.JSONDecodeError:
+            return fetched  # the parser reports it with line and column
+        if not isinstance(batch, list) or not batch:
+            break
+        items.extend(batch)
+    assert first is not None
+    return replace(first, data=json.dumps(items).encode(), etag=None, last_modified=None)
+
+
+def due_sources(
+    sources: Sequence[SourceConfig], health: Sequence[SourceState], now: datetime
+) -> list[SourceConfig]:
+    """Return the enabled sources whose poll interval has passed since they were last checked."""
+    checked = {h.name: h.last_checked_at for h in health}
+    return [
+        s
+        for s in sources
+        if s.enabled and ((last := checked.get(s.name)) is None or now - last >= s.every)
+    ]
 
 
 # -- digests ----------------------------------------------------------------

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
@@ -18,6 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from notifier import __version__
 from notifier.errors import ConfigError, QueryError
 from notifier.match import parse_query
 
@@ -41,6 +44,46 @@ class Topic(BaseModel):
         except QueryError as e:
             raise ValueError(str(e)) from None
         return query
+
+
+SourceKind = Literal["snapshot", "hf-api", "hf-page", "arxiv-api", "arxiv-rss", "feed"]
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Return a duration written as seconds or "30m", "6h", "1d"; raise ValueError otherwise."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a duration such as 90, '30m', '6h' or '1d'")
+    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2) or "s"])
+
+
+class SourceConfig(BaseModel):
+    """A listing to poll: where it is, what format it has, and how often to look."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+
+    name: str = Field(min_length=1, max_length=100)
+    kind: SourceKind
+    url: str = Field(min_length=1, description="http(s) URL, or a file path for snapshots")
+    # Query parameters, e.g. hf-api: date ("today", "yesterday" or YYYY-MM-DD), sort, limit.
+    params: dict[str, str | int] = Field(default_factory=dict)
+    every: timedelta = timedelta(hours=1)
+    pages: int = Field(default=1, ge=1, le=50, description="hf-api: pages to follow")
+    enabled: bool = True
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        every = parse_duration(value)
+        if every < timedelta(minutes=1):
+            raise ValueError("poll at most once a minute")
+        return every
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +124,22 @@ class Settings(BaseSettings):
     backlog_days: int = Field(default=7, ge=1, le=365)
     feed_items: int = Field(default=50, ge=1, le=1000)
     topics: tuple[Topic, ...] = ()
+    sources: tuple[SourceConfig, ...] = ()
+    fetch_timeout: float = Field(default=30.0, gt=0)
+    fetch_attempts: int = Field(default=3, ge=1, le=10)
+    fetch_backoff: float = Field(default=2.0, ge=0, description="base of exponential backoff, s")
+    polite_delay: float = Field(default=1.0, ge=0, description="seconds between requests per host")
+    max_listing_bytes: int = Field(default=20_000_000, ge=1_000)
+    failure_alert_after: int = Field(default=3, ge=1, description="failures in a row to flag")
+    user_agent: str | None = None
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_sources(cls, sources: tuple[SourceConfig, ...]) -> tuple[SourceConfig, ...]:
+        names = [s.name for s in sources]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
+        return sources
 
     @field_validator("sender_address")
     @classmethod
@@ -138,6 +197,13 @@ class Settings(BaseSettings):
         if self.smtp_url is None:
             return None
         return _parse_smtp_url(self.smtp_url.get_secret_value())
+
+    @property
+    def http_user_agent(self) -> str:
+        """Return the User-Agent: who we are and how to reach the operator (arXiv asks for it)."""
+        return self.user_agent or (
+            f"notifier/{__version__} (+{self.base_url}; mailto:{self.sender_address})"
+        )
 
     @property
     def sender_domain(self) -> str:

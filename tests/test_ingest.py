@@ -12,7 +12,6 @@ from sqlalchemy import text
 from notifier import pipeline
 from notifier.errors import ListingError
 from notifier.ingest.snapshot import parse_snapshot
-from notifier.models import Listing, PaperData
 from notifier.storage import Storage
 from tests.conftest import NOW, SEED_FILES, Cli, seed_bytes
 
@@ -78,19 +77,20 @@ def test_changed_abstract_is_an_update_not_a_new_paper(storage: Storage) -> None
 def test_title_keyed_paper_is_merged_when_an_arxiv_id_appears(storage: Storage) -> None:
     pipeline.ingest(storage, "snapshot", f"Deep Nets\n{ABSTRACT}\n".encode(), NOW)
     [before] = storage.latest_papers(10)
-    listing = Listing(
-        "api", (PaperData("arxiv:2409.00001", "Deep Nets", ABSTRACT.strip(), 1, "2409.00001"),)
-    )
-    from notifier.diff import decide, lookup_keys
-
-    stored = storage.papers_by_keys(k for p in listing.papers for k in lookup_keys(p))
-    summary = storage.record_ingest(listing, decide(stored, listing), NOW + timedelta(days=1))
+    api = json.dumps(
+        [{"paper": {"id": "2409.00001", "title": "Deep  nets", "summary": ABSTRACT}}]
+    ).encode()
+    summary = pipeline.ingest(storage, "hf", api, NOW + timedelta(days=1), "hf-api")
     assert (summary.new, summary.updated) == (0, 1)
     [after] = storage.latest_papers(10)
     assert after.id == before.id
     assert after.guid == before.guid  # feed identity survives the merge
     assert after.key == "arxiv:2409.00001"
     assert after.url == "https://arxiv.org/abs/2409.00001"
+    # The snapshot, seen again, still finds the paper by its title.
+    again = pipeline.ingest(storage, "snapshot", f"Deep Nets\n{ABSTRACT}\n".encode(), NOW)
+    assert (again.new, again.seen) == (0, 1)
+    assert storage.count_papers() == 1
 
 
 @pytest.mark.parametrize(
@@ -126,6 +126,8 @@ def test_cli_ingest_json_prints_one_object_per_listing(run: Cli, tmp_path: Path)
         "new": 72,
         "seen": 0,
         "updated": 0,
+        "skipped": 0,
+        "status": "ok",
         "run": 1,
     }
     assert (lines[1]["new"], lines[1]["seen"]) == (0, 72)

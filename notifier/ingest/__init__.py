@@ -1,14 +1,64 @@
-"""Reading listings: bytes from files or stdin, parsed by pure per-format parsers."""
+"""Reading listings: one pure parser per format, and the file side of getting bytes.
+
+Every parser takes (bytes, source name, content type) and returns a Listing or
+raises ListingError naming the source and what was wrong, so each is tested
+without a network. HTTP lives in fetch.py.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from notifier.errors import ListingError
+from notifier.ingest.arxiv import parse_arxiv_api, parse_arxiv_listing
+from notifier.ingest.feed import parse_feed
+from notifier.ingest.hf import parse_hf_api, parse_hf_page
+from notifier.ingest.snapshot import parse_snapshot
+from notifier.models import Listing
 
+Parser = Callable[[bytes, str, str | None], Listing]
+
+PARSERS: dict[str, Parser] = {
+    "snapshot": lambda data, source, _type: parse_snapshot(data, source),
+    "hf-api": parse_hf_api,
+    "hf-page": parse_hf_page,
+    "arxiv-api": parse_arxiv_api,
+    "arxiv-rss": parse_arxiv_listing,
+    "feed": parse_feed,
+}
+KINDS = tuple(PARSERS)
 LISTING_SUFFIXES = (".txt",)
+
+
+def guess_kind(location: str) -> str:
+    """Return the kind of listing a URL or path most likely holds, or raise ListingError."""
+    lower = location.lower()
+    if not lower.startswith(("http://", "https://")):
+        return "snapshot"
+    rules = (
+        ("huggingface.co/api/daily_papers", "hf-api"),
+        ("huggingface.co/papers", "hf-page"),
+        ("arxiv.org/api/", "arxiv-api"),
+        ("rss.arxiv.org/", "arxiv-rss"),
+        ("arxiv.org/rss/", "arxiv-rss"),
+    )
+    for fragment, kind in rules:
+        if fragment in lower:
+            return kind
+    if lower.endswith((".rss", ".atom", ".xml", "/feed", "/rss")):
+        return "feed"
+    if lower.endswith(".txt"):
+        return "snapshot"
+    raise ListingError(
+        location, f"cannot tell what kind of listing this URL is; pass --kind ({', '.join(KINDS)})"
+    )
+
+
+def parse_listing(kind: str, data: bytes, source: str, content_type: str | None) -> Listing:
+    """Parse bytes with the parser of kind."""
+    return PARSERS[kind](data, source, content_type)
 
 
 def expand_paths(paths: list[str]) -> list[str]:
@@ -16,7 +66,7 @@ def expand_paths(paths: list[str]) -> list[str]:
     found: list[str] = []
     for raw in paths:
         path = Path(raw)
-        if raw != "-" and path.is_dir():
+        if raw != "-" and not raw.startswith(("http://", "https://")) and path.is_dir():
             found.extend(
                 str(p)
                 for p in sorted(path.iterdir())
@@ -27,13 +77,20 @@ def expand_paths(paths: list[str]) -> list[str]:
     return found
 
 
+def read_file(raw: str) -> bytes:
+    """Return the bytes of a file (or stdin for -), or raise ListingError naming it."""
+    if raw == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(raw).read_bytes()
+    except OSError as e:
+        raise ListingError(raw, f"cannot read the file: {e.strerror or e}") from None
+
+
 def read_listings(paths: list[str]) -> Iterator[tuple[str, bytes | ListingError]]:
-    """Yield (source name, bytes) per listing, or the error that kept it from being read."""
+    """Yield (source name, bytes) per file listing, or the error that kept it from being read."""
     for raw in paths:
-        if raw == "-":
-            yield "stdin", sys.stdin.buffer.read()
-            continue
         try:
-            yield raw, Path(raw).read_bytes()
-        except OSError as e:
-            yield raw, ListingError(raw, f"cannot read the file: {e.strerror or e}")
+            yield ("stdin" if raw == "-" else raw), read_file(raw)
+        except ListingError as e:
+            yield raw, e

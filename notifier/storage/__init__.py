@@ -7,7 +7,9 @@ transaction.
 
 from __future__ import annotations
 
+import gzip
 import secrets
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ from notifier.models import (
     StoredPaper,
     Subscriber,
 )
+from notifier.papers import title_hash
 from notifier.storage import codec
 from notifier.storage.schema import (
     deliveries,
@@ -53,16 +56,31 @@ from notifier.storage.schema import (
     ingest_runs,
     interests,
     papers,
+    payloads,
     sightings,
+    sources,
     subscribers,
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+class StaleDiff(StorageError):
+    """Raise when a concurrent ingest changed the papers a diff was based on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """The raw bytes of a listing and where they came from."""
+
+    data: bytes
+    url: str | None = None
+    content_type: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class IngestRun:
-    """One row of the ingest log, for status."""
+    """One row of the ingest log, for status and replay."""
 
     id: int
     source: str
@@ -73,6 +91,26 @@ class IngestRun:
     seen: int
     updated: int
     error: str | None
+    kind: str | None = None
+    reason: str | None = None
+    skipped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """A source's conditional-GET validators and health."""
+
+    name: str
+    kind: str
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    last_checked_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_status: str | None = None
+    last_error: str | None = None
+    last_papers: int | None = None
+    consecutive_failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,56 +199,76 @@ class Storage:
 
     # -- papers and ingest -------------------------------------------------
 
-    def papers_by_keys(self, keys: Iterable[str]) -> dict[str, StoredPaper]:
-        """Return stored papers by key (called by pipeline.ingest before diff.decide)."""
-        wanted = list(set(keys))
-        found: dict[str, StoredPaper] = {}
+    def papers_for_diff(
+        self, keys: Iterable[str], title_keys: Iterable[str]
+    ) -> tuple[dict[str, StoredPaper], dict[str, list[StoredPaper]]]:
+        """Return stored papers by key and by title hash (called by pipeline before decide)."""
+        by_key: dict[str, StoredPaper] = {}
+        by_title: dict[str, list[StoredPaper]] = {}
         with self._tx() as conn:
-            for chunk in _chunks(wanted, 500):
-                rows = conn.execute(select(papers).where(papers.c.key.in_(chunk)))
-                for row in rows:
-                    found[row.key] = StoredPaper(
-                        row.id, row.key, row.title, row.abstract, row.arxiv_id
-                    )
-        return found
+            for column, wanted in ((papers.c.key, keys), (papers.c.title_key, title_keys)):
+                for chunk in _chunks(sorted(set(wanted)), 500):
+                    for row in conn.execute(
+                        select(papers).where(column.in_(chunk)).order_by(papers.c.id)
+                    ):
+                        stored = codec.stored_paper(row)
+                        by_key[stored.key] = stored
+                        if column is papers.c.title_key:
+                            by_title.setdefault(stored.title_key, []).append(stored)
+        return by_key, by_title
 
     def record_ingest(
-        self, listing: Listing, changes: Sequence[PaperChange], now: datetime
+        self,
+        listing: Listing,
+        changes: Sequence[PaperChange],
+        now: datetime,
+        *,
+        kind: str,
+        payload: Payload | None = None,
+        replay_of: int | None = None,
     ) -> IngestSummary:
-        """Store a diffed listing and its run in one transaction; return the counts."""
-        counts = dict.fromkeys(ChangeKind, 0)
-        with self._tx() as conn:
-            run_id = conn.execute(
-                insert(ingest_runs)
-                .values(
-                    source=listing.source,
-                    label=listing.label,
-                    status="ok",
-                    started_at=now,
-                    papers=len(changes),
-                    new=0,
-                    seen=0,
-                    updated=0,
-                )
-                .returning(ingest_runs.c.id)
-            ).scalar_one()
-            for change in changes:
-                counts[change.kind] += 1
-                paper_id = self._apply_change(conn, change, now)
-                conn.execute(
-                    insert(sightings).values(
-                        paper_id=paper_id, run_id=run_id, rank=change.paper.rank, seen_at=now
+        """Store a diffed listing, its run and its raw bytes in one transaction.
+
+        Raises StaleDiff when a concurrent ingest stored one of its new papers
+        first; the caller diffs again.
+        """
+        counts = Counter(change.kind for change in changes)
+        status = "ok" if listing.papers else "empty"
+        try:
+            with self._tx() as conn:
+                run_id = conn.execute(
+                    insert(ingest_runs)
+                    .values(
+                        source=listing.source,
+                        kind=kind,
+                        label=listing.label,
+                        status=status,
+                        reason=listing.empty_reason,
+                        started_at=now,
+                        papers=len(changes),
+                        new=counts[ChangeKind.NEW],
+                        seen=counts[ChangeKind.SEEN],
+                        updated=counts[ChangeKind.UPDATED],
+                        skipped=counts[ChangeKind.SKIPPED],
+                        replay_of=replay_of,
                     )
-                )
-            conn.execute(
-                update(ingest_runs)
-                .where(ingest_runs.c.id == run_id)
-                .values(
-                    new=counts[ChangeKind.NEW],
-                    seen=counts[ChangeKind.SEEN],
-                    updated=counts[ChangeKind.UPDATED],
-                )
-            )
+                    .returning(ingest_runs.c.id)
+                ).scalar_one()
+                if payload is not None:
+                    _insert_payload(conn, run_id, payload)
+                for change in changes:
+                    paper_id = self._apply_change(conn, change, now)
+                    if paper_id is not None:
+                        conn.execute(
+                            insert(sightings).values(
+                                paper_id=paper_id,
+                                run_id=run_id,
+                                rank=change.paper.rank,
+                                seen_at=now,
+                            )
+                        )
+        except IntegrityError as e:
+            raise StaleDiff(f"listing '{listing.source}' raced another ingest") from e
         return IngestSummary(
             source=listing.source,
             run_id=run_id,
@@ -218,12 +276,17 @@ class Storage:
             new=counts[ChangeKind.NEW],
             seen=counts[ChangeKind.SEEN],
             updated=counts[ChangeKind.UPDATED],
+            skipped=counts[ChangeKind.SKIPPED],
+            status=status,
+            reason=listing.empty_reason,
         )
 
     @staticmethod
-    def _apply_change(conn: Connection, change: PaperChange, now: datetime) -> int:
-        """Insert or update the paper of one change; return its id."""
+    def _apply_change(conn: Connection, change: PaperChange, now: datetime) -> int | None:
+        """Insert or update the paper of one change; return its id (None when skipped)."""
         paper = change.paper
+        if change.kind is ChangeKind.SKIPPED:
+            return None
         if change.kind is ChangeKind.NEW:
             return int(
                 conn.execute(
@@ -233,7 +296,13 @@ class Storage:
                         guid=f"urn:notifier:{paper.key}",
                         arxiv_id=paper.arxiv_id,
                         title=paper.title,
+                        title_key=title_hash(paper.title),
                         abstract=paper.abstract,
+                        version=paper.version,
+                        url=paper.url,
+                        authors=list(paper.authors),
+                        meta=dict(paper.meta),
+                        published_at=paper.published_at,
                         first_seen_at=now,
                         updated_at=now,
                     )
@@ -241,39 +310,111 @@ class Storage:
                 ).scalar_one()
             )
         assert change.stored_id is not None
-        if change.kind is ChangeKind.UPDATED:
-            conn.execute(
-                update(papers)
-                .where(papers.c.id == change.stored_id)
-                .values(
-                    key=paper.key,
-                    arxiv_id=paper.arxiv_id,
-                    title=paper.title,
-                    abstract=paper.abstract,
-                    updated_at=now,
-                )
-            )
+        if change.updates:
+            values = {k: list(v) if k == "authors" else v for k, v in change.updates.items()}
+            if change.kind is ChangeKind.UPDATED:
+                values["updated_at"] = now
+            conn.execute(update(papers).where(papers.c.id == change.stored_id).values(**values))
         return change.stored_id
 
-    def record_failed_ingest(self, source: str, error: str, now: datetime) -> int:
-        """Log an ingest that was refused; nothing of the listing is stored."""
+    def record_failed_ingest(
+        self,
+        source: str,
+        error: str,
+        now: datetime,
+        kind: str | None = None,
+        payload: Payload | None = None,
+    ) -> int:
+        """Log an ingest that was refused; no paper of it is stored, its raw bytes are."""
+        with self._tx() as conn:
+            run_id = conn.execute(
+                insert(ingest_runs)
+                .values(
+                    source=source,
+                    kind=kind,
+                    status="failed",
+                    started_at=now,
+                    papers=0,
+                    new=0,
+                    seen=0,
+                    updated=0,
+                    error=error,
+                )
+                .returning(ingest_runs.c.id)
+            ).scalar_one()
+            if payload is not None:
+                _insert_payload(conn, run_id, payload)
+        return int(run_id)
+
+    def record_unchanged(self, source: str, kind: str, now: datetime) -> int:
+        """Log a fetch the server answered 304 Not Modified: a quiet success."""
         with self._tx() as conn:
             return int(
                 conn.execute(
                     insert(ingest_runs)
                     .values(
                         source=source,
-                        status="failed",
+                        kind=kind,
+                        status="unchanged",
                         started_at=now,
                         papers=0,
                         new=0,
                         seen=0,
                         updated=0,
-                        error=error,
+                        reason="not modified since the last fetch",
                     )
                     .returning(ingest_runs.c.id)
                 ).scalar_one()
             )
+
+    def payload(self, run_id: int) -> tuple[IngestRun, Payload]:
+        """Return an ingest run and its raw bytes, or raise StorageError naming the run."""
+        with self._tx() as conn:
+            run = conn.execute(select(ingest_runs).where(ingest_runs.c.id == run_id)).first()
+            row = conn.execute(select(payloads).where(payloads.c.run_id == run_id)).first()
+        if run is None:
+            raise StorageError(f"there is no ingest run #{run_id}; see `notifier status`")
+        if row is None:
+            raise StorageError(f"ingest run #{run_id} kept no raw listing to replay")
+        return _ingest_run(run), Payload(
+            data=gzip.decompress(row.data), url=row.url, content_type=row.content_type
+        )
+
+    # -- sources -----------------------------------------------------------
+
+    def source_state(self, name: str) -> SourceState | None:
+        """Return what the last fetches of a source left (validators, health)."""
+        with self._tx() as conn:
+            row = conn.execute(select(sources).where(sources.c.name == name)).first()
+        return None if row is None else _source_state(row)
+
+    def sources_health(self) -> list[SourceState]:
+        """Return the state of every source ever fetched, by name."""
+        with self._tx() as conn:
+            return [
+                _source_state(r) for r in conn.execute(select(sources).order_by(sources.c.name))
+            ]
+
+    def save_source_state(self, state: SourceState) -> None:
+        """Insert or replace a source's state."""
+        values = {
+            "kind": state.kind,
+            "url": state.url,
+            "etag": state.etag,
+            "last_modified": state.last_modified,
+            "last_checked_at": state.last_checked_at,
+            "last_success_at": state.last_success_at,
+            "last_status": state.last_status,
+            "last_error": state.last_error,
+            "last_papers": state.last_papers,
+            "consecutive_failures": state.consecutive_failures,
+        }
+        with self._tx() as conn:
+            updated = conn.execute(
+                update(sources).where(sources.c.name == state.name).values(**values)
+            )
+            if updated.rowcount == 0:
+                conn.execute(insert(sources).values(name=state.name, **values))
 
     def recent_papers(self, since: datetime, until: datetime) -> list[Paper]:
         """Return papers first seen in [since, until], newest first (called by compose_digests)."""
@@ -295,20 +436,7 @@ class Storage:
         """Return the latest ingest runs, newest first."""
         query = select(ingest_runs).order_by(ingest_runs.c.id.desc()).limit(limit)
         with self._tx() as conn:
-            return [
-                IngestRun(
-                    r.id,
-                    r.source,
-                    r.status,
-                    r.started_at,
-                    r.papers,
-                    r.new,
-                    r.seen,
-                    r.updated,
-                    r.error,
-                )
-                for r in conn.execute(query)
-            ]
+            return [_ingest_run(r) for r in conn.execute(query)]
 
     def count_papers(self) -> int:
         """Return how many distinct papers are stored."""
@@ -606,10 +734,59 @@ class Storage:
     def reset(self) -> None:
         """Delete every row (used by `notifier demo --reset`)."""
         with self._tx() as conn:
-            for table in (deliveries, digests, interests, subscribers, sightings):
+            for table in (deliveries, digests, interests, subscribers, sightings, payloads):
                 conn.execute(delete(table))
+            conn.execute(delete(sources))
             conn.execute(delete(ingest_runs))
             conn.execute(delete(papers))
+
+
+def _insert_payload(conn: Connection, run_id: int, payload: Payload) -> None:
+    """Store a listing's raw bytes, compressed, with its run."""
+    conn.execute(
+        insert(payloads).values(
+            run_id=run_id,
+            url=payload.url,
+            content_type=payload.content_type,
+            size=len(payload.data),
+            data=gzip.compress(payload.data, compresslevel=6),
+        )
+    )
+
+
+def _ingest_run(r: Any) -> IngestRun:
+    """Return the IngestRun of an ingest_runs row."""
+    return IngestRun(
+        r.id,
+        r.source,
+        r.status,
+        r.started_at,
+        r.papers,
+        r.new,
+        r.seen,
+        r.updated,
+        r.error,
+        r.kind,
+        r.reason,
+        r.skipped,
+    )
+
+
+def _source_state(r: Any) -> SourceState:
+    """Return the SourceState of a sources row."""
+    return SourceState(
+        r.name,
+        r.kind,
+        r.url,
+        r.etag,
+        r.last_modified,
+        r.last_checked_at,
+        r.last_success_at,
+        r.last_status,
+        r.last_error,
+        r.last_papers,
+        r.consecutive_failures,
+    )
 
 
 def _outcomes() -> Select[Any]:

@@ -11,6 +11,7 @@ from notifier.models import (
     Interest,
     Paper,
     StoredDigest,
+    StoredPaper,
     Subscriber,
 )
 from notifier.papers import paper_url
@@ -26,10 +27,31 @@ def paper(row: Any) -> Paper:
         guid=row.guid,
         title=row.title,
         abstract=row.abstract,
-        url=paper_url(row.title, row.arxiv_id),
+        # An arXiv page beats a feed's link; a feed's link beats a title search.
+        url=paper_url(row.title, row.arxiv_id) if row.arxiv_id or not row.url else row.url,
         first_seen_at=row.first_seen_at,
         updated_at=row.updated_at,
         arxiv_id=row.arxiv_id,
+        version=row.version,
+        authors=tuple(row.authors or ()),
+        meta=row.meta or {},
+    )
+
+
+def stored_paper(row: Any) -> StoredPaper:
+    """Return the StoredPaper (what diff needs) of a papers row."""
+    return StoredPaper(
+        id=row.id,
+        key=row.key,
+        title=row.title,
+        abstract=row.abstract,
+        arxiv_id=row.arxiv_id,
+        version=row.version,
+        title_key=row.title_key or "",
+        url=row.url,
+        authors=tuple(row.authors or ()),
+        meta=row.meta or {},
+        published_at=row.published_at,
     )
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -62,6 +63,14 @@ papers = Table(
     Column("abstract", Text, nullable=False),
     Column("first_seen_at", UtcDateTime(), nullable=False, index=True),
     Column("updated_at", UtcDateTime(), nullable=False),
+    # Hash of the normalised title, for every paper: a listing that knows a
+    # paper only by title finds it even after it gained its arXiv id.
+    Column("title_key", String(20), index=True),
+    Column("version", Integer),
+    Column("url", Text),
+    Column("authors", JSON),
+    Column("meta", JSON),
+    Column("published_at", UtcDateTime()),
 )
 
 ingest_runs = Table(
@@ -70,13 +79,46 @@ ingest_runs = Table(
     Column("id", Integer, primary_key=True),
     Column("source", Text, nullable=False),
     Column("label", String(40)),
-    Column("status", String(16), nullable=False),  # ok | failed
+    Column("status", String(16), nullable=False),  # ok | empty | unchanged | failed
     Column("started_at", UtcDateTime(), nullable=False),
     Column("papers", Integer, nullable=False, default=0),
     Column("new", Integer, nullable=False, default=0),
     Column("seen", Integer, nullable=False, default=0),
     Column("updated", Integer, nullable=False, default=0),
     Column("error", Text),
+    Column("kind", String(16)),
+    Column("reason", Text),  # why a listing was empty
+    Column("skipped", Integer, nullable=False, default=0, server_default="0"),
+    Column("replay_of", Integer),
+)
+
+# The raw bytes of each listing, gzip-compressed, so `notifier replay RUN`
+# can re-run the diff after a parser fix (kept for failed runs too).
+payloads = Table(
+    "payloads",
+    metadata,
+    Column("run_id", ForeignKey("ingest_runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("url", Text),
+    Column("content_type", Text),
+    Column("size", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+# Per-source fetch state and health, updated by every fetch.
+sources = Table(
+    "sources",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("last_checked_at", UtcDateTime()),
+    Column("last_success_at", UtcDateTime()),
+    Column("last_status", String(16)),
+    Column("last_error", Text),
+    Column("last_papers", Integer),
+    Column("consecutive_failures", Integer, nullable=False, default=0, server_default="0"),
 )
 
 sightings = Table(
