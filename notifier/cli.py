@@ -92,6 +92,10 @@ class NotifierGroup(click.Group):
             fail(str(e))
         except KeyboardInterrupt:
             fail("interrupted", code=130)
+        except BrokenPipeError:
+            # The reader (e.g. `| head`) has gone: stop quietly, as Unix tools do.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as e:
@@ -471,6 +475,12 @@ def status(context: Context, email: str | None) -> None:
         else:
             detail = run.error or ""
         click.echo(f"  #{run.id} {when}  {run.status:<6} {run.source}: {detail}")
+    report = pipeline.source_report(context.settings, storage.sources_health(), utc_now())
+    for row in (r for r in report if r["failing"]):
+        click.echo(
+            f"source FAILING: {row['name']}: {row['consecutive_failures']} failures in a row: "
+            f"{row['last_error']}"
+        )
     counts = storage.digest_counts()
     click.echo(
         "digests: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none yet")
@@ -481,6 +491,47 @@ def status(context: Context, email: str | None) -> None:
             f"  {outcome.email}: {outcome.period} {outcome.status}, {outcome.papers} papers"
             f" - {outcome.reason}{error}"
         )
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per source.")
+@pass_context
+def sources(context: Context, as_json: bool) -> None:
+    """List listing sources with their health: last check, status, failures in a row.
+
+    Configured [[sources]] and URLs ingested ad hoc are both shown; a source
+    failing failure_alert_after times in a row is flagged FAILING.
+    """
+    settings, storage = context.settings, context.storage
+    for row in pipeline.source_report(settings, storage.sources_health(), utc_now()):
+        if as_json:
+            click.echo(json.dumps(row, default=str))
+            continue
+        flag = " FAILING" if row["failing"] else ""
+        checked = row["last_checked_at"]
+        when = checked.strftime("%Y-%m-%d %H:%M") if checked else "never"
+        click.echo(f"{row['name']} [{row['kind']}]{flag}: {row['url']}")
+        detail = f"  last checked {when}: {row['last_status'] or 'not fetched yet'}"
+        if row["last_papers"] is not None:
+            detail += f", {row['last_papers']} papers"
+        if row["consecutive_failures"]:
+            detail += f", {row['consecutive_failures']} failure(s) in a row: {row['last_error']}"
+        if row["every"]:
+            detail += f"; polled every {row['every']}"
+        click.echo(detail)
+
+
+@cli.command()
+@click.argument("run", type=int)
+@pass_context
+def replay(context: Context, run: int) -> None:
+    """Re-run the parse and diff of ingest run RUN from its kept raw bytes.
+
+    Useful after a parser fix: a listing that failed can be replayed without
+    fetching it again. The replay is a new run that refers to RUN.
+    """
+    summary = pipeline.replay(context.storage, run, utc_now())
+    click.echo(f"replayed #{run} as #{summary.run_id}: " + _summary_line(_summary_json(summary)))
 
 
 @cli.command()
