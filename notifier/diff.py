@@ -35,8 +35,7 @@ def decide(
             kind = ChangeKind.SKIPPED if paper.announce.is_update else ChangeKind.NEW
             changes.append(PaperChange(kind, paper))
             continue
-        updates = _updates(known, paper)
-        significant = set(updates) - {"meta", "authors", "url", "published_at"}
+        updates, significant = _updates(known, paper)
         kind = ChangeKind.UPDATED if significant else ChangeKind.SEEN
         changes.append(PaperChange(kind, paper, known.id, updates))
     return changes
@@ -57,13 +56,23 @@ def _find(
     return None
 
 
-def _updates(known: StoredPaper, paper: PaperData) -> dict[str, Any]:
-    """Return the stored fields the listing improves, with their new values."""
+def _updates(known: StoredPaper, paper: PaperData) -> tuple[dict[str, Any], bool]:
+    """Return the stored fields the listing improves, and whether that is a real update.
+
+    A new version, a changed title or abstract, or a learnt arXiv id is an
+    update; fresher metadata (upvotes, authors, a first version number) is
+    stored quietly.
+    """
     updates: dict[str, Any] = {}
     if paper.arxiv_id and known.arxiv_id != paper.arxiv_id:
         updates |= {"key": paper.key, "arxiv_id": paper.arxiv_id}
-    newer = paper.version is not None and paper.version > (known.version or 0)
-    if newer:
+    newer = paper.version is not None and (
+        paper.version > known.version
+        if known.version is not None
+        # arXiv announcing a replacement is a new version even if we never knew the old one.
+        else paper.announce.is_update
+    )
+    if newer or (paper.version is not None and known.version is None):
         updates["version"] = paper.version
     # Titles can only differ when the arXiv id matched: a new version's new title.
     if normalise_title(paper.title) != normalise_title(known.title):
@@ -80,7 +89,8 @@ def _updates(known: StoredPaper, paper: PaperData) -> dict[str, Any]:
         updates["url"] = paper.url
     if paper.published_at and not known.published_at:
         updates["published_at"] = paper.published_at
-    return updates
+    quiet = {"meta", "authors", "url", "published_at"} | ({"version"} if not newer else set())
+    return updates, bool(set(updates) - quiet)
 
 
 def _better_abstract(stored: str, listed: str, newer_version: bool) -> bool:
