@@ -217,3 +217,14 @@ def test_init_creates_the_database(tmp_path: Path) -> None:
     assert "(schema revision 0002)" in result.stdout.splitlines()[0]
     again = invoke(tmp_path, "init")
     assert again.returncode == 0 and again.stdout == result.stdout
+
+
+def test_the_example_config_is_valid_and_lists_every_setting() -> None:
+    example = Path(__file__).resolve().parent.parent / "deploy" / "notifier.example.toml"
+    settings = load_settings(example)
+    assert [s.name for s in settings.sources] == ["hf-daily", "arxiv-cs-ro", "arxiv-offline-rl"]
+    text = example.read_text()
+    from notifier.settings import Settings
+
+    for name in Settings.model_fields:
+        assert f"{name} =" in text or f"[[{name}]]" in text, f"{name} missing from the example"
