@@ -473,7 +473,7 @@ def status(context: Context, email: str | None) -> None:
         if run.status == "ok":
             detail = f"{run.papers} papers, {run.new} new, {run.seen} seen before"
         else:
-            detail = run.error or ""
+            detail = run.error or run.reason or ""
         click.echo(f"  #{run.id} {when}  {run.status:<6} {run.source}: {detail}")
     report = pipeline.source_report(context.settings, storage.sources_health(), utc_now())
     for row in (r for r in report if r["failing"]):

@@ -1,0 +1,89 @@
+"""Source health: empty listings are quiet, repeated failures are flagged."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from notifier import pipeline
+from notifier.app import make_fetcher
+from notifier.errors import ListingError
+from notifier.settings import Settings, SourceConfig, load_settings
+from notifier.storage import Storage
+from tests.conftest import NOW, Cli
+
+GOOD = b'[{"paper": {"id": "2409.00001", "title": "Robots", "summary": "Robots learn."}}]'
+
+
+def test_empty_listing_is_recorded_with_its_reason_and_does_not_alarm(
+    storage: Storage, settings: Settings, tmp_path: Path
+) -> None:
+    listing = tmp_path / "daily.json"
+    source = SourceConfig(name="hf", kind="hf-api", url=str(listing))
+    fetcher = make_fetcher(settings)
+    listing.write_bytes(b"[not json")
+    for hour in range(2):
+        with pytest.raises(ListingError):
+            pipeline.ingest_source(storage, fetcher, source, NOW + timedelta(hours=hour))
+    assert storage.source_state("hf").consecutive_failures == 2  # type: ignore[union-attr]
+
+    listing.write_bytes(b"[]")
+    summary = pipeline.ingest_source(storage, fetcher, source, NOW + timedelta(hours=3))
+    assert (summary.status, summary.papers) == ("empty", 0)
+    assert summary.reason == (
+        "Hugging Face listed no papers (a weekend, a holiday, or a day not yet published)"
+    )
+    state = storage.source_state("hf")
+    assert state is not None
+    assert (state.last_status, state.consecutive_failures, state.last_error) == ("empty", 0, None)
+    [latest, *_] = storage.ingest_runs()
+    assert (latest.status, latest.reason) == ("empty", summary.reason)
+
+    listing.write_bytes(GOOD)
+    ok = pipeline.ingest_source(storage, fetcher, source, NOW + timedelta(hours=4))
+    assert (ok.status, ok.new) == ("ok", 1)
+    fetcher.close()
+
+
+def test_repeated_failures_flag_the_source_until_it_recovers(run: Cli, tmp_path: Path) -> None:
+    listing = tmp_path / "daily.json"
+    listing.write_bytes(b"<!DOCTYPE html><html><body>Bad gateway</body></html>")
+    (tmp_path / "notifier.toml").write_text(
+        f'failure_alert_after = 2\n[[sources]]\nname = "hf"\nkind = "hf-api"\nurl = "{listing}"\n'
+    )
+    for _ in range(2):
+        result = run("ingest", "--all")
+        assert result.exit_code == 1
+        assert result.stderr == (
+            "notifier: error: listing 'hf': expected JSON but got an HTML page (an error page?)\n"
+        )
+    sources = run("sources").stdout.splitlines()
+    assert sources[0] == f"hf [hf-api] FAILING: {listing}"
+    assert "2 failure(s) in a row" in sources[1]
+    assert "source FAILING: hf: 2 failures in a row" in run("status").stdout
+
+    listing.write_bytes(b"[]")
+    quiet = run("ingest", "--all")
+    assert quiet.exit_code == 0
+    assert quiet.stdout.startswith("hf: empty: Hugging Face listed no papers")
+    assert "FAILING" not in run("sources").stdout
+    status = run("status").stdout
+    assert "FAILING" not in status
+    assert "empty  hf: Hugging Face listed no papers" in status
+
+
+def test_due_sources_follow_each_poll_interval(settings: Settings) -> None:
+    hourly = SourceConfig(name="a", kind="feed", url="https://x.example/feed", every="1h")
+    daily = SourceConfig(name="b", kind="feed", url="https://x.example/b", every="1d")
+    off = SourceConfig(name="c", kind="feed", url="https://x.example/c", enabled=False)
+    configured = load_settings(state_dir=settings.state_dir, sources=[hourly, daily, off]).sources
+    from notifier.storage import SourceState
+
+    health = [
+        SourceState("a", "feed", "u", last_checked_at=NOW - timedelta(minutes=61)),
+        SourceState("b", "feed", "u", last_checked_at=NOW - timedelta(hours=2)),
+    ]
+    assert [s.name for s in pipeline.due_sources(configured, health, NOW)] == ["a"]
+    assert [s.name for s in pipeline.due_sources(configured, [], NOW)] == ["a", "b"]
