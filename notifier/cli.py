@@ -189,7 +189,11 @@ def ingest(
         if not jobs:
             click.echo("no source is due yet (see `notifier sources`; --all polls them now)")
     for location in expand_paths(list(locations)):
-        job_kind = kind or guess_kind(location)
+        try:
+            job_kind = kind or guess_kind(location)
+        except ListingError as e:
+            jobs.append((location, partial(_raise, e)))
+            continue
         if location.startswith(("http://", "https://")):
             adhoc = SourceConfig(name=location, kind=job_kind, url=location)
             jobs.append(
@@ -216,6 +220,11 @@ def ingest(
             click.echo(_summary_line(result))
     if any("error" in r for r in results):
         sys.exit(1)
+
+
+def _raise(error: Exception, _now: datetime) -> IngestSummary:
+    """Raise error when its job runs, so it is reported in turn with the others."""
+    raise error
 
 
 def _ingest_file(storage: Storage, location: str, kind: str, now: datetime) -> IngestSummary:

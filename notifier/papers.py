@@ -20,14 +20,16 @@ _ARXIV_PREFIX = re.compile(
     re.IGNORECASE,
 )
 _VERSION = re.compile(r"v(\d+)(?:\.pdf)?$")
-# Only tags of HTML's vocabulary are markup; "$a<b$" in LaTeX must survive.
+# Only HTML's own tags with well-formed attributes are markup: LaTeX such as
+# "$1<p \le 2$ ... $p>2$" or "$a<b$" must survive.
+_ATTRIBUTES = r"""(?:\s+[\w:.-]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'<>=`]+))?)*\s*/?>"""
 _TAG = re.compile(
     r"</?(?:a|abbr|b|big|blockquote|br|cite|code|dd|del|div|dl|dt|em|font|h[1-6]|hr|i|img|"
     r"ins|kbd|li|mark|ol|p|pre|q|s|small|span|strike|strong|sub|sup|table|tbody|td|th|thead|"
-    r"tr|tt|u|ul|var)(?:\s[^<>]*)?/?>",
+    r"tr|tt|u|ul|var)" + _ATTRIBUTES,
     re.IGNORECASE,
 )
-_BLOCK_TAG = re.compile(r"</?(?:br|p|div|li|tr|h[1-6]|blockquote)(?:\s[^<>]*)?/?>", re.IGNORECASE)
+_BLOCK_TAG = re.compile(r"</?(?:br|p|div|li|tr|h[1-6]|blockquote)" + _ATTRIBUTES, re.IGNORECASE)
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.DOTALL | re.IGNORECASE)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import make_msgid
 from importlib import resources
 from pathlib import Path
@@ -98,8 +98,9 @@ def replay(storage: Storage, run_id: int, now: datetime) -> IngestSummary:
 def resolve_params(params: Mapping[str, str | int], now: datetime) -> dict[str, str | int]:
     """Return query parameters with relative dates ("today", "yesterday") made absolute (UTC)."""
     days = {"today": 0, "yesterday": 1}
+    utc = now.astimezone(UTC)
     return {
-        k: (now - timedelta(days=days[v])).date().isoformat() if v in days else v
+        k: (utc - timedelta(days=days[v])).date().isoformat() if v in days else v
         for k, v in params.items()
     }
 
@@ -196,7 +197,9 @@ def _fetch_pages(
             batch = json.loads(fetched.data)
         except json.JSONDecodeError:
             return fetched  # the parser reports it with line and column
-        if not isinstance(batch, list) or not batch:
+        if not isinstance(batch, list):
+            return fetched  # an error object: the parser reports the API's message
+        if not batch:
             break
         items.extend(batch)
     assert first is not None

@@ -35,6 +35,7 @@ LISTING_SUFFIXES = (".txt",)
 def guess_kind(location: str) -> str:
     """Return the kind of listing a URL or path most likely holds, or raise ListingError."""
     lower = location.lower()
+    path = lower.split("?", 1)[0].split("#", 1)[0].rstrip("/")
     if not lower.startswith(("http://", "https://")):
         return "snapshot"
     rules = (
@@ -47,9 +48,9 @@ def guess_kind(location: str) -> str:
     for fragment, kind in rules:
         if fragment in lower:
             return kind
-    if lower.endswith((".rss", ".atom", ".xml", "/feed", "/rss")):
+    if path.endswith((".rss", ".atom", ".xml", "/feed", "/rss", "/atom")):
         return "feed"
-    if lower.endswith(".txt"):
+    if path.endswith(".txt"):
         return "snapshot"
     raise ListingError(
         location, f"cannot tell what kind of listing this URL is; pass --kind ({', '.join(KINDS)})"

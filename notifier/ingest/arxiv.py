@@ -100,7 +100,12 @@ def _xml(data: bytes, source: str, content_type: str | None) -> Any:
         return etree.fromstring(data, parser=parser)
     except etree.XMLSyntaxError as e:
         line = e.position[0] if e.position else None
-        raise ListingError(source, f"not well-formed XML (truncated?): {e.msg}", line) from None
+        if "Resource limit exceeded" in str(e.msg):
+            raise ListingError(
+                source, "a text in the XML is too large (over 10 MB)", line
+            ) from None
+        message = str(e.msg).split(", line ")[0]  # libxml2 repeats the position
+        raise ListingError(source, f"not well-formed XML (truncated?): {message}", line) from None
 
 
 def _api_entry(entry: Any, source: str, rank: int) -> PaperData:

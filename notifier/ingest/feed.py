@@ -67,13 +67,19 @@ def _text(entry: Any, field: str) -> str:
 
 
 def _summary(entry: Any) -> str:
-    """Return the entry's summary or, failing that, its content, as plain text."""
-    if entry.get("summary"):
+    """Return the entry's summary or, failing that, its content, as plain text.
+
+    feedparser copies content into `summary` without a `summary_detail` when
+    there is no summary; a summary of unknown type is read as HTML, which is
+    what RSS descriptions are by convention.
+    """
+    detail = entry.get("summary_detail")
+    if entry.get("summary") and detail:
         return _text(entry, "summary")
     for content in entry.get("content", []):
         value = str(content.get("value", ""))
         return html_to_text(value) if "html" in content.get("type", "") else clean_text(value)
-    return ""
+    return html_to_text(str(entry.get("summary", "")))
 
 
 def _date(parsed: Any) -> datetime | None:

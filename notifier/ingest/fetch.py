@@ -27,6 +27,10 @@ HOST_INTERVALS = {
     "rss.arxiv.org": ARXIV_INTERVAL,
 }
 _RETRY_STATUSES = {429, 500, 502, 503, 504}
+MAX_REDIRECTS = 5
+# httpx's timeout is per network operation; a server dripping bytes could hold a
+# fetch forever, so the whole body must also arrive within this many timeouts.
+TOTAL_TIMEOUTS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,7 @@ class Fetcher:
             timeout=httpx.Timeout(timeout),
             headers={"User-Agent": user_agent, "Accept-Encoding": "gzip, deflate"},
             follow_redirects=True,
+            max_redirects=MAX_REDIRECTS,
         )
 
     def close(self) -> None:
@@ -134,7 +139,8 @@ class Fetcher:
         try:
             return retrying(self._get, source, url, params or {}, headers)
         except _Retryable as e:
-            raise ListingError(source, f"{e} (gave up after {self.attempts} attempts)") from None
+            tries = f"{self.attempts} attempt" + ("s" if self.attempts != 1 else "")
+            raise ListingError(source, f"{e} (gave up after {tries})") from None
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         """Wait what the server asked (Retry-After), else exponential backoff with jitter."""
@@ -168,7 +174,13 @@ class Fetcher:
                         f"HTTP {response.status_code} {response.reason_phrase} from {final}"
                         + (f": {detail}" if detail else ""),
                     )
-                data = _read(response, self.max_bytes, source, final)
+                data = _read(
+                    response,
+                    self.max_bytes,
+                    source,
+                    final,
+                    deadline=time.monotonic() + TOTAL_TIMEOUTS * self.timeout,
+                )
                 return Fetched(
                     url=final,
                     status=response.status_code,
@@ -183,14 +195,32 @@ class Fetcher:
             ) from e
         except httpx.TransportError as e:
             raise _Retryable(f"cannot connect to {url}: {e or type(e).__name__}") from e
+        except httpx.TooManyRedirects:
+            raise ListingError(
+                source, f"too many redirects from {url} (more than {MAX_REDIRECTS})"
+            ) from None
+        except httpx.DecodingError as e:
+            raise ListingError(source, f"the response from {url} cannot be decoded: {e}") from None
+        except httpx.HTTPError as e:
+            raise ListingError(
+                source, f"request to {url} failed: {e or type(e).__name__}"
+            ) from None
 
 
 def _read(
-    response: httpx.Response, limit: int, source: str, url: str, truncate: bool = False
+    response: httpx.Response,
+    limit: int,
+    source: str,
+    url: str,
+    *,
+    truncate: bool = False,
+    deadline: float | None = None,
 ) -> bytes:
     """Read a body up to limit bytes; beyond it, refuse (or cut, for error bodies)."""
     chunks, size = [], 0
     for chunk in response.iter_bytes():
+        if deadline is not None and time.monotonic() > deadline:
+            raise _Retryable(f"{url} is sending its answer too slowly; stopped")
         size += len(chunk)
         if size > limit:
             if truncate:
@@ -212,4 +242,6 @@ def _retry_after(value: str | None) -> float | None:
         moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if moment.tzinfo is None:  # asctime and "-0000" dates: HTTP-dates are always GMT
+        moment = moment.replace(tzinfo=UTC)
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
