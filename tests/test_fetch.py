@@ -107,6 +107,7 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to sit on the request before answering
     gzip: bool = False  # compress the body and say so (Content-Encoding: gzip)
+    drip: float = 0.0  # seconds between 16-byte pieces of the body (a slow-drip server)
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,13 @@ class ListingServer:
             if reply.status != 304:
                 handler.send_header("Content-Length", str(len(body)))
             handler.end_headers()
-            if reply.status != 304:
+            if reply.status != 304 and reply.drip:
+                for start in range(0, len(body), 16):
+                    handler.wfile.write(body[start : start + 16])
+                    handler.wfile.flush()
+                    if self._stopping.wait(reply.drip):
+                        return
+            elif reply.status != 304:
                 handler.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             handler.close_connection = True  # the client gave up (a timeout test)
@@ -825,3 +832,16 @@ def test_a_redirect_loop_does_not_stop_the_other_sources(
     state = storage.source_state("loop")
     assert state is not None
     assert state.consecutive_failures == 1
+
+
+def test_a_server_dripping_bytes_cannot_hold_a_fetch_forever(
+    server: ListingServer, new_fetcher: FetcherFactory
+) -> None:
+    # Each piece arrives within the 0.2 s per-read timeout, but the whole body
+    # would take about 1.3 s: more than TOTAL_TIMEOUTS (4) x 0.2 s.
+    url = server.script(HF_PATH, Reply(body=b"[" + b" " * 200 + b"]", drip=0.1))
+    fetcher = new_fetcher(timeout=0.2, attempts=1)
+    started = time.monotonic()
+    with pytest.raises(ListingError, match="sending its answer too slowly"):
+        fetcher.fetch("hf", url)
+    assert time.monotonic() - started < 1.2
