@@ -845,3 +845,15 @@ def test_a_server_dripping_bytes_cannot_hold_a_fetch_forever(
     with pytest.raises(ListingError, match="sending its answer too slowly"):
         fetcher.fetch("hf", url)
     assert time.monotonic() - started < 1.2
+
+
+def test_a_snapshot_listing_is_read_from_a_url(
+    run: Cli, storage: Storage, server: ListingServer
+) -> None:
+    from tests.conftest import seed_bytes
+
+    url = server.script("/snapshots/day1.txt", Reply(body=seed_bytes(3), content_type="text/plain"))
+    result = run("ingest", url)  # the kind is guessed from the .txt suffix
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"{url}: 187 papers, 187 new, 0 seen before\n"
+    assert storage.count_papers() == 187
