@@ -81,6 +81,10 @@ def _digest_paper(ranked: _Ranked) -> DigestPaper:
         reason=best.reason,
         terms=best.terms,
         also_matches=tuple(m.interest for m in ranked.others),
+        authors=paper.authors,
+        upvotes=paper.meta.get("upvotes"),
+        code_url=paper.meta.get("github"),
+        summary=paper.meta.get("ai_summary"),
     )
 
 

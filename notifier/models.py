@@ -177,6 +177,10 @@ class DigestPaper:
     reason: str
     terms: tuple[str, ...]
     also_matches: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    upvotes: int | None = None
+    code_url: str | None = None
+    summary: str | None = None  # a one-line summary from the source (HF's AI summary)
 
 
 @dataclass(frozen=True, slots=True)

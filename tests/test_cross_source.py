@@ -135,3 +135,36 @@ def test_no_subscriber_gets_a_paper_twice_across_sources(
         if composed.content is not None:
             offered += [p.paper_id for p in composed.content.papers]
     assert len(offered) == len(set(offered)) == 3
+
+
+def test_digest_shows_authors_upvotes_code_and_summary_from_the_source(
+    storage: Storage, settings: Settings
+) -> None:
+    from notifier.app import make_renderer
+
+    item = {
+        "paper": {
+            "id": "2409.00001",
+            "title": "Robots that learn from videos",
+            "summary": "We train robots from human videos and evaluate on ten household tasks.",
+            "authors": [{"name": f"{c}. Author"} for c in "ABCDE"],
+            "upvotes": 42.0,
+            "githubRepo": "https://github.com/lab/robots",
+            "ai_summary": "Robots learn chores by watching people.",
+        },
+        "title": "Robots that learn from videos",
+    }
+    pipeline.ingest(storage, "hf", json.dumps([item]).encode(), NOW, "hf-api")
+    subscriber, _ = storage.save_subscriber("a@example.org", None, [Interest("r", "robots")], NOW)
+    [composed] = pipeline.compose_digests(storage, settings, NOW + timedelta(hours=1), record=False)
+    assert composed.content is not None
+    message = make_renderer(settings).render(composed.content, subscriber, "<m@x>", NOW)
+    plain, html = message.get_body(("plain",)), message.get_body(("html",))
+    assert plain is not None and html is not None
+    text_body = plain.get_content()
+    assert "  A. Author, B. Author, C. Author, D. Author et al.\n" in text_body
+    assert "  42 upvotes · code: https://github.com/lab/robots\n" in text_body
+    assert "  TL;DR: Robots learn chores by watching people.\n" in text_body
+    html_body = html.get_content()
+    assert '<a href="https://github.com/lab/robots"' in html_body
+    assert "42 upvotes" in html_body and "Robots learn chores by watching people." in html_body

@@ -107,6 +107,10 @@ def content_to_json(content: DigestContent) -> dict[str, Any]:
                         "reason": p.reason,
                         "terms": list(p.terms),
                         "also_matches": list(p.also_matches),
+                        "authors": list(p.authors),
+                        "upvotes": p.upvotes,
+                        "code_url": p.code_url,
+                        "summary": p.summary,
                     }
                     for p in s.papers
                 ],
@@ -138,6 +142,11 @@ def content_from_json(data: dict[str, Any]) -> DigestContent:
                         reason=p["reason"],
                         terms=tuple(p["terms"]),
                         also_matches=tuple(p["also_matches"]),
+                        # Absent from digests frozen before sources carried them.
+                        authors=tuple(p.get("authors", ())),
+                        upvotes=p.get("upvotes"),
+                        code_url=p.get("code_url"),
+                        summary=p.get("summary"),
                     )
                     for p in s["papers"]
                 ),
