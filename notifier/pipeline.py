@@ -6,7 +6,6 @@ these and nothing else.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from notifier.errors import (
 )
 from notifier.ingest import parse_listing, read_file
 from notifier.ingest.fetch import Fetched, Fetcher
+from notifier.ingest.hf import api_page_items, join_api_pages
 from notifier.match import Query, best_match, parse_query
 from notifier.models import DigestContent, IngestSummary, Interest, Paper, Subscriber
 from notifier.render.email import EmailRenderer
@@ -188,22 +188,19 @@ def _fetch_pages(
             etag=state.etag,
             last_modified=state.last_modified,
         )
-    items: list[Any] = []
+    pages: list[list[Any]] = []
     first: Fetched | None = None
     for page in range(source.pages):
         fetched = fetcher.fetch(source.name, source.url, params={**params, "p": page})
         first = first or fetched
-        try:
-            batch = json.loads(fetched.data)
-        except json.JSONDecodeError:
-            return fetched  # the parser reports it with line and column
-        if not isinstance(batch, list):
-            return fetched  # an error object: the parser reports the API's message
-        if not batch:
-            break
-        items.extend(batch)
+        items = api_page_items(fetched.data)
+        if items is None:
+            return fetched  # not an array: the parser reports what is wrong with it
+        if not items:
+            break  # past the last page
+        pages.append(items)
     assert first is not None
-    return replace(first, data=json.dumps(items).encode(), etag=None, last_modified=None)
+    return replace(first, data=join_api_pages(pages), etag=None, last_modified=None)
 
 
 def due_sources(

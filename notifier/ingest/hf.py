@@ -38,6 +38,20 @@ def parse_hf_api(data: bytes, source: str, content_type: str | None = None) -> L
     return Listing(source, papers, empty_reason=None if papers else EMPTY_DAY)
 
 
+def api_page_items(data: bytes) -> list[Any] | None:
+    """Return the items of one API page, or None when it is not a JSON array (an error)."""
+    try:
+        items = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return items if isinstance(items, list) else None
+
+
+def join_api_pages(pages: list[list[Any]]) -> bytes:
+    """Return several API pages as the one JSON array parse_hf_api reads (and replay keeps)."""
+    return json.dumps([item for page in pages for item in page]).encode()
+
+
 def parse_hf_page(data: bytes, source: str, content_type: str | None = None) -> Listing:
     """Parse a huggingface.co/papers page: its embedded JSON, else its visible markup."""
     if not data.strip():

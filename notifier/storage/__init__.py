@@ -12,7 +12,7 @@ import secrets
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -397,18 +397,7 @@ class Storage:
 
     def save_source_state(self, state: SourceState) -> None:
         """Insert or replace a source's state."""
-        values = {
-            "kind": state.kind,
-            "url": state.url,
-            "etag": state.etag,
-            "last_modified": state.last_modified,
-            "last_checked_at": state.last_checked_at,
-            "last_success_at": state.last_success_at,
-            "last_status": state.last_status,
-            "last_error": state.last_error,
-            "last_papers": state.last_papers,
-            "consecutive_failures": state.consecutive_failures,
-        }
+        values = {k: v for k, v in asdict(state).items() if k != "name"}
         with self._tx() as conn:
             updated = conn.execute(
                 update(sources).where(sources.c.name == state.name).values(**values)
