@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint eval bench format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ lint: $(STAMP)  ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+eval: $(STAMP)  ## Precision, recall, F1 and nDCG@10 of the matchers on tests/data/eval
+	$(BIN)/notifier eval
+
+bench: $(STAMP)  ## Matching at scale: 100,000 subscribers x 3 interests against 500 papers
+	$(BIN)/python bench/match_scale.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -7,9 +7,9 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -28,9 +28,10 @@ from notifier.app import (
     open_storage,
 )
 from notifier.errors import ListingError, NotifierError, QueryError, SubscriberError
+from notifier.evaluate import mean as mean_metrics
 from notifier.ingest import KINDS, expand_paths, guess_kind, read_file
 from notifier.ingest.fetch import Fetcher
-from notifier.match import parse_query
+from notifier.match import compile_interest
 from notifier.models import DigestContent, IngestSummary, Interest
 from notifier.papers import clean_text
 from notifier.render.email import subscriber_links
@@ -268,16 +269,49 @@ def _summary_line(result: dict[str, Any]) -> str:
     )
 
 
-def parse_interest(raw: str) -> Interest:
-    """Parse NAME=QUERY, validating the query."""
-    name, sep, query = raw.partition("=")
+def _named(raw: str, what: str) -> tuple[str, str]:
+    """Split NAME=VALUE, cleaning the name."""
+    name, sep, value = raw.partition("=")
     name = clean_text(name)
-    if not sep or not name or not query.strip():
-        raise QueryError(raw, "an interest is written NAME=QUERY, e.g. robots='robot OR robotic'")
+    if not sep or not name or not value.strip():
+        raise QueryError(
+            raw, f"{what} is written NAME={what.upper()}, e.g. robots='robot OR robotic'"
+        )
     if len(name) > 100:
         raise QueryError(raw, "the interest name is longer than 100 characters")
-    parse_query(query)
-    return Interest(name, query.strip())
+    return name, value.strip()
+
+
+def merge_interests(
+    existing: Sequence[Interest],
+    queries: Sequence[str],
+    abouts: Sequence[str],
+    sensitivities: Sequence[str],
+) -> list[Interest]:
+    """Return the changed interests: existing ones updated field by field, new ones added.
+
+    Each is validated as it will be matched: an invalid query raises QueryError
+    pointing at the position.
+    """
+    by_name = {i.name: i for i in existing}
+    changed: dict[str, Interest] = {}
+    for raw in queries:
+        name, query = _named(raw, "query")
+        base = changed.get(name) or by_name.get(name) or Interest(name)
+        changed[name] = replace(base, query=query)
+    for raw in abouts:
+        name, about = _named(raw, "about")
+        base = changed.get(name) or by_name.get(name) or Interest(name)
+        changed[name] = replace(base, about=clean_text(about))
+    for raw in sensitivities:
+        name, level = _named(raw, "sensitivity")
+        if name not in changed and name not in by_name:
+            raise QueryError(raw, f"there is no interest named {name!r} to set the sensitivity of")
+        base = changed.get(name) or by_name[name]
+        changed[name] = replace(base, sensitivity=level.lower())
+    for interest in changed.values():
+        compile_interest(interest.name, interest.query, interest.about, interest.sensitivity)
+    return list(changed.values())
 
 
 @cli.command()
@@ -285,26 +319,45 @@ def parse_interest(raw: str) -> Interest:
 @click.option("--name", help="How to greet the subscriber.")
 @click.option(
     "--interest",
-    "interests",
+    "queries",
     multiple=True,
     metavar="NAME=QUERY",
-    help="A named interest, e.g. --interest 'rl=\"reinforcement learning\" OR RL -survey'. "
-    "Repeat for several; an existing name is replaced.",
+    help="A named interest's query, e.g. --interest 'rl=\"reinforcement learning\" OR RL -survey'. "
+    "Repeat for several; an existing name is updated.",
+)
+@click.option(
+    "--about",
+    "abouts",
+    multiple=True,
+    metavar="NAME=TEXT",
+    help="What the interest is about, in plain words; papers can match it by meaning.",
+)
+@click.option(
+    "--sensitivity",
+    "sensitivities",
+    multiple=True,
+    metavar="NAME=LEVEL",
+    help="strict (fewer, surer papers), normal, or broad (more papers) for one interest.",
 )
 @click.option("--max-papers", type=click.IntRange(1, 500), help="Cap on papers per digest.")
 @pass_context
 def subscribe(
     context: Context,
+    *,
     email: str,
     name: str | None,
-    interests: tuple[str, ...],
+    queries: tuple[str, ...],
+    abouts: tuple[str, ...],
+    sensitivities: tuple[str, ...],
     max_papers: int | None,
 ) -> None:
     """Add a subscriber, or update the name, cap and interests of an existing one.
 
-    A query holds words and "quoted phrases" that must all appear, OR between
-    alternatives, and -word to exclude; matching ignores case and respects word
-    boundaries, over title and abstract.
+    An interest has a query, a description (--about), or both. A query holds
+    words and "quoted phrases" that must all appear, AND, OR, parentheses,
+    -word or NOT word to exclude, title:/abstract:/author: to restrict a term,
+    and prefix* wildcards; it is a hard filter. A description lets papers match
+    by meaning. Each match in a digest says why it was picked.
     """
     try:
         # Lowercased whole: providers treat local parts case-insensitively, and
@@ -312,18 +365,33 @@ def subscribe(
         address = validate_email(email, check_deliverability=False).normalized.lower()
     except EmailNotValidError as e:
         raise SubscriberError(f"{email!r} is not a valid email address: {e}") from None
-    parsed = [parse_interest(raw) for raw in interests]
-    display = clean_text(name) if name is not None else None
     storage = context.storage
-    if not parsed and not any(s.email == address for s in storage.subscribers()):
-        raise SubscriberError("a new subscriber needs at least one --interest NAME=QUERY")
+    current = next((s for s in storage.subscribers() if s.email == address), None)
+    changed = merge_interests(current.interests if current else (), queries, abouts, sensitivities)
+    display = clean_text(name) if name is not None else None
+    if not changed and current is None:
+        raise SubscriberError(
+            "a new subscriber needs at least one --interest NAME=QUERY or --about NAME=TEXT"
+        )
     subscriber, created = storage.save_subscriber(
-        address, display or None, parsed, utc_now(), max_papers
+        address, display or None, changed, utc_now(), max_papers
     )
     verb = "subscribed" if created else "updated"
     click.echo(f"{verb} {subscriber.email} with {len(subscriber.interests)} interest(s):")
     for interest in subscriber.interests:
-        click.echo(f"  {interest.name} = {interest.query}")
+        click.echo(f"  {_describe_interest(interest)}")
+
+
+def _describe_interest(interest: Interest) -> str:
+    """Return one line describing an interest."""
+    parts = [f"{interest.name}:"]
+    if interest.query:
+        parts.append(f"query {interest.query}")
+    if interest.about:
+        parts.append(f"about “{interest.about}”")
+    if interest.sensitivity != "normal":
+        parts.append(f"({interest.sensitivity})")
+    return " ".join(parts)
 
 
 @cli.command()
@@ -342,7 +410,15 @@ def subscribers(context: Context, as_json: bool) -> None:
                         "name": s.name,
                         "status": s.status,
                         "max_papers": s.max_papers,
-                        "interests": [{"name": i.name, "query": i.query} for i in s.interests],
+                        "interests": [
+                            {
+                                "name": i.name,
+                                "query": i.query,
+                                "about": i.about,
+                                "sensitivity": i.sensitivity,
+                            }
+                            for i in s.interests
+                        ],
                         "feed": feed,
                     }
                 )
@@ -350,7 +426,7 @@ def subscribers(context: Context, as_json: bool) -> None:
             continue
         click.echo(f"{s.email}" + (f" ({s.name})" if s.name else "") + f" [{s.status}]")
         for i in s.interests:
-            click.echo(f"  {i.name} = {i.query}")
+            click.echo(f"  {_describe_interest(i)}")
 
 
 @cli.command()
@@ -499,6 +575,47 @@ def status(context: Context, email: str | None) -> None:
         click.echo(
             f"  {outcome.email}: {outcome.period} {outcome.status}, {outcome.papers} papers"
             f" - {outcome.reason}{error}"
+        )
+
+
+@cli.command("eval")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=Path("tests/data/eval"),
+    show_default=True,
+    help="Directory with interests.toml and judgments/*.tsv.",
+)
+@click.option("--tune", is_flag=True, help="Search weights and thresholds and print the best.")
+def evaluate_matching(data_dir: Path, tune: bool) -> None:
+    """Measure matching on judged papers: precision, recall, F1, nDCG@10 per interest.
+
+    The lexical, semantic and hybrid scorers are shown side by side at their
+    default settings (or, with --tune, at the best settings found).
+    """
+    report = pipeline.run_eval(data_dir, tune=tune)
+    modes = list(report.results)
+    header = f"{'interest':<20}" + "".join(f" | {m:^29}" for m in modes)
+    click.echo(header)
+    click.echo(
+        f"{'':<20}" + " | {:>6} {:>6} {:>6} {:>7}".format("P", "R", "F1", "nDCG10") * len(modes)
+    )
+    names = list(report.results[modes[0]])
+    for name in [*names, "mean"]:
+        cells = []
+        for mode in modes:
+            m = report.results[mode][name] if name != "mean" else mean_metrics(report.results[mode])
+            cells.append(f" | {m.precision:6.3f} {m.recall:6.3f} {m.f1:6.3f} {m.ndcg10:7.3f}")
+        click.echo(f"{name:<20}" + "".join(cells))
+    for mode, tuning in report.tunings.items():
+        p = tuning.params
+        click.echo(
+            f"tuned {mode}: macro F1 {tuning.f1:.3f} "
+            f"(leave-one-interest-out {tuning.loio_f1:.3f}); "
+            f"semantic_weight={p.semantic_weight} lexical_scale={p.lexical_scale} "
+            f"description_scale={p.description_scale} semantic_margin={p.semantic_margin} "
+            f"thresholds={dict(p.thresholds[mode])}"
         )
 
 

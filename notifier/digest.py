@@ -1,11 +1,10 @@
-"""Compose one subscriber's digest from candidate papers. Pure: data in, frozen content out."""
+"""Compose one subscriber's digest from matched papers. Pure: data in, frozen content out."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from notifier.match import Query, best_match
 from notifier.models import DigestContent, DigestPaper, DigestSection, Match, Paper
 
 DEFAULT_MAX_PAPERS = 30
@@ -31,36 +30,45 @@ def compose(
     subscriber_id: int,
     period: str,
     *,
-    queries: Sequence[tuple[str, Query]],
-    candidates: Sequence[Paper],
+    interests: Sequence[str],
+    matches: Sequence[Match],
+    papers: Sequence[Paper],
     already_offered: Collection[int],
+    candidates: int,
     max_papers: int = DEFAULT_MAX_PAPERS,
 ) -> Composition:
-    """Group new matching papers by interest, best first, capped at max_papers.
+    """Group matched papers by interest, best first, capped at max_papers.
 
-    A paper matching several interests appears once, in the section of its best
-    match, naming the others. Papers already offered to the subscriber are skipped.
+    matches refer to papers by position (Match.paper). A paper matching several
+    interests appears once, in the section of its best match (on a tie, the
+    interest listed first), naming the others. Papers already offered to the
+    subscriber are skipped; candidates is how many papers were considered.
     """
-    fresh = [p for p in candidates if p.id not in already_offered]
-    ranked: list[_Ranked] = []
-    for paper in fresh:
-        if found := best_match(queries, paper.title, paper.abstract):
-            ranked.append(_Ranked(paper, *found))
+    order = {name: i for i, name in enumerate(interests)}
+    by_paper: dict[int, list[Match]] = {}
+    for match in matches:
+        if papers[match.paper].id not in already_offered:
+            by_paper.setdefault(match.paper, []).append(match)
+    ranked = []
+    for position, found in by_paper.items():
+        found.sort(key=lambda m: (-m.score, order[m.interest]))
+        ranked.append(_Ranked(papers[position], found[0], tuple(found[1:])))
     ranked.sort(key=lambda r: (-r.best.score, -r.paper.first_seen_at.timestamp(), r.paper.id))
     shown, overflow = ranked[:max_papers], ranked[max_papers:]
     sections = tuple(
         DigestSection(name, tuple(_digest_paper(r) for r in shown if r.best.interest == name))
-        for name, _ in queries
+        for name in interests
         if any(r.best.interest == name for r in shown)
     )
+    fresh = candidates - sum(1 for p in papers if p.id in already_offered)
     return Composition(
         content=DigestContent(
             subscriber_id=subscriber_id,
             period=period,
             sections=sections,
             more=len(overflow),
-            candidates=len(fresh),
-            reason=_reason(len(candidates), len(fresh), len(shown), len(overflow)),
+            candidates=fresh,
+            reason=_reason(candidates, fresh, len(shown), len(overflow)),
         ),
         overflow=tuple(
             (r.paper.id, r.best.interest, r.best.score, r.best.reason) for r in overflow

@@ -1,148 +1,660 @@
-"""Interest queries: parse them, match papers, and explain each match. Pure.
+"""Interest matching: query syntax, a per-run paper index, hybrid scores and reasons. Pure.
 
-Syntax: words and "quoted phrases" must all appear (AND); `a OR b` accepts
-either; `-word` or `-"a phrase"` excludes. Matching is case-insensitive on word
-boundaries over title and abstract; a phrase matches only as that sequence of
-words (spaces or hyphens between them).
+A query is a hard filter:
+    words and "quoted phrases" must all appear (AND, implicit or written);
+    a OR b accepts either (OR binds tighter than AND: `x y OR z` is x AND (y OR z));
+    ( ) group; -term, -"phrase", -(group) or NOT term exclude, wherever they stand;
+    title:, abstract:, author: restrict a term to one field; reinforc* matches a prefix.
+Matching is case-insensitive on whole words over title and abstract.
+
+A paper the filter lets through (or any paper, for an interest without a
+query) is then scored: a lexical BM25F score (title weighted) fused with the
+cosine similarity of sentence embeddings, and kept when the fused score
+reaches the interest's sensitivity threshold. Evaluating queries paper by
+paper in Python does not scale, so a PaperIndex is built once per run over
+the candidate papers and every query is answered from its postings.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from notifier.errors import QueryError
 from notifier.models import Match
 
-TITLE_WEIGHT = 3.0
-ABSTRACT_WEIGHT = 1.0
-_TOKEN = re.compile(r'\s*(?:(-?)"([^"]*)("?)|(\S+))')
+FIELDS = ("title", "abstract", "author")
+SENSITIVITIES = ("strict", "normal", "broad")
+_WORD = re.compile(r"\w+")
+_QUERY_TOKEN = re.compile(r'\s*(?:(\()|(\))|(-?)"([^"]*)("?)|([^\s()"]+))')
+_PHRASE_SPLIT = re.compile(r"[,;:()]|\be\.g\.|\bsuch as\b|\bfor example\b", re.IGNORECASE)
+_STOPWORDS = frozenset(
+    "a an and are as at be by for from has have in into is it its of on or that the their "
+    "them these this those to was were with without via using use used we our us can about "
+    "also other such e g eg etc i ie".split()
+)
+
+
+def words(text: str) -> list[str]:
+    """Return the casefolded words of a text, as the index and the queries see them."""
+    return [w.casefold() for w in _WORD.findall(text)]
+
+
+# -- the query language -----------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Term:
-    """One word or phrase of a query, with its compiled pattern."""
+    """A word, phrase or prefix, optionally restricted to one field."""
 
-    text: str
-    pattern: re.Pattern[str]
+    text: str  # as the user wrote it, for reasons
+    tokens: tuple[str, ...]
+    field: str | None = None  # None: title or abstract
+    prefix: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """An AND or OR of terms and nodes."""
+
+    op: str  # "and" | "or"
+    children: tuple[Term | Node, ...]
+
+
+Expr = Term | Node
 
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """A parsed query: every clause must match one of its terms; no excluded term may match."""
+    """A parsed query: what must match, and what excludes a paper wherever it appears."""
 
     text: str
-    clauses: tuple[tuple[Term, ...], ...]
-    excluded: tuple[Term, ...]
+    include: Expr | None  # None: only exclusions (next to a description)
+    exclude: tuple[Expr, ...]
+
+    def terms(self) -> tuple[Term, ...]:
+        """Return the positive terms, in the order written."""
+        return tuple(_terms(self.include)) if self.include is not None else ()
+
+
+def _terms(expr: Expr) -> Iterable[Term]:
+    if isinstance(expr, Term):
+        yield expr
+    else:
+        for child in expr.children:
+            yield from _terms(child)
+
+
+class _Parser:
+    """Recursive descent over the query text, remembering positions for errors."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = self._lex(text)
+        self.i = 0
+        self.excluded: list[Expr] = []
+
+    def _lex(self, text: str) -> list[tuple[str, str, int]]:
+        tokens: list[tuple[str, str, int]] = []
+        pos, end = 0, len(text.rstrip())
+        while pos < end:
+            m = _QUERY_TOKEN.match(text, pos)
+            assert m is not None
+            pos = m.end()
+            if m.group(1):
+                tokens.append(("(", "(", m.start(1)))
+            elif m.group(2):
+                tokens.append((")", ")", m.start(2)))
+            elif m.group(4) is not None:
+                start = m.start(4) - 1 - len(m.group(3))
+                if not m.group(5):
+                    raise QueryError(text, "unclosed quote", start + len(m.group(3)))
+                if not m.group(4).strip():
+                    raise QueryError(text, "empty phrase", start + len(m.group(3)))
+                kind = "-phrase" if m.group(3) else "phrase"
+                tokens.append((kind, m.group(4), start))
+            else:
+                word, start = m.group(6), m.start(6)
+                if word in ("OR", "AND", "NOT"):
+                    tokens.append((word, word, start))
+                elif word == "-" and text.startswith("(", pos):
+                    tokens.append(("-", "-", start))  # -(a OR b) excludes the group
+                elif word == "-":
+                    raise QueryError(text, "'-' must be followed by a word to exclude", start)
+                elif word.startswith("-"):
+                    tokens.append(("-", "-", start))
+                    tokens.append(("word", word[1:], start + 1))
+                else:
+                    tokens.append(("word", word, start))
+        return tokens
+
+    def peek(self) -> tuple[str, str, int] | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def parse(self) -> Query:
+        if not self.tokens:
+            raise QueryError(self.text, "the query needs at least one word or phrase to look for")
+        include = self.conjunction(top=True)
+        if (token := self.peek()) is not None:
+            raise QueryError(self.text, "unmatched ')'", token[2])
+        return Query(self.text, include, tuple(self.excluded))
+
+    def conjunction(self, top: bool = False) -> Expr | None:
+        parts: list[Expr] = []
+        while (token := self.peek()) is not None and token[0] != ")":
+            if token[0] == "AND":
+                if not parts and not self.excluded_since_start(parts):
+                    raise QueryError(self.text, "AND needs a term on each side", token[2])
+                self.i += 1
+                nxt = self.peek()
+                if nxt is None or nxt[0] in (")", "AND", "OR"):
+                    raise QueryError(self.text, "AND needs a term on each side", token[2])
+                continue
+            if token[0] == "OR":
+                raise QueryError(self.text, "OR needs a term on each side", token[2])
+            part = self.disjunction()
+            if part is not None:
+                parts.append(part)
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else Node("and", tuple(parts))
+
+    def excluded_since_start(self, parts: list[Expr]) -> bool:
+        return bool(self.excluded)
+
+    def disjunction(self) -> Expr | None:
+        first = self.unary()
+        options = [first] if first is not None else []
+        while (token := self.peek()) is not None and token[0] == "OR":
+            if first is None:
+                raise QueryError(self.text, "an excluded term cannot be part of OR", token[2])
+            self.i += 1
+            nxt = self.peek()
+            if nxt is None or nxt[0] in (")", "OR", "AND"):
+                raise QueryError(self.text, "OR needs a term on each side", token[2])
+            if nxt[0] in ("-", "-phrase", "NOT"):
+                raise QueryError(self.text, "an excluded term cannot be part of OR", nxt[2])
+            option = self.unary()
+            assert option is not None
+            options.append(option)
+        if not options:
+            return None
+        return options[0] if len(options) == 1 else Node("or", tuple(options))
+
+    def unary(self) -> Expr | None:
+        token = self.peek()
+        assert token is not None
+        if token[0] in ("-", "NOT"):
+            self.i += 1
+            nxt = self.peek()
+            if nxt is None or nxt[0] in (")", "OR", "AND"):
+                raise QueryError(self.text, "'-' must be followed by a word to exclude", token[2])
+            excluded = self.unary()
+            if excluded is not None:
+                self.excluded.append(excluded)
+            return None
+        if token[0] == "-phrase":
+            self.i += 1
+            self.excluded.append(self.term(token[1], token[2], phrase=True))
+            return None
+        return self.atom()
+
+    def atom(self) -> Expr:
+        token = self.peek()
+        assert token is not None
+        kind, value, start = token
+        self.i += 1
+        if kind == "(":
+            inner = self.conjunction()
+            closing = self.peek()
+            if closing is None or closing[0] != ")":
+                raise QueryError(self.text, "unclosed '('", start)
+            self.i += 1
+            if inner is None:
+                raise QueryError(self.text, "empty parentheses", start)
+            return inner
+        if kind == ")":
+            raise QueryError(self.text, "unmatched ')'", start)
+        if kind == "phrase":
+            return self.term(value, start, phrase=True)
+        return self.term(value, start, phrase=False)
+
+    def term(self, value: str, start: int, phrase: bool) -> Term:
+        field_name = None
+        if not phrase and ":" in value:
+            head, _, rest = value.partition(":")
+            if head.lower() in FIELDS:
+                field_name = head.lower()
+                if not rest:
+                    nxt = self.peek()
+                    if nxt is None or nxt[0] != "phrase":
+                        raise QueryError(self.text, f"'{head}:' needs a word or phrase", start)
+                    self.i += 1
+                    return self._make(nxt[1], nxt[2], field_name, phrase=True)
+                value = rest
+        return self._make(value, start, field_name, phrase)
+
+    def _make(self, value: str, start: int, field_name: str | None, phrase: bool) -> Term:
+        prefix = not phrase and value.endswith("*")
+        stem = value.rstrip("*") if prefix else value
+        if "*" in stem:
+            raise QueryError(self.text, "'*' is only allowed at the end of a word", start)
+        tokens = tuple(words(stem))
+        if not tokens:
+            raise QueryError(self.text, f"{value!r} has no letters or digits to look for", start)
+        if prefix and (len(tokens) != 1 or len(tokens[0]) < 3):
+            raise QueryError(self.text, "a wildcard needs at least 3 letters before '*'", start)
+        return Term(value if not phrase else f'"{value}"', tokens, field_name, prefix)
 
 
 def parse_query(text: str) -> Query:
     """Parse query text, or raise QueryError pointing at the position at fault."""
-    clauses: list[list[Term]] = []
-    excluded: list[Term] = []
-    pending_or: int | None = None  # position of an OR still waiting for its right side
-    pos = 0
-    text_end = len(text.rstrip())
-    while pos < text_end:
-        m = _TOKEN.match(text, pos)
-        assert m is not None  # the pattern accepts any non-space run
-        start = m.start(2) - 1 if m.group(2) is not None else m.start(4)
-        pos = m.end()
-        if m.group(2) is not None:
-            negate, words = bool(m.group(1)), m.group(2)
-            if not m.group(3):
-                raise QueryError(text, "unclosed quote", start)
-            if not words.strip():
-                raise QueryError(text, "empty phrase", start)
-        else:
-            raw = m.group(4)
-            if raw == "OR":
-                if not clauses or pending_or is not None:
-                    raise QueryError(text, "OR needs a term on each side", start)
-                pending_or = start
+    return _Parser(text).parse()
+
+
+# -- the paper index --------------------------------------------------------
+
+Vector = npt.NDArray[np.float64]
+_FIELD_WEIGHTS = {"title": 3.0, "abstract": 1.0}
+_K1, _B = 1.2, 0.75
+# idf as if the run's papers sat among this many more that lack the term: a
+# small pool (one listing, a quiet day) must not make every word worthless.
+_IDF_PRIOR_DOCS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedPaper:
+    """What the index needs of a paper."""
+
+    id: int
+    title: str
+    abstract: str
+    authors: tuple[str, ...] = ()
+
+
+@dataclass
+class _Hits:
+    """Where one term occurs: per paper, its count in title and abstract."""
+
+    title: dict[int, int]
+    abstract: dict[int, int]
+    papers: frozenset[int]
+    score: Vector  # BM25F contribution per paper (0 where absent)
+    aboutness: Vector  # the same without idf: how much each paper is about the term
+
+
+class PaperIndex:
+    """Positional postings over a run's papers, with per-term results cached."""
+
+    def __init__(self, papers: Sequence[IndexedPaper], embeddings: Any = None) -> None:
+        self.papers = list(papers)
+        self.n = len(self.papers)
+        self.embeddings = embeddings  # (n, dim) float32 rows, unit length, or None
+        self._postings: dict[str, dict[str, dict[int, list[int]]]] = {f: {} for f in FIELDS}
+        self._lengths = {f: np.zeros(self.n) for f in ("title", "abstract")}
+        for i, paper in enumerate(self.papers):
+            for name, text in (
+                ("title", paper.title),
+                ("abstract", paper.abstract),
+                ("author", " ".join(paper.authors)),
+            ):
+                tokens = words(text)
+                if name in self._lengths:
+                    self._lengths[name][i] = len(tokens)
+                postings = self._postings[name]
+                for pos, token in enumerate(tokens):
+                    postings.setdefault(token, {}).setdefault(i, []).append(pos)
+        self._vocabulary = {f: sorted(p) for f, p in self._postings.items()}
+        self._avg = {
+            f: max(float(v.mean()), 1.0) if self.n else 1.0 for f, v in self._lengths.items()
+        }
+        self._cache: dict[Term, _Hits] = {}
+
+    def hits(self, term: Term) -> _Hits:
+        """Return where a term occurs (cached for the index's lifetime)."""
+        cached = self._cache.get(term)
+        if cached is None:
+            cached = self._cache[term] = self._compute(term)
+        return cached
+
+    def _compute(self, term: Term) -> _Hits:
+        counts = {
+            name: (self._count(name, term) if term.field in (None, name) else {})
+            for name in ("title", "abstract")
+        }
+        if term.field == "author":
+            authors = self._count("author", term)
+            counts = {"title": {}, "abstract": authors}  # scored like an abstract hit
+        papers = frozenset(counts["title"]) | frozenset(counts["abstract"])
+        saturated = self._saturated(counts)
+        df = len(papers)
+        idf = math.log(1 + (self.n + _IDF_PRIOR_DOCS - df + 0.5) / (df + 0.5)) if df else 0.0
+        return _Hits(counts["title"], counts["abstract"], papers, idf * saturated, saturated)
+
+    def _count(self, name: str, term: Term) -> dict[int, int]:
+        """Return, per paper, how many times the term occurs in one field."""
+        postings = self._postings[name]
+        if term.prefix:
+            vocabulary = self._vocabulary[name]
+            start = _bisect(vocabulary, term.tokens[0])
+            found: dict[int, int] = {}
+            for token in vocabulary[start:]:
+                if not token.startswith(term.tokens[0]):
+                    break
+                for paper, positions in postings[token].items():
+                    found[paper] = found.get(paper, 0) + len(positions)
+            return found
+        first = postings.get(term.tokens[0], {})
+        if len(term.tokens) == 1:
+            return {paper: len(positions) for paper, positions in first.items()}
+        found = {}
+        rest = [postings.get(t, {}) for t in term.tokens[1:]]
+        for paper, positions in first.items():
+            if not all(paper in r for r in rest):
                 continue
-            negate, words = raw.startswith("-"), raw.removeprefix("-")
-            if not words:
-                raise QueryError(text, "'-' must be followed by a word to exclude", start)
-            if '"' in words:
-                raise QueryError(text, "a quote must start a phrase", start + raw.index('"'))
-        term = _term(words)
-        if negate:
-            if pending_or is not None:
-                raise QueryError(text, "an excluded term cannot be part of OR", start)
-            excluded.append(term)
-        elif pending_or is not None:
-            clauses[-1].append(term)
-            pending_or = None
+            tails = [set(r[paper]) for r in rest]
+            n = sum(1 for p in positions if all(p + k + 1 in tails[k] for k in range(len(rest))))
+            if n:
+                found[paper] = n
+        return found
+
+    def _saturated(self, counts: Mapping[str, Mapping[int, int]]) -> Vector:
+        """Return BM25F's saturated, length-normalised term frequency for every paper."""
+        weighted = np.zeros(self.n)
+        for name, per_paper in counts.items():
+            if not per_paper:
+                continue
+            idx = np.fromiter(per_paper, dtype=np.int64)
+            tf = np.fromiter(per_paper.values(), dtype=np.float64)
+            norm = 1 - _B + _B * self._lengths[name][idx] / self._avg[name]
+            weighted[idx] += _FIELD_WEIGHTS[name] * tf / norm
+        result: Vector = weighted / (_K1 + weighted)
+        return result
+
+    def matching(self, expr: Expr) -> frozenset[int]:
+        """Return the papers an expression matches."""
+        if isinstance(expr, Term):
+            return self.hits(expr).papers
+        sets = [self.matching(child) for child in expr.children]
+        if expr.op == "or":
+            return frozenset().union(*sets)
+        result = sets[0]
+        for s in sets[1:]:
+            result = result & s
+        return result
+
+
+def _bisect(items: list[str], value: str) -> int:
+    """Return the first position whose item is not below value."""
+    lo, hi = 0, len(items)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if items[mid] < value:
+            lo = mid + 1
         else:
-            clauses.append([term])
-    if pending_or is not None:
-        raise QueryError(text, "OR needs a term on each side", pending_or)
-    if not clauses:
-        raise QueryError(text, "the query needs at least one word or phrase to look for")
-    return Query(text, tuple(tuple(c) for c in clauses), tuple(excluded))
+            hi = mid
+    return lo
 
 
-def _term(words: str) -> Term:
-    """Compile a word or phrase into a case-insensitive whole-word pattern."""
-    parts = words.split()
-    body = r"[\s\-]+".join(re.escape(p) for p in parts)
-    return Term(" ".join(parts), re.compile(rf"(?<!\w){body}(?!\w)", re.IGNORECASE))
+# -- interests and scoring --------------------------------------------------
 
 
-def match_paper(query: Query, interest: str, title: str, abstract: str) -> Match | None:
-    """Return why the paper matches the query (score, terms, reason), or None if it does not."""
-    if any(t.pattern.search(title) or t.pattern.search(abstract) for t in query.excluded):
-        return None
-    score = 0.0
+MODES = ("lexical", "semantic", "hybrid")
+
+
+@dataclass(frozen=True, slots=True)
+class MatchParams:
+    """How lexical and semantic scores are fused and where each sensitivity cuts."""
+
+    mode: str = "hybrid"  # hybrid | semantic | lexical
+    semantic_weight: float = 0.5
+    # A query's lexical score s (BM25F summed over its terms) counts as s / (s + scale);
+    # a description's, averaged over its words and word pairs, with its own scale.
+    lexical_scale: float = 1.5
+    description_scale: float = 0.5
+    # A paper close enough in meaning passes without sharing a word: its score is
+    # at least its similarity minus this margin (1.0 turns that path off).
+    semantic_margin: float = 1.0
+    thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+    def cut(self, mode: str, sensitivity: str) -> float:
+        """Return the fused score a paper needs under a mode and sensitivity."""
+        return self.thresholds[mode][sensitivity]
+
+
+# Chosen with `notifier eval --tune` on tests/data/eval (2,877 judgments, 7 interests):
+# normal maximises macro F1; strict is the lowest cut with macro precision >= 0.9,
+# broad the highest with macro recall >= 0.9. docs/matching.md has the figures.
+_THRESHOLDS = {
+    "hybrid": {"strict": 0.44, "normal": 0.38, "broad": 0.27},
+    "semantic": {"strict": 0.58, "normal": 0.42, "broad": 0.20},
+    "lexical": {"strict": 0.44, "normal": 0.32, "broad": 0.12},
+}
+_DEFAULTS = {
+    "hybrid": MatchParams(
+        "hybrid",
+        semantic_weight=0.3,
+        lexical_scale=2.5,
+        description_scale=0.5,
+        semantic_margin=0.15,
+        thresholds=_THRESHOLDS,
+    ),
+    "semantic": MatchParams("semantic", semantic_weight=1.0, thresholds=_THRESHOLDS),
+    "lexical": MatchParams(
+        "lexical",
+        semantic_weight=0.0,
+        lexical_scale=2.5,
+        description_scale=0.5,
+        thresholds=_THRESHOLDS,
+    ),
+}
+
+
+def default_params(mode: str = "hybrid") -> MatchParams:
+    """Return the tuned parameters of a mode."""
+    return _DEFAULTS[mode]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledInterest:
+    """An interest ready to score: its query, description terms and embeddings."""
+
+    name: str
+    query: Query | None
+    about: str | None
+    sensitivity: str = "normal"
+    vector: Any = None  # unit (dim,) embedding of the description (or the query words)
+    phrases: tuple[str, ...] = ()
+    phrase_vectors: Any = None  # (k, dim) embeddings of the description's phrases
+    description_terms: tuple[Term, ...] = ()
+
+
+def compile_interest(
+    name: str, query: str | None, about: str | None, sensitivity: str = "normal"
+) -> CompiledInterest:
+    """Parse an interest's query and split its description; embeddings are attached later."""
+    if sensitivity not in SENSITIVITIES:
+        raise QueryError(sensitivity, f"sensitivity must be one of {', '.join(SENSITIVITIES)}")
+    parsed = parse_query(query) if query else None
+    described = bool(about and about.strip())
+    if parsed is None and not described:
+        raise QueryError(name, "an interest needs a query, a description, or both")
+    if parsed is not None and parsed.include is None and not described:
+        raise QueryError(
+            parsed.text,
+            "the query needs at least one word or phrase to look for (or a description)",
+        )
+    return CompiledInterest(
+        name,
+        parsed,
+        about,
+        sensitivity,
+        phrases=description_phrases(about or ""),
+        description_terms=description_terms(about or ""),
+    )
+
+
+def description_terms(about: str) -> tuple[Term, ...]:
+    """Return the content words of a description and the pairs of adjacent ones.
+
+    Pairs ("world models", "preference optimization") are precise evidence that
+    single words are not; the eval gained 0.06 F1 on description-only interests.
+    """
+    unigrams: list[Term] = []
+    pairs: list[Term] = []
+    for phrase in re.split(r"[,;:()]", about):
+        content = words(phrase)
+        for a, b in itertools.pairwise(content):
+            if a not in _STOPWORDS and b not in _STOPWORDS:
+                pairs.append(Term(f"{a} {b}", (a, b)))
+        unigrams += [Term(w, (w,)) for w in content if w not in _STOPWORDS and len(w) > 1]
+    return tuple(dict.fromkeys(unigrams + pairs))
+
+
+def description_phrases(about: str) -> tuple[str, ...]:
+    """Split a description into the phrases a semantic reason can quote."""
+    parts = [" ".join(p.split()) for p in _PHRASE_SPLIT.split(about)]
+    return tuple(dict.fromkeys(p for p in parts if len(p.split()) >= 2)) or (
+        (" ".join(about.split()),) if about.strip() else ()
+    )
+
+
+def embedding_text(interest: CompiledInterest) -> str:
+    """Return the text whose embedding stands for the interest."""
+    if interest.about and interest.about.strip():
+        return interest.about
+    assert interest.query is not None
+    return " ".join(t.text.strip('"') for t in interest.query.terms())
+
+
+def effective_mode(index: PaperIndex, interest: CompiledInterest, params: MatchParams) -> str:
+    """Return the mode actually used: without embeddings every mode is lexical."""
+    if params.mode == "lexical" or index.embeddings is None or interest.vector is None:
+        return "lexical"
+    return params.mode
+
+
+def score(
+    index: PaperIndex, interest: CompiledInterest, params: MatchParams
+) -> tuple[npt.NDArray[np.bool_], Vector, Vector, Vector | None]:
+    """Return (passes the filter, fused score, lexical score, semantic score) per paper."""
+    allowed = np.ones(index.n, dtype=bool)
+    query = interest.query
+    if query is not None and query.include is not None:
+        allowed[:] = False
+        allowed[list(index.matching(query.include))] = True
+    for expr in query.exclude if query is not None else ():
+        allowed[list(index.matching(expr))] = False
+    keyword = query is not None and query.include is not None
+    terms: Sequence[Term] = query.terms() if keyword and query else interest.description_terms
+    lexical = np.zeros(index.n)
+    for term in terms:
+        # A query's words were chosen by the subscriber: how much a paper is about
+        # them counts, not how rare they are today. A description's many words
+        # need idf to tell its telling words from its filler.
+        hits = index.hits(term)
+        lexical += hits.score
+    if not keyword:
+        # A description has many words: their mean, so length does not inflate it.
+        lexical /= max(len(terms), 1)
+        lexical_norm = lexical / (lexical + params.description_scale)
+    else:
+        lexical_norm = lexical / (lexical + params.lexical_scale)
+    mode = effective_mode(index, interest, params)
+    if mode == "lexical":
+        return allowed, lexical_norm, lexical, None
+    similarity = (index.embeddings @ interest.vector).astype(np.float64)
+    if mode == "semantic":
+        return allowed, similarity, lexical, similarity
+    w = params.semantic_weight
+    fused = np.maximum(w * similarity + (1 - w) * lexical_norm, similarity - params.semantic_margin)
+    return allowed, fused, lexical, similarity
+
+
+def match_interest(
+    index: PaperIndex,
+    interest: CompiledInterest,
+    params: MatchParams,
+    exclude: frozenset[int] = frozenset(),
+) -> list[Match]:
+    """Return the papers that match (Match.paper is the index position), best first."""
+    allowed, fused, lexical, similarity = score(index, interest, params)
+    cut = params.cut(effective_mode(index, interest, params), interest.sensitivity)
+    chosen = np.flatnonzero(allowed & (fused >= cut))
+    matches = []
+    for position in chosen.tolist():
+        if index.papers[position].id in exclude:
+            continue
+        semantic = None if similarity is None else float(similarity[position])
+        matches.append(
+            _explain(
+                index,
+                interest=interest,
+                i=position,
+                fused=float(fused[position]),
+                lexical=float(lexical[position]),
+                similarity=semantic,
+            )
+        )
+    matches.sort(key=lambda m: -m.score)
+    return matches
+
+
+def _explain(
+    index: PaperIndex,
+    *,
+    interest: CompiledInterest,
+    i: int,
+    fused: float,
+    lexical: float,
+    similarity: float | None,
+) -> Match:
+    """Say why paper i matches: the terms found and where, and the closest phrase."""
     terms: list[str] = []
-    explanations: list[str] = []
-    for clause in query.clauses:
-        hits = [(t, _hits(t, title), _hits(t, abstract)) for t in clause]
-        found = [
-            (t, in_title, in_abstract)
-            for t, in_title, in_abstract in hits
-            if in_title or in_abstract
-        ]
-        if not found:
-            return None
-        for term, in_title, in_abstract in found:
-            # Title hits weigh most; repeated abstract mentions add with diminishing returns.
-            score += TITLE_WEIGHT * bool(in_title) + ABSTRACT_WEIGHT * math.log1p(in_abstract)
-            terms.append(term.text)
-            explanations.append(_explain(term.text, in_title, in_abstract))
-    return Match(interest, round(score, 3), tuple(terms), "; ".join(explanations))
+    parts: list[str] = []
+    keyword = interest.query is not None and interest.query.include is not None
+    query_terms = (
+        interest.query.terms() if keyword and interest.query else interest.description_terms
+    )
+    for term in query_terms:
+        hits = index.hits(term)
+        in_title, in_abstract = hits.title.get(i, 0), hits.abstract.get(i, 0)
+        if in_title or in_abstract:
+            terms.append(term.text.strip('"'))
+            if keyword:
+                parts.append(_where(term.text.strip('"'), in_title, in_abstract, term.field))
+    if not keyword and terms:
+        parts.append("words " + ", ".join(f"“{t}”" for t in terms[:6]))
+    if similarity is not None and interest.phrase_vectors is not None and interest.phrases:
+        row = index.embeddings[i]
+        closeness = interest.phrase_vectors @ row
+        best = int(np.argmax(closeness))
+        parts.append(f"close to “{interest.phrases[best]}” ({float(closeness[best]):.2f})")
+    return Match(
+        interest=interest.name,
+        score=round(fused, 4),
+        terms=tuple(terms),
+        reason="; ".join(parts) or "matched",
+        paper=i,
+        lexical=round(lexical, 4),
+        semantic=None if similarity is None else round(similarity, 4),
+    )
 
 
-def _hits(term: Term, text: str) -> int:
-    """Return how many times a term occurs in text."""
-    return sum(1 for _ in term.pattern.finditer(text))
-
-
-def _explain(term: str, in_title: int, in_abstract: int) -> str:
+def _where(term: str, in_title: int, in_abstract: int, field_name: str | None) -> str:
     """Return a short human reason for one matched term."""
+    if field_name == "author":
+        return f"author “{term}”"
     where = []
     if in_title:
         where.append("title")
     if in_abstract:
         where.append("abstract" if in_abstract == 1 else f"abstract ({in_abstract} times)")
     return f"“{term}” in {' and '.join(where)}"
-
-
-def best_match(
-    queries: Sequence[tuple[str, Query]], title: str, abstract: str
-) -> tuple[Match, tuple[Match, ...]] | None:
-    """Return a paper's best match over several interests and the others it also matches.
-
-    The highest score wins; on a tie, the interest listed first.
-    """
-    order = {name: i for i, (name, _) in enumerate(queries)}
-    matches = [
-        m for name, query in queries if (m := match_paper(query, name, title, abstract)) is not None
-    ]
-    if not matches:
-        return None
-    matches.sort(key=lambda m: (-m.score, order[m.interest]))
-    return matches[0], tuple(matches[1:])

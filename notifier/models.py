@@ -133,10 +133,13 @@ class Paper:
 
 @dataclass(frozen=True, slots=True)
 class Interest:
-    """A subscriber's named interest and its query text."""
+    """A subscriber's named interest: a query, a description in plain words, or both."""
 
     name: str
-    query: str
+    query: str | None = None
+    about: str | None = None
+    sensitivity: str = "normal"  # strict | normal | broad
+    interest_id: int | None = field(default=None, compare=False)  # set once stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +165,9 @@ class Match:
     score: float
     terms: tuple[str, ...]
     reason: str
+    paper: int = -1  # position of the paper in the index it was matched in
+    lexical: float = 0.0
+    semantic: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

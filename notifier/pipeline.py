@@ -6,7 +6,8 @@ these and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import make_msgid
@@ -14,10 +15,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from notifier import evaluate as evaluation
 from notifier.delivery import Transport
 from notifier.delivery.files import write_atomic
 from notifier.diff import decide, lookup_keys
 from notifier.digest import compose
+from notifier.embedding import Embedder, shared_embedder
 from notifier.errors import (
     ListingError,
     QueryError,
@@ -27,8 +32,26 @@ from notifier.errors import (
 from notifier.ingest import parse_listing, read_file
 from notifier.ingest.fetch import Fetched, Fetcher
 from notifier.ingest.hf import api_page_items, join_api_pages
-from notifier.match import Query, best_match, parse_query
-from notifier.models import DigestContent, IngestSummary, Interest, Paper, Subscriber
+from notifier.match import (
+    MODES,
+    CompiledInterest,
+    IndexedPaper,
+    MatchParams,
+    PaperIndex,
+    compile_interest,
+    default_params,
+    embedding_text,
+    match_interest,
+)
+from notifier.models import (
+    DigestContent,
+    IngestSummary,
+    Interest,
+    Match,
+    Paper,
+    PaperData,
+    Subscriber,
+)
 from notifier.render.email import EmailRenderer
 from notifier.render.feed import FeedItem, FeedMeta, build_feed, feed_url, private_feed_name
 from notifier.settings import Settings, SourceConfig
@@ -262,8 +285,90 @@ def period_of(now: datetime) -> str:
     return now.date().isoformat()
 
 
+@dataclass(frozen=True)
+class Matching:
+    """What a run matches with: tuned parameters and, for semantic modes, an embedder."""
+
+    params: MatchParams
+    embedder: Embedder | None = None
+
+
+def matching_for(settings: Settings) -> Matching:
+    """Return the matching configured in settings (the model is shared per process)."""
+    return Matching(default_params(settings.matching), shared_embedder(settings.matching))
+
+
+def paper_index(storage: Storage, matching: Matching, papers: Sequence[Paper]) -> PaperIndex:
+    """Index papers for one run, embedding those never embedded before (stored once)."""
+    indexed = [IndexedPaper(p.id, p.title, p.abstract, p.authors) for p in papers]
+    embedder = matching.embedder
+    if embedder is None or not papers:
+        return PaperIndex(indexed)
+    stored = storage.paper_vectors([p.id for p in papers], embedder.model_id)
+    missing = [p for p in papers if p.id not in stored]
+    if missing:
+        computed = embedder.embed([paper_text(p) for p in missing])
+        fresh = {p.id: computed[i].tobytes() for i, p in enumerate(missing)}
+        storage.save_paper_vectors(fresh, embedder.model_id)
+        stored.update(fresh)
+    vectors = np.stack([np.frombuffer(stored[p.id], dtype=np.float32) for p in papers])
+    return PaperIndex(indexed, vectors)
+
+
+def paper_text(paper: Paper) -> str:
+    """Return the text a paper is embedded from: its title, then its abstract."""
+    return f"{paper.title}. {paper.abstract}"
+
+
+def compile_interests(
+    storage: Storage, matching: Matching, interests: Sequence[Interest]
+) -> list[CompiledInterest]:
+    """Parse interests and attach their embeddings, computing them only when their text changed.
+
+    Raises QueryError for an interest that cannot be parsed.
+    """
+    compiled = [compile_interest(i.name, i.query, i.about, i.sensitivity) for i in interests]
+    embedder = matching.embedder
+    if embedder is None or not compiled:
+        return compiled
+    texts = [[embedding_text(c), *c.phrases] for c in compiled]
+    hashes = [
+        hashlib.sha256("\n".join([embedder.model_id, *t]).encode()).hexdigest() for t in texts
+    ]
+    ids = [i.interest_id for i in interests]
+    stored = storage.interest_vectors([i for i in ids if i is not None], embedder.model_id)
+    vectors: list[Any] = [None] * len(compiled)
+    todo = []
+    for k, (interest_id, digest) in enumerate(zip(ids, hashes, strict=True)):
+        if interest_id is not None and stored.get(interest_id, ("", b""))[0] == digest:
+            vectors[k] = np.frombuffer(stored[interest_id][1], dtype=np.float32).reshape(
+                -1, embedder.dimension
+            )
+        else:
+            todo.append(k)
+    if todo:
+        computed = embedder.embed([text for k in todo for text in texts[k]])
+        row = 0
+        for k in todo:
+            vectors[k] = computed[row : row + len(texts[k])]
+            row += len(texts[k])
+            interest_id = ids[k]
+            if interest_id is not None:
+                storage.save_interest_vectors(
+                    interest_id, embedder.model_id, hashes[k], vectors[k].tobytes()
+                )
+    return [
+        replace(c, vector=v[0], phrase_vectors=v[1:] if len(v) > 1 else None)
+        for c, v in zip(compiled, vectors, strict=True)
+    ]
+
+
 def compose_digests(
-    storage: Storage, settings: Settings, now: datetime, record: bool = True
+    storage: Storage,
+    settings: Settings,
+    now: datetime,
+    record: bool = True,
+    matching: Matching | None = None,
 ) -> list[ComposedDigest]:
     """Compose this period's digest for every active subscriber.
 
@@ -271,8 +376,10 @@ def compose_digests(
     transaction (idempotent per subscriber and period); with record=False
     nothing is written (dry run).
     """
+    matching = matching or matching_for(settings)
     period = period_of(now)
     candidates = storage.recent_papers(since=now - timedelta(days=settings.backlog_days), until=now)
+    index = paper_index(storage, matching, candidates)
     results = []
     for subscriber in storage.subscribers(active_only=True):
         if record and storage.digest_status(subscriber.id, period) not in (None, "empty"):
@@ -281,18 +388,24 @@ def compose_digests(
             )
             continue
         try:
-            queries = compile_interests(subscriber.interests)
+            interests = compile_interests(storage, matching, subscriber.interests)
         except QueryError as e:
             # Stored queries were valid when saved; one bad one must not stop the others.
             results.append(ComposedDigest(subscriber, None, "invalid", str(e)))
             continue
         offered = storage.offered_paper_ids(subscriber.id, [p.id for p in candidates])
+        skip = frozenset(offered)
+        matches = [
+            m for i in interests for m in match_interest(index, i, matching.params, exclude=skip)
+        ]
         composition = compose(
             subscriber.id,
             period,
-            queries=queries,
-            candidates=candidates,
+            interests=[i.name for i in subscriber.interests],
+            matches=matches,
+            papers=candidates,
             already_offered=offered,
+            candidates=len(candidates),
             max_papers=subscriber.max_papers or settings.max_papers,
         )
         content = composition.content
@@ -304,11 +417,6 @@ def compose_digests(
         outcome = "empty" if content.is_empty else "created"
         results.append(ComposedDigest(subscriber, content, outcome, content.reason))
     return results
-
-
-def compile_interests(interests: Iterable[Interest]) -> list[tuple[str, Query]]:
-    """Parse each interest's query once for a run."""
-    return [(i.name, parse_query(i.query)) for i in interests]
 
 
 @dataclass
@@ -373,9 +481,13 @@ async def preview_digests(
 # -- feeds ------------------------------------------------------------------
 
 
-def build_feeds(storage: Storage, settings: Settings, now: datetime) -> list[Path]:
+def build_feeds(
+    storage: Storage, settings: Settings, now: datetime, matching: Matching | None = None
+) -> list[Path]:
     """Write the all-papers, topic and private subscriber feeds; return the files written."""
+    matching = matching or matching_for(settings)
     pool = storage.latest_papers(FEED_POOL)
+    index = paper_index(storage, matching, pool)
     root = settings.feeds_dir
     written: list[Path] = []
 
@@ -392,30 +504,32 @@ def build_feeds(storage: Storage, settings: Settings, now: datetime) -> list[Pat
         [_item(p, "") for p in pool[: settings.feed_items]],
     )
     for topic in settings.topics:
-        query = [(topic.name, parse_query(topic.query))]
+        interest = Interest(topic.name, topic.query, topic.about, topic.sensitivity)
+        name = f"topics/{topic.slug}"
         write(
-            f"topics/{topic.slug}",
-            _meta(
-                settings,
-                f"topics/{topic.slug}",
-                f"notifier: {topic.name}",
-                f"New papers on {topic.name}.",
+            name,
+            _meta(settings, name, f"notifier: {topic.name}", f"New papers on {topic.name}."),
+            _matching_items(
+                index,
+                pool,
+                compile_interests(storage, matching, [interest]),
+                matching,
+                settings.feed_items,
             ),
-            _matching_items(query, pool, settings.feed_items),
         )
     keep = set()
     for subscriber in storage.subscribers(active_only=True):
         keep.add(subscriber.feed_token)
         try:
-            queries = compile_interests(subscriber.interests)
+            interests = compile_interests(storage, matching, subscriber.interests)
         except QueryError:
-            queries = []
+            interests = []
         title = f"notifier: papers for {subscriber.name or subscriber.email}"
         name = private_feed_name(subscriber.feed_token)
         write(
             name,
             _meta(settings, name, title, "New papers matching your interests."),
-            _matching_items(queries, pool, settings.feed_items),
+            _matching_items(index, pool, interests, matching, settings.feed_items),
         )
     # A subscriber who left must not keep a live private feed.
     for stale in (root / "subscribers").glob("*.*"):
@@ -450,16 +564,20 @@ def _item(paper: Paper, reason: str) -> FeedItem:
 
 
 def _matching_items(
-    queries: Sequence[tuple[str, Query]], pool: Sequence[Paper], limit: int
+    index: PaperIndex,
+    pool: Sequence[Paper],
+    interests: Sequence[CompiledInterest],
+    matching: Matching,
+    limit: int,
 ) -> list[FeedItem]:
-    """Return feed items of the newest papers matching any query."""
-    items = []
-    for paper in pool:
-        if found := best_match(queries, paper.title, paper.abstract):
-            items.append(_item(paper, f"{found[0].interest}: {found[0].reason}"))
-            if len(items) == limit:
-                break
-    return items
+    """Return feed items of the newest papers matching any interest, with the best reason."""
+    best: dict[int, Match] = {}
+    for interest in interests:
+        for match in match_interest(index, interest, matching.params):
+            if match.paper not in best or match.score > best[match.paper].score:
+                best[match.paper] = match
+    newest_first = sorted(best)[:limit]  # positions follow the pool's newest-first order
+    return [_item(pool[i], f"{best[i].interest}: {best[i].reason}") for i in newest_first]
 
 
 # -- demo -------------------------------------------------------------------
@@ -501,6 +619,47 @@ def demo_seeds() -> list[tuple[str, bytes]]:
     folder = resources.files("notifier") / "demo" / "seeds"
     entries = sorted((e for e in folder.iterdir() if e.name.endswith(".txt")), key=lambda e: e.name)
     return [(e.name, e.read_bytes()) for e in entries]
+
+
+def seed_papers() -> list[Paper]:
+    """Return the distinct papers of the bundled snapshots (what the eval set judges)."""
+    seen: dict[str, PaperData] = {}
+    for name, data in demo_seeds():
+        for paper in parse_listing("snapshot", data, name, None).papers:
+            seen.setdefault(paper.key, paper)
+    epoch = datetime(2026, 1, 1, tzinfo=UTC)
+    return [
+        Paper(i, p.key, f"urn:notifier:{p.key}", p.title, p.abstract, "", epoch, epoch)
+        for i, p in enumerate(seen.values())
+    ]
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """Metrics per mode and interest, and the tuning when one was asked for."""
+
+    results: dict[str, dict[str, evaluation.Metrics]]
+    tunings: dict[str, evaluation.Tuning]
+
+
+def run_eval(data_dir: Path, tune: bool = False) -> EvalReport:
+    """Score the judged evaluation set with each mode's defaults (and tune them if asked)."""
+    embedder = shared_embedder("hybrid")
+    assert embedder is not None
+    evalset = evaluation.load_eval_set(data_dir, seed_papers())
+    index = evaluation.build_index(evalset, embedder)
+    evalset = replace(
+        evalset, interests=tuple(evaluation.with_vectors(i, embedder) for i in evalset.interests)
+    )
+    tunings = {}
+    results = {}
+    for mode in MODES:
+        params = default_params(mode)
+        if tune:
+            tunings[mode] = evaluation.tune(evalset, index, mode, params)
+            params = tunings[mode].params
+        results[mode] = evaluation.evaluate(evalset, index, params)
+    return EvalReport(results, tunings)
 
 
 @dataclass

@@ -12,7 +12,14 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,7 +29,7 @@ from pydantic_settings import (
 
 from notifier import __version__
 from notifier.errors import ConfigError, QueryError
-from notifier.match import parse_query
+from notifier.match import compile_interest
 
 CONFIG_FILE = "notifier.toml"
 
@@ -34,16 +41,17 @@ class Topic(BaseModel):
 
     name: str = Field(min_length=1, max_length=100)
     slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
-    query: str
+    query: str | None = None
+    about: str | None = None
+    sensitivity: Literal["strict", "normal", "broad"] = "normal"
 
-    @field_validator("query")
-    @classmethod
-    def _valid_query(cls, query: str) -> str:
+    @model_validator(mode="after")
+    def _valid_interest(self) -> Topic:
         try:
-            parse_query(query)
+            compile_interest(self.name, self.query, self.about, self.sensitivity)
         except QueryError as e:
             raise ValueError(str(e)) from None
-        return query
+        return self
 
 
 SourceKind = Literal["snapshot", "hf-api", "hf-page", "arxiv-api", "arxiv-rss", "feed"]
@@ -124,6 +132,9 @@ class Settings(BaseSettings):
     backlog_days: int = Field(default=7, ge=1, le=365)
     feed_items: int = Field(default=50, ge=1, le=1000)
     topics: tuple[Topic, ...] = ()
+    # hybrid: query filter + BM25F fused with sentence embeddings (the default);
+    # lexical: no model needed; semantic: embeddings only. See docs/matching.md.
+    matching: Literal["hybrid", "semantic", "lexical"] = "hybrid"
     sources: tuple[SourceConfig, ...] = ()
     fetch_timeout: float = Field(default=30.0, gt=0)
     fetch_attempts: int = Field(default=3, ge=1, le=10)

@@ -172,21 +172,40 @@ def test_subscribe_validates_address_and_query(run: Cli) -> None:
     )
     no_interest = run("subscribe", "a@example.org")
     assert no_interest.stderr == (
-        "notifier: error: a new subscriber needs at least one --interest NAME=QUERY\n"
+        "notifier: error: a new subscriber needs at least one --interest NAME=QUERY or "
+        "--about NAME=TEXT\n"
     )
     shape = run("subscribe", "a@example.org", "--interest", "robot")
-    assert "an interest is written NAME=QUERY" in shape.stderr
+    assert "query is written NAME=QUERY" in shape.stderr
+    only_not = run("subscribe", "a@example.org", "--interest", "x=-survey")
+    assert "needs at least one word or phrase to look for (or a description)" in only_not.stderr
+    level = run("subscribe", "a@example.org", "--about", "x=robots", "--sensitivity", "x=loose")
+    assert "sensitivity must be one of strict, normal, broad" in level.stderr
     assert run("subscribers").stdout == ""
 
 
 def test_subscribe_updates_an_existing_subscriber(run: Cli) -> None:
     run("subscribe", "A@Example.org", "--name", "A", "--interest", "x=robot")
-    updated = run("subscribe", "a@example.org", "--interest", "x=robotic", "--interest", "y=vision")
+    updated = run(
+        "subscribe",
+        "a@example.org",
+        "--interest",
+        "x=robotic",
+        "--interest",
+        "y=vision",
+        "--about",
+        "y=computer vision for robots",
+        "--sensitivity",
+        "y=strict",
+    )
     assert updated.stdout.splitlines() == [
         "updated a@example.org with 2 interest(s):",
-        "  x = robotic",
-        "  y = vision",
+        "  x: query robotic",
+        "  y: query vision about “computer vision for robots” (strict)",
     ]
+    # Changing only the description keeps the query.
+    about = run("subscribe", "a@example.org", "--about", "x=robot arms")
+    assert "  x: query robotic about “robot arms”" in about.stdout
     listing = run("subscribers")
     assert listing.stdout.splitlines()[0] == "a@example.org (A) [active]"
 
@@ -214,7 +233,7 @@ def test_init_creates_the_database(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "state" / "notifier.db").is_file()
     assert result.stdout.startswith("database ready: sqlite:///")
-    assert "(schema revision 0002)" in result.stdout.splitlines()[0]
+    assert "(schema revision 0003)" in result.stdout.splitlines()[0]
     again = invoke(tmp_path, "init")
     assert again.returncode == 0 and again.stdout == result.stdout
 

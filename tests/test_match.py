@@ -1,79 +1,86 @@
-"""Interest queries: syntax, errors with positions, matching rules and reasons."""
+"""Interest matching: query syntax and errors, the index, hybrid scores and reasons."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from notifier.embedding import shared_embedder
 from notifier.errors import QueryError
-from notifier.match import best_match, match_paper, parse_query
-
-TITLE = "Offline Reinforcement Learning for Robot Manipulation"
-ABSTRACT = (
-    "We learn manipulation policies from human videos. Robots benefit from large datasets. "
-    "Our URL is example.org and we use RLHF-free training."
+from notifier.evaluate import with_vectors
+from notifier.match import (
+    CompiledInterest,
+    IndexedPaper,
+    PaperIndex,
+    Term,
+    compile_interest,
+    default_params,
+    match_interest,
+    parse_query,
+    words,
 )
+from notifier.pipeline import seed_papers
+
+LEXICAL = default_params("lexical")
+HYBRID = default_params("hybrid")
+
+PAPERS = [
+    IndexedPaper(
+        1,
+        "Offline Reinforcement Learning for Robot Manipulation",
+        "We learn manipulation policies from human videos. Robots benefit from large "
+        "datasets. Our URL is example.org and training is RLHF-free.",
+        ("Sergey Levine", "Chelsea Finn"),
+    ),
+    IndexedPaper(2, "Reinforcing Language Agents", "Agents reinforced by feedback.", ("A. Lee",)),
+    IndexedPaper(3, "A Survey of Robot Learning", "We survey robot learning methods.", ()),
+    IndexedPaper(4, "Sim-to-real transfer", "Policies trained in sim-to-real settings.", ()),
+]
+INDEX = PaperIndex(PAPERS)
 
 
-def matches(query: str, title: str = TITLE, abstract: str = ABSTRACT) -> bool:
-    return match_paper(parse_query(query), "i", title, abstract) is not None
+def ids(query: str, index: PaperIndex = INDEX) -> set[int]:
+    """Return the ids of the papers a query's filter lets through."""
+    parsed = parse_query(query)
+    assert parsed.include is not None
+    allowed = set(index.matching(parsed.include))
+    for expr in parsed.exclude:
+        allowed -= set(index.matching(expr))
+    return {index.papers[i].id for i in allowed}
 
 
-def test_all_words_must_appear() -> None:
-    assert matches("robot manipulation")
-    assert not matches("robot diffusion")
+def test_words_and_phrases_and_boundaries() -> None:
+    assert ids("robot manipulation") == {1}
+    assert ids("ROBOT") == {1, 3}  # case-insensitive
+    assert ids("robo") == set()  # whole words only
+    assert ids("RL") == set()  # not inside "URL" or "RLHF"
+    assert ids('"robot learning"') == {3}
+    assert ids('"learning robot"') == set()  # a phrase matches only as a phrase
+    assert ids("sim-to-real") == {4}  # a hyphenated word is a phrase of its parts
 
 
-def test_matching_ignores_case() -> None:
-    assert matches("ROBOT offline")
+def test_or_binds_tighter_than_and_and_parentheses_group() -> None:
+    assert ids("offline robot OR agents") == {1}  # offline AND (robot OR agents)
+    assert ids("(offline robot) OR agents") == {1, 2}
+    assert ids("robot AND survey") == {3}
 
 
-def test_word_boundaries_are_respected() -> None:
-    assert not matches("robo")  # no prefix match
-    assert not matches("RL")  # not inside "URL" or "RLHF"
-    assert matches("robots")
+def test_excluded_terms_always_exclude() -> None:
+    assert ids("robot -survey") == {1}
+    assert ids('robot NOT "robot learning"') == {1}
+    assert ids("(robot OR agents) -(survey OR feedback)") == {1}
 
 
-def test_phrase_matches_only_as_a_phrase() -> None:
-    assert matches('"reinforcement learning"')
-    assert not matches('"learning reinforcement"')
-    assert not matches('"robot videos"')  # both words present, not adjacent
-    assert matches('"offline reinforcement-learning"', title="Offline reinforcement-learning")
-
-
-def test_or_accepts_either_side() -> None:
-    assert matches("diffusion OR manipulation")
-    assert not matches("diffusion OR transformer")
-    assert matches("offline diffusion OR robot")  # offline AND (diffusion OR robot)
-    assert not matches("survey diffusion OR robot")
-
-
-def test_excluded_term_always_excludes() -> None:
-    assert not matches("robot -videos")
-    assert not matches('robot OR manipulation -"human videos"')
-    assert matches("robot -survey")
-
-
-def test_match_explains_itself_and_title_hits_weigh_more() -> None:
-    result = match_paper(parse_query("robot OR robots manipulation"), "rob", TITLE, ABSTRACT)
-    assert result is not None
-    assert result.terms == ("robot", "robots", "manipulation")
-    assert result.reason == (
-        "“robot” in title; “robots” in abstract; “manipulation” in title and abstract"
-    )
-    in_title = match_paper(parse_query("robot"), "a", TITLE, "")
-    in_abstract = match_paper(parse_query("robots"), "a", "", ABSTRACT)
-    assert in_title is not None and in_abstract is not None
-    assert in_title.score > in_abstract.score
-
-
-def test_best_match_prefers_the_higher_score_and_names_the_others() -> None:
-    queries = [("videos", parse_query("videos")), ("robots", parse_query("robot"))]
-    found = best_match(queries, TITLE, ABSTRACT)
-    assert found is not None
-    best, others = found
-    assert best.interest == "robots"
-    assert [m.interest for m in others] == ["videos"]
-    assert best_match(queries, "Unrelated", "Nothing here") is None
+def test_prefix_wildcards_and_fields() -> None:
+    assert ids("reinforc*") == {1, 2}
+    assert ids("title:reinforc*") == {1, 2}
+    assert ids("abstract:robots") == {1}
+    assert ids("title:survey") == {3}
+    assert ids("abstract:survey") == {3}
+    assert ids("author:levine") == {1}
+    assert ids('author:"chelsea finn"') == {1}
+    assert ids("title:policies") == set()
 
 
 @pytest.mark.parametrize(
@@ -82,11 +89,17 @@ def test_best_match_prefers_the_higher_score_and_names_the_others() -> None:
         ('robot "unclosed phrase', "unclosed quote", 7),
         ("OR robot", "OR needs a term on each side", 1),
         ("robot OR", "OR needs a term on each side", 7),
-        ("robot OR OR arm", "OR needs a term on each side", 10),
+        ("robot OR OR arm", "OR needs a term on each side", 7),
         ("robot -", "'-' must be followed by a word to exclude", 7),
         ("robot OR -arm", "an excluded term cannot be part of OR", 10),
         ('robot ""', "empty phrase", 7),
-        ("-robot", "the query needs at least one word or phrase to look for", None),
+        ("(robot OR arm", "unclosed '('", 1),
+        ("robot)", "unmatched ')'", 6),
+        ("robot AND", "AND needs a term on each side", 7),
+        ("re*", "a wildcard needs at least 3 letters before '*'", 1),
+        ("ro*bot", "'*' is only allowed at the end of a word", 1),
+        ("title:", "'title:' needs a word or phrase", 1),
+        ("()", "empty parentheses", 1),
         ("   ", "the query needs at least one word or phrase to look for", None),
     ],
 )
@@ -95,6 +108,139 @@ def test_invalid_queries_point_at_the_position(
 ) -> None:
     with pytest.raises(QueryError) as info:
         parse_query(query)
-    assert message in str(info.value)
     where = f" at position {position}" if position is not None else ""
     assert str(info.value) == f"query {query!r}: {message}{where}"
+
+
+def test_an_interest_needs_a_query_or_a_description() -> None:
+    with pytest.raises(QueryError, match="needs a query, a description, or both"):
+        compile_interest("empty", None, "  ")
+    with pytest.raises(QueryError, match="sensitivity must be one of strict, normal, broad"):
+        compile_interest("x", "robot", None, "loose")
+
+
+def test_lexical_reasons_name_the_terms_and_where_they_are() -> None:
+    interest = compile_interest("rob", "robot OR robots manipulation", None)
+    [match] = match_interest(INDEX, interest, LEXICAL)
+    assert INDEX.papers[match.paper].id == 1
+    assert match.terms == ("robot", "robots", "manipulation")
+    assert match.reason == (
+        "“robot” in title; “robots” in abstract; “manipulation” in title and abstract"
+    )
+
+
+def test_description_words_and_pairs_are_the_lexical_terms() -> None:
+    interest = compile_interest("wm", None, "world models, for planning")
+    assert Term("world models", ("world", "models")) in interest.description_terms
+    assert "for" not in [t.text for t in interest.description_terms]
+
+
+# -- hybrid scoring with the real embedding model ----------------------------
+
+MEANING_ONLY = IndexedPaper(
+    1001,
+    "Picking up unfamiliar tools with a five-fingered robotic gripper",
+    "A five-fingered robotic gripper picks up and rotates unfamiliar tools; a controller "
+    "trained in simulation transfers to a physical arm.",
+)
+PASSING_MENTION = IndexedPaper(
+    1002,
+    "Preference optimization for safer chatbots",
+    "We align chat assistants with human preferences using pairwise feedback. Unlike "
+    "diffusion approaches to text generation, our method is autoregressive and simple, "
+    "and improves harmlessness ratings.",
+)
+ON_TOPIC = IndexedPaper(
+    1003,
+    "Diffusion Policy: Visuomotor Policy Learning via Action Diffusion",
+    "We represent a robot's visuomotor policy as a conditional denoising diffusion "
+    "process over actions and show strong results on manipulation benchmarks.",
+)
+
+
+@pytest.fixture(scope="module")
+def hybrid_index() -> PaperIndex:
+    """Index 150 seed papers and three crafted ones, with real embeddings."""
+    embedder = shared_embedder("hybrid")
+    assert embedder is not None
+    papers = [IndexedPaper(p.id, p.title, p.abstract) for p in seed_papers()[:150]]
+    papers += [MEANING_ONLY, PASSING_MENTION, ON_TOPIC]
+    return PaperIndex(papers, embedder.embed([f"{p.title}. {p.abstract}" for p in papers]))
+
+
+def embedded(interest: CompiledInterest) -> CompiledInterest:
+    embedder = shared_embedder("hybrid")
+    assert embedder is not None
+    return with_vectors(interest, embedder)
+
+
+def matched_ids(index: PaperIndex, interest: CompiledInterest) -> set[int]:
+    return {index.papers[m.paper].id for m in match_interest(index, interest, HYBRID)}
+
+
+def test_a_paper_relevant_by_meaning_with_no_shared_word_is_found(
+    hybrid_index: PaperIndex,
+) -> None:
+    about = "robots learning to grasp and manipulate objects with dexterous hands"
+    interest = embedded(compile_interest("hands", None, about))
+    content = {t.text for t in interest.description_terms}
+    assert not content & set(words(MEANING_ONLY.title + " " + MEANING_ONLY.abstract))
+    matches = {
+        hybrid_index.papers[m.paper].id: m for m in match_interest(hybrid_index, interest, HYBRID)
+    }
+    assert 1001 in matches
+    assert matches[1001].terms == ()
+    assert matches[1001].reason.startswith("close to “")
+
+
+def test_a_paper_that_mentions_a_word_in_passing_is_not_matched(
+    hybrid_index: PaperIndex,
+) -> None:
+    interest = embedded(compile_interest("diffusion", "diffusion", None))
+    found = matched_ids(hybrid_index, interest)
+    assert 1003 in found  # diffusion is what the paper is about
+    assert 1002 not in found  # one passing mention in the abstract
+    broad = replace(interest, sensitivity="broad")
+    assert 1002 in matched_ids(hybrid_index, broad)  # broad lets weaker evidence through
+
+
+def test_a_negated_term_excludes_even_the_best_semantic_match(hybrid_index: PaperIndex) -> None:
+    about = "diffusion models used as policies for robot control"
+    assert 1003 in matched_ids(hybrid_index, embedded(compile_interest("d", None, about)))
+    # Next to a description, a query may hold only exclusions.
+    excluding = embedded(compile_interest("d", "-visuomotor", about))
+    assert 1003 not in matched_ids(hybrid_index, excluding)
+    with pytest.raises(QueryError, match="or a description"):
+        compile_interest("d", "-visuomotor", None)
+
+
+def test_negation_excludes_in_hybrid_mode(hybrid_index: PaperIndex) -> None:
+    interest = embedded(
+        compile_interest("d", "diffusion -visuomotor", "diffusion models for robot control")
+    )
+    found = matched_ids(hybrid_index, interest)
+    assert 1003 not in found
+
+
+def test_sensitivity_orders_what_is_matched(hybrid_index: PaperIndex) -> None:
+    about = "offline reinforcement learning from fixed datasets"
+    found = {
+        level: matched_ids(hybrid_index, embedded(compile_interest("o", None, about, level)))
+        for level in ("strict", "normal", "broad")
+    }
+    assert found["strict"] <= found["normal"] <= found["broad"]
+    assert len(found["strict"]) < len(found["broad"])
+
+
+def test_semantic_reason_quotes_the_closest_description_phrase(hybrid_index: PaperIndex) -> None:
+    interest = embedded(
+        compile_interest(
+            "mix", None, "language model alignment, diffusion policies for robot manipulation"
+        )
+    )
+    match = next(
+        m
+        for m in match_interest(hybrid_index, interest, HYBRID)
+        if hybrid_index.papers[m.paper].id == 1003
+    )
+    assert "close to “diffusion policies for robot manipulation”" in match.reason

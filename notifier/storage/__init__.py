@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import secrets
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -54,7 +54,9 @@ from notifier.storage.schema import (
     deliveries,
     digests,
     ingest_runs,
+    interest_vectors,
     interests,
+    paper_vectors,
     papers,
     payloads,
     sightings,
@@ -480,6 +482,11 @@ class Storage:
                 )
             }
             for interest in new_interests:
+                fields = {
+                    "query": interest.query,
+                    "about": interest.about,
+                    "sensitivity": interest.sensitivity,
+                }
                 if interest.name in existing:
                     conn.execute(
                         update(interests)
@@ -487,7 +494,7 @@ class Storage:
                             interests.c.subscriber_id == subscriber_id,
                             interests.c.name == interest.name,
                         )
-                        .values(query=interest.query)
+                        .values(**fields)
                     )
                 else:
                     existing[interest.name] = len(existing)
@@ -496,7 +503,7 @@ class Storage:
                             subscriber_id=subscriber_id,
                             position=existing[interest.name],
                             name=interest.name,
-                            query=interest.query,
+                            **fields,
                         )
                     )
             subscriber = self._subscribers(conn, subscribers.c.id == subscriber_id)[0]
@@ -530,7 +537,9 @@ class Storage:
                 .where(interests.c.subscriber_id.in_(chunk))
                 .order_by(interests.c.subscriber_id, interests.c.position)
             ):
-                by_subscriber[i.subscriber_id].append(Interest(i.name, i.query))
+                by_subscriber[i.subscriber_id].append(
+                    Interest(i.name, i.query, i.about, i.sensitivity, interest_id=i.id)
+                )
         return [codec.subscriber(r, tuple(by_subscriber[r.id])) for r in rows]
 
     # -- digests and the ledger --------------------------------------------
@@ -719,6 +728,71 @@ class Storage:
         )
         with self._tx() as conn:
             return [(codec.paper(r), r.interest, r.reason) for r in conn.execute(query)]
+
+    # -- embeddings --------------------------------------------------------
+
+    def paper_vectors(self, paper_ids: Iterable[int], model: str) -> dict[int, bytes]:
+        """Return stored paper embeddings (float32 bytes) by paper id."""
+        found: dict[int, bytes] = {}
+        with self._tx() as conn:
+            for chunk in _chunks(sorted(set(paper_ids)), 500):
+                query = select(paper_vectors.c.paper_id, paper_vectors.c.vector).where(
+                    paper_vectors.c.model == model, paper_vectors.c.paper_id.in_(chunk)
+                )
+                found.update({row.paper_id: row.vector for row in conn.execute(query)})
+        return found
+
+    def save_paper_vectors(self, vectors: Mapping[int, bytes], model: str) -> None:
+        """Store paper embeddings computed by the caller (idempotent per paper and model)."""
+        if not vectors:
+            return
+        rows = [{"paper_id": i, "model": model, "vector": v} for i, v in vectors.items()]
+        try:
+            with self._tx() as conn:
+                conn.execute(insert(paper_vectors), rows)
+        except IntegrityError:
+            # Another process embedded some of them meanwhile; store the rest one by one.
+            for row in rows:
+                try:
+                    with self._tx() as conn:
+                        conn.execute(insert(paper_vectors), [row])
+                except IntegrityError:
+                    continue
+
+    def interest_vectors(
+        self, interest_ids: Iterable[int], model: str
+    ) -> dict[int, tuple[str, bytes]]:
+        """Return stored interest embeddings as (text hash, float32 bytes) by interest id."""
+        found: dict[int, tuple[str, bytes]] = {}
+        with self._tx() as conn:
+            for chunk in _chunks(sorted(set(interest_ids)), 500):
+                query = select(interest_vectors).where(
+                    interest_vectors.c.model == model, interest_vectors.c.interest_id.in_(chunk)
+                )
+                found.update({r.interest_id: (r.text_hash, r.vectors) for r in conn.execute(query)})
+        return found
+
+    def save_interest_vectors(
+        self, interest_id: int, model: str, text_hash: str, data: bytes
+    ) -> None:
+        """Store (or replace) the embeddings of one interest's current text."""
+        try:
+            with self._tx() as conn:
+                conn.execute(
+                    delete(interest_vectors).where(
+                        interest_vectors.c.interest_id == interest_id,
+                        interest_vectors.c.model == model,
+                    )
+                )
+                conn.execute(
+                    insert(interest_vectors).values(
+                        interest_id=interest_id, model=model, text_hash=text_hash, vectors=data
+                    )
+                )
+        except IntegrityError:
+            # A concurrent run stored this interest's vectors first; embeddings are
+            # deterministic, so theirs are as good as ours.
+            return
 
     def reset(self) -> None:
         """Delete every row (used by `notifier demo --reset`)."""

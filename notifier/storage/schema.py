@@ -153,8 +153,29 @@ interests = Table(
     Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
     Column("position", Integer, nullable=False),
     Column("name", String(100), nullable=False),
-    Column("query", Text, nullable=False),
+    Column("query", Text),
+    Column("about", Text),
+    Column("sensitivity", String(8), nullable=False, default="normal", server_default="normal"),
     UniqueConstraint("subscriber_id", "name"),
+)
+
+# Sentence embeddings: computed once per paper, and once per interest change
+# (text_hash says which text the stored vectors belong to). float32 bytes.
+paper_vectors = Table(
+    "paper_vectors",
+    metadata,
+    Column("paper_id", ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True),
+    Column("model", String(64), primary_key=True),
+    Column("vector", LargeBinary, nullable=False),
+)
+
+interest_vectors = Table(
+    "interest_vectors",
+    metadata,
+    Column("interest_id", ForeignKey("interests.id", ondelete="CASCADE"), primary_key=True),
+    Column("model", String(64), primary_key=True),
+    Column("text_hash", String(64), nullable=False),
+    Column("vectors", LargeBinary, nullable=False),  # description, then each phrase
 )
 
 digests = Table(
