@@ -17,6 +17,7 @@ the candidate papers and every query is answered from its postings.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -58,6 +59,12 @@ class Term:
     tokens: tuple[str, ...]
     field: str | None = None  # None: title or abstract
     prefix: bool = False
+    # What the index caches the term under: a str hashes once, a dataclass every time.
+    key: str = dataclasses.field(default="", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        key = f"{self.field or ''}|{'*' if self.prefix else ''}|{' '.join(self.tokens)}"
+        object.__setattr__(self, "key", key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +85,15 @@ class Query:
     text: str
     include: Expr | None  # None: only exclusions (next to a description)
     exclude: tuple[Expr, ...]
+    positive: tuple[Term, ...] = ()  # the include's terms, in the order written
+
+    def __post_init__(self) -> None:
+        if self.include is not None and not self.positive:
+            object.__setattr__(self, "positive", tuple(_terms(self.include)))
 
     def terms(self) -> tuple[Term, ...]:
         """Return the positive terms, in the order written."""
-        return tuple(_terms(self.include)) if self.include is not None else ()
+        return self.positive
 
 
 def _terms(expr: Expr) -> Iterable[Term]:
@@ -286,8 +298,9 @@ class _Hits:
     title: dict[int, int]
     abstract: dict[int, int]
     papers: frozenset[int]
+    mask: npt.NDArray[np.bool_]  # papers as a boolean row, for vectorised AND / OR
     score: Vector  # BM25F contribution per paper (0 where absent)
-    aboutness: Vector  # the same without idf: how much each paper is about the term
+    row: int  # this term's row in PaperIndex.scores()
 
 
 class PaperIndex:
@@ -315,13 +328,17 @@ class PaperIndex:
         self._avg = {
             f: max(float(v.mean()), 1.0) if self.n else 1.0 for f, v in self._lengths.items()
         }
-        self._cache: dict[Term, _Hits] = {}
+        self._cache: dict[str, _Hits] = {}
+        self._matrix: npt.NDArray[np.float64] = np.zeros((0, self.n))
+        self._rows = 0
+        self.everything = np.ones(self.n, dtype=bool)
+        self.nothing = np.zeros(self.n)
 
     def hits(self, term: Term) -> _Hits:
         """Return where a term occurs (cached for the index's lifetime)."""
-        cached = self._cache.get(term)
+        cached = self._cache.get(term.key)
         if cached is None:
-            cached = self._cache[term] = self._compute(term)
+            cached = self._cache[term.key] = self._compute(term)
         return cached
 
     def _compute(self, term: Term) -> _Hits:
@@ -333,10 +350,33 @@ class PaperIndex:
             authors = self._count("author", term)
             counts = {"title": {}, "abstract": authors}  # scored like an abstract hit
         papers = frozenset(counts["title"]) | frozenset(counts["abstract"])
+        mask = np.zeros(self.n, dtype=bool)
+        mask[list(papers)] = True
         saturated = self._saturated(counts)
         df = len(papers)
         idf = math.log(1 + (self.n + _IDF_PRIOR_DOCS - df + 0.5) / (df + 0.5)) if df else 0.0
-        return _Hits(counts["title"], counts["abstract"], papers, idf * saturated, saturated)
+        row = self._rows
+        if row == self._matrix.shape[0]:  # full: double the capacity (amortised O(1))
+            grown = np.zeros((max(2 * row, 256), self.n))
+            grown[:row] = self._matrix
+            self._matrix = grown
+        self._matrix[row] = idf * saturated
+        self._rows += 1
+        return _Hits(counts["title"], counts["abstract"], papers, mask, self._matrix[row], row)
+
+    def scores(self) -> npt.NDArray[np.float64]:
+        """Return every looked-up term's score row as one matrix."""
+        return self._matrix[: self._rows]
+
+    def summed(self, terms: Sequence[Term]) -> Vector:
+        """Return the summed scores of terms for every paper (one gather in C)."""
+        if len(terms) == 1:
+            return self.hits(terms[0]).score
+        if not terms:
+            return self.nothing
+        rows = [self.hits(t).row for t in terms]
+        summed: Vector = self.scores()[rows].sum(axis=0)
+        return summed
 
     def _count(self, name: str, term: Term) -> dict[int, int]:
         """Return, per paper, how many times the term occurs in one field."""
@@ -354,15 +394,18 @@ class PaperIndex:
         first = postings.get(term.tokens[0], {})
         if len(term.tokens) == 1:
             return {paper: len(positions) for paper, positions in first.items()}
-        found = {}
         rest = [postings.get(t, {}) for t in term.tokens[1:]]
-        for paper, positions in first.items():
-            if not all(paper in r for r in rest):
-                continue
-            tails = [set(r[paper]) for r in rest]
-            n = sum(1 for p in positions if all(p + k + 1 in tails[k] for k in range(len(rest))))
-            if n:
-                found[paper] = n
+        candidates = set(first).intersection(*rest)
+        found = {}
+        for paper in candidates:
+            # Positions where the phrase starts: word k must sit k places further on.
+            starts = set(first[paper])
+            for k, postings_k in enumerate(rest, start=1):
+                starts &= {p - k for p in postings_k[paper]}
+                if not starts:
+                    break
+            if starts:
+                found[paper] = len(starts)
         return found
 
     def _saturated(self, counts: Mapping[str, Mapping[int, int]]) -> Vector:
@@ -379,15 +422,18 @@ class PaperIndex:
         return result
 
     def matching(self, expr: Expr) -> frozenset[int]:
-        """Return the papers an expression matches."""
+        """Return the positions of the papers an expression matches."""
+        return frozenset(np.flatnonzero(self.mask(expr)).tolist())
+
+    def mask(self, expr: Expr) -> npt.NDArray[np.bool_]:
+        """Return which papers an expression matches, as a boolean row (never mutate it)."""
         if isinstance(expr, Term):
-            return self.hits(expr).papers
-        sets = [self.matching(child) for child in expr.children]
-        if expr.op == "or":
-            return frozenset().union(*sets)
-        result = sets[0]
-        for s in sets[1:]:
-            result = result & s
+            return self.hits(expr).mask
+        masks = [self.mask(child) for child in expr.children]
+        combine = np.logical_or if expr.op == "or" else np.logical_and
+        result = combine(masks[0], masks[1])
+        for other in masks[2:]:
+            combine(result, other, out=result)
         return result
 
 
@@ -542,40 +588,98 @@ def effective_mode(index: PaperIndex, interest: CompiledInterest, params: MatchP
 
 
 def score(
-    index: PaperIndex, interest: CompiledInterest, params: MatchParams
+    index: PaperIndex,
+    interest: CompiledInterest,
+    params: MatchParams,
+    similarity: Vector | None = None,
 ) -> tuple[npt.NDArray[np.bool_], Vector, Vector, Vector | None]:
-    """Return (passes the filter, fused score, lexical score, semantic score) per paper."""
-    allowed = np.ones(index.n, dtype=bool)
+    """Return (passes the filter, fused score, lexical score, semantic score) per paper.
+
+    similarity may be given precomputed (match_many computes it for many
+    interests with one matrix product).
+    """
     query = interest.query
     if query is not None and query.include is not None:
-        allowed[:] = False
-        allowed[list(index.matching(query.include))] = True
+        allowed = index.mask(query.include)
+    else:
+        allowed = index.everything
     for expr in query.exclude if query is not None else ():
-        allowed[list(index.matching(expr))] = False
+        allowed = allowed & ~index.mask(expr)
     keyword = query is not None and query.include is not None
     terms: Sequence[Term] = query.terms() if keyword and query else interest.description_terms
-    lexical = np.zeros(index.n)
-    for term in terms:
-        # A query's words were chosen by the subscriber: how much a paper is about
-        # them counts, not how rare they are today. A description's many words
-        # need idf to tell its telling words from its filler.
-        hits = index.hits(term)
-        lexical += hits.score
+    lexical = index.summed(terms)
     if not keyword:
         # A description has many words: their mean, so length does not inflate it.
-        lexical /= max(len(terms), 1)
+        lexical = lexical / max(len(terms), 1)
         lexical_norm = lexical / (lexical + params.description_scale)
     else:
         lexical_norm = lexical / (lexical + params.lexical_scale)
     mode = effective_mode(index, interest, params)
     if mode == "lexical":
         return allowed, lexical_norm, lexical, None
-    similarity = (index.embeddings @ interest.vector).astype(np.float64)
+    if similarity is None:
+        similarity = (index.embeddings @ interest.vector).astype(np.float64)
     if mode == "semantic":
         return allowed, similarity, lexical, similarity
     w = params.semantic_weight
     fused = np.maximum(w * similarity + (1 - w) * lexical_norm, similarity - params.semantic_margin)
     return allowed, fused, lexical, similarity
+
+
+def decide(
+    index: PaperIndex,
+    interest: CompiledInterest,
+    params: MatchParams,
+    similarity: Vector | None = None,
+) -> tuple[npt.NDArray[np.intp], Vector]:
+    """Return the positions of the papers that match and their scores (no reasons yet)."""
+    allowed, fused, _, _ = score(index, interest, params, similarity)
+    cut = params.cut(effective_mode(index, interest, params), interest.sensitivity)
+    chosen = np.flatnonzero(allowed & (fused >= cut))
+    return chosen, fused[chosen]
+
+
+def match_many(
+    index: PaperIndex,
+    interests: Sequence[CompiledInterest],
+    params: MatchParams,
+    chunk: int = 2048,
+) -> Iterable[tuple[CompiledInterest, npt.NDArray[np.intp], Vector]]:
+    """Decide many interests at once: similarities come from one matrix product per chunk.
+
+    Yields (interest, matching positions, scores); reasons are built afterwards,
+    only for what will be shown (see explain).
+    """
+    for start in range(0, len(interests), chunk):
+        batch = interests[start : start + chunk]
+        rows: Any = None
+        semantic = params.mode != "lexical" and index.embeddings is not None
+        with_vectors = [k for k, i in enumerate(batch) if i.vector is not None]
+        if semantic and with_vectors:
+            vectors = np.stack([batch[k].vector for k in with_vectors])
+            similarities = (vectors @ index.embeddings.T).astype(np.float64)
+            rows = dict(zip(with_vectors, similarities, strict=True))
+        for k, interest in enumerate(batch):
+            similarity = rows.get(k) if rows is not None else None
+            yield (interest, *decide(index, interest, params, similarity))
+
+
+def explain(
+    index: PaperIndex, interest: CompiledInterest, params: MatchParams, positions: Sequence[int]
+) -> list[Match]:
+    """Return the Matches, with reasons, of the given papers (those a digest will show)."""
+    _, fused, lexical, similarity = score(index, interest, params)
+    return [
+        _explain(
+            index,
+            interest=interest,
+            i=position,
+            fused=float(fused[position]),
+            lexical=float(lexical[position]),
+            similarity=None if similarity is None else float(similarity[position]),
+        )
+        for position in positions
+    ]
 
 
 def match_interest(

@@ -587,7 +587,11 @@ DEMO_SUBSCRIBERS = (
         "ada@example.org",
         "Ada Lovelace",
         (
-            Interest("robot-learning", 'robot OR robots OR robotic OR "robot manipulation"'),
+            Interest(
+                "robot-learning",
+                "robot* OR manipulation",
+                "robots learning manipulation skills from demonstrations and videos",
+            ),
             Interest(
                 "imitation", '"imitation learning" OR "behavior cloning" OR "behavioral cloning"'
             ),
@@ -598,9 +602,11 @@ DEMO_SUBSCRIBERS = (
         "Grace Hopper",
         (
             Interest(
-                "llm-reasoning", '"language model" OR "language models" OR LLM OR LLMs reasoning'
+                "llm-reasoning",
+                about="making large language models reason better on math and code, with chain "
+                "of thought or reinforcement learning",
             ),
-            Interest("diffusion", "diffusion -robot -robotic"),
+            Interest("diffusion", "diffusion -robot -robotic", sensitivity="broad"),
         ),
     ),
     (
@@ -608,7 +614,11 @@ DEMO_SUBSCRIBERS = (
         None,
         (
             Interest("offline-rl", '"offline reinforcement learning" OR "offline RL"'),
-            Interest("world-models", '"world model" OR "world models"'),
+            Interest(
+                "world-models",
+                about="world models: learning a model of the environment to plan or to train "
+                "agents inside it",
+            ),
         ),
     ),
 )

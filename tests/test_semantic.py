@@ -1,0 +1,125 @@
+"""The embedding model, stored vectors, the eval's claims, highlighting and lexical mode."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from notifier import pipeline
+from notifier.app import make_renderer
+from notifier.embedding import EmbeddingError, MiniLmEmbedder, Vectors, shared_embedder
+from notifier.evaluate import mean
+from notifier.match import default_params
+from notifier.models import Interest
+from notifier.settings import Settings, load_settings
+from notifier.storage import Storage
+from tests.conftest import NOW, seed_bytes
+
+EVAL = Path(__file__).resolve().parent / "data" / "eval"
+
+
+class CountingEmbedder:
+    """The real model, counting the texts it is asked to embed."""
+
+    def __init__(self) -> None:
+        inner = shared_embedder("hybrid")
+        assert inner is not None
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.dimension = inner.dimension
+        self.texts: list[str] = []
+
+    def embed(self, texts: list[str]) -> Vectors:
+        self.texts += list(texts)
+        return self.inner.embed(texts)
+
+
+def test_embeddings_are_unit_vectors_and_deterministic() -> None:
+    embedder = shared_embedder("hybrid")
+    assert embedder is not None
+    vectors = embedder.embed(["robots grasp cups", "robots grasp cups", "a survey of poetry"])
+    assert vectors.shape == (3, 384)
+    assert abs(float(vectors[0] @ vectors[0]) - 1) < 1e-5
+    assert (vectors[0] == vectors[1]).all()
+    assert float(vectors[0] @ vectors[2]) < 0.3
+
+
+def test_a_model_file_with_the_wrong_hash_is_refused(tmp_path: Path) -> None:
+    fake = tmp_path / "model.onnx"
+    fake.write_bytes(b"not a model")
+    with pytest.raises(EmbeddingError, match="does not match its pinned sha256"):
+        MiniLmEmbedder(model_path=fake).embed(["anything"])
+
+
+def test_paper_and_interest_embeddings_are_computed_once(
+    storage: Storage, settings: Settings
+) -> None:
+    counting = CountingEmbedder()
+    matching = pipeline.Matching(default_params("hybrid"), counting)  # type: ignore[arg-type]
+    about = "robots learning manipulation from videos"
+    storage.save_subscriber("a@example.org", None, [Interest("r", about=about)], NOW)
+    pipeline.ingest(storage, "day1", seed_bytes(0), NOW - timedelta(hours=1))
+    pipeline.compose_digests(storage, settings, NOW, record=False, matching=matching)
+    first = len(counting.texts)
+    assert first == 72 + 1 + 1  # 72 papers, the description, its one phrase
+    pipeline.compose_digests(storage, settings, NOW, record=False, matching=matching)
+    assert len(counting.texts) == first  # all stored now
+    # A changed description is embedded again, once.
+    storage.save_subscriber("a@example.org", None, [Interest("r", about="world models")], NOW)
+    pipeline.compose_digests(storage, settings, NOW, record=False, matching=matching)
+    assert counting.texts[first:] == ["world models", "world models"]
+    with storage.engine.connect() as conn:
+        stored = conn.execute(text("SELECT count(*) FROM paper_vectors")).scalar_one()
+    assert stored == 72
+
+
+def test_the_eval_backs_the_default_settings() -> None:
+    report = pipeline.run_eval(EVAL)
+    macro = {mode: mean(r) for mode, r in report.results.items()}
+    # The figures docs/matching.md reports; the default is the best of the three.
+    assert macro["hybrid"].f1 >= 0.77
+    assert macro["hybrid"].f1 > macro["lexical"].f1 > macro["semantic"].f1
+    assert macro["hybrid"].ndcg10 >= 0.9
+    assert set(report.results["hybrid"]) == {
+        "offline-rl",
+        "robot-manipulation",
+        "llm-reasoning",
+        "imitation",
+        "world-models",
+        "llm-alignment",
+        "diffusion-policies",
+    }
+
+
+def test_matched_terms_are_highlighted_in_the_email(storage: Storage, settings: Settings) -> None:
+    pipeline.ingest(storage, "day1", seed_bytes(3), NOW - timedelta(hours=1))
+    subscriber, _ = storage.save_subscriber(
+        "a@example.org", None, [Interest("bc", '"behavior cloning" OR imitat*')], NOW
+    )
+    [composed] = pipeline.compose_digests(storage, settings, NOW, record=False)
+    assert composed.content is not None and composed.content.papers
+    message = make_renderer(settings).render(composed.content, subscriber, "<m@x>", NOW)
+    html = message.get_body(("html",))
+    assert html is not None
+    body = html.get_content()
+    assert "<mark" in body
+    assert ">Imitation</mark>" in body or ">imitation</mark>" in body
+    plain = message.get_body(("plain",))
+    assert plain is not None and "<mark" not in plain.get_content()
+
+
+def test_lexical_mode_needs_no_model(storage: Storage, settings: Settings) -> None:
+    lexical = load_settings(**settings.model_dump(exclude={"matching"}), matching="lexical")
+    matching = pipeline.matching_for(lexical)
+    assert matching.embedder is None
+    pipeline.ingest(storage, "day1", seed_bytes(0), NOW - timedelta(hours=1))
+    storage.save_subscriber(
+        "a@example.org", None, [Interest("rl", '"reinforcement learning" OR RL')], NOW
+    )
+    [composed] = pipeline.compose_digests(storage, lexical, NOW, record=False, matching=matching)
+    assert composed.content is not None and len(composed.content.papers) >= 5
+    with storage.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM paper_vectors")).scalar_one() == 0
