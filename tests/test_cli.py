@@ -247,3 +247,16 @@ def test_the_example_config_is_valid_and_lists_every_setting() -> None:
 
     for name in Settings.model_fields:
         assert f"{name} =" in text or f"[[{name}]]" in text, f"{name} missing from the example"
+
+
+def test_eval_prints_the_three_scorers_side_by_side(run: Cli) -> None:
+    data = Path(__file__).resolve().parent / "data" / "eval"
+    result = run("eval", "--data", str(data))
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "lexical" in lines[0] and "semantic" in lines[0] and "hybrid" in lines[0]
+    assert lines[1].replace("|", " ").split() == ["P", "R", "F1", "nDCG10"] * 3
+    mean = next(line for line in lines if line.startswith("mean"))
+    hybrid_f1 = float(mean.split("|")[3].split()[2])
+    assert hybrid_f1 >= 0.77
+    assert sum(1 for line in lines[2:] if "|" in line) == 8  # 7 interests and the mean
