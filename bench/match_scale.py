@@ -34,7 +34,8 @@ from notifier.match import (
     match_many,
     words,
 )
-from notifier.pipeline import paper_text, seed_papers
+from notifier.papers import embedding_input
+from notifier.pipeline import seed_papers
 
 SHOWN_PER_SUBSCRIBER = 30
 
@@ -44,7 +45,7 @@ def make_papers(n: int) -> tuple[list[IndexedPaper], np.ndarray]:
     seeds = seed_papers()
     embedder = shared_embedder("hybrid")
     assert embedder is not None
-    vectors = embedder.embed([paper_text(p) for p in seeds])
+    vectors = embedder.embed([embedding_input(p.title, p.abstract) for p in seeds])
     papers = [
         IndexedPaper(i, seeds[i % len(seeds)].title, seeds[i % len(seeds)].abstract)
         for i in range(n)

@@ -31,6 +31,7 @@ from notifier.match import (
     score,
 )
 from notifier.models import Paper
+from notifier.papers import embedding_input
 
 __all__ = [
     "MODES",
@@ -86,15 +87,11 @@ def load_eval_set(directory: Path, papers: Sequence[Paper]) -> EvalSet:
     return EvalSet(interests, tuple(papers), grades)
 
 
-def paper_text(paper: Paper) -> str:
-    """Return the text a paper is embedded from."""
-    return f"{paper.title}. {paper.abstract}"
-
-
 def build_index(evalset: EvalSet, embedder: Embedder | None) -> PaperIndex:
     """Index the judged papers, with their embeddings when an embedder is given."""
     indexed = [IndexedPaper(p.id, p.title, p.abstract, p.authors) for p in evalset.papers]
-    vectors = embedder.embed([paper_text(p) for p in evalset.papers]) if embedder else None
+    texts = [embedding_input(p.title, p.abstract) for p in evalset.papers]
+    vectors = embedder.embed(texts) if embedder else None
     return PaperIndex(indexed, vectors)
 
 

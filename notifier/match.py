@@ -633,10 +633,21 @@ def decide(
     similarity: Vector | None = None,
 ) -> tuple[npt.NDArray[np.intp], Vector]:
     """Return the positions of the papers that match and their scores (no reasons yet)."""
-    allowed, fused, _, _ = score(index, interest, params, similarity)
+    scored = score(index, interest, params, similarity)
+    chosen = _chosen(index, interest, params, scored)
+    return chosen, scored[1][chosen]
+
+
+def _chosen(
+    index: PaperIndex,
+    interest: CompiledInterest,
+    params: MatchParams,
+    scored: tuple[npt.NDArray[np.bool_], Vector, Vector, Vector | None],
+) -> npt.NDArray[np.intp]:
+    """Return the positions that pass the filter and the sensitivity's threshold."""
+    allowed, fused, _, _ = scored
     cut = params.cut(effective_mode(index, interest, params), interest.sensitivity)
-    chosen = np.flatnonzero(allowed & (fused >= cut))
-    return chosen, fused[chosen]
+    return np.flatnonzero(allowed & (fused >= cut))
 
 
 def match_many(
@@ -668,7 +679,33 @@ def explain(
     index: PaperIndex, interest: CompiledInterest, params: MatchParams, positions: Sequence[int]
 ) -> list[Match]:
     """Return the Matches, with reasons, of the given papers (those a digest will show)."""
-    _, fused, lexical, similarity = score(index, interest, params)
+    return _matches(index, interest, score(index, interest, params), positions)
+
+
+def match_interest(
+    index: PaperIndex,
+    interest: CompiledInterest,
+    params: MatchParams,
+    exclude: frozenset[int] = frozenset(),
+) -> list[Match]:
+    """Return the papers that match (Match.paper is the index position), best first."""
+    scored = score(index, interest, params)
+    chosen = [
+        p
+        for p in _chosen(index, interest, params, scored).tolist()
+        if index.papers[p].id not in exclude
+    ]
+    return sorted(_matches(index, interest, scored, chosen), key=lambda m: -m.score)
+
+
+def _matches(
+    index: PaperIndex,
+    interest: CompiledInterest,
+    scored: tuple[npt.NDArray[np.bool_], Vector, Vector, Vector | None],
+    positions: Sequence[int],
+) -> list[Match]:
+    """Return the Match, with its reason, of each position."""
+    _, fused, lexical, similarity = scored
     return [
         _explain(
             index,
@@ -680,35 +717,6 @@ def explain(
         )
         for position in positions
     ]
-
-
-def match_interest(
-    index: PaperIndex,
-    interest: CompiledInterest,
-    params: MatchParams,
-    exclude: frozenset[int] = frozenset(),
-) -> list[Match]:
-    """Return the papers that match (Match.paper is the index position), best first."""
-    allowed, fused, lexical, similarity = score(index, interest, params)
-    cut = params.cut(effective_mode(index, interest, params), interest.sensitivity)
-    chosen = np.flatnonzero(allowed & (fused >= cut))
-    matches = []
-    for position in chosen.tolist():
-        if index.papers[position].id in exclude:
-            continue
-        semantic = None if similarity is None else float(similarity[position])
-        matches.append(
-            _explain(
-                index,
-                interest=interest,
-                i=position,
-                fused=float(fused[position]),
-                lexical=float(lexical[position]),
-                similarity=semantic,
-            )
-        )
-    matches.sort(key=lambda m: -m.score)
-    return matches
 
 
 def _explain(

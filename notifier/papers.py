@@ -87,6 +87,11 @@ def paper_key(title: str, arxiv_id: str | None = None) -> str:
     return f"title:{title_hash(title)}"
 
 
+def embedding_input(title: str, abstract: str) -> str:
+    """Return the text a paper is embedded from: its title, then its abstract."""
+    return f"{title}. {abstract}"
+
+
 def paper_url(title: str, arxiv_id: str | None = None) -> str:
     """Return where a reader can find the paper: its arXiv page, else an arXiv title search."""
     if arxiv_id:

@@ -52,6 +52,7 @@ from notifier.models import (
     PaperData,
     Subscriber,
 )
+from notifier.papers import embedding_input
 from notifier.render.email import EmailRenderer
 from notifier.render.feed import FeedItem, FeedMeta, build_feed, feed_url, private_feed_name
 from notifier.settings import Settings, SourceConfig
@@ -307,17 +308,12 @@ def paper_index(storage: Storage, matching: Matching, papers: Sequence[Paper]) -
     stored = storage.paper_vectors([p.id for p in papers], embedder.model_id)
     missing = [p for p in papers if p.id not in stored]
     if missing:
-        computed = embedder.embed([paper_text(p) for p in missing])
+        computed = embedder.embed([embedding_input(p.title, p.abstract) for p in missing])
         fresh = {p.id: computed[i].tobytes() for i, p in enumerate(missing)}
         storage.save_paper_vectors(fresh, embedder.model_id)
         stored.update(fresh)
     vectors = np.stack([np.frombuffer(stored[p.id], dtype=np.float32) for p in papers])
     return PaperIndex(indexed, vectors)
-
-
-def paper_text(paper: Paper) -> str:
-    """Return the text a paper is embedded from: its title, then its abstract."""
-    return f"{paper.title}. {paper.abstract}"
 
 
 def compile_interests(

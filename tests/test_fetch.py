@@ -841,10 +841,9 @@ def test_a_server_dripping_bytes_cannot_hold_a_fetch_forever(
     # would take about 1.3 s: more than TOTAL_TIMEOUTS (4) x 0.2 s.
     url = server.script(HF_PATH, Reply(body=b"[" + b" " * 200 + b"]", drip=0.1))
     fetcher = new_fetcher(timeout=0.2, attempts=1)
-    started = time.monotonic()
+    # Without the total deadline the whole body would arrive and parse as [].
     with pytest.raises(ListingError, match="sending its answer too slowly"):
         fetcher.fetch("hf", url)
-    assert time.monotonic() - started < 1.2
 
 
 def test_a_snapshot_listing_is_read_from_a_url(
