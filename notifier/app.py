@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from notifier.delivery import Transport
+from notifier.delivery.limits import RateLimit
 from notifier.delivery.outbox import OutboxTransport
 from notifier.delivery.smtp import SmtpTransport
 from notifier.errors import ConfigError
@@ -31,7 +32,7 @@ def make_renderer(settings: Settings) -> EmailRenderer:
 
 
 def make_transport(settings: Settings) -> Transport:
-    """Build the SMTP transport, or explain how to configure one."""
+    """Build one SMTP transport (one connection), or explain how to configure one."""
     target = settings.smtp
     if target is None:
         raise ConfigError(
@@ -39,6 +40,16 @@ def make_transport(settings: Settings) -> Transport:
             "or use --dry-run to write the digests to the outbox instead"
         )
     return SmtpTransport(target, settings.smtp_timeout)
+
+
+def make_transports(settings: Settings) -> list[Transport]:
+    """Build smtp_connections SMTP transports: the connections of one sending process."""
+    return [make_transport(settings) for _ in range(settings.smtp_connections)]
+
+
+def make_rate_limit(settings: Settings) -> RateLimit:
+    """Build the send rate shared by a process's connections."""
+    return RateLimit(settings.send_rate or None, settings.send_rate_hourly)
 
 
 def make_outbox(settings: Settings, prefix: str = "") -> Transport:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,8 +25,9 @@ from notifier.app import (
     mail_identity,
     make_fetcher,
     make_outbox,
+    make_rate_limit,
     make_renderer,
-    make_transport,
+    make_transports,
     open_storage,
 )
 from notifier.errors import ListingError, NotifierError, QueryError, SubscriberError
@@ -456,25 +459,129 @@ def digest(context: Context, dry_run: bool, as_json: bool) -> None:
             err=as_json,
         )
         return
-    transport = make_transport(settings)  # fail on missing config before recording anything
+    make_transports(settings)  # fail on missing config before recording anything
     composed = pipeline.compose_digests(storage, settings, now)
     _print_composed(composed, as_json)
-    pending = storage.digest_counts().get("pending", 0)
-    with _progress(pending, "sending", enabled=True) as advance:
-        report = asyncio.run(
-            pipeline.send_pending(
-                storage, renderer, transport, utc_now, on_progress=lambda _d, _t: advance()
-            )
-        )
-    for email, error in report.failed:
-        click.echo(f"notifier: error: {email}: refused permanently: {error}", err=True)
-    for email, error in report.deferred:
-        click.echo(f"notifier: warning: {email}: will retry next run: {error}", err=True)
-    click.echo(
-        f"sent {len(report.sent)}, failed {len(report.failed)}, deferred {len(report.deferred)}",
-        err=as_json,
+    report = _send_here(context, progress=True)
+    _print_report(report, as_json)
+
+
+@cli.command()
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Sending processes; several machines may also run `send` against one PostgreSQL.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the totals as JSON.")
+@pass_context
+def send(context: Context, workers: int, as_json: bool) -> None:
+    """Send every digest that is due, without composing new ones.
+
+    Each process claims digests with a lease (FOR UPDATE SKIP LOCKED on
+    PostgreSQL), keeps smtp_connections connections open and shares send_rate;
+    a digest whose worker died is taken over when its lease expires. SIGTERM or
+    Ctrl-C finishes the messages in flight and gives the rest back.
+    """
+    make_transports(context.settings)
+    if workers == 1:
+        report = _send_here(context, progress=not as_json)
+    else:
+        report = _send_in_processes(context.config_file, workers)
+    _print_report(report, as_json)
+
+
+def _send_here(context: Context, progress: bool) -> pipeline.SendReport:
+    """Deliver due digests from this process, stopping cleanly on SIGTERM / SIGINT."""
+    settings, storage = context.settings, context.storage
+    due = sum(
+        n for status, n in storage.digest_counts().items() if status in ("pending", "unknown")
     )
-    if report.failed or report.deferred:
+
+    async def run(advance: Callable[[], None]) -> pipeline.SendReport:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        return await pipeline.deliver(
+            storage,
+            make_renderer(settings),
+            make_transports(settings),
+            worker=pipeline.worker_name(),
+            clock=utc_now,
+            policy=pipeline.RetryPolicy.from_settings(settings),
+            limit=make_rate_limit(settings),
+            stop=stop,
+            on_progress=lambda _n: advance(),
+        )
+
+    with _progress(due, "sending", enabled=progress) as advance:
+        return asyncio.run(run(advance))
+
+
+def _worker_process(config_file: Path | None, results: Any) -> None:
+    """Run one sending process (the target of `send --workers N`)."""
+    context = Context(config_file)
+    try:
+        report = _send_here(context, progress=False)
+        results.put(("ok", report))
+    except NotifierError as e:
+        results.put(("error", str(e)))
+    finally:
+        context.close()
+
+
+def _send_in_processes(config_file: Path | None, workers: int) -> pipeline.SendReport:
+    """Run workers sending processes and add up what they did."""
+    spawn = multiprocessing.get_context("spawn")
+    results = spawn.Queue()
+    processes = [
+        spawn.Process(target=_worker_process, args=(config_file, results), daemon=False)
+        for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+
+    def forward(signum: int, _frame: Any) -> None:
+        for process in processes:
+            if process.pid is not None:
+                os.kill(process.pid, signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    total = pipeline.SendReport()
+    errors = []
+    for _ in processes:
+        kind, value = results.get()
+        if kind == "error":
+            errors.append(value)
+            continue
+        for name in ("sent", "failed", "deferred", "unknown", "suspended"):
+            getattr(total, name).extend(getattr(value, name))
+    for process in processes:
+        process.join()
+    if errors:
+        raise NotifierError(errors[0])
+    return total
+
+
+def _print_report(report: pipeline.SendReport, as_json: bool) -> None:
+    """Print what a send run did, and exit non-zero when a digest was not delivered."""
+    for email, error in report.failed:
+        click.echo(f"notifier: error: {email}: not delivered: {error}", err=True)
+    for email, error in report.deferred:
+        click.echo(f"notifier: warning: {email}: will retry later: {error}", err=True)
+    for email, error in report.unknown:
+        click.echo(f"notifier: warning: {email}: outcome unknown, will retry: {error}", err=True)
+    for email in report.suspended:
+        click.echo(f"notifier: warning: {email}: suspended after repeated hard bounces", err=True)
+    counts = {k: len(getattr(report, k)) for k in ("sent", "failed", "deferred", "unknown")}
+    if as_json:
+        click.echo(json.dumps(counts), err=True)
+    else:
+        click.echo(", ".join(f"{k} {v}" for k, v in counts.items()))
+    if report.failed or report.deferred or report.unknown:
         sys.exit(1)
 
 

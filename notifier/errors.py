@@ -57,5 +57,10 @@ class TemporaryDeliveryError(DeliveryError):
     """Raise when the server asks to try one message again later (4xx)."""
 
 
+class DeliveryUnknown(DeliveryError):
+    """Raise when the connection failed after the message data was sent: it may have
+    arrived. Retried with the same Message-ID so a duplicate can be recognised."""
+
+
 class ServerUnavailable(DeliveryError):
     """Raise when the mail server cannot be reached at all; the run stops."""

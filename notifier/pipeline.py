@@ -6,7 +6,14 @@ these and nothing else.
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import hashlib
+import os
+import random
+import socket
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -20,13 +27,16 @@ import numpy as np
 from notifier import evaluate as evaluation
 from notifier.delivery import Transport
 from notifier.delivery.files import write_atomic
+from notifier.delivery.limits import RateLimit
 from notifier.diff import decide, lookup_keys
 from notifier.digest import compose
 from notifier.embedding import Embedder, shared_embedder
 from notifier.errors import (
+    DeliveryUnknown,
     ListingError,
     QueryError,
     RecipientRejected,
+    ServerUnavailable,
     TemporaryDeliveryError,
 )
 from notifier.ingest import parse_listing, read_file
@@ -50,6 +60,7 @@ from notifier.models import (
     Match,
     Paper,
     PaperData,
+    StoredDigest,
     Subscriber,
 )
 from notifier.papers import embedding_input
@@ -422,6 +433,169 @@ class SendReport:
     sent: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     deferred: list[tuple[str, str]] = field(default_factory=list)
+    unknown: list[tuple[str, str]] = field(default_factory=list)
+    suspended: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When to try again, when to give up, and how long a claim lasts."""
+
+    base: float = 60.0
+    cap: float = 3600.0
+    deadline: timedelta = timedelta(days=3)
+    lease: timedelta = timedelta(minutes=5)
+    bounce_limit: int = 2
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        """Return the policy the settings describe."""
+        return cls(
+            settings.retry_base,
+            settings.retry_max,
+            settings.retry_deadline,
+            timedelta(seconds=settings.lease_seconds),
+            settings.hard_bounce_limit,
+        )
+
+    def next_attempt(self, attempts: int, now: datetime) -> datetime:
+        """Return when to try again: exponential backoff with jitter, capped."""
+        wait = min(self.cap, self.base * 2 ** max(attempts - 1, 0))
+        return now + timedelta(seconds=wait * random.uniform(0.5, 1.5))
+
+
+@dataclass
+class _Delivery:
+    """One worker's delivery run: claims, lanes, and the outcome of every message."""
+
+    storage: Storage
+    renderer: EmailRenderer
+    worker: str
+    clock: Callable[[], datetime]
+    policy: RetryPolicy
+    limit: RateLimit | None
+    stop: asyncio.Event
+    on_progress: Callable[[int], None] | None
+    report: SendReport = field(default_factory=SendReport)
+    fatal: list[BaseException] = field(default_factory=list)
+
+    async def run(self, transports: Sequence[Transport], batch: int) -> SendReport:
+        """Claim and send batches until nothing is due or stop is set."""
+        started = self.clock()
+        async with contextlib.AsyncExitStack() as stack:
+            for transport in transports:
+                # A dead server fails here, before anything is claimed.
+                await stack.enter_async_context(transport)
+            while not self.stop.is_set():
+                claimed = self.storage.claim_digests(
+                    self.worker, batch, self.clock(), self.policy.lease, due_by=started
+                )
+                if not claimed:
+                    break
+                await self._drain(transports, claimed)
+        if self.fatal:
+            raise self.fatal[0]
+        return self.report
+
+    async def _drain(self, transports: Sequence[Transport], claimed: list[StoredDigest]) -> None:
+        """Send a claimed batch, one lane per transport; give back what was never tried."""
+        queue = collections.deque(claimed)
+        started: set[int] = set()
+
+        async def lane(transport: Transport) -> None:
+            while queue and not self.stop.is_set():
+                digest = queue.popleft()
+                started.add(digest.id)
+                await self._send(transport, digest)
+
+        try:
+            await asyncio.gather(*(lane(t) for t in transports))
+        finally:
+            unsent = [d.id for d in claimed if d.id not in started]
+            self.storage.release_leases(self.worker, unsent)
+
+    async def _send(self, transport: Transport, digest: StoredDigest) -> None:
+        """Send one digest and record what happened to it."""
+        storage, report, email = self.storage, self.report, digest.subscriber.email
+        message = self.renderer.render(
+            digest.content, digest.subscriber, digest.message_id, self.clock()
+        )
+        if self.limit is not None:
+            await self.limit.wait()
+        try:
+            reply = await transport.send(message)
+        except RecipientRejected as e:
+            bounced = storage.finish_failed(
+                self.worker, digest.id, str(e), True, self.policy.bounce_limit
+            )
+            report.failed.append((email, str(e)))
+            if bounced:
+                report.suspended.append(email)
+        except DeliveryUnknown as e:
+            later = self.policy.next_attempt(digest.attempts, self.clock())
+            storage.finish_retry(self.worker, digest.id, str(e), later, unknown=True)
+            report.unknown.append((email, str(e)))
+        except TemporaryDeliveryError as e:
+            self._retry_or_give_up(digest, str(e))
+        except ServerUnavailable as e:
+            storage.finish_retry(self.worker, digest.id, str(e), self.clock(), unknown=False)
+            self.fatal.append(e)
+            self.stop.set()
+        else:
+            storage.finish_sent(self.worker, [(digest.id, reply)], self.clock())
+            report.sent.append(email)
+        if self.on_progress is not None:
+            self.on_progress(1)
+
+    def _retry_or_give_up(self, digest: StoredDigest, error: str) -> None:
+        """Schedule another attempt, or fail the digest once the deadline has passed."""
+        now, email = self.clock(), digest.subscriber.email
+        if now - digest.created_at > self.policy.deadline:
+            gave_up = f"gave up after {digest.attempts} attempts: {error}"
+            self.storage.finish_failed(
+                self.worker, digest.id, gave_up, False, self.policy.bounce_limit
+            )
+            self.report.failed.append((email, gave_up))
+            return
+        later = self.policy.next_attempt(digest.attempts, now)
+        self.storage.finish_retry(self.worker, digest.id, error, later, unknown=False)
+        self.report.deferred.append((email, error))
+
+
+async def deliver(
+    storage: Storage,
+    renderer: EmailRenderer,
+    transports: Sequence[Transport],
+    *,
+    worker: str,
+    clock: Callable[[], datetime],
+    policy: RetryPolicy | None = None,
+    limit: RateLimit | None = None,
+    stop: asyncio.Event | None = None,
+    batch: int = 100,
+    on_progress: Callable[[int], None] | None = None,
+) -> SendReport:
+    """Claim due digests and send them over the transports (one lane each) until none is left.
+
+    A digest is marked sent only after the server accepted it. A refused
+    recipient (5xx) fails that digest and counts a hard bounce; 4xx and lost
+    connections are retried with backoff until the deadline; a connection lost
+    after the data went out makes the digest "unknown", retried with the same
+    Message-ID. An unreachable server stops the run (ServerUnavailable) with
+    everything not accepted still due. Setting stop finishes the messages in
+    flight and gives the rest back.
+    """
+    run = _Delivery(
+        storage,
+        renderer,
+        worker,
+        clock,
+        policy or RetryPolicy(),
+        limit,
+        stop or asyncio.Event(),
+        on_progress,
+    )
+    return await run.run(transports, batch)
 
 
 async def send_pending(
@@ -431,32 +605,23 @@ async def send_pending(
     clock: Callable[[], datetime],
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SendReport:
-    """Send every pending digest; each is marked sent only after the server accepted it.
+    """Send every due digest over one transport (the demo, tests and small runs)."""
+    done = 0
 
-    A refused recipient fails that digest only; a temporary failure leaves it
-    pending for the next run; an unreachable server (ServerUnavailable) stops the
-    run and leaves everything not yet accepted pending.
-    """
-    report = SendReport()
-    pending = storage.pending_digests()
-    async with transport:
-        for done, digest in enumerate(pending, start=1):
-            email = digest.subscriber.email
-            message = renderer.render(digest.content, digest.subscriber, digest.message_id, clock())
-            try:
-                await transport.send(message)
-            except RecipientRejected as e:
-                storage.mark_attempt_failed(digest.id, str(e), permanent=True)
-                report.failed.append((email, str(e)))
-            except TemporaryDeliveryError as e:
-                storage.mark_attempt_failed(digest.id, str(e), permanent=False)
-                report.deferred.append((email, str(e)))
-            else:
-                storage.mark_sent(digest.id, clock())
-                report.sent.append(email)
-            if on_progress:
-                on_progress(done, len(pending))
-    return report
+    def progress(step: int) -> None:
+        nonlocal done
+        done += step
+        if on_progress is not None:
+            on_progress(done, 0)
+
+    return await deliver(
+        storage, renderer, [transport], worker=worker_name(), clock=clock, on_progress=progress
+    )
+
+
+def worker_name() -> str:
+    """Return a name that is unique to this sending process and run."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 async def preview_digests(

@@ -124,6 +124,15 @@ class Settings(BaseSettings):
     database_url: str | None = None
     smtp_url: SecretStr | None = None
     smtp_timeout: float = Field(default=60.0, gt=0)
+    smtp_connections: int = Field(default=2, ge=1, le=50, description="per sending process")
+    # Shared by all connections of a process; 0: as fast as the server takes them.
+    send_rate: float = Field(default=10.0, ge=0, description="messages per second")
+    send_rate_hourly: int | None = Field(default=None, gt=0, description="messages per hour")
+    retry_base: float = Field(default=60.0, gt=0, description="first retry after ~this, s")
+    retry_max: float = Field(default=3600.0, gt=0, description="longest wait between tries, s")
+    retry_deadline: timedelta = timedelta(days=3)
+    lease_seconds: float = Field(default=300.0, gt=0, description="a dead worker's claim expires")
+    hard_bounce_limit: int = Field(default=2, ge=1, description="5xx replies that suspend")
     sender_address: str = "notifier@localhost.localdomain"
     sender_name: str = "notifier"
     base_url: str = "http://localhost:8000"
@@ -143,6 +152,11 @@ class Settings(BaseSettings):
     max_listing_bytes: int = Field(default=20_000_000, ge=1_000)
     failure_alert_after: int = Field(default=3, ge=1, description="failures in a row to flag")
     user_agent: str | None = None
+
+    @field_validator("retry_deadline", mode="before")
+    @classmethod
+    def _deadline(cls, value: Any) -> timedelta:
+        return parse_duration(value)
 
     @field_validator("sources")
     @classmethod

@@ -125,7 +125,10 @@ class RecordingHandler:
     """An aiosmtpd handler that stores messages and can refuse chosen recipients."""
 
     received: list[Received] = field(default_factory=list)
-    refuse: dict[str, str] = field(default_factory=dict)  # address -> SMTP reply
+    refuse: dict[str, str] = field(default_factory=dict)  # address -> SMTP reply at RCPT
+    data_reply: dict[str, str] = field(default_factory=dict)  # address -> reply at DATA
+    drop_after_data: set[str] = field(default_factory=set)  # keep it, then hang up
+    stall: dict[str, float] = field(default_factory=dict)  # address -> seconds before replying
 
     async def handle_RCPT(
         self, server: SMTPProtocol, session: Session, envelope: Envelope, address: str, options: Any
@@ -137,7 +140,16 @@ class RecordingHandler:
 
     async def handle_DATA(self, server: SMTPProtocol, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
+        recipient = envelope.rcpt_tos[0]
+        if recipient in self.data_reply:
+            return self.data_reply[recipient]
         self.received.append(Received(str(envelope.mail_from), list(envelope.rcpt_tos), content))
+        if recipient in self.drop_after_data:
+            # The message is in, but the client never hears so: the "unknown" case.
+            assert server.transport is not None
+            server.transport.close()
+        if recipient in self.stall:
+            await asyncio.sleep(self.stall[recipient])
         return "250 Message accepted for delivery"
 
 
@@ -197,5 +209,8 @@ def run(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> C
         "NOTIFIER_BASE_URL": "https://papers.example.org",
         "NOTIFIER_SMTP_URL": "",
         "NOTIFIER_CONFIG": "",
+        # Retries come due at once and sends are not paced, so a test can run twice.
+        "NOTIFIER_RETRY_BASE": "0.001",
+        "NOTIFIER_SEND_RATE": "0",
     }
     return Cli(env)

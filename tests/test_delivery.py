@@ -60,7 +60,7 @@ def test_digests_arrive_with_headers_both_parts_and_links(
     subscribe_two(run)
     result = run("digest")
     assert result.exit_code == 0, result.output + result.stderr
-    assert result.output.splitlines()[-1] == "sent 2, failed 0, deferred 0"
+    assert result.output.splitlines()[-1] == "sent 2, failed 0, deferred 0, unknown 0"
     received = {r.rcpt_tos[0]: r for r in smtp_server.handler.received}
     assert sorted(received) == ["ada@example.org", "bob@example.org"]
 
@@ -109,7 +109,7 @@ def test_a_second_run_the_same_day_sends_nothing_more(run: Cli, smtp_server: Smt
     again = run("digest")
     assert again.exit_code == 0
     assert "ada@example.org: exists: already composed for" in again.output
-    assert again.output.splitlines()[-1] == "sent 0, failed 0, deferred 0"
+    assert again.output.splitlines()[-1] == "sent 0, failed 0, deferred 0, unknown 0"
     assert len(smtp_server.handler.received) == 2
 
 
@@ -145,8 +145,7 @@ def test_refused_recipient_fails_alone_and_others_are_served(
     result = run("digest")
     assert result.exit_code == 1
     assert (
-        "notifier: error: ada@example.org: refused permanently: 550 5.1.1 No such user"
-        in result.stderr
+        "notifier: error: ada@example.org: not delivered: 550 5.1.1 No such user" in result.stderr
     )
     assert [r.rcpt_tos for r in smtp_server.handler.received] == [["bob@example.org"]]
     states = {
@@ -164,11 +163,11 @@ def test_temporary_refusal_is_retried_on_the_next_run(run: Cli, smtp_server: Smt
     subscribe_two(run)
     first = run("digest")
     assert first.exit_code == 1
-    assert "ada@example.org: will retry next run: 451 4.7.1 Try again later" in first.stderr
+    assert "ada@example.org: will retry later: 451 4.7.1 Try again later" in first.stderr
     del smtp_server.handler.refuse["ada@example.org"]
     second = run("digest")
     assert second.exit_code == 0
-    assert second.output.splitlines()[-1] == "sent 1, failed 0, deferred 0"
+    assert second.output.splitlines()[-1] == "sent 1, failed 0, deferred 0, unknown 0"
     rows = digest_rows(run.env["NOTIFIER_DATABASE_URL"])
     assert [(email, status, attempts) for email, status, _, attempts in rows] == [
         ("ada@example.org", "sent", 2),

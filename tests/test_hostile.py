@@ -252,7 +252,7 @@ def send_one_digest(run: Cli, smtp_server: SmtpServer, tmp_path: Path) -> EmailM
     run.env["NOTIFIER_SMTP_URL"] = smtp_server.url
     result = run("digest")
     assert result.exit_code == 0, result.stderr
-    assert "sent 1, failed 0, deferred 0" in result.output
+    assert "sent 1, failed 0, deferred 0, unknown 0" in result.output
     assert len(smtp_server.handler.received) == 1
     received = smtp_server.handler.received[0]
     assert received.rcpt_tos == ["m@example.org"]

@@ -9,6 +9,7 @@ from typing import Self
 import aiosmtplib
 
 from notifier.errors import (
+    DeliveryUnknown,
     RecipientRejected,
     ServerUnavailable,
     TemporaryDeliveryError,
@@ -73,29 +74,59 @@ class SmtpTransport:
         return client
 
     async def send(self, message: EmailMessage) -> str:
-        """Send one message; raise a DeliveryError subclass when it is not accepted."""
+        """Send one message; raise a DeliveryError subclass when it is not accepted.
+
+        MAIL, RCPT and DATA are sent one by one so a failure is classified by where
+        it happened: after the data went out, the outcome is unknown, not failed
+        (RFC 5321 4.5.3.2: a spurious timeout there "would typically result in
+        delivery of multiple copies").
+        """
         client = self._client
         if client is None or not client.is_connected:
             client = await self._connect()
+        sender = str(message["From"].addresses[0].addr_spec)
+        recipient = str(message["To"].addresses[0].addr_spec)
+        data = message.as_bytes()
         try:
-            _, reply = await client.send_message(message)
-        except aiosmtplib.SMTPRecipientsRefused as e:
-            refused = e.recipients[0]
-            raise _by_code(refused.code, f"{refused.code} {refused.message}") from e
+            await client.mail(sender)
+            await client.rcpt(recipient)
         except aiosmtplib.SMTPSenderRefused as e:
-            # The sender address is refused for every message: stop the run.
-            raise ServerUnavailable(
-                f"mail server {self.target.describe()} refused the sender "
-                f"{e.sender!r}: {e.code} {e.message}; check sender_address"
-            ) from e
+            await self._reset(client)
+            if 500 <= e.code < 600:
+                # The sender address is refused for every message: stop the run.
+                raise ServerUnavailable(
+                    f"mail server {self.target.describe()} refused the sender "
+                    f"{e.sender!r}: {e.code} {e.message}; check sender_address"
+                ) from e
+            raise TemporaryDeliveryError(f"{e.code} {e.message}") from e
+        except aiosmtplib.SMTPResponseException as e:
+            await self._reset(client)
+            raise _by_code(e.code, f"{e.code} {e.message}") from e
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as e:
+            self._drop(client)
+            raise TemporaryDeliveryError(f"connection lost: {_describe(e)}") from e
+        try:
+            reply = await client.data(data)
         except aiosmtplib.SMTPResponseException as e:
             raise _by_code(e.code, f"{e.code} {e.message}") from e
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as e:
-            # The next send reconnects; this message stays pending.
-            self._client = None
-            client.close()
-            raise TemporaryDeliveryError(f"connection lost: {_describe(e)}") from e
-        return reply
+            self._drop(client)
+            raise DeliveryUnknown(
+                f"connection lost after the message was sent ({_describe(e)}); it may have arrived"
+            ) from e
+        return f"{reply.code} {reply.message}"
+
+    async def _reset(self, client: aiosmtplib.SMTP) -> None:
+        """End a failed transaction so the connection can carry the next message."""
+        try:
+            await client.rset()
+        except (aiosmtplib.SMTPException, OSError):
+            self._drop(client)
+
+    def _drop(self, client: aiosmtplib.SMTP) -> None:
+        """Forget a broken connection; the next send opens a new one."""
+        self._client = None
+        client.close()
 
 
 def _by_code(code: int, text: str) -> RecipientRejected | TemporaryDeliveryError:

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,13 @@ from sqlalchemy import (
     Connection,
     Engine,
     Select,
+    and_,
     create_engine,
     delete,
     event,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -653,44 +655,156 @@ class Storage:
             return None
         return digest_id
 
-    def pending_digests(self) -> list[StoredDigest]:
-        """Return digests waiting to be sent, oldest first."""
+    def claim_digests(
+        self,
+        worker: str,
+        limit: int,
+        now: datetime,
+        lease: timedelta,
+        due_by: datetime | None = None,
+    ) -> list[StoredDigest]:
+        """Lease up to limit digests that are due: pending or unknown whose next attempt
+        comes by due_by (default now), or sending whose lease expired (a worker died).
+        Called by the sender, which passes its start time so a digest it deferred
+        waits for a later run instead of being retried again at once.
+
+        PostgreSQL skips rows other workers hold (FOR UPDATE SKIP LOCKED); SQLite
+        has one writer, and every transaction here starts with BEGIN IMMEDIATE.
+        """
+        due = or_(
+            and_(
+                digests.c.status.in_(("pending", "unknown")),
+                or_(
+                    digests.c.next_attempt_at.is_(None),
+                    digests.c.next_attempt_at <= (due_by or now),
+                ),
+            ),
+            and_(digests.c.status == "sending", digests.c.lease_until < now),
+        )
+        active = select(subscribers.c.id).where(subscribers.c.status == "active")
+        query = (
+            select(digests.c.id)
+            .where(due, digests.c.subscriber_id.in_(active))
+            .order_by(digests.c.id)
+            .limit(limit)
+        )
+        if self.engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=digests)
         with self._tx() as conn:
-            rows = list(
-                conn.execute(
-                    select(digests).where(digests.c.status == "pending").order_by(digests.c.id)
+            ids = list(conn.execute(query).scalars())
+            if not ids:
+                return []
+            conn.execute(
+                update(digests)
+                .where(digests.c.id.in_(ids))
+                .values(
+                    status="sending",
+                    lease_owner=worker,
+                    lease_until=now + lease,
+                    attempts=digests.c.attempts + 1,
                 )
             )
-            subs = {
+            rows = list(
+                conn.execute(select(digests).where(digests.c.id.in_(ids)).order_by(digests.c.id))
+            )
+            owners = {
                 s.id: s
                 for s in self._subscribers(
                     conn, subscribers.c.id.in_({r.subscriber_id for r in rows})
                 )
             }
-        return [codec.stored_digest(r, subs[r.subscriber_id]) for r in rows]
+        return [codec.stored_digest(r, owners[r.subscriber_id]) for r in rows]
 
-    def mark_sent(self, digest_id: int, now: datetime) -> None:
-        """Mark a digest sent; called only after the mail server accepted it."""
+    def finish_sent(self, worker: str, sent: Sequence[tuple[int, str]], now: datetime) -> int:
+        """Mark digests the server accepted as sent, if this worker still holds them.
+
+        Returns how many were marked; a digest whose lease another worker took over
+        is left to that worker.
+        """
+        done = 0
+        with self._tx() as conn:
+            for digest_id, reply in sent:
+                done += conn.execute(
+                    update(digests)
+                    .where(*_held(digest_id, worker))
+                    .values(
+                        status="sent",
+                        sent_at=now,
+                        last_reply=reply,
+                        last_error=None,
+                        lease_owner=None,
+                        lease_until=None,
+                    )
+                ).rowcount
+        return done
+
+    def finish_retry(
+        self, worker: str, digest_id: int, error: str, next_attempt: datetime, unknown: bool
+    ) -> None:
+        """Put a digest back for a later attempt (status unknown when it may have arrived)."""
         with self._tx() as conn:
             conn.execute(
                 update(digests)
-                .where(digests.c.id == digest_id)
+                .where(*_held(digest_id, worker))
                 .values(
-                    status="sent", sent_at=now, attempts=digests.c.attempts + 1, last_error=None
+                    status="unknown" if unknown else "pending",
+                    last_error=error,
+                    next_attempt_at=next_attempt,
+                    lease_owner=None,
+                    lease_until=None,
                 )
             )
 
-    def mark_attempt_failed(self, digest_id: int, error: str, permanent: bool) -> None:
-        """Record a failed send; a permanent failure stops further attempts."""
+    def finish_failed(
+        self, worker: str, digest_id: int, error: str, hard_bounce: bool, bounce_limit: int
+    ) -> bool:
+        """Fail a digest for good; a hard bounce counts against the subscriber.
+
+        Returns whether the subscriber was suspended (bounce_limit reached).
+        """
         with self._tx() as conn:
-            conn.execute(
+            owner = conn.execute(
                 update(digests)
-                .where(digests.c.id == digest_id)
-                .values(
-                    status="failed" if permanent else "pending",
-                    attempts=digests.c.attempts + 1,
-                    last_error=error,
-                )
+                .where(*_held(digest_id, worker))
+                .values(status="failed", last_error=error, lease_owner=None, lease_until=None)
+                .returning(digests.c.subscriber_id)
+            ).scalar_one_or_none()
+            if owner is None or not hard_bounce:
+                return False
+            bounces = conn.execute(
+                update(subscribers)
+                .where(subscribers.c.id == owner)
+                .values(hard_bounces=subscribers.c.hard_bounces + 1)
+                .returning(subscribers.c.hard_bounces)
+            ).scalar_one()
+            if bounces < bounce_limit:
+                return False
+            conn.execute(
+                update(subscribers).where(subscribers.c.id == owner).values(status="suspended")
+            )
+            return True
+
+    def release_leases(self, worker: str, digest_ids: Iterable[int]) -> int:
+        """Give back claimed digests that were never attempted (a stopping worker)."""
+        ids = list(digest_ids)
+        if not ids:
+            return 0
+        with self._tx() as conn:
+            return int(
+                conn.execute(
+                    update(digests)
+                    .where(
+                        digests.c.id.in_(ids),
+                        digests.c.lease_owner == worker,
+                        digests.c.status == "sending",
+                    )
+                    .values(
+                        status="pending",
+                        attempts=digests.c.attempts - 1,
+                        lease_owner=None,
+                        lease_until=None,
+                    )
+                ).rowcount
             )
 
     def latest_digests(self) -> list[DigestOutcome]:
@@ -849,6 +963,15 @@ def _source_state(r: Any) -> SourceState:
         r.last_error,
         r.last_papers,
         r.consecutive_failures,
+    )
+
+
+def _held(digest_id: int, worker: str) -> tuple[Any, ...]:
+    """Return the conditions under which a worker may record a digest's outcome."""
+    return (
+        digests.c.id == digest_id,
+        digests.c.lease_owner == worker,
+        digests.c.status == "sending",
     )
 
 

@@ -140,6 +140,7 @@ subscribers = Table(
     Column("name", String(200)),
     Column("status", String(16), nullable=False, default="active"),
     Column("max_papers", Integer),
+    Column("hard_bounces", Integer, nullable=False, default=0, server_default="0"),
     # Two secrets: the feed URL is often shared, the manage link must not be.
     Column("feed_token", String(64), nullable=False, unique=True),
     Column("manage_token", String(64), nullable=False, unique=True),
@@ -184,7 +185,8 @@ digests = Table(
     Column("id", Integer, primary_key=True),
     Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
     Column("period", String(32), nullable=False),
-    # empty (nothing matched, reason kept) | pending | sent | failed
+    # empty (nothing matched, reason kept) | pending | sending (leased by a worker)
+    # | sent | failed | unknown (timed out after the final ".": retried, same Message-ID)
     Column("status", String(16), nullable=False),
     Column("message_id", String(200), nullable=False, unique=True),
     Column("content", JSON, nullable=False),
@@ -194,9 +196,14 @@ digests = Table(
     Column("sent_at", UtcDateTime()),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
+    Column("last_reply", Text),
+    # A worker's claim: it alone may record the outcome until lease_until passes.
+    Column("lease_owner", String(64)),
+    Column("lease_until", UtcDateTime()),
+    Column("next_attempt_at", UtcDateTime()),
     UniqueConstraint("subscriber_id", "period"),
 )
-Index("ix_digests_status", digests.c.status)
+Index("ix_digests_status", digests.c.status, digests.c.next_attempt_at)
 
 # The delivery ledger (DESIGN.md invariant 3): one row per paper a subscriber was
 # offered, written in the same transaction as its digest. shown=false rows are

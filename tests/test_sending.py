@@ -1,0 +1,202 @@
+"""Delivery you can trust: leases, retries, unknown outcomes, bounces, stopping cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from notifier import pipeline
+from notifier.app import make_renderer
+from notifier.delivery.smtp import SmtpTransport
+from notifier.models import Interest
+from notifier.settings import Settings, SmtpTarget
+from notifier.storage import Storage
+from tests.conftest import NOW, SmtpServer, seed_bytes
+
+FAST = pipeline.RetryPolicy(base=0.001, cap=0.001, lease=timedelta(minutes=5), bounce_limit=2)
+
+
+def at(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
+
+
+def compose_for(storage: Storage, settings: Settings, emails: list[str]) -> None:
+    """Ingest a seed and compose one digest per address."""
+    pipeline.ingest(storage, "day1", seed_bytes(0), NOW - timedelta(hours=1))
+    for email in emails:
+        storage.save_subscriber(email, None, [Interest("rl", '"reinforcement learning"')], NOW)
+    pipeline.compose_digests(storage, settings, NOW)
+
+
+def states(storage: Storage) -> dict[str, tuple[str, int]]:
+    with storage.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT s.email, d.status, d.attempts FROM digests d "
+                "JOIN subscribers s ON s.id = d.subscriber_id"
+            )
+        ).all()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def transports(server: SmtpServer, n: int = 2, timeout: float = 5.0) -> list[SmtpTransport]:
+    target = SmtpTarget("127.0.0.1", server.port, None, None, False)
+    return [SmtpTransport(target, timeout) for _ in range(n)]
+
+
+def deliver(
+    storage: Storage, settings: Settings, server: SmtpServer, **kwargs: object
+) -> pipeline.SendReport:
+    options: dict[str, object] = {"worker": "w1", "clock": at(NOW), "policy": FAST}
+    options.update(kwargs)
+    sockets = options.pop("transports", None) or transports(server)
+    return asyncio.run(
+        pipeline.deliver(storage, make_renderer(settings), sockets, **options)  # type: ignore[arg-type]
+    )
+
+
+EMAILS = ["ok@example.org", "busy@example.org", "gone@example.org", "drop@example.org"]
+
+
+def test_each_misbehaviour_ends_in_the_right_state(
+    storage: Storage, settings: Settings, smtp_server: SmtpServer
+) -> None:
+    handler = smtp_server.handler
+    handler.data_reply["busy@example.org"] = "451 4.3.0 Mailbox busy, try later"
+    handler.refuse["gone@example.org"] = "550 5.1.1 No such user"
+    handler.drop_after_data.add("drop@example.org")
+    compose_for(storage, settings, EMAILS)
+    report = deliver(storage, settings, smtp_server)
+    assert report.sent == ["ok@example.org"]
+    assert [e for e, _ in report.deferred] == ["busy@example.org"]
+    assert [e for e, _ in report.failed] == ["gone@example.org"]
+    assert [e for e, _ in report.unknown] == ["drop@example.org"]
+    assert states(storage) == {
+        "ok@example.org": ("sent", 1),
+        "busy@example.org": ("pending", 1),
+        "gone@example.org": ("failed", 1),
+        "drop@example.org": ("unknown", 1),
+    }
+    arrived = Counter(r.rcpt_tos[0] for r in handler.received)
+    assert arrived == {"ok@example.org": 1, "drop@example.org": 1}
+
+    # The next run: the busy mailbox is free again; the unknown one is sent again
+    # with the same Message-ID, so the reader's client can drop the duplicate.
+    handler.data_reply.clear()
+    handler.drop_after_data.clear()
+    deliver(storage, settings, smtp_server, clock=at(NOW + timedelta(minutes=1)))
+    assert states(storage)["busy@example.org"] == ("sent", 2)
+    assert states(storage)["drop@example.org"] == ("sent", 2)
+    assert states(storage)["gone@example.org"] == ("failed", 1)  # 5xx is never retried
+    drops = [
+        r.message["Message-ID"] for r in handler.received if r.rcpt_tos == ["drop@example.org"]
+    ]
+    assert len(drops) == 2 and drops[0] == drops[1]
+
+
+def test_a_server_that_stalls_past_the_timeout_leaves_the_outcome_unknown(
+    storage: Storage, settings: Settings, smtp_server: SmtpServer
+) -> None:
+    smtp_server.handler.stall["slow@example.org"] = 3.0
+    compose_for(storage, settings, ["slow@example.org", "ok@example.org"])
+    report = deliver(storage, settings, smtp_server, transports=transports(smtp_server, 1, 0.5))
+    assert [e for e, _ in report.unknown] == ["slow@example.org"]
+    assert "may have arrived" in report.unknown[0][1]
+    assert report.sent == ["ok@example.org"]  # a slow subscriber does not block the others
+    assert states(storage)["slow@example.org"] == ("unknown", 1)
+
+
+def test_repeated_hard_bounces_suspend_the_subscriber(
+    storage: Storage, settings: Settings, smtp_server: SmtpServer
+) -> None:
+    smtp_server.handler.refuse["gone@example.org"] = "550 5.1.1 No such user"
+    compose_for(storage, settings, ["gone@example.org"])
+    assert deliver(storage, settings, smtp_server).suspended == []
+    # A second digest (next day) bounces too: the limit of 2 is reached.
+    pipeline.ingest(storage, "day2", seed_bytes(1), NOW + timedelta(hours=23))
+    pipeline.compose_digests(storage, settings, NOW + timedelta(days=1))
+    report = deliver(storage, settings, smtp_server, clock=at(NOW + timedelta(days=1)))
+    assert report.suspended == ["gone@example.org"]
+    assert storage.subscriber_by_email("gone@example.org").status == "suspended"
+    # A suspended subscriber gets no more digests composed.
+    pipeline.ingest(storage, "day3", seed_bytes(2), NOW + timedelta(hours=47))
+    assert pipeline.compose_digests(storage, settings, NOW + timedelta(days=2)) == []
+
+
+def test_retries_stop_at_the_deadline(
+    storage: Storage, settings: Settings, smtp_server: SmtpServer
+) -> None:
+    smtp_server.handler.data_reply["busy@example.org"] = "451 4.3.0 Try later"
+    compose_for(storage, settings, ["busy@example.org"])
+    late = NOW + FAST.deadline + timedelta(minutes=1)
+    report = deliver(storage, settings, smtp_server, clock=at(late))
+    assert report.failed[0][1].startswith("gave up after 1 attempts: 451 4.3.0 Try later")
+    assert states(storage)["busy@example.org"] == ("failed", 1)
+
+
+def test_a_dead_workers_lease_expires_and_its_late_result_is_ignored(
+    storage: Storage, settings: Settings, smtp_server: SmtpServer
+) -> None:
+    compose_for(storage, settings, ["a@example.org"])
+    [held] = storage.claim_digests("dead", 10, NOW, timedelta(minutes=5))
+    # Another worker cannot take it while the lease lasts...
+    assert deliver(storage, settings, smtp_server, worker="w2").sent == []
+    # ...but can once it has expired.
+    later = at(NOW + timedelta(minutes=6))
+    assert deliver(storage, settings, smtp_server, worker="w2", clock=later).sent == [
+        "a@example.org"
+    ]
+    # The dead worker waking up cannot overwrite what w2 recorded.
+    assert storage.finish_sent("dead", [(held.id, "250 late")], NOW) == 0
+    assert states(storage)["a@example.org"] == ("sent", 2)
+    assert len(smtp_server.handler.received) == 1
+
+
+def test_stopping_finishes_what_is_in_flight_and_gives_the_rest_back(
+    storage: Storage, settings: Settings, smtp_server: SmtpServer
+) -> None:
+    emails = [f"s{i}@example.org" for i in range(6)]
+    compose_for(storage, settings, emails)
+    stop = asyncio.Event()
+    sent: list[int] = []
+
+    def progress(step: int) -> None:
+        sent.append(step)
+        if len(sent) == 2:
+            stop.set()  # as SIGTERM does
+
+    report = deliver(
+        storage,
+        settings,
+        smtp_server,
+        stop=stop,
+        on_progress=progress,
+        transports=transports(smtp_server, 1),
+    )
+    assert len(report.sent) == 2
+    after = states(storage)
+    assert sorted(s for s, _ in after.values()) == ["pending"] * 4 + ["sent"] * 2
+    # Given back untouched: no attempt counted, no lease left behind.
+    assert all(a == 0 for s, a in after.values() if s == "pending")
+    with storage.engine.connect() as conn:
+        leased = conn.execute(text("SELECT count(*) FROM digests WHERE lease_owner IS NOT NULL"))
+        assert leased.scalar_one() == 0
+    assert len(deliver(storage, settings, smtp_server).sent) == 4
+
+
+@pytest.mark.parametrize("connections", [1, 3])
+def test_every_digest_is_sent_once_over_several_connections(
+    storage: Storage, settings: Settings, smtp_server: SmtpServer, connections: int
+) -> None:
+    emails = [f"r{i}@example.org" for i in range(12)]
+    compose_for(storage, settings, emails)
+    report = deliver(
+        storage, settings, smtp_server, transports=transports(smtp_server, connections)
+    )
+    assert sorted(report.sent) == sorted(emails)
+    assert Counter(r.rcpt_tos[0] for r in smtp_server.handler.received) == dict.fromkeys(emails, 1)
