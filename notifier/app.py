@@ -9,7 +9,7 @@ from notifier.delivery.smtp import SmtpTransport
 from notifier.errors import ConfigError
 from notifier.ingest.fetch import Fetcher, HostPacer
 from notifier.render import make_environment
-from notifier.render.email import EmailRenderer, MailIdentity
+from notifier.render.email import DkimKey, EmailRenderer, MailIdentity
 from notifier.settings import Settings
 from notifier.storage import Storage
 
@@ -22,8 +22,18 @@ def open_storage(settings: Settings) -> Storage:
 
 
 def mail_identity(settings: Settings) -> MailIdentity:
-    """Return who digests are from and where their links point."""
-    return MailIdentity(settings.sender_address, settings.sender_name, settings.base_url)
+    """Return who digests are from, where their links point, and how they are signed."""
+    key = None
+    if settings.dkim_key_file is not None:
+        try:
+            private_key = settings.dkim_key_file.read_bytes()
+        except OSError as e:
+            raise ConfigError(
+                f"cannot read dkim_key_file {str(settings.dkim_key_file)!r}: {e.strerror}"
+            ) from None
+        assert settings.dkim_domain and settings.dkim_selector
+        key = DkimKey(settings.dkim_domain, settings.dkim_selector, private_key)
+    return MailIdentity(settings.sender_address, settings.sender_name, settings.base_url, key)
 
 
 def make_renderer(settings: Settings) -> EmailRenderer:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import queue
 import shutil
 import signal
 import sys
@@ -521,13 +522,19 @@ def _send_here(context: Context, progress: bool) -> pipeline.SendReport:
 
 
 def _worker_process(config_file: Path | None, results: Any) -> None:
-    """Run one sending process (the target of `send --workers N`)."""
+    """Run one sending process (the target of `send --workers N`); always report back."""
     context = Context(config_file)
     try:
         report = _send_here(context, progress=False)
-        results.put(("ok", report))
+        # Only what the parent prints: counts, and the (few) addresses with a problem.
+        sent = len(report.sent)
+        results.put(
+            ("ok", (sent, report.failed, report.deferred, report.unknown, report.suspended))
+        )
     except NotifierError as e:
         results.put(("error", str(e)))
+    except Exception as e:  # the parent must hear of it, or it would wait forever
+        results.put(("error", f"sending process {os.getpid()} failed: {type(e).__name__}: {e}"))
     finally:
         context.close()
 
@@ -545,20 +552,34 @@ def _send_in_processes(config_file: Path | None, workers: int) -> pipeline.SendR
 
     def forward(signum: int, _frame: Any) -> None:
         for process in processes:
-            if process.pid is not None:
+            if process.pid is not None and process.is_alive():
                 os.kill(process.pid, signum)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, forward)
     total = pipeline.SendReport()
     errors = []
-    for _ in processes:
-        kind, value = results.get()
+    pending = len(processes)
+    while pending:
+        try:
+            kind, value = results.get(timeout=1.0)
+        except queue.Empty:
+            # A process killed from outside (SIGKILL, out of memory) reports nothing.
+            dead = [p for p in processes if p.exitcode is not None]
+            if len(dead) >= len(processes) and results.empty():
+                errors += [f"sending process {p.pid} died (exit code {p.exitcode})" for p in dead]
+                break
+            continue
+        pending -= 1
         if kind == "error":
             errors.append(value)
             continue
-        for name in ("sent", "failed", "deferred", "unknown", "suspended"):
-            getattr(total, name).extend(getattr(value, name))
+        sent, failed, deferred, unknown, suspended = value
+        total.sent += [""] * sent
+        total.failed += failed
+        total.deferred += deferred
+        total.unknown += unknown
+        total.suspended += suspended
     for process in processes:
         process.join()
     if errors:

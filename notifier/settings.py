@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     retry_deadline: timedelta = timedelta(days=3)
     lease_seconds: float = Field(default=300.0, gt=0, description="a dead worker's claim expires")
     hard_bounce_limit: int = Field(default=2, ge=1, description="5xx replies that suspend")
+    # DKIM signing (all three, or none): d=domain, s=selector, the PEM private key.
+    dkim_domain: str | None = None
+    dkim_selector: str | None = None
+    dkim_key_file: Path | None = None
     sender_address: str = "notifier@localhost.localdomain"
     sender_name: str = "notifier"
     base_url: str = "http://localhost:8000"
@@ -157,6 +161,13 @@ class Settings(BaseSettings):
     @classmethod
     def _deadline(cls, value: Any) -> timedelta:
         return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _dkim_complete(self) -> Settings:
+        given = [self.dkim_domain, self.dkim_selector, self.dkim_key_file]
+        if any(given) and not all(given):
+            raise ValueError("dkim_domain, dkim_selector and dkim_key_file go together")
+        return self
 
     @field_validator("sources")
     @classmethod

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import re
+import subprocess
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
+import dkim
 import pytest
 from sqlalchemy import text
 
 from notifier import pipeline
 from notifier.app import make_renderer
 from notifier.delivery.smtp import SmtpTransport
+from notifier.errors import ConfigError
 from notifier.models import Interest
-from notifier.settings import Settings, SmtpTarget
+from notifier.settings import Settings, SmtpTarget, load_settings
 from notifier.storage import Storage
 from tests.conftest import NOW, SmtpServer, seed_bytes
 
@@ -200,3 +206,55 @@ def test_every_digest_is_sent_once_over_several_connections(
     )
     assert sorted(report.sent) == sorted(emails)
     assert Counter(r.rcpt_tos[0] for r in smtp_server.handler.received) == dict.fromkeys(emails, 1)
+
+
+def test_dkim_signature_covers_the_unsubscribe_headers_and_verifies(
+    storage: Storage, settings: Settings, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    key = tmp_path / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    public = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    signed = load_settings(
+        **settings.model_dump(exclude={"dkim_domain", "dkim_selector", "dkim_key_file"}),
+        dkim_domain="notifier.test.example",
+        dkim_selector="mail2026",
+        dkim_key_file=key,
+    )
+    compose_for(storage, signed, ["a@example.org"])
+    asyncio.run(
+        pipeline.deliver(
+            storage,
+            make_renderer(signed),
+            transports(smtp_server, 1),
+            worker="w",
+            clock=at(NOW),
+            policy=FAST,
+        )
+    )
+    [received] = smtp_server.handler.received
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"mail2026._domainkey.notifier.test.example."
+        return record
+
+    assert dkim.verify(received.data, dnsfunc=dns)
+    signature = received.message["DKIM-Signature"]
+    covered = re.search(r"h=([^;]+)", signature.replace(" ", ""))
+    assert covered is not None
+    names = covered.group(1).lower().split(":")
+    assert "list-unsubscribe" in names and "list-unsubscribe-post" in names
+    # Tampering with the unsubscribe link breaks the signature.
+    forged = received.data.replace(b"/unsubscribe/", b"/unsubscrib3/")
+    assert not dkim.verify(forged, dnsfunc=dns)
+
+
+def test_incomplete_dkim_settings_are_refused(settings: Settings) -> None:
+    with pytest.raises(
+        ConfigError, match="dkim_domain, dkim_selector and dkim_key_file go together"
+    ):
+        load_settings(**settings.model_dump(exclude={"dkim_domain"}), dkim_domain="x.org")

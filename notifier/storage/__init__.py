@@ -671,27 +671,32 @@ class Storage:
         PostgreSQL skips rows other workers hold (FOR UPDATE SKIP LOCKED); SQLite
         has one writer, and every transaction here starts with BEGIN IMMEDIATE.
         """
-        due = or_(
-            and_(
-                digests.c.status.in_(("pending", "unknown")),
-                or_(
-                    digests.c.next_attempt_at.is_(None),
-                    digests.c.next_attempt_at <= (due_by or now),
-                ),
-            ),
-            and_(digests.c.status == "sending", digests.c.lease_until < now),
+        expired = and_(digests.c.status == "sending", digests.c.lease_until < now)
+        due = and_(
+            digests.c.status.in_(("pending", "unknown")),
+            or_(digests.c.next_attempt_at.is_(None), digests.c.next_attempt_at <= (due_by or now)),
         )
-        active = select(subscribers.c.id).where(subscribers.c.status == "active")
-        query = (
-            select(digests.c.id)
-            .where(due, digests.c.subscriber_id.in_(active))
-            .order_by(digests.c.id)
-            .limit(limit)
+        active = (
+            select(subscribers.c.id)
+            .where(subscribers.c.id == digests.c.subscriber_id, subscribers.c.status == "active")
+            .exists()
         )
-        if self.engine.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True, of=digests)
         with self._tx() as conn:
-            ids = list(conn.execute(query).scalars())
+            ids: list[int] = []
+            # Two plain scans in id order (the partial index ix_digests_due), so the
+            # plan never depends on statistics, which are stale right after composing.
+            for condition in (expired, due):
+                query = (
+                    select(digests.c.id)
+                    .where(condition, active)
+                    .order_by(digests.c.id)
+                    .limit(limit - len(ids))
+                )
+                if self.engine.dialect.name == "postgresql":
+                    query = query.with_for_update(skip_locked=True, of=digests)
+                ids += conn.execute(query).scalars()
+                if len(ids) >= limit:
+                    break
             if not ids:
                 return []
             conn.execute(
@@ -723,6 +728,11 @@ class Storage:
         """
         done = 0
         with self._tx() as conn:
+            if self.engine.dialect.name == "postgresql":
+                # A killed sender loses nothing committed; only a crash of the
+                # database server itself could drop the last marks, and that means
+                # resending those messages (same Message-ID), never skipping them.
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             for digest_id, reply in sent:
                 done += conn.execute(
                     update(digests)
@@ -993,6 +1003,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    # In WAL mode NORMAL cannot corrupt the database; a power cut may lose the last
+    # commits, which here means a digest recomposed or a message resent (same ID).
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()

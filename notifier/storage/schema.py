@@ -204,6 +204,9 @@ digests = Table(
     UniqueConstraint("subscriber_id", "period"),
 )
 Index("ix_digests_status", digests.c.status, digests.c.next_attempt_at)
+# What senders scan: the digests still to send, in id order.
+_DUE = digests.c.status.in_(("pending", "unknown", "sending"))
+Index("ix_digests_due", digests.c.id, postgresql_where=_DUE, sqlite_where=_DUE)
 
 # The delivery ledger (DESIGN.md invariant 3): one row per paper a subscriber was
 # offered, written in the same transaction as its digest. shown=false rows are

@@ -27,6 +27,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("next_attempt_at", TS))
     op.drop_index("ix_digests_status", "digests")
     op.create_index("ix_digests_status", "digests", ["status", "next_attempt_at"])
+    due = sa.text("status IN ('pending', 'unknown', 'sending')")
+    op.create_index("ix_digests_due", "digests", ["id"], postgresql_where=due, sqlite_where=due)
     with op.batch_alter_table("subscribers") as batch:
         batch.add_column(sa.Column("hard_bounces", sa.Integer, nullable=False, server_default="0"))
 
@@ -35,6 +37,7 @@ def downgrade() -> None:
     """Remove what upgrade added."""
     with op.batch_alter_table("subscribers") as batch:
         batch.drop_column("hard_bounces")
+    op.drop_index("ix_digests_due", "digests")
     op.drop_index("ix_digests_status", "digests")
     op.create_index("ix_digests_status", "digests", ["status"])
     with op.batch_alter_table("digests") as batch:
