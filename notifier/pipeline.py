@@ -478,11 +478,6 @@ class _Delivery:
     on_progress: Callable[[int], None] | None
     report: SendReport = field(default_factory=SendReport)
     fatal: list[BaseException] = field(default_factory=list)
-    # Accepted but not yet marked sent. Marked one by one: a sender killed between
-    # the server's "250" and the mark resends just that message (same Message-ID).
-    # The mark's commit skips the disk flush instead (storage.finish_sent).
-    accepted: list[tuple[int, str]] = field(default_factory=list)
-    flush_every: int = 1
 
     async def run(self, transports: Sequence[Transport], batch: int) -> SendReport:
         """Claim and send batches until nothing is due or stop is set."""
@@ -516,15 +511,8 @@ class _Delivery:
         try:
             await asyncio.gather(*(lane(t) for t in transports))
         finally:
-            self._flush()
             unsent = [d.id for d in claimed if d.id not in started]
             self.storage.release_leases(self.worker, unsent)
-
-    def _flush(self) -> None:
-        """Mark the accepted messages sent, in one transaction."""
-        if self.accepted:
-            self.storage.finish_sent(self.worker, self.accepted, self.clock())
-            self.accepted = []
 
     async def _send(self, transport: Transport, digest: StoredDigest) -> None:
         """Send one digest and record what happened to it."""
@@ -554,10 +542,11 @@ class _Delivery:
             self.fatal.append(e)
             self.stop.set()
         else:
-            self.accepted.append((digest.id, reply))
+            # Marked one by one, not in batches: a sender killed between the server's
+            # "250" and the mark resends only that message (same Message-ID). The
+            # mark's commit skips the disk flush instead (storage.finish_sent).
+            storage.finish_sent(self.worker, [(digest.id, reply)], self.clock())
             report.sent.append(email)
-            if len(self.accepted) >= self.flush_every:
-                self._flush()
         if self.on_progress is not None:
             self.on_progress(1)
 

@@ -8,7 +8,7 @@ without a network. HTTP lives in fetch.py.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from notifier.errors import ListingError
@@ -86,12 +86,3 @@ def read_file(raw: str) -> bytes:
         return Path(raw).read_bytes()
     except OSError as e:
         raise ListingError(raw, f"cannot read the file: {e.strerror or e}") from None
-
-
-def read_listings(paths: list[str]) -> Iterator[tuple[str, bytes | ListingError]]:
-    """Yield (source name, bytes) per file listing, or the error that kept it from being read."""
-    for raw in paths:
-        try:
-            yield ("stdin" if raw == "-" else raw), read_file(raw)
-        except ListingError as e:
-            yield raw, e

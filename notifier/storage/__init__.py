@@ -841,18 +841,6 @@ class Storage:
         with self._tx() as conn:
             return {status: int(n) for status, n in conn.execute(query)}
 
-    def offered_papers(self, subscriber_id: int, limit: int) -> list[tuple[Paper, str, str]]:
-        """Return (paper, interest, reason) the subscriber was shown, newest first."""
-        query = (
-            select(papers, deliveries.c.interest, deliveries.c.reason)
-            .join(deliveries, deliveries.c.paper_id == papers.c.id)
-            .where(deliveries.c.subscriber_id == subscriber_id, deliveries.c.shown.is_(True))
-            .order_by(deliveries.c.id.desc())
-            .limit(limit)
-        )
-        with self._tx() as conn:
-            return [(codec.paper(r), r.interest, r.reason) for r in conn.execute(query)]
-
     # -- embeddings --------------------------------------------------------
 
     def paper_vectors(self, paper_ids: Iterable[int], model: str) -> dict[int, bytes]:
