@@ -231,3 +231,18 @@ class StoredDigest:
     created_at: datetime
     attempts: int = 0
     last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A rendered email: its envelope and the exact bytes to put on the wire."""
+
+    sender: str
+    recipient: str
+    message_id: str
+    data: bytes
+
+    @property
+    def needs_smtputf8(self) -> bool:
+        """Tell whether an address is internationalised (RFC 6531 SMTPUTF8)."""
+        return not (self.sender.isascii() and self.recipient.isascii())

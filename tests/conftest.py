@@ -115,9 +115,14 @@ class Received:
 
     @property
     def message(self) -> EmailMessage:
-        msg = message_from_bytes(self.data, policy=policy.default)
-        assert isinstance(msg, EmailMessage)
-        return msg
+        return parse_message(self.data)
+
+
+def parse_message(data: bytes) -> EmailMessage:
+    """Return message bytes parsed the way a mail client would (local line ends)."""
+    msg = message_from_bytes(data.replace(b"\r\n", b"\n"), policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
 
 
 @dataclass

@@ -12,7 +12,7 @@ from notifier.ingest.snapshot import parse_snapshot
 from notifier.models import Interest
 from notifier.settings import Settings
 from notifier.storage import Storage
-from tests.conftest import NOW, seed_bytes
+from tests.conftest import NOW, parse_message, seed_bytes
 
 IDS = ("2303.04137", "2403.01234", "2310.09876")
 
@@ -158,7 +158,9 @@ def test_digest_shows_authors_upvotes_code_and_summary_from_the_source(
     subscriber, _ = storage.save_subscriber("a@example.org", None, [Interest("r", "robots")], NOW)
     [composed] = pipeline.compose_digests(storage, settings, NOW + timedelta(hours=1), record=False)
     assert composed.content is not None
-    message = make_renderer(settings).render(composed.content, subscriber, "<m@x>", NOW)
+    message = parse_message(
+        make_renderer(settings).render(composed.content, subscriber, "<m@x>", NOW).data
+    )
     plain, html = message.get_body(("plain",)), message.get_body(("html",))
     assert plain is not None and html is not None
     text_body = plain.get_content()

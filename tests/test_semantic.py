@@ -16,7 +16,7 @@ from notifier.match import default_params
 from notifier.models import Interest
 from notifier.settings import Settings, load_settings
 from notifier.storage import Storage
-from tests.conftest import NOW, seed_bytes
+from tests.conftest import NOW, parse_message, seed_bytes
 
 EVAL = Path(__file__).resolve().parent / "data" / "eval"
 
@@ -101,7 +101,9 @@ def test_matched_terms_are_highlighted_in_the_email(storage: Storage, settings: 
     )
     [composed] = pipeline.compose_digests(storage, settings, NOW, record=False)
     assert composed.content is not None and composed.content.papers
-    message = make_renderer(settings).render(composed.content, subscriber, "<m@x>", NOW)
+    message = parse_message(
+        make_renderer(settings).render(composed.content, subscriber, "<m@x>", NOW).data
+    )
     html = message.get_body(("html",))
     assert html is not None
     body = html.get_content()

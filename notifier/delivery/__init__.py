@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from email.message import EmailMessage
 from types import TracebackType
 from typing import Protocol, Self
+
+from notifier.models import OutgoingMessage
 
 
 class Transport(Protocol):
@@ -21,5 +22,5 @@ class Transport(Protocol):
     ) -> None:
         """Close it."""
 
-    async def send(self, message: EmailMessage) -> str:
+    async def send(self, message: OutgoingMessage) -> str:
         """Deliver one message; return the server's reply or where it went."""

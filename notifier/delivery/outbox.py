@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from notifier.delivery.files import write_atomic
+from notifier.models import OutgoingMessage
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -33,14 +33,13 @@ class OutboxTransport:
     ) -> None:
         """Nothing to close."""
 
-    async def send(self, message: EmailMessage) -> str:
+    async def send(self, message: OutgoingMessage) -> str:
         """Write the message; a retry of the same Message-ID overwrites, never duplicates."""
         path = self.directory / self.file_name(message)
-        write_atomic(path, message.as_bytes())
+        write_atomic(path, message.data)
         return str(path)
 
-    def file_name(self, message: EmailMessage) -> str:
+    def file_name(self, message: OutgoingMessage) -> str:
         """Return a readable, filesystem-safe file name for a message."""
-        recipient = str(message["To"].addresses[0].addr_spec)
-        message_id = str(message["Message-ID"]).strip("<>").split("@")[0]
-        return _UNSAFE.sub("_", f"{self.prefix}{recipient}_{message_id}") + ".eml"
+        message_id = message.message_id.strip("<>").split("@")[0]
+        return _UNSAFE.sub("_", f"{self.prefix}{message.recipient}_{message_id}") + ".eml"

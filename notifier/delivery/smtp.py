@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from email.message import EmailMessage
 from types import TracebackType
 from typing import Self
 
@@ -14,6 +13,7 @@ from notifier.errors import (
     ServerUnavailable,
     TemporaryDeliveryError,
 )
+from notifier.models import OutgoingMessage
 from notifier.settings import SmtpTarget
 
 
@@ -73,7 +73,7 @@ class SmtpTransport:
         self._client = client
         return client
 
-    async def send(self, message: EmailMessage) -> str:
+    async def send(self, message: OutgoingMessage) -> str:
         """Send one message; raise a DeliveryError subclass when it is not accepted.
 
         MAIL, RCPT and DATA are sent one by one so a failure is classified by where
@@ -84,12 +84,17 @@ class SmtpTransport:
         client = self._client
         if client is None or not client.is_connected:
             client = await self._connect()
-        sender = str(message["From"].addresses[0].addr_spec)
-        recipient = str(message["To"].addresses[0].addr_spec)
-        data = message.as_bytes()
+        options, encoding = [], "ascii"
+        if message.needs_smtputf8:
+            if not client.supports_extension("smtputf8"):
+                raise RecipientRejected(
+                    f"mail server {self.target.describe()} does not accept internationalised "
+                    f"addresses (no SMTPUTF8), so {message.recipient!r} cannot be reached"
+                )
+            options, encoding = ["SMTPUTF8"], "utf-8"
         try:
-            await client.mail(sender)
-            await client.rcpt(recipient)
+            await client.mail(message.sender, options=options, encoding=encoding)
+            await client.rcpt(message.recipient, encoding=encoding)
         except aiosmtplib.SMTPSenderRefused as e:
             await self._reset(client)
             if 500 <= e.code < 600:
@@ -106,7 +111,7 @@ class SmtpTransport:
             self._drop(client)
             raise TemporaryDeliveryError(f"connection lost: {_describe(e)}") from e
         try:
-            reply = await client.data(data)
+            reply = await client.data(message.data)
         except aiosmtplib.SMTPResponseException as e:
             raise _by_code(e.code, f"{e.code} {e.message}") from e
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as e:

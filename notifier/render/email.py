@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import re
+from dataclasses import dataclass, replace
 from datetime import datetime
-from email import policy
-from email.headerregistry import Address
-from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
 import css_inline
 import dkim
 from jinja2 import Environment, TemplateError
+from markupsafe import Markup
 
 from notifier.errors import RenderError
-from notifier.models import DigestContent, Subscriber
+from notifier.models import DigestContent, DigestPaper, OutgoingMessage, Subscriber
 from notifier.papers import clean_text
 from notifier.render.feed import feed_url, private_feed_name
+from notifier.render.mime import build_message, header_text, mailbox
 
-# RFC 5322 allows 998 octets per line; the default 78 makes the email package
-# RFC 2047-encode long unbreakable tokens (the List-Unsubscribe URLs), which
-# clients then cannot parse.
-MAIL_POLICY = policy.SMTP.clone(max_line_length=998)
+_BLOCK = re.compile(r"<!--notifier-block-(\d+)-->")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,74 +86,112 @@ def subscriber_links(identity: MailIdentity, subscriber: Subscriber) -> Subscrib
 
 
 class EmailRenderer:
-    """Render digests; templates are compiled and the CSS inliner built once per instance."""
+    """Render digests: templates compiled once, each paper block rendered and inlined once."""
 
-    def __init__(self, env: Environment, identity: MailIdentity) -> None:
+    def __init__(self, env: Environment, identity: MailIdentity, blocks: int = 20_000) -> None:
         self.identity = identity
         try:
             self._html = env.get_template("email/digest.html.j2")
             self._text = env.get_template("email/digest.txt.j2")
+            paper_html = env.get_template("email/paper.html.j2")
+            paper_text = env.get_template("email/paper.txt.j2")
+            css = env.get_template("email/digest.css").render()
         except TemplateError as e:
             raise RenderError(f"email template problem: {e}") from e
         self._inliner = css_inline.CSSInliner(keep_style_tags=False)
+        self._from = mailbox(clean_text(identity.sender_name), identity.sender_address, "From")
+        self._list_id = f"notifier digests <digests.{identity.domain}>"
+
+        # A block depends only on the paper and the highlighted terms (block_key),
+        # so subscribers with similar interests share it; the cache is bounded so
+        # a long-running sender does not grow without limit.
+        @functools.lru_cache(maxsize=blocks)
+        def html_block(paper: DigestPaper) -> str:
+            return css_inline.inline_fragment(paper_html.render(paper=paper), css).rstrip("\n")
+
+        @functools.lru_cache(maxsize=blocks)
+        def text_block(paper: DigestPaper) -> str:
+            return paper_text.render(paper=paper)
+
+        self._html_block = html_block
+        self._text_block = text_block
+        # Building a key copies the paper; memoising it by the whole paper (whose
+        # hash is cheap: its strings cache theirs) saves that per message.
+        self._block_key = functools.lru_cache(maxsize=blocks)(block_key)
 
     def render(
         self, content: DigestContent, subscriber: Subscriber, message_id: str, now: datetime
-    ) -> EmailMessage:
-        """Return the digest as an EmailMessage ready for SMTP or the outbox."""
+    ) -> OutgoingMessage:
+        """Return the digest as a message ready for SMTP or the outbox."""
         links = subscriber_links(self.identity, subscriber)
+        blocks: list[str] = []
+
+        def paper_block(paper: DigestPaper) -> Markup:
+            # A placeholder survives the inlining of the rest of the message; the
+            # block, inlined once already, is put in its place afterwards.
+            blocks.append(self._html_block(self._block_key(paper)))
+            return Markup(f"<!--notifier-block-{len(blocks) - 1}-->")
+
+        def paper_text(paper: DigestPaper) -> str:
+            return self._text_block(self._block_key(paper))
+
+        display_name = clean_text(subscriber.name or "")
+        subject = subject_line(content)
         context: dict[str, Any] = {
             "subscriber": subscriber,
-            "display_name": clean_text(subscriber.name or "") or None,
+            "display_name": display_name or None,
             "digest": content,
             "links": links,
             "base_url": self.identity.base_url,
-            "subject": subject_line(content),
+            "subject": subject,
+            "paper_block": paper_block,
+            "paper_text": paper_text,
         }
         try:
             text = self._text.render(context)
-            html = self._inliner.inline(self._html.render(context))
+            shell = self._inliner.inline(self._html.render(context))
         except TemplateError as e:
             raise RenderError(f"email template problem: {e}") from e
+        html = _BLOCK.sub(lambda m: blocks[int(m.group(1))], shell)
 
-        message = EmailMessage(policy=MAIL_POLICY)
-        # Address objects, never f-strings: the email package refuses CR/LF in
-        # them, and clean_text has already removed every control character.
-        message["From"] = Address(
-            clean_text(self.identity.sender_name), addr_spec=self.identity.sender_address
-        )
-        message["To"] = Address(context["display_name"] or "", addr_spec=subscriber.email)
-        message["Subject"] = context["subject"]
-        message["Date"] = format_datetime(now)
-        message["Message-ID"] = message_id
-        message["List-Id"] = f"notifier digests <digests.{self.identity.domain}>"
-        message["List-Unsubscribe"] = f"<{links.unsubscribe}>, <{links.unsubscribe_mailto}>"
-        # RFC 8058 one-click: a POST to the URL above unsubscribes without a page.
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies
-        message.set_content(text)
-        message.add_alternative(html, subtype="html")
+        headers = [
+            ("From", self._from),
+            ("To", mailbox(display_name, subscriber.email)),
+            ("Subject", header_text(subject)),
+            ("Date", format_datetime(now)),
+            ("Message-ID", message_id),
+            ("List-Id", self._list_id),
+            ("List-Unsubscribe", f"<{links.unsubscribe}>, <{links.unsubscribe_mailto}>"),
+            # RFC 8058 one-click: a POST to the URL above unsubscribes without a page.
+            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            ("Auto-Submitted", "auto-generated"),  # RFC 3834: no auto-replies
+        ]
+        data = build_message(headers, text, html)
         if self.identity.dkim is not None:
-            sign(message, self.identity.dkim)
-        return message
+            data = sign(data, self.identity.dkim)
+        return OutgoingMessage(self.identity.sender_address, subscriber.email, message_id, data)
 
 
-def sign(message: EmailMessage, key: DkimKey) -> None:
-    """Add a DKIM-Signature header computed over the message as it will be sent."""
+def block_key(paper: DigestPaper) -> DigestPaper:
+    """Return the paper without what differs per subscriber: the key of its shared block."""
+    return replace(paper, score=0.0, reason="", also_matches=())
+
+
+def sign(data: bytes, key: DkimKey) -> bytes:
+    """Return the message with a DKIM-Signature header computed over its bytes."""
     try:
-        header = dkim.sign(
-            message.as_bytes(),  # fixes the MIME boundary, so later serialisations match
+        header: bytes = dkim.sign(
+            data,
             key.selector.encode(),
             key.domain.encode(),
             key.private_key,
             canonicalize=(b"relaxed", b"relaxed"),
             include_headers=list(DKIM_HEADERS),
+            linesep=b"\r\n",
         )
     except dkim.DKIMException as e:
         raise RenderError(f"DKIM signing failed: {e}; check dkim_key_file") from e
-    name, _, value = header.decode().partition(":")
-    # Relaxed canonicalisation tolerates the email package's own folding of it.
-    message[name] = " ".join(value.split())
+    return header + data
 
 
 def subject_line(content: DigestContent) -> str:

@@ -1,0 +1,108 @@
+"""The hand-built message bytes read back, in a mail client's parser, as what was meant."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from notifier import pipeline
+from notifier.app import make_renderer
+from notifier.errors import RenderError
+from notifier.models import Interest
+from notifier.render.mime import build_message, header_text, mailbox
+from notifier.settings import Settings
+from notifier.storage import Storage
+from tests.conftest import NOW, parse_message, seed_bytes
+
+
+def build(headers: list[tuple[str, str]], text: str = "hello\n", html: str = "<p>hi</p>") -> bytes:
+    """Return a message with the given headers and bodies."""
+    return build_message(headers, text, html)
+
+
+def test_non_ascii_names_and_subjects_are_encoded_and_read_back() -> None:
+    data = build(
+        [
+            ("From", mailbox("Zoë's Digest, Ltd.", "digest@example.org")),
+            ("To", mailbox('Ada "the Count" Lovelace', "ada@example.org")),
+            ("Subject", header_text("3 new papers on Übersetzung — 2026-11-22")),
+        ]
+    )
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert head.isascii()
+    message = parse_message(data)
+    assert str(message["Subject"]) == "3 new papers on Übersetzung — 2026-11-22"
+    assert message["From"].addresses[0].display_name == "Zoë's Digest, Ltd."
+    assert message["To"].addresses[0].display_name == 'Ada "the Count" Lovelace'
+    assert [a.addr_spec for a in message["To"].addresses] == ["ada@example.org"]
+
+
+def test_long_subject_is_folded_under_the_line_limit_and_shortened() -> None:
+    subject = "robotics, " * 200
+    data = build([("Subject", header_text(subject))])
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+    shown = str(parse_message(data)["Subject"])
+    assert shown.startswith("robotics, robotics,") and shown.endswith("…")
+    assert len(shown) <= 200
+
+
+def test_bodies_round_trip_and_lines_over_998_octets_switch_to_quoted_printable() -> None:
+    text = "line one\nzweite Zeile: é\n"
+    html = "<p>" + "x" * 5_000 + "</p>"
+    message = parse_message(build([], text, html))
+    plain, rich = message.get_body(("plain",)), message.get_body(("html",))
+    assert plain is not None and rich is not None
+    assert plain.get_content() == text
+    assert plain["Content-Transfer-Encoding"] == "8bit"
+    assert rich["Content-Transfer-Encoding"] == "quoted-printable"
+    assert rich.get_content().strip() == html
+
+
+def test_a_lone_carriage_return_in_a_body_becomes_a_line_break() -> None:
+    data = build([], "before\rafter\n")
+    assert b"\rafter" not in data.replace(b"\r\n", b"")
+    plain = parse_message(data).get_body(("plain",))
+    assert plain is not None and plain.get_content() == "before\nafter\n"
+
+
+@pytest.mark.parametrize("value", ["a\r\nBcc: x@evil.example", "a\nB", "a\rB"])
+def test_a_header_value_with_a_line_break_is_refused(value: str) -> None:
+    with pytest.raises(RenderError, match="line break"):
+        build([("Subject", value)])
+
+
+def test_subscribers_sharing_a_paper_share_its_rendered_block(
+    storage: Storage, settings: Settings
+) -> None:
+    pipeline.ingest(storage, "day1", seed_bytes(3), NOW - timedelta(hours=1))
+    query = '"behavior cloning" OR imitat*'
+    alice, _ = storage.save_subscriber("a@example.org", "Alice", [Interest("bc", query)], NOW)
+    bob, _ = storage.save_subscriber("b@example.org", "Bob", [Interest("imitation", query)], NOW)
+    carol, _ = storage.save_subscriber(
+        "c@example.org", None, [Interest("bc", '"behavior cloning"')], NOW
+    )
+    composed = {c.subscriber.email: c for c in pipeline.compose_digests(storage, settings, NOW)}
+    renderer = make_renderer(settings)
+
+    def html_of(email: str, subscriber_id: int) -> str:
+        content = composed[email].content
+        assert content is not None
+        subscriber = next(s for s in (alice, bob, carol) if s.id == subscriber_id)
+        part = parse_message(renderer.render(content, subscriber, "<m@x>", NOW).data).get_body(
+            ("html",)
+        )
+        assert part is not None
+        return str(part.get_content())
+
+    a, b = html_of(alice.email, alice.id), html_of(bob.email, bob.id)
+    c = html_of(carol.email, carol.id)
+    first_title = a.split('class="title"', 1)[1].split("</a>", 1)[0]
+    # Same paper, same highlighted terms: the same inlined block, styles included.
+    assert first_title in b
+    assert 'style="' in first_title
+    assert "<!--notifier-block" not in a
+    # The parts around the blocks stay personal.
+    assert "Hello Alice" in a and "Hello Bob" in b and "Hello" not in c.split("<h2", 1)[0]
+    assert "cloning</mark>" in c.lower()
