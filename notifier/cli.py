@@ -10,7 +10,7 @@ import queue
 import shutil
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -461,8 +461,8 @@ def digest(context: Context, dry_run: bool, as_json: bool) -> None:
         )
         return
     make_transports(settings)  # fail on missing config before recording anything
-    composed = pipeline.compose_digests(storage, settings, now)
-    _print_composed(composed, as_json)
+    # Streamed: one line per subscriber as each batch is stored, memory stays flat.
+    _print_composed(pipeline.iter_composed(storage, settings, now), as_json)
     report = _send_here(context, progress=True)
     _print_report(report, as_json)
 
@@ -606,7 +606,7 @@ def _print_report(report: pipeline.SendReport, as_json: bool) -> None:
         sys.exit(1)
 
 
-def _print_composed(composed: list[pipeline.ComposedDigest], as_json: bool) -> None:
+def _print_composed(composed: Iterable[pipeline.ComposedDigest], as_json: bool) -> None:
     """Print what composing did, per subscriber."""
     for item in composed:
         if as_json:

@@ -14,7 +14,7 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import make_msgid
@@ -29,7 +29,7 @@ from notifier.delivery import Transport
 from notifier.delivery.files import write_atomic
 from notifier.delivery.limits import RateLimit
 from notifier.diff import decide, lookup_keys
-from notifier.digest import compose
+from notifier.digest import Composition, compose
 from notifier.embedding import Embedder, shared_embedder
 from notifier.errors import (
     DeliveryUnknown,
@@ -67,7 +67,7 @@ from notifier.papers import embedding_input
 from notifier.render.email import EmailRenderer
 from notifier.render.feed import FeedItem, FeedMeta, build_feed, feed_url, private_feed_name
 from notifier.settings import Settings, SourceConfig
-from notifier.storage import Payload, SourceState, StaleDiff, Storage
+from notifier.storage import NewDigest, Payload, SourceState, StaleDiff, Storage
 
 # How many of the newest papers topic and private feeds choose from.
 FEED_POOL = 1000
@@ -335,9 +335,19 @@ def compile_interests(
     Raises QueryError for an interest that cannot be parsed.
     """
     compiled = [compile_interest(i.name, i.query, i.about, i.sensitivity) for i in interests]
+    return attach_vectors(storage, matching, interests, compiled)
+
+
+def attach_vectors(
+    storage: Storage,
+    matching: Matching,
+    interests: Sequence[Interest],
+    compiled: Sequence[CompiledInterest],
+) -> list[CompiledInterest]:
+    """Return compiled interests with their embeddings: stored ones reused, new ones stored."""
     embedder = matching.embedder
     if embedder is None or not compiled:
-        return compiled
+        return list(compiled)
     texts = [[embedding_text(c), *c.phrases] for c in compiled]
     hashes = [
         hashlib.sha256("\n".join([embedder.model_id, *t]).encode()).hexdigest() for t in texts
@@ -355,19 +365,25 @@ def compile_interests(
             todo.append(k)
     if todo:
         computed = embedder.embed([text for k in todo for text in texts[k]])
+        fresh = []
         row = 0
         for k in todo:
             vectors[k] = computed[row : row + len(texts[k])]
             row += len(texts[k])
             interest_id = ids[k]
             if interest_id is not None:
-                storage.save_interest_vectors(
-                    interest_id, embedder.model_id, hashes[k], vectors[k].tobytes()
-                )
+                fresh.append((interest_id, hashes[k], vectors[k].tobytes()))
+        storage.save_interest_vectors(fresh, embedder.model_id)
     return [
         replace(c, vector=v[0], phrase_vectors=v[1:] if len(v) > 1 else None)
         for c, v in zip(compiled, vectors, strict=True)
     ]
+
+
+# Subscribers composed per transaction: large enough that the per-batch queries
+# (statuses, ledger, vectors) are cheap per subscriber, small enough to keep
+# memory flat at any number of subscribers.
+COMPOSE_BATCH = 1000
 
 
 def compose_digests(
@@ -377,53 +393,99 @@ def compose_digests(
     record: bool = True,
     matching: Matching | None = None,
 ) -> list[ComposedDigest]:
-    """Compose this period's digest for every active subscriber.
+    """Compose this period's digest for every active subscriber (see iter_composed)."""
+    return list(iter_composed(storage, settings, now, record, matching))
 
-    With record=True each digest and its ledger rows are stored in one
-    transaction (idempotent per subscriber and period); with record=False
-    nothing is written (dry run).
+
+def iter_composed(
+    storage: Storage,
+    settings: Settings,
+    now: datetime,
+    record: bool = True,
+    matching: Matching | None = None,
+) -> Iterator[ComposedDigest]:
+    """Compose this period's digest for every active subscriber, a batch at a time.
+
+    With record=True each digest and its ledger rows are stored together
+    (idempotent per subscriber and period; a batch is one transaction); with
+    record=False nothing is written (dry run).
     """
     matching = matching or matching_for(settings)
     period = period_of(now)
     candidates = storage.recent_papers(since=now - timedelta(days=settings.backlog_days), until=now)
     index = paper_index(storage, matching, candidates)
-    results = []
-    for subscriber in storage.subscribers(active_only=True):
-        if record and storage.digest_status(subscriber.id, period) not in (None, "empty"):
-            results.append(
-                ComposedDigest(subscriber, None, "exists", f"already composed for {period}")
-            )
-            continue
-        try:
-            interests = compile_interests(storage, matching, subscriber.interests)
-        except QueryError as e:
-            # Stored queries were valid when saved; one bad one must not stop the others.
-            results.append(ComposedDigest(subscriber, None, "invalid", str(e)))
-            continue
-        offered = storage.offered_paper_ids(subscriber.id, [p.id for p in candidates])
-        skip = frozenset(offered)
-        matches = [
-            m for i in interests for m in match_interest(index, i, matching.params, exclude=skip)
-        ]
-        composition = compose(
-            subscriber.id,
-            period,
-            interests=[i.name for i in subscriber.interests],
-            matches=matches,
-            papers=candidates,
-            already_offered=offered,
-            candidates=len(candidates),
-            max_papers=subscriber.max_papers or settings.max_papers,
-        )
-        content = composition.content
-        if record:
-            message_id = make_msgid(idstring=f"digest.{period}", domain=settings.sender_domain)
-            if storage.record_digest(content, composition.overflow, message_id, now) is None:
-                results.append(ComposedDigest(subscriber, None, "exists", "composed meanwhile"))
+    candidate_ids = [p.id for p in candidates]
+    for batch in storage.subscriber_batches(COMPOSE_BATCH):
+        ids = [s.id for s in batch]
+        statuses = storage.digest_statuses(ids, period) if record else {}
+        offered = storage.offered_papers(ids, candidate_ids)
+        done: dict[int, ComposedDigest] = {}
+        todo: list[tuple[Subscriber, list[CompiledInterest]]] = []
+        for subscriber in batch:
+            if statuses.get(subscriber.id) not in (None, "empty"):
+                done[subscriber.id] = ComposedDigest(
+                    subscriber, None, "exists", f"already composed for {period}"
+                )
                 continue
-        outcome = "empty" if content.is_empty else "created"
-        results.append(ComposedDigest(subscriber, content, outcome, content.reason))
-    return results
+            try:
+                parsed = [
+                    compile_interest(i.name, i.query, i.about, i.sensitivity)
+                    for i in subscriber.interests
+                ]
+            except QueryError as e:
+                # Stored queries were valid when saved; one bad one must not stop the others.
+                done[subscriber.id] = ComposedDigest(subscriber, None, "invalid", str(e))
+                continue
+            todo.append((subscriber, parsed))
+        compiled = iter(
+            attach_vectors(
+                storage,
+                matching,
+                [i for s, _ in todo for i in s.interests],
+                [c for _, parsed in todo for c in parsed],
+            )
+        )
+        composed: list[tuple[Subscriber, Composition]] = []
+        for subscriber, parsed in todo:
+            interests = [next(compiled) for _ in parsed]
+            skip = frozenset(offered.get(subscriber.id, ()))
+            params = matching.params
+            matches = [m for i in interests for m in match_interest(index, i, params, exclude=skip)]
+            composition = compose(
+                subscriber.id,
+                period,
+                interests=[i.name for i in subscriber.interests],
+                matches=matches,
+                papers=candidates,
+                already_offered=skip,
+                candidates=len(candidates),
+                max_papers=subscriber.max_papers or settings.max_papers,
+            )
+            composed.append((subscriber, composition))
+        stored: list[int | None] = [0] * len(composed)
+        if record:
+            stored = storage.record_digests(
+                [
+                    NewDigest(
+                        c.content,
+                        c.overflow,
+                        make_msgid(idstring=f"digest.{period}", domain=settings.sender_domain),
+                    )
+                    for _, c in composed
+                ],
+                now,
+            )
+        for (subscriber, composition), digest_id in zip(composed, stored, strict=True):
+            content = composition.content
+            if digest_id is None:
+                done[subscriber.id] = ComposedDigest(
+                    subscriber, None, "exists", "composed meanwhile"
+                )
+            else:
+                outcome = "empty" if content.is_empty else "created"
+                done[subscriber.id] = ComposedDigest(subscriber, content, outcome, content.reason)
+        for subscriber in batch:
+            yield done[subscriber.id]
 
 
 @dataclass

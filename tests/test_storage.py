@@ -104,3 +104,31 @@ def test_overflow_papers_are_offered_once_not_carried_forward(
     assert day2.content.reason == (
         f"none of the {72 - matched} recent papers you have not seen matched your interests"
     )
+
+
+def test_digests_share_one_stored_card_per_paper_and_keep_it_when_the_paper_changes(
+    storage: Storage, settings: Settings
+) -> None:
+    pipeline.ingest(storage, "s", seed_bytes(0), NOW - timedelta(hours=1))
+    query = '"reinforcement learning" OR robot'
+    for i in range(3):
+        storage.save_subscriber(f"s{i}@example.org", None, [Interest("rl", query)], NOW)
+    composed = pipeline.compose_digests(storage, settings, NOW)
+    shown = {p.paper_id for c in composed if c.content for p in c.content.papers}
+    assert shown
+    with storage.engine.connect() as conn:
+        cards = conn.execute(text("SELECT count(*) FROM paper_cards")).scalar_one()
+    assert cards == len(shown)  # three digests, one card per paper
+
+    # The paper is updated (a longer abstract) before the digests go out: what
+    # was composed is what is sent, so a retry is the same message.
+    first = composed[0].content
+    assert first is not None
+    paper = first.papers[0]
+    with storage.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE papers SET abstract = :a WHERE id = :id"),
+            {"a": paper.abstract + " Updated.", "id": paper.paper_id},
+        )
+    claimed = storage.claim_digests("w", 10, NOW, timedelta(minutes=5))
+    assert [d.content for d in claimed] == [c.content for c in composed]

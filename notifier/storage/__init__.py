@@ -25,6 +25,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Select,
+    Table,
     and_,
     create_engine,
     delete,
@@ -35,12 +36,14 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from notifier.errors import StorageError, SubscriberError
 from notifier.models import (
     ChangeKind,
     DigestContent,
+    DigestPaper,
     IngestSummary,
     Interest,
     Listing,
@@ -58,6 +61,7 @@ from notifier.storage.schema import (
     ingest_runs,
     interest_vectors,
     interests,
+    paper_cards,
     paper_vectors,
     papers,
     payloads,
@@ -546,29 +550,60 @@ class Storage:
 
     # -- digests and the ledger --------------------------------------------
 
-    def offered_paper_ids(self, subscriber_id: int, paper_ids: Iterable[int]) -> set[int]:
-        """Return which of paper_ids are already in the subscriber's ledger."""
-        found: set[int] = set()
-        with self._tx() as conn:
-            for chunk in _chunks(list(paper_ids), 500):
-                found.update(
+    def subscriber_batches(self, size: int) -> Iterator[list[Subscriber]]:
+        """Yield the active subscribers with their interests in id order, size at a time."""
+        last = 0
+        while True:
+            with self._tx() as conn:
+                ids = list(
                     conn.execute(
-                        select(deliveries.c.paper_id).where(
-                            deliveries.c.subscriber_id == subscriber_id,
-                            deliveries.c.paper_id.in_(chunk),
-                        )
+                        select(subscribers.c.id)
+                        .where(subscribers.c.id > last, subscribers.c.status == "active")
+                        .order_by(subscribers.c.id)
+                        .limit(size)
                     ).scalars()
                 )
+                batch = self._subscribers(conn, subscribers.c.id.in_(ids)) if ids else []
+            if not batch:
+                return
+            yield batch
+            last = batch[-1].id
+
+    def offered_papers(
+        self, subscriber_ids: Iterable[int], paper_ids: Iterable[int]
+    ) -> dict[int, set[int]]:
+        """Return, per subscriber, which of paper_ids are already in their ledger."""
+        wanted = set(paper_ids)
+        found: dict[int, set[int]] = {}
+        if not wanted:
+            return found
+        # Candidates are recent papers, so their ids are the newest: one range per
+        # subscriber on the (subscriber_id, paper_id) key instead of a long IN list.
+        lowest = min(wanted)
+        with self._tx() as conn:
+            for chunk in _chunks(sorted(set(subscriber_ids)), 500):
+                rows = conn.execute(
+                    select(deliveries.c.subscriber_id, deliveries.c.paper_id).where(
+                        deliveries.c.subscriber_id.in_(chunk), deliveries.c.paper_id >= lowest
+                    )
+                )
+                for subscriber_id, paper_id in rows:
+                    if paper_id in wanted:
+                        found.setdefault(subscriber_id, set()).add(paper_id)
         return found
 
-    def digest_status(self, subscriber_id: int, period: str) -> str | None:
-        """Return the status of the subscriber's digest for period, or None if there is none."""
+    def digest_statuses(self, subscriber_ids: Iterable[int], period: str) -> dict[int, str]:
+        """Return the status of each subscriber's digest for period (absent: none yet)."""
+        found: dict[int, str] = {}
         with self._tx() as conn:
-            return conn.execute(
-                select(digests.c.status).where(
-                    digests.c.subscriber_id == subscriber_id, digests.c.period == period
+            for chunk in _chunks(sorted(set(subscriber_ids)), 500):
+                rows = conn.execute(
+                    select(digests.c.subscriber_id, digests.c.status).where(
+                        digests.c.subscriber_id.in_(chunk), digests.c.period == period
+                    )
                 )
-            ).scalar_one_or_none()
+                found.update(dict(rows.all()))
+        return found
 
     def record_digest(
         self,
@@ -577,83 +612,122 @@ class Storage:
         message_id: str,
         now: datetime,
     ) -> int | None:
-        """Store a composed digest and its ledger rows in one transaction.
+        """Store one composed digest and its ledger rows (see record_digests)."""
+        return self.record_digests([NewDigest(content, tuple(overflow), message_id)], now)[0]
 
-        Returns the digest id, or None when the period already has a non-empty
-        digest (another composer won) or a paper was offered meanwhile. An
-        "empty" digest of the same period is replaced, so a later ingest on the
-        same day still reaches the subscriber.
+    def record_digests(self, composed: Sequence[NewDigest], now: datetime) -> list[int | None]:
+        """Store composed digests with their ledger rows, each digest whole or not at all.
+
+        Returns each digest's id, or None when its period already has a non-empty
+        digest (another composer won) or one of its papers was offered meanwhile.
+        An "empty" digest of the same period is replaced, so a later ingest on the
+        same day still reaches the subscriber. A batch is one transaction; when a
+        concurrent composer gets in the way, its digests are stored one by one.
         """
-        status = "empty" if content.is_empty else "pending"
-        values = {
-            "status": status,
-            "message_id": message_id,
-            "content": codec.content_to_json(content),
-            "papers": len(content.papers),
-            "reason": content.reason,
-            "created_at": now,
-            "attempts": 0,
-        }
         try:
             with self._tx() as conn:
-                existing = conn.execute(
-                    select(digests.c.id, digests.c.status).where(
-                        digests.c.subscriber_id == content.subscriber_id,
-                        digests.c.period == content.period,
-                    )
-                ).first()
-                if existing is not None and existing.status != "empty":
-                    return None
-                if existing is not None:
-                    conn.execute(
-                        update(digests).where(digests.c.id == existing.id).values(**values)
-                    )
-                    digest_id = int(existing.id)
-                else:
-                    digest_id = int(
-                        conn.execute(
-                            insert(digests)
-                            .values(
-                                subscriber_id=content.subscriber_id,
-                                period=content.period,
-                                **values,
-                            )
-                            .returning(digests.c.id)
-                        ).scalar_one()
-                    )
-                ledger = [
-                    {
-                        "subscriber_id": content.subscriber_id,
-                        "paper_id": p.paper_id,
-                        "digest_id": digest_id,
-                        "interest": section.interest,
-                        "score": p.score,
-                        "reason": p.reason,
-                        "shown": True,
-                        "created_at": now,
-                    }
-                    for section in content.sections
-                    for p in section.papers
-                ] + [
-                    {
-                        "subscriber_id": content.subscriber_id,
-                        "paper_id": paper_id,
-                        "digest_id": digest_id,
-                        "interest": interest,
-                        "score": score,
-                        "reason": reason,
-                        "shown": False,
-                        "created_at": now,
-                    }
-                    for paper_id, interest, score, reason in overflow
-                ]
-                if ledger:
-                    conn.execute(insert(deliveries), ledger)
+                return self._record_digests(conn, composed, now)
         except IntegrityError:
-            # A concurrent composer created this period's digest or offered one
-            # of these papers first; its digest stands, ours is dropped whole.
-            return None
-        return digest_id
+            pass
+        results: list[int | None] = []
+        for item in composed:
+            try:
+                with self._tx() as conn:
+                    results += self._record_digests(conn, [item], now)
+            except IntegrityError:
+                # A concurrent composer created this period's digest or offered one
+                # of these papers first; its digest stands, ours is dropped whole.
+                results.append(None)
+        return results
+
+    def _record_digests(
+        self, conn: Connection, composed: Sequence[NewDigest], now: datetime
+    ) -> list[int | None]:
+        """Insert (or replace empty) digests, their cards and their ledger rows."""
+        existing: dict[tuple[int, str], tuple[int, str]] = {}
+        periods = {item.content.period for item in composed}
+        for chunk in _chunks(sorted({item.content.subscriber_id for item in composed}), 500):
+            for row in conn.execute(
+                select(
+                    digests.c.id, digests.c.subscriber_id, digests.c.period, digests.c.status
+                ).where(digests.c.subscriber_id.in_(chunk), digests.c.period.in_(periods))
+            ):
+                existing[(row.subscriber_id, row.period)] = (row.id, row.status)
+        cards = self._save_cards(conn, [p for item in composed for p in item.content.papers], now)
+        results: list[int | None] = [None] * len(composed)
+        to_insert: list[int] = []
+        rows: list[dict[str, Any]] = []
+        for k, item in enumerate(composed):
+            content = item.content
+            values = {
+                "status": "empty" if content.is_empty else "pending",
+                "message_id": item.message_id,
+                "content": codec.content_to_json(content, cards),
+                "papers": len(content.papers),
+                "reason": content.reason,
+                "created_at": now,
+                "attempts": 0,
+            }
+            found = existing.get((content.subscriber_id, content.period))
+            if found is None:
+                to_insert.append(k)
+                rows.append(
+                    {"subscriber_id": content.subscriber_id, "period": content.period, **values}
+                )
+            elif found[1] == "empty":
+                conn.execute(update(digests).where(digests.c.id == found[0]).values(**values))
+                results[k] = found[0]
+        if rows:
+            inserted = conn.execute(
+                insert(digests).returning(digests.c.id, sort_by_parameter_order=True), rows
+            ).scalars()
+            for k, digest_id in zip(to_insert, inserted, strict=True):
+                results[k] = digest_id
+        ledger = [
+            row
+            for item, digest_id in zip(composed, results, strict=True)
+            if digest_id is not None
+            for row in _ledger_rows(item, digest_id, now)
+        ]
+        if ledger:
+            conn.execute(insert(deliveries), ledger)
+        return results
+
+    def _save_cards(
+        self, conn: Connection, shown: Sequence[DigestPaper], now: datetime
+    ) -> dict[str, int]:
+        """Store the cards of the shown papers that are not stored yet; return all their ids."""
+        wanted: dict[str, DigestPaper] = {}
+        for paper in shown:
+            wanted.setdefault(codec.card_fingerprint(paper), paper)
+        ids: dict[str, int] = {}
+
+        def look_up(fingerprints: list[str]) -> None:
+            for chunk in _chunks(fingerprints, 500):
+                query = select(paper_cards.c.fingerprint, paper_cards.c.id).where(
+                    paper_cards.c.fingerprint.in_(chunk)
+                )
+                ids.update(dict(conn.execute(query).all()))
+
+        look_up(list(wanted))
+        missing = [fp for fp in wanted if fp not in ids]
+        if missing:
+            # A concurrent composer may store the same card first: keep its row.
+            upsert = _dialect_insert(self.engine.dialect.name, paper_cards)
+            conn.execute(
+                upsert.on_conflict_do_nothing(index_elements=["fingerprint"]),
+                [
+                    {
+                        "fingerprint": fp,
+                        "paper_id": wanted[fp].paper_id,
+                        "card": codec.card(wanted[fp]),
+                        "created_at": now,
+                    }
+                    for fp in missing
+                ],
+            )
+            look_up(missing)
+        return ids
 
     def claim_digests(
         self,
@@ -718,7 +792,17 @@ class Storage:
                     conn, subscribers.c.id.in_({r.subscriber_id for r in rows})
                 )
             }
-        return [codec.stored_digest(r, owners[r.subscriber_id]) for r in rows]
+            cards = self._cards(conn, {i for r in rows for i in codec.card_ids(r.content)})
+        return [codec.stored_digest(r, owners[r.subscriber_id], cards) for r in rows]
+
+    @staticmethod
+    def _cards(conn: Connection, card_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Return stored paper cards by id."""
+        found: dict[int, dict[str, Any]] = {}
+        for chunk in _chunks(sorted(card_ids), 500):
+            query = select(paper_cards.c.id, paper_cards.c.card).where(paper_cards.c.id.in_(chunk))
+            found.update(dict(conn.execute(query).all()))
+        return found
 
     def finish_sent(self, worker: str, sent: Sequence[tuple[int, str]], now: datetime) -> int:
         """Mark digests the server accepted as sent, if this worker still holds them.
@@ -884,32 +968,43 @@ class Storage:
                 found.update({r.interest_id: (r.text_hash, r.vectors) for r in conn.execute(query)})
         return found
 
-    def save_interest_vectors(
-        self, interest_id: int, model: str, text_hash: str, data: bytes
-    ) -> None:
-        """Store (or replace) the embeddings of one interest's current text."""
+    def save_interest_vectors(self, rows: Sequence[tuple[int, str, bytes]], model: str) -> None:
+        """Store (or replace) interests' embeddings: (interest id, text hash, float32 bytes)."""
+        if not rows:
+            return
         try:
             with self._tx() as conn:
-                conn.execute(
-                    delete(interest_vectors).where(
-                        interest_vectors.c.interest_id == interest_id,
-                        interest_vectors.c.model == model,
+                for chunk in _chunks([interest_id for interest_id, _, _ in rows], 500):
+                    conn.execute(
+                        delete(interest_vectors).where(
+                            interest_vectors.c.interest_id.in_(chunk),
+                            interest_vectors.c.model == model,
+                        )
                     )
-                )
                 conn.execute(
-                    insert(interest_vectors).values(
-                        interest_id=interest_id, model=model, text_hash=text_hash, vectors=data
-                    )
+                    insert(interest_vectors),
+                    [
+                        {"interest_id": i, "model": model, "text_hash": h, "vectors": data}
+                        for i, h, data in rows
+                    ],
                 )
         except IntegrityError:
-            # A concurrent run stored this interest's vectors first; embeddings are
+            # A concurrent run stored some of these first; embeddings are
             # deterministic, so theirs are as good as ours.
             return
 
     def reset(self) -> None:
         """Delete every row (used by `notifier demo --reset`)."""
         with self._tx() as conn:
-            for table in (deliveries, digests, interests, subscribers, sightings, payloads):
+            for table in (
+                deliveries,
+                digests,
+                paper_cards,
+                interests,
+                subscribers,
+                sightings,
+                payloads,
+            ):
                 conn.execute(delete(table))
             conn.execute(delete(sources))
             conn.execute(delete(ingest_runs))
@@ -1023,3 +1118,55 @@ def _redact(url: str) -> str:
         user = rest.split("@", 1)[0].split(":", 1)[0]
         return f"{scheme}{sep}{user}:***@{rest.split('@', 1)[1]}"
     return url
+
+
+@dataclass(frozen=True, slots=True)
+class NewDigest:
+    """A composed digest to store: its content, its overflow and its Message-ID.
+
+    overflow holds (paper id, interest, score, reason) of matching papers past
+    the cap: offered (in the ledger) but not shown.
+    """
+
+    content: DigestContent
+    overflow: tuple[tuple[int, str, float, str], ...]
+    message_id: str
+
+
+def _ledger_rows(item: NewDigest, digest_id: int, now: datetime) -> list[dict[str, Any]]:
+    """Return the ledger rows of a stored digest: its shown papers and its overflow."""
+    subscriber_id = item.content.subscriber_id
+    shown = [
+        {
+            "subscriber_id": subscriber_id,
+            "paper_id": p.paper_id,
+            "digest_id": digest_id,
+            "interest": section.interest,
+            "score": p.score,
+            "reason": p.reason,
+            "shown": True,
+            "created_at": now,
+        }
+        for section in item.content.sections
+        for p in section.papers
+    ]
+    return shown + [
+        {
+            "subscriber_id": subscriber_id,
+            "paper_id": paper_id,
+            "digest_id": digest_id,
+            "interest": interest,
+            "score": score,
+            "reason": reason,
+            "shown": False,
+            "created_at": now,
+        }
+        for paper_id, interest, score, reason in item.overflow
+    ]
+
+
+def _dialect_insert(dialect: str, table: Table) -> Any:
+    """Return the dialect's INSERT for table, which offers ON CONFLICT DO NOTHING."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from notifier.models import (
@@ -16,7 +20,7 @@ from notifier.models import (
 )
 from notifier.papers import paper_url
 
-CONTENT_VERSION = 1
+CONTENT_VERSION = 2  # 2: papers refer to paper_cards rows; 1: inline
 
 
 def paper(row: Any) -> Paper:
@@ -70,12 +74,12 @@ def subscriber(row: Any, interests: tuple[Interest, ...]) -> Subscriber:
     )
 
 
-def stored_digest(row: Any, owner: Subscriber) -> StoredDigest:
-    """Return the StoredDigest of a digests row."""
+def stored_digest(row: Any, owner: Subscriber, cards: Mapping[int, dict[str, Any]]) -> StoredDigest:
+    """Return the StoredDigest of a digests row; cards holds the paper cards it refers to."""
     return StoredDigest(
         id=row.id,
         subscriber=owner,
-        content=content_from_json(row.content),
+        content=content_from_json(row.content, cards),
         status=row.status,
         message_id=row.message_id,
         created_at=row.created_at,
@@ -84,8 +88,64 @@ def stored_digest(row: Any, owner: Subscriber) -> StoredDigest:
     )
 
 
-def content_to_json(content: DigestContent) -> dict[str, Any]:
-    """Return frozen digest content as JSON-ready data."""
+def card(paper: DigestPaper) -> dict[str, Any]:
+    """Return what a digest shows of a paper that is the same for every subscriber."""
+    return {
+        "paper_id": paper.paper_id,
+        "guid": paper.guid,
+        "title": paper.title,
+        "abstract": paper.abstract,
+        "url": paper.url,
+        "authors": list(paper.authors),
+        "upvotes": paper.upvotes,
+        "code_url": paper.code_url,
+        "summary": paper.summary,
+    }
+
+
+def card_fingerprint(paper: DigestPaper) -> str:
+    """Return the content address of a paper's card: sha256 of its canonical JSON."""
+    return _fingerprint(
+        paper.paper_id,
+        paper.guid,
+        paper.title,
+        paper.abstract,
+        paper.url,
+        paper.authors,
+        paper.upvotes,
+        paper.code_url,
+        paper.summary,
+    )
+
+
+# Every digest of a day shows the same few hundred papers: hash each card once.
+@functools.lru_cache(maxsize=65_536)
+def _fingerprint(*fields: Any) -> str:
+    """Return the sha256 of the card with these fields (in card order)."""
+    data = dict(zip(_CARD_FIELDS, fields, strict=True))
+    data["authors"] = list(data["authors"])
+    canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+_CARD_FIELDS = (
+    "paper_id",
+    "guid",
+    "title",
+    "abstract",
+    "url",
+    "authors",
+    "upvotes",
+    "code_url",
+    "summary",
+)
+
+
+def content_to_json(content: DigestContent, card_ids: Mapping[str, int]) -> dict[str, Any]:
+    """Return frozen digest content as JSON-ready data; papers refer to their cards by id.
+
+    card_ids maps each paper's card fingerprint to its stored id.
+    """
     return {
         "version": CONTENT_VERSION,
         "subscriber_id": content.subscriber_id,
@@ -98,19 +158,11 @@ def content_to_json(content: DigestContent) -> dict[str, Any]:
                 "interest": s.interest,
                 "papers": [
                     {
-                        "paper_id": p.paper_id,
-                        "guid": p.guid,
-                        "title": p.title,
-                        "abstract": p.abstract,
-                        "url": p.url,
+                        "card": card_ids[card_fingerprint(p)],
                         "score": p.score,
                         "reason": p.reason,
                         "terms": list(p.terms),
                         "also_matches": list(p.also_matches),
-                        "authors": list(p.authors),
-                        "upvotes": p.upvotes,
-                        "code_url": p.code_url,
-                        "summary": p.summary,
                     }
                     for p in s.papers
                 ],
@@ -120,8 +172,13 @@ def content_to_json(content: DigestContent) -> dict[str, Any]:
     }
 
 
-def content_from_json(data: dict[str, Any]) -> DigestContent:
-    """Return the DigestContent stored by content_to_json."""
+def card_ids(data: dict[str, Any]) -> set[int]:
+    """Return the ids of the cards stored digest content refers to."""
+    return {p["card"] for s in data["sections"] for p in s["papers"] if "card" in p}
+
+
+def content_from_json(data: dict[str, Any], cards: Mapping[int, dict[str, Any]]) -> DigestContent:
+    """Return the DigestContent stored by content_to_json (or inline, before cards: version 1)."""
     return DigestContent(
         subscriber_id=data["subscriber_id"],
         period=data["period"],
@@ -131,26 +188,29 @@ def content_from_json(data: dict[str, Any]) -> DigestContent:
         sections=tuple(
             DigestSection(
                 interest=s["interest"],
-                papers=tuple(
-                    DigestPaper(
-                        paper_id=p["paper_id"],
-                        guid=p["guid"],
-                        title=p["title"],
-                        abstract=p["abstract"],
-                        url=p["url"],
-                        score=p["score"],
-                        reason=p["reason"],
-                        terms=tuple(p["terms"]),
-                        also_matches=tuple(p["also_matches"]),
-                        # Absent from digests frozen before sources carried them.
-                        authors=tuple(p.get("authors", ())),
-                        upvotes=p.get("upvotes"),
-                        code_url=p.get("code_url"),
-                        summary=p.get("summary"),
-                    )
-                    for p in s["papers"]
-                ),
+                papers=tuple(_digest_paper(p, cards) for p in s["papers"]),
             )
             for s in data["sections"]
         ),
+    )
+
+
+def _digest_paper(entry: dict[str, Any], cards: Mapping[int, dict[str, Any]]) -> DigestPaper:
+    """Return one frozen paper from its card and the subscriber's own fields."""
+    shown = cards[entry["card"]] if "card" in entry else entry
+    return DigestPaper(
+        paper_id=shown["paper_id"],
+        guid=shown["guid"],
+        title=shown["title"],
+        abstract=shown["abstract"],
+        url=shown["url"],
+        score=entry["score"],
+        reason=entry["reason"],
+        terms=tuple(entry["terms"]),
+        also_matches=tuple(entry["also_matches"]),
+        # Absent from digests frozen before sources carried them.
+        authors=tuple(shown.get("authors", ())),
+        upvotes=shown.get("upvotes"),
+        code_url=shown.get("code_url"),
+        summary=shown.get("summary"),
     )

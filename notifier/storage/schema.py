@@ -208,6 +208,20 @@ Index("ix_digests_status", digests.c.status, digests.c.next_attempt_at)
 _DUE = digests.c.status.in_(("pending", "unknown", "sending"))
 Index("ix_digests_due", digests.c.id, postgresql_where=_DUE, sqlite_where=_DUE)
 
+# What a digest shows of a paper (title, abstract, links, authors), frozen when a
+# digest is composed. Content-addressed (fingerprint = sha256 of the card), so
+# the hundred thousand digests of a day share 500 rows instead of carrying their
+# own copies, and an updated paper gets a new card while old digests keep theirs.
+paper_cards = Table(
+    "paper_cards",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("fingerprint", String(64), nullable=False, unique=True),
+    Column("paper_id", ForeignKey("papers.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("card", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
 # The delivery ledger (DESIGN.md invariant 3): one row per paper a subscriber was
 # offered, written in the same transaction as its digest. shown=false rows are
 # the "and N more" overflow: offered once, never carried into later digests.
