@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint eval bench format clean
+.PHONY: demo test lint eval bench bench-send bench-cycle format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ eval: $(STAMP)  ## Precision, recall, F1 and nDCG@10 of the matchers on tests/da
 
 bench: $(STAMP)  ## Matching at scale: 100,000 subscribers x 3 interests against 500 papers
 	$(BIN)/python bench/match_scale.py
+
+bench-send: $(STAMP)  ## Delivery: 20,000 digests into Postfix smtp-sink, 1/2/4 connections, vs smtp-source
+	$(BIN)/python bench/send_rate.py
+
+bench-cycle: $(STAMP)  ## The daily cycle: 100,000 subscribers, 500 papers, ingest -> last message accepted
+	$(BIN)/python bench/daily_cycle.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -415,6 +415,7 @@ def iter_composed(
     candidates = storage.recent_papers(since=now - timedelta(days=settings.backlog_days), until=now)
     index = paper_index(storage, matching, candidates)
     candidate_ids = [p.id for p in candidates]
+    recorded = 0
     for batch in storage.subscriber_batches(COMPOSE_BATCH):
         ids = [s.id for s in batch]
         statuses = storage.digest_statuses(ids, period) if record else {}
@@ -475,6 +476,7 @@ def iter_composed(
                 ],
                 now,
             )
+        recorded += sum(1 for digest_id in stored if digest_id is not None)
         for (subscriber, composition), digest_id in zip(composed, stored, strict=True):
             content = composition.content
             if digest_id is None:
@@ -486,6 +488,8 @@ def iter_composed(
                 done[subscriber.id] = ComposedDigest(subscriber, content, outcome, content.reason)
         for subscriber in batch:
             yield done[subscriber.id]
+    if record and recorded:
+        storage.refresh_statistics()
 
 
 @dataclass

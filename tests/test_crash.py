@@ -177,3 +177,50 @@ def test_four_workers_drain_20000_digests_exactly_once(
     assert set(received) == expected
     assert max(received.values()) == 1  # exactly once
     assert statuses(pg_url) == Counter({"sent": 20_000})
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stopped_sender_finishes_what_is_in_flight_and_gives_the_rest_back(
+    tmp_path: Path, smtp_server: SmtpServer, signum: signal.Signals
+) -> None:
+    url = f"sqlite:///{tmp_path / 'state' / 'notifier.db'}"
+    expected = make_digests(url, 60)
+    # Every DATA takes 0.3 s, so messages are in flight on both connections when
+    # the signal comes; a long lease shows the rest was given back, not left to expire.
+    smtp_server.handler.stall.update({f"s{i}@example.org": 0.3 for i in range(1, 61)})
+    env = sender_env(
+        tmp_path, url, smtp_server, NOTIFIER_SMTP_CONNECTIONS="2", NOTIFIER_LEASE_SECONDS="3600"
+    )
+    process = subprocess.Popen(
+        [str(NOTIFIER), "send"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.5)  # start-up, then a few messages
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    sent = int(stdout.split()[1].rstrip(","))
+    assert 0 < sent < 60
+    assert stdout.strip() == f"sent {sent}, failed 0, deferred 0, unknown 0"
+    # What arrived was recorded as sent; nothing stays claimed.
+    assert len(smtp_server.handler.received) == sent
+    assert statuses(url) == Counter({"sent": sent, "pending": 60 - sent})
+
+    smtp_server.handler.stall.clear()
+    again = subprocess.run(
+        [str(NOTIFIER), "send"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert again.stdout.strip() == f"sent {60 - sent}, failed 0, deferred 0, unknown 0"
+    received = Counter(str(r.message["Message-ID"]) for r in smtp_server.handler.received)
+    assert set(received) == expected
+    assert max(received.values()) == 1  # a graceful stop never sends twice

@@ -132,3 +132,23 @@ def test_digests_share_one_stored_card_per_paper_and_keep_it_when_the_paper_chan
         )
     claimed = storage.claim_digests("w", 10, NOW, timedelta(minutes=5))
     assert [d.content for d in claimed] == [c.content for c in composed]
+
+
+def test_importing_subscribers_skips_known_addresses_and_keeps_interest_order(
+    storage: Storage,
+) -> None:
+    storage.save_subscriber("known@example.org", "Known", [Interest("a", "robot")], NOW)
+    created = storage.add_subscribers(
+        [
+            ("known@example.org", "Someone else", [Interest("b", "vision")]),
+            ("new@example.org", "New", [Interest("z", "robot"), Interest("a", "vision")]),
+            ("new@example.org", "Twice", [Interest("x", "robot")]),
+        ],
+        NOW,
+    )
+    assert created == 1
+    by_email = {s.email: s for s in storage.subscribers()}
+    assert by_email["known@example.org"].name == "Known"  # untouched
+    assert [i.name for i in by_email["known@example.org"].interests] == ["a"]
+    assert by_email["new@example.org"].name == "Twice"  # the last line for an address wins
+    assert [i.name for i in by_email["new@example.org"].interests] == ["x"]

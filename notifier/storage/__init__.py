@@ -515,6 +515,56 @@ class Storage:
             subscriber = self._subscribers(conn, subscribers.c.id == subscriber_id)[0]
         return subscriber, created
 
+    def add_subscribers(
+        self, new: Sequence[tuple[str, str | None, Sequence[Interest]]], now: datetime
+    ) -> int:
+        """Create many subscribers at once (an import); skip addresses already present.
+
+        Returns how many were created.
+        """
+        created = 0
+        for chunk in _chunks(list({email: (email, n, i) for email, n, i in new}.values()), 1000):
+            with self._tx() as conn:
+                emails = [email for email, _, _ in chunk]
+                taken = set(
+                    conn.execute(
+                        select(subscribers.c.email).where(subscribers.c.email.in_(emails))
+                    ).scalars()
+                )
+                fresh = [item for item in chunk if item[0] not in taken]
+                if not fresh:
+                    continue
+                ids = conn.execute(
+                    insert(subscribers).returning(subscribers.c.id, sort_by_parameter_order=True),
+                    [
+                        {
+                            "email": email,
+                            "name": name,
+                            "status": "active",
+                            "feed_token": secrets.token_urlsafe(24),
+                            "manage_token": secrets.token_urlsafe(24),
+                            "created_at": now,
+                        }
+                        for email, name, _ in fresh
+                    ],
+                ).scalars()
+                rows = [
+                    {
+                        "subscriber_id": subscriber_id,
+                        "position": position,
+                        "name": interest.name,
+                        "query": interest.query,
+                        "about": interest.about,
+                        "sensitivity": interest.sensitivity,
+                    }
+                    for subscriber_id, (_, _, chosen) in zip(ids, fresh, strict=True)
+                    for position, interest in enumerate(chosen)
+                ]
+                if rows:
+                    conn.execute(insert(interests), rows)
+                created += len(fresh)
+        return created
+
     def subscribers(self, active_only: bool = False) -> list[Subscriber]:
         """Return subscribers with their interests, in id order."""
         condition = subscribers.c.status == "active" if active_only else None
@@ -728,6 +778,18 @@ class Storage:
             )
             look_up(missing)
         return ids
+
+    def refresh_statistics(self) -> None:
+        """Update the planner's statistics after a bulk write (composing a day's digests).
+
+        PostgreSQL's autovacuum analyzes a table only after a while; until then the
+        claim query is planned for the handful of rows the table had before, a
+        nested loop that costs 20 ms per claim at 2,000 pending digests.
+        """
+        if self.engine.dialect.name != "postgresql":
+            return
+        with self._tx() as conn:
+            conn.exec_driver_sql("ANALYZE digests, deliveries, subscribers")
 
     def claim_digests(
         self,

@@ -1,0 +1,106 @@
+"""The whole daily cycle: 100,000 subscribers x 3 interests, 500 new papers, into smtp-sink.
+
+Set-up (not timed): synthetic subscribers (synthetic.py) and their interest
+embeddings, as a previous day leaves them. Timed, one stage after the other as
+`notifier run-once` would: ingest the day's listing (parse, diff, store),
+compose every digest (embed the new papers, match, record digests and ledger),
+and send them all with `notifier send --workers 2` to Postfix's smtp-sink,
+until the last message is accepted. Printed: wall time and peak RSS per stage.
+
+Run: .venv/bin/python bench/daily_cycle.py [--subscribers N] [--database URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from postfix import DEFAULT_CACHE_DIR, postfix_tools, sink
+from send_rate import timed_send
+from synthetic import embed_interests, listing, populate
+
+from notifier import pipeline
+from notifier.settings import load_settings
+from notifier.storage import Storage
+
+NOW = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+
+
+def rss_mib() -> float:
+    """Return this process's peak RSS so far in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    """Set up the subscribers, then time ingest, compose and send."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--papers", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--matching", default="hybrid", choices=("lexical", "semantic", "hybrid"))
+    parser.add_argument("--database", help="database URL (default: SQLite in a temp dir)")
+    args = parser.parse_args()
+
+    tools = postfix_tools(DEFAULT_CACHE_DIR)
+    with tempfile.TemporaryDirectory() as state, sink(tools) as server:
+        database = args.database or f"sqlite:///{state}/bench.db"
+        env = os.environ | {
+            "NOTIFIER_STATE_DIR": state,
+            "NOTIFIER_DATABASE_URL": database,
+            "NOTIFIER_MATCHING": args.matching,
+            "NOTIFIER_MAX_PAPERS": "20",
+            "NOTIFIER_SEND_RATE": "0",
+            "NOTIFIER_SMTP_CONNECTIONS": "2",
+            "NOTIFIER_SMTP_URL": f"smtp://{server.host}:{server.port}",
+            "NOTIFIER_SENDER_ADDRESS": "digests@bench.example.org",
+        }
+        os.environ.update(env)
+        settings = load_settings(None)
+        storage = Storage(database)
+        storage.migrate()
+        storage.reset()
+        started = time.perf_counter()
+        populate(storage, args.subscribers, NOW - timedelta(days=1))
+        matching = pipeline.matching_for(settings)
+        embed_interests(storage, matching)
+        print(
+            f"set-up: {args.subscribers:,} subscribers x 3 interests ({args.matching}) in "
+            f"{time.perf_counter() - started:.0f} s; database {database.split(':')[0]}"
+        )
+        data = listing(args.papers, seed=1)
+
+        stages: list[tuple[str, float, float]] = []
+        t0 = time.perf_counter()
+        summary = pipeline.ingest(storage, "daily", data, NOW - timedelta(minutes=5))
+        t1 = time.perf_counter()
+        stages.append((f"ingest ({summary.new} new papers)", t1 - t0, rss_mib()))
+        outcomes = Counter(
+            c.outcome for c in pipeline.iter_composed(storage, settings, NOW, matching=matching)
+        )
+        t2 = time.perf_counter()
+        stages.append((f"compose ({dict(outcomes)})", t2 - t1, rss_mib()))
+        storage.close()
+        before = server.messages()
+        wall, totals, rss = timed_send(env, args.workers)
+        arrived = server.messages() - before
+        stages.append(
+            (f"send ({totals['sent']:,} sent, {arrived:,} at the sink)", wall, rss / 1024)
+        )
+        if arrived != outcomes["created"]:
+            raise SystemExit(f"{outcomes['created']} digests composed but {arrived} arrived")
+
+    width = max(len(name) for name, _, _ in stages)
+    for name, seconds, peak in stages:
+        print(f"{name:<{width}}  {seconds:7.1f} s   peak RSS {peak:6.0f} MiB")
+    total = sum(seconds for _, seconds, _ in stages)
+    peak = max(p for _, _, p in stages)
+    print(f"{'total':<{width}}  {total:7.1f} s   peak RSS {peak:6.0f} MiB (largest process)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Delivery speed: 20,000 digests of about 20 papers into Postfix's smtp-sink.
+
+Composes the digests once (synthetic papers and subscribers, see synthetic.py),
+then for each (worker processes, connections per process) pair puts every
+digest back to pending and times `notifier send --workers W` as a subprocess,
+from start to exit, against smtp-sink. In the same run, Postfix's smtp-source
+sends the same number of messages of the same size over the same connections:
+the ceiling of this machine. Printed per row: digests per second (raw, and
+without the process start-up measured by a `send` with nothing due), the
+ceiling, the ratio, and the peak RSS of the largest process.
+
+Run: .venv/bin/python bench/send_rate.py [--digests N] [--database URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from postfix import DEFAULT_CACHE_DIR, postfix_tools, sink, source_rate
+from sqlalchemy import text
+from synthetic import listing, populate
+
+from notifier import pipeline
+from notifier.app import make_renderer
+from notifier.settings import load_settings
+from notifier.storage import Storage
+
+NOTIFIER = Path(sys.executable).parent / "notifier"
+NOW = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+RUNS = ((1, 1), (1, 2), (1, 4), (2, 1), (2, 2))  # (worker processes, connections each)
+
+RESET = """
+UPDATE digests SET status = 'pending', attempts = 0, sent_at = NULL, last_reply = NULL,
+    last_error = NULL, lease_owner = NULL, lease_until = NULL, next_attempt_at = NULL
+WHERE status <> 'empty'
+"""
+
+
+def prepare(env: dict[str, str], digests: int) -> tuple[int, int]:
+    """Compose digests for synthetic subscribers; return (digests pending, mean message size)."""
+    settings = load_settings(None)
+    storage = Storage(settings.database)
+    storage.migrate()
+    pipeline.ingest(storage, "bench", listing(500), NOW - timedelta(hours=1))
+    populate(storage, digests, NOW)
+    composed = [c for c in pipeline.iter_composed(storage, settings, NOW) if c.outcome == "created"]
+    renderer = make_renderer(settings)
+    sizes = [
+        len(renderer.render(c.content, c.subscriber, "<x@bench.example.org>", NOW).data)
+        for c in composed[:200]
+        if c.content is not None
+    ]
+    shown = [len(c.content.papers) for c in composed if c.content is not None]
+    print(
+        f"composed {len(composed)} digests, {statistics.mean(shown):.1f} papers each "
+        f"(median {statistics.median(shown)}), message size {statistics.mean(sizes):,.0f} bytes"
+    )
+    storage.close()
+    return len(composed), int(statistics.mean(sizes))
+
+
+def reset(database: str) -> None:
+    """Put every composed digest back to pending, as if never sent."""
+    storage = Storage(database)
+    with storage.engine.begin() as conn:
+        conn.execute(text(RESET))
+    if storage.engine.dialect.name == "postgresql":
+        with storage.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE digests"))
+    storage.close()
+
+
+def timed_send(env: dict[str, str], workers: int) -> tuple[float, dict[str, int], int]:
+    """Run `notifier send`; return wall seconds, its totals and the largest process's peak RSS."""
+    # A wrapper process so the peak RSS is this run's alone (ru_maxrss of children
+    # only grows within one process).
+    wrapper = (
+        "import resource, subprocess, sys, time;"
+        "t = time.perf_counter();"
+        "r = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+        "w = time.perf_counter() - t;"
+        "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode);"
+        "print(r.stderr)"
+    )
+    command = [str(NOTIFIER), "send", "--json", "--workers", str(workers)]
+    done = subprocess.run(
+        [sys.executable, "-c", wrapper, *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    first, _, rest = done.stdout.partition("\n")
+    wall, rss, code = first.split()
+    if code != "0":
+        raise SystemExit(f"notifier send failed: {rest.strip()}")
+    totals = json.loads(rest.strip().splitlines()[-1])  # --json puts the totals on stderr
+    return float(wall), totals, int(rss)
+
+
+def main() -> None:
+    """Prepare the digests, then print the send rate of each run beside the ceiling."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--digests", type=int, default=20_000)
+    parser.add_argument("--database", help="database URL (default: SQLite in a temp dir)")
+    args = parser.parse_args()
+
+    tools = postfix_tools(DEFAULT_CACHE_DIR)
+    with tempfile.TemporaryDirectory() as state, sink(tools) as server:
+        database = args.database or f"sqlite:///{state}/bench.db"
+        env = os.environ | {
+            "NOTIFIER_STATE_DIR": state,
+            "NOTIFIER_DATABASE_URL": database,
+            "NOTIFIER_MATCHING": "lexical",  # the send path does not depend on it
+            "NOTIFIER_MAX_PAPERS": "20",
+            "NOTIFIER_SEND_RATE": "0",
+            "NOTIFIER_SMTP_URL": f"smtp://{server.host}:{server.port}",
+            "NOTIFIER_SENDER_ADDRESS": "digests@bench.example.org",
+        }
+        os.environ.update(env)
+        if args.database:
+            Storage(database).reset()
+        started = time.perf_counter()
+        count, size = prepare(env, args.digests)
+        print(f"setup {time.perf_counter() - started:.1f} s; database {database.split(':')[0]}")
+        reset(database)
+        timed_send(env, 1)  # a warm-up run: the database pages and the binaries in the cache
+        startup, _, _ = timed_send(env, 1)  # nothing is due now
+        print(f"`notifier send` with nothing due: {startup:.2f} s (start-up, subtracted below)\n")
+        print(
+            "workers x conns | digests/s (raw) | digests/s (no start-up) | "
+            "smtp-source ceiling | ratio | peak RSS"
+        )
+        for workers, connections in RUNS:
+            reset(database)
+            env["NOTIFIER_SMTP_CONNECTIONS"] = str(connections)
+            before = server.messages()
+            wall, totals, rss = timed_send(env, workers)
+            arrived = server.messages() - before
+            if totals.get("sent") != count or arrived != count:
+                raise SystemExit(f"expected {count} sent, got {totals} and {arrived} at the sink")
+            ceiling = source_rate(
+                tools,
+                server.host,
+                server.port,
+                messages=count,
+                size=size,
+                connections=workers * connections,
+            )
+            net = count / max(wall - startup, 1e-9)
+            print(
+                f"{workers} x {connections}           | {count / wall:15,.0f} | {net:23,.0f} | "
+                f"{ceiling:19,.0f} | {net / ceiling:5.2f} | {rss / 1024:.0f} MiB"
+            )
+    setup_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak RSS of this script (composing the digests): {setup_rss:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
