@@ -21,7 +21,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from postfix import DEFAULT_CACHE_DIR, postfix_tools, sink
-from send_rate import timed_send
+from send_rate import bench_env, timed_send
 from synthetic import embed_interests, listing, populate
 
 from notifier import pipeline
@@ -49,16 +49,8 @@ def main() -> None:
     tools = postfix_tools(DEFAULT_CACHE_DIR)
     with tempfile.TemporaryDirectory() as state, sink(tools) as server:
         database = args.database or f"sqlite:///{state}/bench.db"
-        env = os.environ | {
-            "NOTIFIER_STATE_DIR": state,
-            "NOTIFIER_DATABASE_URL": database,
-            "NOTIFIER_MATCHING": args.matching,
-            "NOTIFIER_MAX_PAPERS": "20",
-            "NOTIFIER_SEND_RATE": "0",
-            "NOTIFIER_SMTP_CONNECTIONS": "2",
-            "NOTIFIER_SMTP_URL": f"smtp://{server.host}:{server.port}",
-            "NOTIFIER_SENDER_ADDRESS": "digests@bench.example.org",
-        }
+        env = bench_env(state, database, f"smtp://{server.host}:{server.port}", args.matching)
+        env["NOTIFIER_SMTP_CONNECTIONS"] = "2"
         os.environ.update(env)
         settings = load_settings(None)
         storage = Storage(database)

@@ -46,6 +46,19 @@ WHERE status <> 'empty'
 """
 
 
+def bench_env(state: str, database: str, smtp_url: str, matching: str) -> dict[str, str]:
+    """Return the environment of a benchmark's notifier: its state, database and sink."""
+    return os.environ | {
+        "NOTIFIER_STATE_DIR": state,
+        "NOTIFIER_DATABASE_URL": database,
+        "NOTIFIER_MATCHING": matching,
+        "NOTIFIER_MAX_PAPERS": "20",
+        "NOTIFIER_SEND_RATE": "0",
+        "NOTIFIER_SMTP_URL": smtp_url,
+        "NOTIFIER_SENDER_ADDRESS": "digests@bench.example.org",
+    }
+
+
 def prepare(env: dict[str, str], digests: int) -> tuple[int, int]:
     """Compose digests for synthetic subscribers; return (digests pending, mean message size)."""
     settings = load_settings(None)
@@ -118,15 +131,8 @@ def main() -> None:
     tools = postfix_tools(DEFAULT_CACHE_DIR)
     with tempfile.TemporaryDirectory() as state, sink(tools) as server:
         database = args.database or f"sqlite:///{state}/bench.db"
-        env = os.environ | {
-            "NOTIFIER_STATE_DIR": state,
-            "NOTIFIER_DATABASE_URL": database,
-            "NOTIFIER_MATCHING": "lexical",  # the send path does not depend on it
-            "NOTIFIER_MAX_PAPERS": "20",
-            "NOTIFIER_SEND_RATE": "0",
-            "NOTIFIER_SMTP_URL": f"smtp://{server.host}:{server.port}",
-            "NOTIFIER_SENDER_ADDRESS": "digests@bench.example.org",
-        }
+        # The send path does not depend on the matching mode.
+        env = bench_env(state, database, f"smtp://{server.host}:{server.port}", "lexical")
         os.environ.update(env)
         if args.database:
             Storage(database).reset()
