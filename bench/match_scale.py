@@ -30,7 +30,6 @@ from notifier.match import (
     PaperIndex,
     compile_interest,
     default_params,
-    explain,
     match_many,
     words,
 )
@@ -104,7 +103,7 @@ def decide_all(
     params = default_params(mode)
     started = time.perf_counter()
     index = PaperIndex(papers, vectors if mode != "lexical" else None)
-    matches = sum(len(positions) for _, positions, _ in match_many(index, interests, params))
+    matches = sum(len(d.positions) for d in match_many(index, interests, params))
     return time.perf_counter() - started, matches
 
 
@@ -152,12 +151,12 @@ def main() -> None:
     index = PaperIndex(papers, vectors)
     params = default_params("hybrid")
     sample = interests[:3000]
-    decided = [(i, pos) for i, pos, _ in match_many(index, sample, params)]
+    decided = list(match_many(index, sample, params))
     started = time.perf_counter()
     explained = 0
-    for interest, positions in decided:
-        shown = [int(p) for p in positions[: SHOWN_PER_SUBSCRIBER // 3]]
-        explained += len(explain(index, interest, params, shown))
+    for decision in decided:
+        shown = [int(p) for p in decision.positions[: SHOWN_PER_SUBSCRIBER // 3]]
+        explained += len(decision.explain(index, shown))
     per_reason = (time.perf_counter() - started) / max(explained, 1)
     print(f"reasons  {per_reason * 1e6:6.1f} µs per shown paper ({explained:,} explained)")
     sample = interests[:1000]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 
 from notifier.models import DigestContent, DigestPaper, DigestSection, Match, Paper
 
@@ -36,6 +36,7 @@ def compose(
     already_offered: Collection[int],
     candidates: int,
     max_papers: int = DEFAULT_MAX_PAPERS,
+    explain: Callable[[Sequence[Match]], Sequence[Match]] | None = None,
 ) -> Composition:
     """Group matched papers by interest, best first, capped at max_papers.
 
@@ -55,6 +56,9 @@ def compose(
         ranked.append(_Ranked(papers[position], found[0], tuple(found[1:])))
     ranked.sort(key=lambda r: (-r.best.score, -r.paper.first_seen_at.timestamp(), r.paper.id))
     shown, overflow = ranked[:max_papers], ranked[max_papers:]
+    if explain is not None and shown:
+        explained = explain([r.best for r in shown])
+        shown = [replace(r, best=m) for r, m in zip(shown, explained, strict=True)]
     sections = tuple(
         DigestSection(name, tuple(_digest_paper(r) for r in shown if r.best.interest == name))
         for name in interests
@@ -71,7 +75,13 @@ def compose(
             reason=_reason(candidates, fresh, len(shown), len(overflow)),
         ),
         overflow=tuple(
-            (r.paper.id, r.best.interest, r.best.score, r.best.reason) for r in overflow
+            (
+                r.paper.id,
+                r.best.interest,
+                r.best.score,
+                r.best.reason or f"matched, over the cap of {max_papers} papers",
+            )
+            for r in overflow
         ),
     )
 

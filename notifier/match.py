@@ -21,7 +21,7 @@ import dataclasses
 import itertools
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -274,6 +274,8 @@ def parse_query(text: str) -> Query:
 # -- the paper index --------------------------------------------------------
 
 Vector = npt.NDArray[np.float64]
+# Per paper: passes the filter, fused score, lexical score, semantic score (or None).
+Scored = tuple[npt.NDArray[np.bool_], Vector, Vector, Vector | None]
 _FIELD_WEIGHTS = {"title": 3.0, "abstract": 1.0}
 _K1, _B = 1.2, 0.75
 # idf as if the run's papers sat among this many more that lack the term: a
@@ -592,7 +594,7 @@ def score(
     interest: CompiledInterest,
     params: MatchParams,
     similarity: Vector | None = None,
-) -> tuple[npt.NDArray[np.bool_], Vector, Vector, Vector | None]:
+) -> Scored:
     """Return (passes the filter, fused score, lexical score, semantic score) per paper.
 
     similarity may be given precomputed (match_many computes it for many
@@ -626,23 +628,11 @@ def score(
     return allowed, fused, lexical, similarity
 
 
-def decide(
-    index: PaperIndex,
-    interest: CompiledInterest,
-    params: MatchParams,
-    similarity: Vector | None = None,
-) -> tuple[npt.NDArray[np.intp], Vector]:
-    """Return the positions of the papers that match and their scores (no reasons yet)."""
-    scored = score(index, interest, params, similarity)
-    chosen = _chosen(index, interest, params, scored)
-    return chosen, scored[1][chosen]
-
-
 def _chosen(
     index: PaperIndex,
     interest: CompiledInterest,
     params: MatchParams,
-    scored: tuple[npt.NDArray[np.bool_], Vector, Vector, Vector | None],
+    scored: Scored,
 ) -> npt.NDArray[np.intp]:
     """Return the positions that pass the filter and the sensitivity's threshold."""
     allowed, fused, _, _ = scored
@@ -650,16 +640,30 @@ def _chosen(
     return np.flatnonzero(allowed & (fused >= cut))
 
 
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One interest decided against the index: the matching positions and their scores."""
+
+    interest: CompiledInterest
+    positions: npt.NDArray[np.intp]
+    scores: Vector
+    scored: Scored  # kept so reasons need no second scoring pass
+
+    def explain(self, index: PaperIndex, positions: Sequence[int]) -> list[Match]:
+        """Return the Matches, with reasons, of the given positions."""
+        return _matches(index, self.interest, self.scored, positions)
+
+
 def match_many(
     index: PaperIndex,
     interests: Sequence[CompiledInterest],
     params: MatchParams,
     chunk: int = 2048,
-) -> Iterable[tuple[CompiledInterest, npt.NDArray[np.intp], Vector]]:
+) -> Iterator[Decision]:
     """Decide many interests at once: similarities come from one matrix product per chunk.
 
-    Yields (interest, matching positions, scores); reasons are built afterwards,
-    only for what will be shown (see explain).
+    Yields one Decision per interest, in order; reasons are built afterwards,
+    only for what will be shown (Decision.explain).
     """
     for start in range(0, len(interests), chunk):
         batch = interests[start : start + chunk]
@@ -672,14 +676,41 @@ def match_many(
             rows = dict(zip(with_vectors, similarities, strict=True))
         for k, interest in enumerate(batch):
             similarity = rows.get(k) if rows is not None else None
-            yield (interest, *decide(index, interest, params, similarity))
+            scored = score(index, interest, params, similarity)
+            chosen = _chosen(index, interest, params, scored)
+            yield Decision(interest, chosen, scored[1][chosen], scored)
 
 
-def explain(
-    index: PaperIndex, interest: CompiledInterest, params: MatchParams, positions: Sequence[int]
-) -> list[Match]:
-    """Return the Matches, with reasons, of the given papers (those a digest will show)."""
-    return _matches(index, interest, score(index, interest, params), positions)
+def subscriber_matches(decisions: Sequence[Decision], exclude: Collection[int] = ()) -> list[Match]:
+    """Return every (interest, paper) match of one subscriber, without reasons yet.
+
+    Scores are rounded as explained ones are, so ranking on them is the same.
+    exclude holds positions (papers already offered). Reasons cost more than
+    deciding, so they are built later, only for the papers a digest shows
+    (see explainer).
+    """
+    return [
+        Match(decision.interest.name, round(fused, 4), (), "", position)
+        for decision in decisions
+        for position, fused in zip(
+            decision.positions.tolist(), decision.scores.tolist(), strict=True
+        )
+        if position not in exclude
+    ]
+
+
+def explainer(
+    index: PaperIndex, decisions: Sequence[Decision]
+) -> Callable[[Sequence[Match]], list[Match]]:
+    """Return a function that gives matches of these decisions their reasons."""
+    by_name = {decision.interest.name: decision for decision in decisions}
+
+    def explain(matches: Sequence[Match]) -> list[Match]:
+        return [
+            by_name[m.interest].explain(index, [m.paper])[0] if not m.reason else m for m in matches
+        ]
+
+    return explain
 
 
 def match_interest(
@@ -701,7 +732,7 @@ def match_interest(
 def _matches(
     index: PaperIndex,
     interest: CompiledInterest,
-    scored: tuple[npt.NDArray[np.bool_], Vector, Vector, Vector | None],
+    scored: Scored,
     positions: Sequence[int],
 ) -> list[Match]:
     """Return the Match, with its reason, of each position."""

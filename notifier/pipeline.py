@@ -51,7 +51,10 @@ from notifier.match import (
     compile_interest,
     default_params,
     embedding_text,
+    explainer,
     match_interest,
+    match_many,
+    subscriber_matches,
 )
 from notifier.models import (
     DigestContent,
@@ -415,6 +418,7 @@ def iter_composed(
     candidates = storage.recent_papers(since=now - timedelta(days=settings.backlog_days), until=now)
     index = paper_index(storage, matching, candidates)
     candidate_ids = [p.id for p in candidates]
+    position = {paper_id: k for k, paper_id in enumerate(candidate_ids)}
     recorded = 0
     for batch in storage.subscriber_batches(COMPOSE_BATCH):
         ids = [s.id for s in batch]
@@ -438,20 +442,19 @@ def iter_composed(
                 done[subscriber.id] = ComposedDigest(subscriber, None, "invalid", str(e))
                 continue
             todo.append((subscriber, parsed))
-        compiled = iter(
-            attach_vectors(
-                storage,
-                matching,
-                [i for s, _ in todo for i in s.interests],
-                [c for _, parsed in todo for c in parsed],
-            )
+        compiled = attach_vectors(
+            storage,
+            matching,
+            [i for s, _ in todo for i in s.interests],
+            [c for _, parsed in todo for c in parsed],
         )
+        # One matrix product for the whole batch's similarities; reasons only for what is shown.
+        decisions = match_many(index, compiled, matching.params)
         composed: list[tuple[Subscriber, Composition]] = []
         for subscriber, parsed in todo:
-            interests = [next(compiled) for _ in parsed]
+            mine = [next(decisions) for _ in parsed]
             skip = frozenset(offered.get(subscriber.id, ()))
-            params = matching.params
-            matches = [m for i in interests for m in match_interest(index, i, params, exclude=skip)]
+            matches = subscriber_matches(mine, {position[i] for i in skip if i in position})
             composition = compose(
                 subscriber.id,
                 period,
@@ -461,6 +464,7 @@ def iter_composed(
                 already_offered=skip,
                 candidates=len(candidates),
                 max_papers=subscriber.max_papers or settings.max_papers,
+                explain=explainer(index, mine),
             )
             composed.append((subscriber, composition))
         stored: list[int | None] = [0] * len(composed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from notifier.digest import Composition, compose
@@ -102,3 +103,22 @@ def test_equal_scores_rank_newer_papers_first() -> None:
     matches = [m("robots", 0, 0.5), m("robots", 1, 0.5)]
     content = composed(matches=matches, papers=papers, candidates=2, max_papers=1).content
     assert [p.paper_id for p in content.papers] == [1]
+
+
+def test_reasons_are_built_only_for_the_papers_shown() -> None:
+    bare = [Match(x.interest, x.score, (), "", x.paper) for x in MATCHES]
+    asked: list[tuple[str, int]] = []
+
+    def explain(matches: Sequence[Match]) -> list[Match]:
+        asked.extend((x.interest, x.paper) for x in matches)
+        return [m(x.interest, x.paper, x.score) for x in matches]
+
+    result = composed(matches=bare, max_papers=2, explain=explain)
+    assert asked == [("robots", 1), ("vision", 5)]
+    assert [p.reason for p in result.content.papers] == ["“robots” in title", "“vision” in title"]
+    assert result.content.papers[0].terms == ("robots",)
+    # Papers over the cap are counted and recorded, with a reason that says so.
+    assert [(o[0], o[3]) for o in result.overflow] == [
+        (3, "matched, over the cap of 2 papers"),
+        (2, "matched, over the cap of 2 papers"),
+    ]

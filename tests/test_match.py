@@ -16,8 +16,11 @@ from notifier.match import (
     Term,
     compile_interest,
     default_params,
+    explainer,
     match_interest,
+    match_many,
     parse_query,
+    subscriber_matches,
     words,
 )
 from notifier.pipeline import seed_papers
@@ -244,3 +247,27 @@ def test_semantic_reason_quotes_the_closest_description_phrase(hybrid_index: Pap
         if hybrid_index.papers[m.paper].id == 1003
     )
     assert "close to “diffusion policies for robot manipulation”" in match.reason
+
+
+def test_batch_matching_finds_and_explains_what_one_at_a_time_matching_does(
+    hybrid_index: PaperIndex,
+) -> None:
+    interests = [
+        embedded(compile_interest("hands", None, "robots grasping objects with dexterous hands")),
+        embedded(compile_interest("diffusion", "diffusion", None)),
+        embedded(compile_interest("video", "video -survey", "video generation")),
+    ]
+    decisions = list(match_many(hybrid_index, interests, HYBRID, chunk=2))
+    excluded = {m.paper for m in match_interest(hybrid_index, interests[1], HYBRID)[:2]}
+    bare = subscriber_matches(decisions, exclude=excluded)
+    assert all(m.reason == "" for m in bare)
+    explained = explainer(hybrid_index, decisions)(bare)
+    expected = [
+        m
+        for interest in interests
+        for m in match_interest(hybrid_index, interest, HYBRID)
+        if m.paper not in excluded
+    ]
+    key = lambda m: (m.interest, m.paper)  # noqa: E731
+    assert sorted(explained, key=key) == sorted(expected, key=key)
+    assert {m.interest for m in explained} == {"hands", "diffusion", "video"}
