@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import multiprocessing
 import os
 import queue
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,14 +33,22 @@ from notifier.app import (
     make_transports,
     open_storage,
 )
-from notifier.errors import ListingError, NotifierError, QueryError, SubscriberError
+from notifier.errors import (
+    ListingError,
+    NotifierError,
+    QueryError,
+    ServerUnavailable,
+    SubscriberError,
+)
 from notifier.evaluate import mean as mean_metrics
 from notifier.ingest import KINDS, expand_paths, guess_kind, read_file
 from notifier.ingest.fetch import Fetcher
 from notifier.match import compile_interest
-from notifier.models import DigestContent, IngestSummary, Interest
+from notifier.models import DigestContent, IngestSummary, Interest, Subscriber
 from notifier.papers import clean_text
 from notifier.render.email import subscriber_links
+from notifier.schedule import CADENCES, next_slot, parse_send_time, parse_weekday, resolve, zone
+from notifier.scheduler import Daemon
 from notifier.settings import Settings, SourceConfig, load_settings
 from notifier.storage import Storage
 
@@ -318,6 +328,74 @@ def merge_interests(
     return list(changed.values())
 
 
+def schedule_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the options that set a subscriber's own clock ("default": back to the config's)."""
+    options = [
+        click.option(
+            "--cadence",
+            type=click.Choice([*CADENCES, "default"]),
+            help="daily, weekdays (Monday to Friday) or weekly.",
+        ),
+        click.option("--send-time", metavar="HH:MM", help="Local time the digest goes out."),
+        click.option("--timezone", metavar="ZONE", help="IANA time zone, e.g. Europe/Berlin."),
+        click.option("--weekday", metavar="DAY", help="Weekly digests: the day, e.g. monday."),
+        click.option(
+            "--empty-note/--no-empty-note",
+            default=None,
+            help="Send a short note when nothing new matched (default: send nothing).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def schedule_changes(
+    cadence: str | None,
+    send_time: str | None,
+    timezone: str | None,
+    weekday: str | None,
+    empty_note: bool | None,
+) -> dict[str, Any]:
+    """Return the schedule columns to change, validated (SubscriberError names a bad one)."""
+    changes: dict[str, Any] = {}
+    try:
+        if cadence is not None:
+            changes["cadence"] = None if cadence == "default" else cadence
+        if send_time is not None:
+            changes["send_time"] = (
+                None if send_time == "default" else f"{parse_send_time(send_time):%H:%M}"
+            )
+        if timezone is not None:
+            changes["timezone"] = None if timezone == "default" else zone(timezone).key
+        if weekday is not None:
+            changes["weekday"] = None if weekday == "default" else parse_weekday(weekday)
+    except ValueError as e:
+        raise SubscriberError(str(e)) from None
+    if empty_note is not None:
+        changes["empty_note"] = empty_note
+    return changes
+
+
+def _describe_schedule(settings: Settings, subscriber: Subscriber, now: datetime) -> str:
+    """Return when the subscriber's digests go out, and when the next one is due."""
+    if subscriber.status != "active":
+        return f"schedule: none while {subscriber.status}"
+    try:
+        cadence = resolve(
+            settings.default_cadence,
+            subscriber.cadence,
+            subscriber.send_time,
+            subscriber.timezone,
+            subscriber.weekday,
+        )
+    except ValueError as e:
+        return f"schedule: invalid: {e}"
+    due = next_slot(cadence, now).due_at.astimezone(cadence.zone)
+    note = ", a short note when nothing is new" if subscriber.empty_note else ""
+    return f"schedule: {cadence.describe()}{note}; next digest {due:%Y-%m-%d %H:%M %Z}"
+
+
 @cli.command()
 @click.argument("email")
 @click.option("--name", help="How to greet the subscriber.")
@@ -344,6 +422,7 @@ def merge_interests(
     help="strict (fewer, surer papers), normal, or broad (more papers) for one interest.",
 )
 @click.option("--max-papers", type=click.IntRange(1, 500), help="Cap on papers per digest.")
+@schedule_options
 @pass_context
 def subscribe(
     context: Context,
@@ -354,6 +433,11 @@ def subscribe(
     abouts: tuple[str, ...],
     sensitivities: tuple[str, ...],
     max_papers: int | None,
+    cadence: str | None,
+    send_time: str | None,
+    timezone: str | None,
+    weekday: str | None,
+    empty_note: bool | None,
 ) -> None:
     """Add a subscriber, or update the name, cap and interests of an existing one.
 
@@ -362,7 +446,27 @@ def subscribe(
     -word or NOT word to exclude, title:/abstract:/author: to restrict a term,
     and prefix* wildcards; it is a hard filter. A description lets papers match
     by meaning. Each match in a digest says why it was picked.
+
+    Digests follow the subscriber's own clock: --cadence, --send-time,
+    --timezone and --weekday (each defaults to the configuration's).
     """
+    schedule = schedule_changes(cadence, send_time, timezone, weekday, empty_note)
+    _save_subscriber(
+        context, email, name, (queries, abouts, sensitivities), max_papers, schedule, None
+    )
+
+
+def _save_subscriber(  # noqa: PLR0917
+    context: Context,
+    email: str,
+    name: str | None,
+    interest_options: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]],
+    max_papers: int | None,
+    schedule: dict[str, Any],
+    status: str | None,
+    must_exist: bool = False,
+) -> None:
+    """Create or update a subscriber from command-line options and print the result."""
     try:
         # Lowercased whole: providers treat local parts case-insensitively, and
         # A@x and a@x must not become two subscribers who both get every digest.
@@ -371,19 +475,76 @@ def subscribe(
         raise SubscriberError(f"{email!r} is not a valid email address: {e}") from None
     storage = context.storage
     current = next((s for s in storage.subscribers() if s.email == address), None)
-    changed = merge_interests(current.interests if current else (), queries, abouts, sensitivities)
+    if current is None and must_exist:
+        raise SubscriberError(
+            f"no subscriber with the address {address!r}: see `notifier subscribers`"
+        )
+    changed = merge_interests(current.interests if current else (), *interest_options)
     display = clean_text(name) if name is not None else None
     if not changed and current is None:
         raise SubscriberError(
             "a new subscriber needs at least one --interest NAME=QUERY or --about NAME=TEXT"
         )
+    now = utc_now()
     subscriber, created = storage.save_subscriber(
-        address, display or None, changed, utc_now(), max_papers
+        address, display or None, changed, now, max_papers, schedule=schedule, status=status
     )
     verb = "subscribed" if created else "updated"
     click.echo(f"{verb} {subscriber.email} with {len(subscriber.interests)} interest(s):")
     for interest in subscriber.interests:
         click.echo(f"  {_describe_interest(interest)}")
+    click.echo(f"  {_describe_schedule(context.settings, subscriber, now)}")
+
+
+@cli.group()
+def subscriber() -> None:
+    """Change one subscriber: interests, cadence, send time, time zone, pause and resume."""
+
+
+@subscriber.command("edit")
+@click.argument("email")
+@click.option("--name", help="How to greet the subscriber.")
+@click.option("--interest", "queries", multiple=True, metavar="NAME=QUERY", help="Add or change.")
+@click.option("--about", "abouts", multiple=True, metavar="NAME=TEXT", help="Add or change.")
+@click.option("--sensitivity", "sensitivities", multiple=True, metavar="NAME=LEVEL")
+@click.option("--max-papers", type=click.IntRange(1, 500), help="Cap on papers per digest.")
+@schedule_options
+@click.option("--pause", "status", flag_value="paused", help="Stop digests until --resume.")
+@click.option("--resume", "status", flag_value="active", help="Start digests again.")
+@pass_context
+def subscriber_edit(
+    context: Context,
+    *,
+    email: str,
+    name: str | None,
+    queries: tuple[str, ...],
+    abouts: tuple[str, ...],
+    sensitivities: tuple[str, ...],
+    max_papers: int | None,
+    cadence: str | None,
+    send_time: str | None,
+    timezone: str | None,
+    weekday: str | None,
+    empty_note: bool | None,
+    status: str | None,
+) -> None:
+    """Edit an existing subscriber; only the options given change.
+
+    --pause stops their digests (nothing is composed for them, so nothing piles
+    up); --resume starts again with the next due digest. A suspended subscriber
+    (repeated hard bounces) is resumed the same way once the address works.
+    """
+    schedule = schedule_changes(cadence, send_time, timezone, weekday, empty_note)
+    _save_subscriber(
+        context,
+        email,
+        name,
+        (queries, abouts, sensitivities),
+        max_papers,
+        schedule,
+        status,
+        must_exist=True,
+    )
 
 
 def _describe_interest(interest: Interest) -> str:
@@ -440,7 +601,7 @@ def subscribers(context: Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print each composed digest as JSON.")
 @pass_context
 def digest(context: Context, dry_run: bool, as_json: bool) -> None:
-    """Compose today's digest for every subscriber and send what is pending.
+    """Compose the due digest of every subscriber (on their own clock) and send what is pending.
 
     A digest holds papers new to the subscriber that match an interest, one
     section per interest. It is recorded with its papers before sending and
@@ -462,7 +623,13 @@ def digest(context: Context, dry_run: bool, as_json: bool) -> None:
         return
     make_transports(settings)  # fail on missing config before recording anything
     # Streamed: one line per subscriber as each batch is stored, memory stays flat.
-    _print_composed(pipeline.iter_composed(storage, settings, now), as_json)
+    up_to_date: list[int] = []
+    _print_composed(pipeline.iter_composed(storage, settings, now, up_to_date=up_to_date), as_json)
+    if sum(up_to_date):
+        click.echo(
+            f"{sum(up_to_date)} subscriber(s) already have the digest of their current period",
+            err=as_json,
+        )
     report = _send_here(context, progress=True)
     _print_report(report, as_json)
 
@@ -671,6 +838,13 @@ def status(context: Context, email: str | None) -> None:
     if email is not None:
         subscriber = storage.subscriber_by_email(email.strip().lower())  # stored lowercased
         click.echo(f"{subscriber.email} [{subscriber.status}]")
+        click.echo(f"  {_describe_schedule(context.settings, subscriber, utc_now())}")
+        if subscriber.status == "paused":
+            click.echo(
+                f"  paused: no digests until `notifier subscriber edit {subscriber.email} --resume`"
+            )
+        elif subscriber.status == "suspended":
+            click.echo("  suspended after repeated hard bounces: check the address, then --resume")
         history = storage.digest_history(subscriber.id, limit=10)
         if not history:
             click.echo("  no digest composed yet: run `notifier digest`")
@@ -694,6 +868,15 @@ def status(context: Context, email: str | None) -> None:
             f"source FAILING: {row['name']}: {row['consecutive_failures']} failures in a row: "
             f"{row['last_error']}"
         )
+    runs = storage.last_job_runs()
+    if runs:
+        click.echo("last job runs:")
+    for job in runs:
+        ended = f"{job.finished_at:%Y-%m-%d %H:%M}" if job.finished_at else "still running"
+        click.echo(
+            f"  {job.job}: {job.status} at {job.started_at:%Y-%m-%d %H:%M} UTC "
+            f"(ended {ended}) on {job.host}: {job.detail}"
+        )
     counts = storage.digest_counts()
     click.echo(
         "digests: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none yet")
@@ -704,6 +887,120 @@ def status(context: Context, email: str | None) -> None:
             f"  {outcome.email}: {outcome.period} {outcome.status}, {outcome.papers} papers"
             f" - {outcome.reason}{error}"
         )
+
+
+@cli.command("run")
+@pass_context
+def run_service(context: Context) -> None:
+    """Run as a service until SIGTERM: poll sources, compose due digests, send, rebuild feeds.
+
+    Only one `notifier run` acts at a time (a leader lock: PostgreSQL advisory
+    lock, or a lock file in the state directory for SQLite); start a second one
+    as a hot standby and it takes over when the first dies. SIGTERM or Ctrl-C
+    stops taking work, lets running jobs finish (messages in flight are
+    accepted or given back), and exits 0. Every job logs one line per run;
+    `notifier status` shows the last run of each.
+    """
+    settings, storage = context.settings, context.storage
+    make_transports(settings)  # fail on missing SMTP configuration before starting
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s notifier[%(process)d] %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+        stream=sys.stderr,
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+    async def serve() -> None:
+        daemon = Daemon(
+            settings,
+            storage,
+            context.fetcher,
+            make_renderer(settings),
+            partial(make_transports, settings),
+            limit=make_rate_limit(settings),
+            clock=utc_now,
+        )
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, daemon.stop.set)
+        await daemon.serve()
+
+    asyncio.run(serve())
+
+
+@cli.command("run-once")
+@pass_context
+def run_once(context: Context) -> None:
+    """Run one full cycle and exit: ingest due sources, compose due digests, send, write feeds.
+
+    Meant for cron and systemd timers. Safe to run twice at the same time or
+    back to back: digests are unique per subscriber and period, and sending
+    workers lease them. Exits 1 with one line per problem when a source failed,
+    the mail server was unreachable, or a digest failed for good.
+    """
+    settings, storage = context.settings, context.storage
+    if settings.smtp_url is None:
+        make_transports(settings)  # the one-line error about the missing configuration
+    host = f"{socket.gethostname()}:{os.getpid()}"
+    run_id = storage.start_job("run-once", host, utc_now())
+    summaries, errors = pipeline.ingest_due(storage, context.fetcher, settings, utc_now())
+    for summary in summaries:
+        click.echo(_summary_line(_summary_json(summary)))
+    outcomes = pipeline.compose_due(storage, settings, utc_now())
+    click.echo(f"composed: {pipeline.describe_outcomes(outcomes)}")
+    try:
+        report = _send_here(context, progress=False)
+    except ServerUnavailable as e:
+        errors.append(str(e))
+    else:
+        click.echo(pipeline.describe_report(report))
+        errors += [f"{email}: not delivered: {error}" for email, error in report.failed]
+        for email, error in report.deferred + report.unknown:
+            click.echo(f"notifier: warning: {email}: will retry: {error}", err=True)
+    written = pipeline.build_feeds(storage, settings, utc_now())
+    click.echo(f"wrote {len(written)} feed files to {settings.feeds_dir}/")
+    detail = "; ".join(errors) or f"composed {pipeline.describe_outcomes(outcomes)}"
+    storage.finish_job(run_id, "failed" if errors else "ok", detail, utc_now())
+    for error in errors:
+        click.echo(f"notifier: error: {error}", err=True)
+    if errors:
+        sys.exit(1)
+
+
+@cli.group()
+def db() -> None:
+    """The database schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@pass_context
+def db_upgrade(context: Context) -> None:
+    """Apply pending migrations (other commands do this too; run it first when deploying)."""
+    storage = Storage(context.settings.database)
+    try:
+        before = storage.schema_revision()
+        storage.migrate()
+        after = storage.schema_revision()
+    finally:
+        storage.close()
+    if before == after:
+        click.echo(f"database schema is current (revision {after})")
+    else:
+        click.echo(f"database schema upgraded from revision {before or 'none'} to {after}")
+
+
+@db.command("current")
+@pass_context
+def db_current(context: Context) -> None:
+    """Print the schema revision of the database and the newest this version knows."""
+    storage = Storage(context.settings.database)
+    try:
+        current, head = storage.schema_revision(), Storage.head_revision()
+    finally:
+        storage.close()
+    state = "current" if current == head else "behind: run `notifier db upgrade`"
+    click.echo(f"revision {current or 'none'} (newest {head}): {state}")
 
 
 @cli.command("eval")

@@ -154,7 +154,13 @@ class Subscriber:
     manage_token: str
     created_at: datetime
     max_papers: int | None = None
-    status: str = "active"
+    status: str = "active"  # active | paused | suspended
+    # Their own clock; None means the configured default (see schedule.resolve).
+    cadence: str | None = None
+    send_time: str | None = None
+    timezone: str | None = None
+    weekday: int | None = None
+    empty_note: bool = False
 
 
 @dataclass(frozen=True, slots=True)

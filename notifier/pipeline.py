@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import hashlib
 import os
 import random
@@ -37,6 +38,7 @@ from notifier.errors import (
     QueryError,
     RecipientRejected,
     ServerUnavailable,
+    StorageError,
     TemporaryDeliveryError,
 )
 from notifier.ingest import parse_listing, read_file
@@ -61,6 +63,7 @@ from notifier.models import (
     IngestSummary,
     Interest,
     Match,
+    OutgoingMessage,
     Paper,
     PaperData,
     StoredDigest,
@@ -69,6 +72,7 @@ from notifier.models import (
 from notifier.papers import embedding_input
 from notifier.render.email import EmailRenderer
 from notifier.render.feed import FeedItem, FeedMeta, build_feed, feed_url, private_feed_name
+from notifier.schedule import last_slot, resolve
 from notifier.settings import Settings, SourceConfig
 from notifier.storage import NewDigest, Payload, SourceState, StaleDiff, Storage
 
@@ -397,33 +401,82 @@ def compose_digests(
     matching: Matching | None = None,
 ) -> list[ComposedDigest]:
     """Compose this period's digest for every active subscriber (see iter_composed)."""
-    return list(iter_composed(storage, settings, now, record, matching))
+    return list(iter_composed(storage, settings, now, record=record, matching=matching))
 
 
 def iter_composed(
     storage: Storage,
     settings: Settings,
     now: datetime,
+    *,
     record: bool = True,
     matching: Matching | None = None,
+    up_to_date: list[int] | None = None,
 ) -> Iterator[ComposedDigest]:
-    """Compose this period's digest for every active subscriber, a batch at a time.
+    """Compose the digest of every active subscriber whose slot is due, a batch at a time.
 
-    With record=True each digest and its ledger rows are stored together
-    (idempotent per subscriber and period; a batch is one transaction); with
-    record=False nothing is written (dry run).
+    Each subscriber's own cadence (or the configured default) says which slot is
+    due at now; its period keys the digest, so composing is idempotent and a
+    subscriber who already has this period's digest is skipped. With
+    record=True each digest and its ledger rows are stored together (a batch is
+    one transaction); with record=False nothing is written (dry run). up_to_date,
+    when given, receives how many subscribers already had their current digest.
     """
     matching = matching or matching_for(settings)
-    period = period_of(now)
     candidates = storage.recent_papers(since=now - timedelta(days=settings.backlog_days), until=now)
-    index = paper_index(storage, matching, candidates)
-    candidate_ids = [p.id for p in candidates]
-    position = {paper_id: k for k, paper_id in enumerate(candidate_ids)}
-    recorded = 0
-    for batch in storage.subscriber_batches(COMPOSE_BATCH):
+    run = _ComposeRun(storage, settings, matching, candidates, now)
+    newest = max((p.first_seen_at for p in candidates), default=None)
+    default = settings.default_cadence
+    for schedule, count in storage.schedule_groups():
+        try:
+            cadence = resolve(default, *schedule)
+        except ValueError as e:
+            # A stored choice that stopped being valid (a zone removed from tzdata).
+            for batch in storage.subscriber_batches(COMPOSE_BATCH, schedule):
+                for subscriber in batch:
+                    yield ComposedDigest(subscriber, None, "invalid", str(e))
+            continue
+        slot = last_slot(cadence, now)
+        if slot is None:
+            continue
+        seen = 0
+        for batch in storage.subscriber_batches(COMPOSE_BATCH, schedule, slot.period, newest):
+            seen += len(batch)
+            yield from run.batch(batch, slot.period, record)
+        if up_to_date is not None:
+            up_to_date.append(count - seen)
+    if record and run.recorded:
+        storage.refresh_statistics()
+
+
+@dataclass
+class _ComposeRun:
+    """What every batch of one compose run shares: the candidates, their index, the settings."""
+
+    storage: Storage
+    settings: Settings
+    matching: Matching
+    candidates: list[Paper]
+    now: datetime
+    recorded: int = 0
+    position: dict[int, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.position = {paper.id: k for k, paper in enumerate(self.candidates)}
+
+    @functools.cached_property
+    def index(self) -> PaperIndex:
+        """Return the candidates' index, built on first use: most daemon runs find no one due."""
+        return paper_index(self.storage, self.matching, self.candidates)
+
+    def batch(
+        self, batch: Sequence[Subscriber], period: str, record: bool
+    ) -> Iterator[ComposedDigest]:
+        """Compose (and with record, store) one batch of subscribers' digests for period."""
+        storage, settings, index = self.storage, self.settings, self.index
         ids = [s.id for s in batch]
         statuses = storage.digest_statuses(ids, period) if record else {}
-        offered = storage.offered_papers(ids, candidate_ids)
+        offered = storage.offered_papers(ids, self.position)
         done: dict[int, ComposedDigest] = {}
         todo: list[tuple[Subscriber, list[CompiledInterest]]] = []
         for subscriber in batch:
@@ -444,25 +497,25 @@ def iter_composed(
             todo.append((subscriber, parsed))
         compiled = attach_vectors(
             storage,
-            matching,
+            self.matching,
             [i for s, _ in todo for i in s.interests],
             [c for _, parsed in todo for c in parsed],
         )
         # One matrix product for the whole batch's similarities; reasons only for what is shown.
-        decisions = match_many(index, compiled, matching.params)
+        decisions = match_many(index, compiled, self.matching.params)
         composed: list[tuple[Subscriber, Composition]] = []
         for subscriber, parsed in todo:
             mine = [next(decisions) for _ in parsed]
             skip = frozenset(offered.get(subscriber.id, ()))
-            matches = subscriber_matches(mine, {position[i] for i in skip if i in position})
+            matches = subscriber_matches(mine, {self.position[i] for i in skip})
             composition = compose(
                 subscriber.id,
                 period,
                 interests=[i.name for i in subscriber.interests],
                 matches=matches,
-                papers=candidates,
+                papers=self.candidates,
                 already_offered=skip,
-                candidates=len(candidates),
+                candidates=len(self.candidates),
                 max_papers=subscriber.max_papers or settings.max_papers,
                 explain=explainer(index, mine),
             )
@@ -475,12 +528,13 @@ def iter_composed(
                         c.content,
                         c.overflow,
                         make_msgid(idstring=f"digest.{period}", domain=settings.sender_domain),
+                        send_empty=subscriber.empty_note,
                     )
-                    for _, c in composed
+                    for subscriber, c in composed
                 ],
-                now,
+                self.now,
             )
-        recorded += sum(1 for digest_id in stored if digest_id is not None)
+        self.recorded += sum(1 for digest_id in stored if digest_id is not None)
         for (subscriber, composition), digest_id in zip(composed, stored, strict=True):
             content = composition.content
             if digest_id is None:
@@ -492,8 +546,6 @@ def iter_composed(
                 done[subscriber.id] = ComposedDigest(subscriber, content, outcome, content.reason)
         for subscriber in batch:
             yield done[subscriber.id]
-    if record and recorded:
-        storage.refresh_statistics()
 
 
 @dataclass
@@ -534,6 +586,83 @@ class RetryPolicy:
         return now + timedelta(seconds=wait * random.uniform(0.5, 1.5))
 
 
+class _Marks:
+    """Record accepted messages as sent on a worker thread, in group commits.
+
+    A commit takes every mark waiting when it starts, in one transaction; marks
+    that arrive meanwhile wait for the next one. Nothing waits for a count or a
+    timer, so an accepted message is recorded within about one commit, while
+    the connections go on sending (docs/design.md, issue 5).
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        worker: str,
+        clock: Callable[[], datetime],
+        on_error: Callable[[StorageError], None],
+    ) -> None:
+        self._storage, self._worker, self._clock = storage, worker, clock
+        self._on_error = on_error
+        self._waiting: list[tuple[int, str]] = []
+        self._done: asyncio.Future[bool] | None = None  # settles when _waiting is committed
+        self._committer: asyncio.Task[None] | None = None
+        self.failed = False
+
+    def add(self, digest_id: int, reply: str) -> asyncio.Future[bool]:
+        """Queue a mark; return a future: True once it is committed, False if it never will be."""
+        loop = asyncio.get_running_loop()
+        if self.failed:
+            never: asyncio.Future[bool] = loop.create_future()
+            never.set_result(False)
+            return never
+        if self._done is None:
+            self._done = loop.create_future()
+        done = self._done
+        self._waiting.append((digest_id, reply))
+        if self._committer is None:
+            self._committer = loop.create_task(self._commit())
+        return done
+
+    async def flush(self) -> None:
+        """Return once every queued mark is committed, or has failed (on_error was called)."""
+        while self._committer is not None:
+            # Shielded: a cancelled caller must not cancel the commit that records it.
+            await asyncio.shield(self._committer)
+
+    async def _commit(self) -> None:
+        """Commit the waiting marks, group after group, until none is waiting."""
+        try:
+            while self._waiting:
+                group, done = self._waiting, self._done
+                self._waiting, self._done = [], None
+                assert done is not None
+                try:
+                    await asyncio.to_thread(
+                        self._storage.finish_sent, self._worker, group, self._clock()
+                    )
+                except Exception as e:
+                    self._fail(e, done)
+                    return
+                done.set_result(True)
+        finally:
+            self._committer = None
+
+    def _fail(self, error: Exception, done: asyncio.Future[bool]) -> None:
+        """Settle every waiting mark as never recorded and report why, once."""
+        self.failed = True
+        for pending in (done, self._done):
+            if pending is not None:
+                pending.set_result(False)
+        self._waiting, self._done = [], None
+        self._on_error(
+            StorageError(
+                f"cannot record accepted messages as sent: {error}; they stay claimed "
+                "and go out again (same Message-ID) once their lease expires"
+            )
+        )
+
+
 @dataclass
 class _Delivery:
     """One worker's delivery run: claims, lanes, and the outcome of every message."""
@@ -548,6 +677,15 @@ class _Delivery:
     on_progress: Callable[[int], None] | None
     report: SendReport = field(default_factory=SendReport)
     fatal: list[BaseException] = field(default_factory=list)
+    marks: _Marks = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.marks = _Marks(self.storage, self.worker, self.clock, self._abort)
+
+    def _abort(self, error: BaseException) -> None:
+        """Stop the run: lanes finish the message they are on, then error is raised."""
+        self.fatal.append(error)
+        self.stop.set()
 
     async def run(self, transports: Sequence[Transport], batch: int) -> SendReport:
         """Claim and send batches until nothing is due or stop is set."""
@@ -568,30 +706,52 @@ class _Delivery:
         return self.report
 
     async def _drain(self, transports: Sequence[Transport], claimed: list[StoredDigest]) -> None:
-        """Send a claimed batch, one lane per transport; give back what was never tried."""
+        """Send a claimed batch, one lane per transport; give back what was never sent."""
         queue = collections.deque(claimed)
-        started: set[int] = set()
+        tried: set[int] = set()
 
         async def lane(transport: Transport) -> None:
-            while queue and not self.stop.is_set():
-                digest = queue.popleft()
-                started.add(digest.id)
-                await self._send(transport, digest)
+            marked: asyncio.Future[bool] | None = None  # this lane's last mark
+            try:
+                while queue and not self.stop.is_set():
+                    digest = queue.popleft()
+                    message = self.renderer.render(
+                        digest.content, digest.subscriber, digest.message_id, self.clock()
+                    )
+                    if self.limit is not None:
+                        await self.limit.wait()
+                    # A lane sends again only once its last mark is committed (which
+                    # the rendering above overlapped), so a killed sender has at most
+                    # one accepted but unrecorded message per connection.
+                    if marked is not None and not await marked:
+                        return  # marks cannot be recorded: the run stops
+                    if self.stop.is_set():
+                        return  # not on the wire yet: given back below
+                    tried.add(digest.id)
+                    marked = await self._send(transport, digest, message)
+            except BaseException:
+                self.stop.set()  # the other lanes finish the message they are on
+                raise
 
         try:
-            await asyncio.gather(*(lane(t) for t in transports))
+            # Every lane ends before the marks are flushed and the leases given back.
+            outcomes = await asyncio.gather(*(lane(t) for t in transports), return_exceptions=True)
         finally:
-            unsent = [d.id for d in claimed if d.id not in started]
+            # Marks first: a lease is given back, and a run ends, only once every
+            # message the server accepted is recorded as sent.
+            await self.marks.flush()
+            unsent = [d.id for d in claimed if d.id not in tried]
             self.storage.release_leases(self.worker, unsent)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
-    async def _send(self, transport: Transport, digest: StoredDigest) -> None:
-        """Send one digest and record what happened to it."""
+    async def _send(
+        self, transport: Transport, digest: StoredDigest, message: OutgoingMessage
+    ) -> asyncio.Future[bool] | None:
+        """Send one digest and record what happened to it; return its mark if it was accepted."""
         storage, report, email = self.storage, self.report, digest.subscriber.email
-        message = self.renderer.render(
-            digest.content, digest.subscriber, digest.message_id, self.clock()
-        )
-        if self.limit is not None:
-            await self.limit.wait()
+        marked = None
         try:
             reply = await transport.send(message)
         except RecipientRejected as e:
@@ -609,16 +769,18 @@ class _Delivery:
             self._retry_or_give_up(digest, str(e))
         except ServerUnavailable as e:
             storage.finish_retry(self.worker, digest.id, str(e), self.clock(), unknown=False)
-            self.fatal.append(e)
-            self.stop.set()
+            self._abort(e)
         else:
-            # Marked one by one, not in batches: a sender killed between the server's
-            # "250" and the mark resends only that message (same Message-ID). The
-            # mark's commit skips the disk flush instead (storage.finish_sent).
-            storage.finish_sent(self.worker, [(digest.id, reply)], self.clock())
+            # One mark per accepted message, never held back for a count or a timer:
+            # a sender killed between the server's "250" and the commit resends only
+            # those messages (same Message-ID). Committed off the event loop with
+            # whatever other lanes marked meanwhile (_Marks); the commit skips the
+            # disk flush (storage.finish_sent).
+            marked = self.marks.add(digest.id, reply)
             report.sent.append(email)
         if self.on_progress is not None:
             self.on_progress(1)
+        return marked
 
     def _retry_or_give_up(self, digest: StoredDigest, error: str) -> None:
         """Schedule another attempt, or fail the digest once the deadline has passed."""
@@ -710,6 +872,63 @@ async def preview_digests(
                 )
                 await outbox.send(renderer.render(item.content, item.subscriber, message_id, now))
     return composed
+
+
+# -- the cycle: what `notifier run` schedules and `notifier run-once` does once --
+
+
+def ingest_due(
+    storage: Storage,
+    fetcher: Fetcher,
+    settings: Settings,
+    now: datetime,
+) -> tuple[list[IngestSummary], list[str]]:
+    """Poll the configured sources that are due; return their summaries and errors.
+
+    A failing source is recorded and reported; the others are still polled.
+    """
+    due = due_sources(settings.sources, storage.sources_health(), now)
+    summaries, errors = [], []
+    for source in due:
+        try:
+            summaries.append(ingest_source(storage, fetcher, source, now))
+        except ListingError as e:
+            errors.append(str(e))
+    return summaries, errors
+
+
+def compose_due(
+    storage: Storage,
+    settings: Settings,
+    now: datetime,
+    matching: Matching | None = None,
+    stopping: Callable[[], bool] = lambda: False,
+) -> collections.Counter[str]:
+    """Compose every digest that is due; return how many of each outcome.
+
+    stopping is checked between subscribers: each batch is committed before its
+    subscribers are reported, so stopping early loses nothing and the rest is
+    composed by the next run.
+    """
+    outcomes: collections.Counter[str] = collections.Counter()
+    up_to_date: list[int] = []
+    for item in iter_composed(storage, settings, now, matching=matching, up_to_date=up_to_date):
+        outcomes[item.outcome] += 1
+        if stopping():
+            break
+    outcomes["up to date"] = sum(up_to_date)
+    return outcomes
+
+
+def describe_outcomes(outcomes: Mapping[str, int]) -> str:
+    """Return composing outcomes as "2 created, 1 empty, 40 up to date"."""
+    return ", ".join(f"{n} {name}" for name, n in outcomes.items() if n) or "nobody due"
+
+
+def describe_report(report: SendReport) -> str:
+    """Return a send report as "sent 3, failed 0, deferred 0, unknown 0"."""
+    counts = (len(report.sent), len(report.failed), len(report.deferred), len(report.unknown))
+    return "sent {}, failed {}, deferred {}, unknown {}".format(*counts)
 
 
 # -- feeds ------------------------------------------------------------------

@@ -30,6 +30,7 @@ from pydantic_settings import (
 from notifier import __version__
 from notifier.errors import ConfigError, QueryError
 from notifier.match import compile_interest
+from notifier.schedule import WEEKDAYS, Cadence, parse_send_time, parse_weekday, zone
 
 CONFIG_FILE = "notifier.toml"
 
@@ -156,6 +157,49 @@ class Settings(BaseSettings):
     max_listing_bytes: int = Field(default=20_000_000, ge=1_000)
     failure_alert_after: int = Field(default=3, ge=1, description="failures in a row to flag")
     user_agent: str | None = None
+    # A subscriber's cadence when they chose none (notifier subscribe --cadence ...).
+    # The default, daily at 00:00 UTC, makes a digest due whenever the day's first
+    # run happens, which suits cron.
+    cadence: Literal["daily", "weekdays", "weekly"] = "daily"
+    send_time: str = "00:00"
+    timezone: str = "UTC"
+    weekday: str = "monday"
+    # notifier run: how often to look for due digests, and the leader's lock.
+    compose_every: timedelta = timedelta(minutes=5)
+    send_every: timedelta = timedelta(minutes=1)
+    misfire_grace: timedelta = timedelta(minutes=10)
+    standby_poll: float = Field(default=5.0, gt=0, description="s between a standby's lock tries")
+
+    @field_validator("compose_every", "send_every", "misfire_grace", mode="before")
+    @classmethod
+    def _intervals(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+    @field_validator("send_time")
+    @classmethod
+    def _valid_send_time(cls, value: str) -> str:
+        return f"{parse_send_time(value):%H:%M}"
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        zone(value)
+        return value
+
+    @field_validator("weekday")
+    @classmethod
+    def _valid_weekday(cls, value: str) -> str:
+        return WEEKDAYS[parse_weekday(value)]
+
+    @property
+    def default_cadence(self) -> Cadence:
+        """Return the cadence of a subscriber who chose none."""
+        return Cadence(
+            self.cadence,
+            parse_send_time(self.send_time),
+            self.timezone,
+            parse_weekday(self.weekday),
+        )
 
     @field_validator("retry_deadline", mode="before")
     @classmethod

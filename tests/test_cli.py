@@ -198,11 +198,13 @@ def test_subscribe_updates_an_existing_subscriber(run: Cli) -> None:
         "--sensitivity",
         "y=strict",
     )
-    assert updated.stdout.splitlines() == [
+    assert updated.stdout.splitlines()[:3] == [
         "updated a@example.org with 2 interest(s):",
         "  x: query robotic",
         "  y: query vision about “computer vision for robots” (strict)",
     ]
+    schedule = updated.stdout.splitlines()[3]
+    assert schedule.startswith("  schedule: daily at 00:00 (UTC); next digest ")
     # Changing only the description keeps the query.
     about = run("subscribe", "a@example.org", "--about", "x=robot arms")
     assert "  x: query robotic about “robot arms”" in about.stdout
@@ -233,7 +235,7 @@ def test_init_creates_the_database(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "state" / "notifier.db").is_file()
     assert result.stdout.startswith("database ready: sqlite:///")
-    assert "(schema revision 0005)" in result.stdout.splitlines()[0]
+    assert "(schema revision 0006)" in result.stdout.splitlines()[0]
     again = invoke(tmp_path, "init")
     assert again.returncode == 0 and again.stdout == result.stdout
 

@@ -108,7 +108,7 @@ def test_a_second_run_the_same_day_sends_nothing_more(run: Cli, smtp_server: Smt
     run("digest")
     again = run("digest")
     assert again.exit_code == 0
-    assert "ada@example.org: exists: already composed for" in again.output
+    assert "2 subscriber(s) already have the digest of their current period" in again.output
     assert again.output.splitlines()[-1] == "sent 0, failed 0, deferred 0, unknown 0"
     assert len(smtp_server.handler.received) == 2
 

@@ -196,6 +196,8 @@ def sign(data: bytes, key: DkimKey) -> bytes:
 
 def subject_line(content: DigestContent) -> str:
     """Return the subject: how many papers, for which interests, for which period."""
+    if content.is_empty:
+        return clean_text(f"Nothing new for you ({content.period})")
     count = len(content.papers) + content.more
     interests = ", ".join(s.interest for s in content.sections)
     noun = "paper" if count == 1 else "papers"

@@ -7,15 +7,18 @@ transaction.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import secrets
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from alembic import command
 from alembic.config import Config
@@ -27,6 +30,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -34,6 +38,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -56,11 +61,13 @@ from notifier.models import (
 from notifier.papers import title_hash
 from notifier.storage import codec
 from notifier.storage.schema import (
+    UtcDateTime,
     deliveries,
     digests,
     ingest_runs,
     interest_vectors,
     interests,
+    job_runs,
     paper_cards,
     paper_vectors,
     papers,
@@ -71,6 +78,9 @@ from notifier.storage.schema import (
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# PostgreSQL advisory lock keys ("noti" + a number), one per purpose.
+MIGRATION_LOCK = 0x6E6F7469_0001
+LEADER_LOCK = 0x6E6F7469_0002
 
 
 class StaleDiff(StorageError):
@@ -133,6 +143,18 @@ class DigestOutcome:
     last_error: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class JobRun:
+    """One run of a scheduled job (notifier run / run-once), for status."""
+
+    job: str
+    host: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str  # running | ok | failed
+    detail: str
+
+
 class Storage:
     """Notifier's tables behind one method per use case."""
 
@@ -168,9 +190,13 @@ class Storage:
         """Bring the schema to the newest migration; return whether anything was applied."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        head = ScriptDirectory.from_config(config).get_current_head()
+        head = self.head_revision()
         try:
             with self.engine.begin() as conn:
+                if self.engine.dialect.name == "postgresql":
+                    # Two processes starting on a fresh database (two run-once from
+                    # cron) must not both create the tables: the second waits here.
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
                 current = MigrationContext.configure(conn).get_current_revision()
                 if current == head:
                     return False
@@ -186,6 +212,13 @@ class Storage:
                 f"cannot open the database {_redact(self.url)!r}: {_one_line(e.orig)}; {hint}"
             ) from e
         return True
+
+    @staticmethod
+    def head_revision() -> str | None:
+        """Return the newest migration this version of notifier knows."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        return ScriptDirectory.from_config(config).get_current_head()
 
     def schema_revision(self) -> str | None:
         """Return the Alembic revision the database is at (called by init)."""
@@ -449,8 +482,18 @@ class Storage:
         new_interests: Sequence[Interest],
         now: datetime,
         max_papers: int | None = None,
+        *,
+        schedule: Mapping[str, Any] | None = None,
+        status: str | None = None,
     ) -> tuple[Subscriber, bool]:
-        """Create a subscriber or update one (name, max_papers, interests by name); say if new."""
+        """Create a subscriber or update one (name, max_papers, interests by name); say if new.
+
+        schedule sets any of cadence, send_time, timezone, weekday (None: back to
+        the default) and empty_note; status pauses ("paused") or resumes ("active").
+        """
+        chosen = dict(schedule or {})
+        if unknown := set(chosen) - {*SCHEDULE_COLUMNS, "empty_note"}:
+            raise ValueError(f"not schedule settings: {', '.join(sorted(unknown))}")
         with self._tx() as conn:
             row = conn.execute(select(subscribers).where(subscribers.c.email == email)).first()
             created = row is None
@@ -460,11 +503,12 @@ class Storage:
                     .values(
                         email=email,
                         name=name,
-                        status="active",
+                        status=status or "active",
                         max_papers=max_papers,
                         feed_token=secrets.token_urlsafe(24),
                         manage_token=secrets.token_urlsafe(24),
                         created_at=now,
+                        **chosen,
                     )
                     .returning(subscribers.c.id)
                 ).scalar_one()
@@ -475,6 +519,9 @@ class Storage:
                     changes["name"] = name
                 if max_papers is not None:
                     changes["max_papers"] = max_papers
+                if status is not None:
+                    changes["status"] = status
+                changes.update(chosen)
                 if changes:
                     conn.execute(
                         update(subscribers).where(subscribers.c.id == row.id).values(**changes)
@@ -600,15 +647,59 @@ class Storage:
 
     # -- digests and the ledger --------------------------------------------
 
-    def subscriber_batches(self, size: int) -> Iterator[list[Subscriber]]:
-        """Yield the active subscribers with their interests in id order, size at a time."""
+    def schedule_groups(self) -> list[tuple[ScheduleKey, int]]:
+        """Return each distinct schedule of the active subscribers, with how many have it.
+
+        Subscribers who share a schedule share their due slot, so the composer
+        decides per group (a few dozen) instead of per subscriber (100,000).
+        """
+        columns = [subscribers.c[name] for name in SCHEDULE_COLUMNS]
+        query = (
+            select(*columns, func.count())
+            .where(subscribers.c.status == "active")
+            .group_by(*columns)
+        )
+        with self._tx() as conn:
+            return [(ScheduleKey(*row[:-1]), int(row[-1])) for row in conn.execute(query)]
+
+    def subscriber_batches(
+        self,
+        size: int,
+        schedule: ScheduleKey | None = None,
+        period: str | None = None,
+        fresh_since: datetime | None = None,
+    ) -> Iterator[list[Subscriber]]:
+        """Yield the active subscribers with their interests in id order, size at a time.
+
+        With schedule, only those on that schedule; with period, only those still
+        without that period's digest, or with an empty one older than fresh_since
+        (the newest paper), which a later ingest may fill.
+        """
+        condition = subscribers.c.status == "active"
+        if schedule is not None:
+            condition = and_(
+                condition,
+                *(
+                    subscribers.c[name].is_not_distinct_from(value)
+                    for name, value in zip(SCHEDULE_COLUMNS, schedule, strict=True)
+                ),
+            )
+        if period is not None:
+            settled = select(digests.c.id).where(
+                digests.c.subscriber_id == subscribers.c.id, digests.c.period == period
+            )
+            if fresh_since is not None:
+                # An empty digest composed before the newest paper arrived may fill up now.
+                stale_empty = and_(digests.c.status == "empty", digests.c.created_at < fresh_since)
+                settled = settled.where(~stale_empty)
+            condition = and_(condition, ~settled.exists())
         last = 0
         while True:
             with self._tx() as conn:
                 ids = list(
                     conn.execute(
                         select(subscribers.c.id)
-                        .where(subscribers.c.id > last, subscribers.c.status == "active")
+                        .where(subscribers.c.id > last, condition)
                         .order_by(subscribers.c.id)
                         .limit(size)
                     ).scalars()
@@ -710,7 +801,7 @@ class Storage:
         for k, item in enumerate(composed):
             content = item.content
             values = {
-                "status": "empty" if content.is_empty else "pending",
+                "status": "empty" if content.is_empty and not item.send_empty else "pending",
                 "message_id": item.message_id,
                 "content": codec.content_to_json(content, cards),
                 "papers": len(content.papers),
@@ -739,8 +830,7 @@ class Storage:
             if digest_id is not None
             for row in _ledger_rows(item, digest_id, now)
         ]
-        if ledger:
-            conn.execute(insert(deliveries), ledger)
+        _insert_rows(conn, deliveries, ledger)
         return results
 
     def _save_cards(
@@ -822,7 +912,7 @@ class Storage:
             # Two plain scans in id order (the partial index ix_digests_due), so the
             # plan never depends on statistics, which are stale right after composing.
             for condition in (expired, due):
-                query = (
+                query: Any = (
                     select(digests.c.id)
                     .where(condition, active)
                     .order_by(digests.c.id)
@@ -830,12 +920,15 @@ class Storage:
                 )
                 if self.engine.dialect.name == "postgresql":
                     query = query.with_for_update(skip_locked=True, of=digests)
+                elif condition is due:
+                    query = _SQLITE_DUE.bindparams(due_by=due_by or now, limit=limit - len(ids))
                 ids += conn.execute(query).scalars()
                 if len(ids) >= limit:
                     break
             if not ids:
                 return []
-            conn.execute(
+            # One round trip leases and reads them (RETURNING: PostgreSQL, SQLite 3.35+).
+            leased = conn.execute(
                 update(digests)
                 .where(digests.c.id.in_(ids))
                 .values(
@@ -844,14 +937,17 @@ class Storage:
                     lease_until=now + lease,
                     attempts=digests.c.attempts + 1,
                 )
+                .returning(*_CLAIMED)
             )
-            rows = list(
-                conn.execute(select(digests).where(digests.c.id.in_(ids)).order_by(digests.c.id))
-            )
+            rows = sorted(leased, key=lambda r: int(r.id))
+            # Without interests: rendering needs only the address, name and tokens,
+            # and the interests were a second query and most of the objects built.
             owners = {
-                s.id: s
-                for s in self._subscribers(
-                    conn, subscribers.c.id.in_({r.subscriber_id for r in rows})
+                r.id: codec.subscriber(r, ())
+                for r in conn.execute(
+                    select(subscribers).where(
+                        subscribers.c.id.in_(sorted({r.subscriber_id for r in rows}))
+                    )
                 )
             }
             cards = self._cards(conn, {i for r in rows for i in codec.card_ids(r.content)})
@@ -859,40 +955,55 @@ class Storage:
 
     @staticmethod
     def _cards(conn: Connection, card_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
-        """Return stored paper cards by id."""
+        """Return stored paper cards by id, reading each card's JSON once per process.
+
+        Every batch of a day's digests refers to the same few hundred cards; only
+        their fingerprints are read again, so a card id reused after a reset can
+        never bring back another card.
+        """
         found: dict[int, dict[str, Any]] = {}
+        missing: dict[str, int] = {}
         for chunk in _chunks(sorted(card_ids), 500):
-            query = select(paper_cards.c.id, paper_cards.c.card).where(paper_cards.c.id.in_(chunk))
-            found.update(dict(conn.execute(query).all()))
+            query = select(paper_cards.c.id, paper_cards.c.fingerprint).where(
+                paper_cards.c.id.in_(chunk)
+            )
+            for card_id, fingerprint in conn.execute(query):
+                card = _CARD_CACHE.get(fingerprint)
+                if card is None:
+                    missing[fingerprint] = card_id
+                else:
+                    found[card_id] = card
+        for chunk in _chunks(sorted(missing), 500):
+            query = select(paper_cards.c.fingerprint, paper_cards.c.card).where(
+                paper_cards.c.fingerprint.in_(chunk)
+            )
+            for fingerprint, card in conn.execute(query):
+                found[missing[fingerprint]] = _CARD_CACHE.put(fingerprint, card)
         return found
 
     def finish_sent(self, worker: str, sent: Sequence[tuple[int, str]], now: datetime) -> int:
-        """Mark digests the server accepted as sent, if this worker still holds them.
+        """Mark digests the server accepted as sent, in one transaction, if this worker holds them.
 
         Returns how many were marked; a digest whose lease another worker took over
-        is left to that worker.
+        is left to that worker. Raises StorageError when the marks cannot be committed.
         """
-        done = 0
-        with self._tx() as conn:
-            if self.engine.dialect.name == "postgresql":
-                # A killed sender loses nothing committed; only a crash of the
-                # database server itself could drop the last marks, and that means
-                # resending those messages (same Message-ID), never skipping them.
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-            for digest_id, reply in sent:
-                done += conn.execute(
-                    update(digests)
-                    .where(*_held(digest_id, worker))
-                    .values(
-                        status="sent",
-                        sent_at=now,
-                        last_reply=reply,
-                        last_error=None,
-                        lease_owner=None,
-                        lease_until=None,
-                    )
-                ).rowcount
-        return done
+        if not sent:
+            return 0
+        marks = [
+            {"mark_id": digest_id, "mark_owner": worker, "mark_now": now, "mark_reply": reply}
+            for digest_id, reply in sent
+        ]
+        try:
+            with self._tx() as conn:
+                if self.engine.dialect.name == "postgresql":
+                    # A killed sender loses nothing committed; only a crash of the
+                    # database server itself could drop the last marks, and that means
+                    # resending those messages (same Message-ID), never skipping them.
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                return int(conn.execute(_MARK_SENT, marks).rowcount)
+        except SQLAlchemyError as e:
+            # The sender stops on this: say what the database said, on one line.
+            raise StorageError(f"database error: {_one_line(getattr(e, 'orig', e))}") from e
 
     def finish_retry(
         self, worker: str, digest_id: int, error: str, next_attempt: datetime, unknown: bool
@@ -986,6 +1097,38 @@ class Storage:
         query = select(digests.c.status, func.count()).group_by(digests.c.status)
         with self._tx() as conn:
             return {status: int(n) for status, n in conn.execute(query)}
+
+    # -- job runs ----------------------------------------------------------
+
+    def start_job(self, job: str, host: str, now: datetime) -> int:
+        """Record that a scheduled job started; return its run id."""
+        with self._tx() as conn:
+            return int(
+                conn.execute(
+                    insert(job_runs)
+                    .values(job=job, host=host, started_at=now, status="running", detail="")
+                    .returning(job_runs.c.id)
+                ).scalar_one()
+            )
+
+    def finish_job(self, run_id: int, status: str, detail: str, now: datetime) -> None:
+        """Record how a job run ended (ok or failed) and what it did."""
+        with self._tx() as conn:
+            conn.execute(
+                update(job_runs)
+                .where(job_runs.c.id == run_id)
+                .values(status=status, detail=detail[:2000], finished_at=now)
+            )
+
+    def last_job_runs(self) -> list[JobRun]:
+        """Return the latest run of every job, by job name."""
+        latest = select(func.max(job_runs.c.id)).group_by(job_runs.c.job).scalar_subquery()
+        query = select(job_runs).where(job_runs.c.id.in_(latest)).order_by(job_runs.c.job)
+        with self._tx() as conn:
+            return [
+                JobRun(r.job, r.host, r.started_at, r.finished_at, r.status, r.detail)
+                for r in conn.execute(query)
+            ]
 
     # -- embeddings --------------------------------------------------------
 
@@ -1121,6 +1264,86 @@ def _source_state(r: Any) -> SourceState:
     )
 
 
+# Built once: a mark is one short UPDATE per accepted message, and building the
+# statement cost more than running it.
+_MARK_SENT = (
+    update(digests)
+    .where(
+        digests.c.id == bindparam("mark_id"),
+        digests.c.lease_owner == bindparam("mark_owner"),
+        digests.c.status == "sending",
+    )
+    .values(
+        status="sent",
+        sent_at=bindparam("mark_now"),
+        last_reply=bindparam("mark_reply"),
+        last_error=None,
+        lease_owner=None,
+        lease_until=None,
+    )
+)
+
+# claim_digests' scan of due digests on SQLite. Without statistics SQLite reads every
+# due row through ix_digests_status and sorts them all for the first hundred (13 ms a
+# claim at 5,000 due, growing with the queue); INDEXED BY walks ix_digests_due in id
+# order and stops at the limit (0.3 ms). The index's own predicate is repeated
+# word for word: SQLite uses a partial index only for a query that states it.
+_SQLITE_DUE = text(
+    "SELECT digests.id FROM digests INDEXED BY ix_digests_due"
+    " WHERE digests.status IN ('pending', 'unknown', 'sending')"
+    " AND digests.status IN ('pending', 'unknown')"
+    " AND (digests.next_attempt_at IS NULL OR digests.next_attempt_at <= :due_by)"
+    " AND EXISTS (SELECT 1 FROM subscribers WHERE subscribers.id = digests.subscriber_id"
+    " AND subscribers.status = 'active')"
+    " ORDER BY digests.id LIMIT :limit"
+).bindparams(bindparam("due_by", type_=UtcDateTime()))
+
+# What a claim reads of a digest (codec.stored_digest) and its subscriber's id.
+_CLAIMED = (
+    digests.c.id,
+    digests.c.subscriber_id,
+    digests.c.content,
+    digests.c.status,
+    digests.c.message_id,
+    digests.c.created_at,
+    digests.c.attempts,
+    digests.c.last_error,
+)
+
+
+class _CardCache:
+    """Paper cards by fingerprint, most recently used kept, shared by the process.
+
+    A card is content-addressed (its fingerprint is the sha256 of its JSON), so a
+    card read once is the card of that fingerprint in any database.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._cards: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, fingerprint: str) -> dict[str, Any] | None:
+        """Return the card of fingerprint, or None when it was not read yet."""
+        with self._lock:
+            card = self._cards.get(fingerprint)
+            if card is not None:
+                self._cards.move_to_end(fingerprint)
+            return card
+
+    def put(self, fingerprint: str, card: dict[str, Any]) -> dict[str, Any]:
+        """Remember a card, forgetting the least recently used past the size; return it."""
+        with self._lock:
+            self._cards[fingerprint] = card
+            while len(self._cards) > self._size:
+                self._cards.popitem(last=False)
+        return card
+
+
+# A day's digests share a few hundred cards; bounded for a long-lived sender.
+_CARD_CACHE = _CardCache(4096)
+
+
 def _held(digest_id: int, worker: str) -> tuple[Any, ...]:
     """Return the conditions under which a worker may record a digest's outcome."""
     return (
@@ -1162,6 +1385,33 @@ def _sqlite_begin_immediate(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert many rows (all with the same keys) with one driver-level executemany.
+
+    Core's executemany builds and type-processes each row's parameters in Python
+    (about 8 µs a row); a day's ledger at 100,000 subscribers is 3 million rows.
+    Here each column's bind processor is looked up once and applied directly;
+    values of columns that have one must be hashable.
+    """
+    if not rows:
+        return
+    names = list(rows[0])
+    dialect = conn.dialect
+    compiled = insert(table).values({n: bindparam(n) for n in names}).compile(dialect=dialect)
+    order = compiled.positiontup if compiled.positiontup is not None else names
+    values = [itemgetter(*order)(row) for row in rows]
+    for k, name in enumerate(order):
+        process = table.c[name].type.bind_processor(dialect)
+        if process is not None:
+            # Memoised: a ledger's datetimes are all the same moment.
+            memo = functools.lru_cache(maxsize=256)(process)
+            values = [(*row[:k], memo(row[k]), *row[k + 1 :]) for row in values]
+    params: list[Any] = values
+    if compiled.positiontup is None:
+        params = [dict(zip(order, row, strict=True)) for row in values]
+    conn.exec_driver_sql(compiled.string, params)
+
+
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     """Yield items in lists of at most size (SQLite caps bound parameters)."""
     for start in range(0, len(items), size):
@@ -1182,6 +1432,18 @@ def _redact(url: str) -> str:
     return url
 
 
+class ScheduleKey(NamedTuple):
+    """A subscriber's own schedule columns as stored (None: the configured default)."""
+
+    cadence: str | None
+    send_time: str | None
+    timezone: str | None
+    weekday: int | None
+
+
+SCHEDULE_COLUMNS = ScheduleKey._fields
+
+
 @dataclass(frozen=True, slots=True)
 class NewDigest:
     """A composed digest to store: its content, its overflow and its Message-ID.
@@ -1193,6 +1455,7 @@ class NewDigest:
     content: DigestContent
     overflow: tuple[tuple[int, str, float, str], ...]
     message_id: str
+    send_empty: bool = False  # the subscriber asked for a "nothing new" note
 
 
 def _ledger_rows(item: NewDigest, digest_id: int, now: datetime) -> list[dict[str, Any]]:

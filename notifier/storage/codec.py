@@ -71,6 +71,11 @@ def subscriber(row: Any, interests: tuple[Interest, ...]) -> Subscriber:
         created_at=row.created_at,
         max_papers=row.max_papers,
         status=row.status,
+        cadence=row.cadence,
+        send_time=row.send_time,
+        timezone=row.timezone,
+        weekday=row.weekday,
+        empty_note=bool(row.empty_note),
     )
 
 

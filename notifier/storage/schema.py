@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -145,6 +146,14 @@ subscribers = Table(
     Column("feed_token", String(64), nullable=False, unique=True),
     Column("manage_token", String(64), nullable=False, unique=True),
     Column("created_at", UtcDateTime(), nullable=False),
+    # Their own clock; NULL means the configured default (Settings.cadence, ...),
+    # so changing the default moves everyone who never chose.
+    Column("cadence", String(16)),
+    Column("send_time", String(5)),
+    Column("timezone", String(64)),
+    Column("weekday", Integer),
+    # Send a short "nothing new, and why" note for an empty period.
+    Column("empty_note", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 interests = Table(
@@ -239,3 +248,17 @@ deliveries = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("subscriber_id", "paper_id"),
 )
+
+# One row per scheduled job run (notifier run / run-once), for `notifier status`.
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("job", String(32), nullable=False),
+    Column("host", String(200), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime()),
+    Column("status", String(16), nullable=False),  # running | ok | failed
+    Column("detail", Text, nullable=False, default="", server_default=""),
+)
+Index("ix_job_runs_job", job_runs.c.job, job_runs.c.id)

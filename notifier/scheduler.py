@@ -1,0 +1,220 @@
+"""notifier run: the long-running service. APScheduler decides when; our tables decide what.
+
+APScheduler keeps no state here (a memory job store): which sources are due
+comes from their last check, which digests are due from each subscriber's
+clock and the digests already stored, what to send from the digest rows. A
+restart therefore loses nothing and repeats nothing. Only one daemon acts at a
+time: it holds a leader lock (a PostgreSQL advisory lock, or a lock file next to
+an SQLite database); a second one waits as a hot standby and takes over when
+the first dies, because the lock dies with its holder's connection or process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from notifier import pipeline
+from notifier.delivery import Transport
+from notifier.delivery.limits import RateLimit
+from notifier.errors import NotifierError
+from notifier.ingest.fetch import Fetcher
+from notifier.render.email import EmailRenderer
+from notifier.settings import Settings, SourceConfig
+from notifier.storage import Storage
+from notifier.storage.leader import LeaderLock, leader_lock
+
+log = logging.getLogger("notifier.run")
+NOTHING_TO_SEND = "nothing to send"
+IDLE = frozenset({NOTHING_TO_SEND})
+
+
+@dataclass
+class Daemon:
+    """One `notifier run` process: wait for the leader lock, then run the jobs until stopped."""
+
+    settings: Settings
+    storage: Storage
+    fetcher: Fetcher
+    renderer: EmailRenderer
+    transports: Callable[[], list[Transport]]
+    limit: RateLimit | None = None
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    host: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    _running: set[asyncio.Task[Any]] = field(default_factory=set)
+    _scheduler: AsyncIOScheduler | None = None
+
+    async def serve(self) -> None:
+        """Wait to lead, run the jobs, and on stop finish what is running and let go."""
+        lock = leader_lock(self.storage, self.settings.state_dir)
+        if not await self._lead(lock):
+            log.info("stopped while on standby")
+            return
+        try:
+            scheduler = self._scheduler = self._schedule()
+            scheduler.start()
+            log.info(
+                "leader on %s: %d source job(s), compose every %s, send every %s",
+                self.host,
+                len(self.settings.sources),
+                self.settings.compose_every,
+                self.settings.send_every,
+            )
+            while not self.stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), self.settings.standby_poll)
+                if not self.stop.is_set() and not lock.held():
+                    log.error("lost the leader lock (database connection gone); stopping")
+                    self.stop.set()
+            log.info("stopping: no new jobs; finishing %d running", len(self._running))
+            scheduler.pause()
+            if self._running:
+                await asyncio.gather(*self._running, return_exceptions=True)
+            scheduler.shutdown(wait=False)
+        finally:
+            lock.release()
+        log.info("stopped cleanly")
+
+    async def _lead(self, lock: LeaderLock) -> bool:
+        """Wait until this process holds the leader lock; return False if stopped first."""
+        announced = False
+        while not self.stop.is_set():
+            if await asyncio.to_thread(lock.try_acquire):
+                return True
+            if not announced:
+                log.info("standby: another `notifier run` is the leader; waiting to take over")
+                announced = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), self.settings.standby_poll)
+        return False
+
+    def _schedule(self) -> AsyncIOScheduler:
+        """Return a scheduler with one job per source, plus compose, send and feeds."""
+        settings, now = self.settings, self.clock()
+        scheduler = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={
+                # Late runs still run (the default grace of 1 s silently drops them,
+                # agronholm/apscheduler#182); a backlog of missed runs runs once.
+                "misfire_grace_time": max(1, int(settings.misfire_grace.total_seconds())),
+                "coalesce": True,
+                "max_instances": 1,
+            },
+        )
+        checked = {h.name: h.last_checked_at for h in self.storage.sources_health()}
+        for source in (s for s in settings.sources if s.enabled):
+            last = checked.get(source.name)
+            first = now if last is None else max(now, last + source.every)
+            scheduler.add_job(
+                self._job,
+                IntervalTrigger(seconds=source.every.total_seconds(), start_date=first),
+                args=(f"ingest:{source.name}", self._ingest, source),
+                id=f"ingest:{source.name}",
+                next_run_time=first,
+            )
+        for name, every, work in (
+            ("compose", settings.compose_every, self._compose),
+            ("send", settings.send_every, self._send),
+        ):
+            scheduler.add_job(
+                self._job,
+                IntervalTrigger(seconds=every.total_seconds()),
+                args=(name, work),
+                id=name,
+                next_run_time=now,
+            )
+        scheduler.add_job(self._job, args=("feeds", self._feeds), id="feeds", next_run_time=now)
+        return scheduler
+
+    async def _job(self, name: str, work: Callable[..., Awaitable[str]], *args: Any) -> None:
+        """Run one job, record it for `notifier status`, and log its health line."""
+        if self.stop.is_set():
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
+        started = time.perf_counter()
+        run_id = await asyncio.to_thread(self.storage.start_job, name, self.host, self.clock())
+        status, detail = "ok", ""
+        try:
+            detail = await work(*args)
+        except NotifierError as e:
+            status, detail = "failed", str(e)
+        except Exception as e:  # a job must never take the daemon down; the next run retries
+            status, detail = "failed", f"unexpected {type(e).__name__}: {e}"
+        finally:
+            self._running.discard(task)
+        with contextlib.suppress(NotifierError):
+            await asyncio.to_thread(self.storage.finish_job, run_id, status, detail, self.clock())
+        line = f"{name}: {status} in {time.perf_counter() - started:.1f} s: {detail}"
+        if status != "ok":
+            log.error(line)
+        elif detail in IDLE:
+            log.debug(line)  # a send run with nothing to do, every minute: not news
+        else:
+            log.info(line)
+
+    async def _ingest(self, source: SourceConfig) -> str:
+        """Poll one source (its job runs on the source's interval); after news, rebuild feeds."""
+        summary = await asyncio.to_thread(
+            pipeline.ingest_source, self.storage, self.fetcher, source, self.clock()
+        )
+        if (summary.new or summary.updated) and self._scheduler is not None:
+            self._scheduler.add_job(
+                self._job,
+                args=("feeds", self._feeds),
+                id="feeds",
+                replace_existing=True,
+                next_run_time=self.clock(),
+            )
+        return f"{summary.status}: {summary.papers} papers, {summary.new} new"
+
+    async def _compose(self) -> str:
+        """Compose the digests that are due; report outcomes and the health of the service."""
+        outcomes = await asyncio.to_thread(
+            pipeline.compose_due,
+            self.storage,
+            self.settings,
+            self.clock(),
+            None,
+            self.stop.is_set,
+        )
+        counts = self.storage.digest_counts()
+        waiting = counts.get("pending", 0) + counts.get("unknown", 0)
+        return f"{pipeline.describe_outcomes(outcomes)}; {waiting} digest(s) waiting to be sent"
+
+    async def _send(self) -> str:
+        """Send what is due, if anything is (no connection is opened for nothing)."""
+        counts = self.storage.digest_counts()
+        if not any(counts.get(s, 0) for s in ("pending", "unknown", "sending")):
+            return NOTHING_TO_SEND
+        report = await pipeline.deliver(
+            self.storage,
+            self.renderer,
+            self.transports(),
+            worker=pipeline.worker_name(),
+            clock=self.clock,
+            policy=pipeline.RetryPolicy.from_settings(self.settings),
+            limit=self.limit,
+            stop=self.stop,
+        )
+        return pipeline.describe_report(report)
+
+    async def _feeds(self) -> str:
+        """Rebuild every feed file."""
+        written = await asyncio.to_thread(
+            pipeline.build_feeds, self.storage, self.settings, self.clock()
+        )
+        return f"wrote {len(written)} feed files"

@@ -1,0 +1,169 @@
+"""`notifier run` and `notifier run-once` as real subprocesses against a real SMTP server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from tests.conftest import SEED_FILES, Cli, SmtpServer
+from tests.test_delivery import ROBOTS
+
+NOTIFIER = Path(sys.executable).parent / "notifier"
+
+
+class Daemon:
+    """A `notifier run` subprocess whose log is read as it is written."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._out: IO[bytes] = log.open("wb")
+        self.process = subprocess.Popen(
+            [str(NOTIFIER), "run"], env=env, stdout=self._out, stderr=subprocess.STDOUT
+        )
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, needle: str, timeout: float = 60.0) -> None:
+        """Wait until the log shows needle, or fail with the log."""
+        until_ok(
+            lambda: needle in self.text(), timeout, lambda: f"{needle!r} not in:\n{self.text()}"
+        )
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        self.process.send_signal(signum)
+        code = self.process.wait(timeout)
+        self._out.close()
+        return code
+
+
+def until_ok(check: Callable[[], bool], timeout: float, explain: Callable[[], str]) -> None:
+    """Poll check until it holds, or fail after timeout seconds with explain()."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(explain())
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def service(run: Cli, smtp_server: SmtpServer, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Return the environment of a daemon with a short schedule, and kill leftovers after."""
+    run.env.update(
+        {
+            "NOTIFIER_SMTP_URL": smtp_server.url,
+            "NOTIFIER_MATCHING": "lexical",
+            "NOTIFIER_COMPOSE_EVERY": "1",
+            "NOTIFIER_SEND_EVERY": "1",
+            "NOTIFIER_STANDBY_POLL": "0.3",
+        }
+    )
+    run("ingest", str(SEED_FILES[0]))
+    env = {**os.environ, **run.env}
+    yield env
+
+
+def received_by(smtp_server: SmtpServer) -> Counter[str]:
+    return Counter(to for message in smtp_server.handler.received for to in message.rcpt_tos)
+
+
+def test_the_daemon_delivers_due_digests_and_stops_cleanly_on_sigterm(
+    run: Cli, smtp_server: SmtpServer, service: dict[str, str], tmp_path: Path
+) -> None:
+    for name in ("ada", "bob"):
+        assert run("subscribe", f"{name}@example.org", "--interest", ROBOTS).exit_code == 0
+    daemon = Daemon(service, tmp_path / "run.log")
+    try:
+        until_ok(
+            lambda: received_by(smtp_server) == {"ada@example.org": 1, "bob@example.org": 1},
+            60,
+            lambda: f"received {received_by(smtp_server)}; log:\n{daemon.text()}",
+        )
+        daemon.wait_for("compose: ok")
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.text()
+    log = daemon.text()
+    assert "stopping: no new jobs" in log and log.rstrip().endswith("stopped cleanly")
+    assert "Traceback" not in log
+    status = run("status").output
+    assert "  compose: ok at " in status and "  send: ok at " in status
+    # Nothing more was sent while it kept running: one digest per subscriber and period.
+    assert received_by(smtp_server) == {"ada@example.org": 1, "bob@example.org": 1}
+
+
+def test_a_standby_takes_over_when_the_leader_is_killed(
+    run: Cli, smtp_server: SmtpServer, service: dict[str, str], tmp_path: Path
+) -> None:
+    run("subscribe", "ada@example.org", "--interest", ROBOTS)
+    leader = Daemon(service, tmp_path / "leader.log")
+    standby = None
+    try:
+        leader.wait_for("leader on")
+        until_ok(lambda: received_by(smtp_server)["ada@example.org"] == 1, 60, leader.text)
+        standby = Daemon(service, tmp_path / "standby.log")
+        standby.wait_for("standby: another `notifier run` is the leader")
+        assert leader.stop(signal.SIGKILL) == -signal.SIGKILL
+        standby.wait_for("leader on", timeout=30)
+        # The new leader serves a subscriber who arrives after the takeover.
+        run("subscribe", "bob@example.org", "--interest", ROBOTS)
+        until_ok(
+            lambda: received_by(smtp_server)["bob@example.org"] == 1,
+            60,
+            lambda: f"received {received_by(smtp_server)}; log:\n{standby.text()}",
+        )
+    finally:
+        if leader.process.poll() is None:
+            leader.stop(signal.SIGKILL)
+        code = standby.stop() if standby is not None else 0
+    assert code == 0
+    assert received_by(smtp_server) == {"ada@example.org": 1, "bob@example.org": 1}
+
+
+def test_two_run_once_at_the_same_moment_send_each_digest_once(
+    run: Cli, smtp_server: SmtpServer, service: dict[str, str]
+) -> None:
+    emails = [f"reader{k}@example.org" for k in range(12)]
+    for email in emails:
+        assert run("subscribe", email, "--interest", ROBOTS).exit_code == 0
+    both = [
+        subprocess.Popen(
+            [str(NOTIFIER), "run-once"], env=service, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=120) for p in both]
+    for process, (out, err) in zip(both, results, strict=True):
+        assert process.returncode == 0, (out + err).decode()
+    assert received_by(smtp_server) == dict.fromkeys(emails, 1)
+    composed = [out.decode() for out, _ in results]
+    assert all("composed: " in text for text in composed)
+    # Back to back: a third run finds everyone up to date and sends nothing.
+    third = run("run-once")
+    assert third.exit_code == 0
+    assert "composed: 12 up to date" in third.output
+    assert "sent 0, failed 0" in third.output
+    assert received_by(smtp_server) == dict.fromkeys(emails, 1)
+
+
+def test_run_once_exits_non_zero_with_one_line_when_the_mail_server_is_down(
+    run: Cli, service: dict[str, str]
+) -> None:
+    run.env["NOTIFIER_SMTP_URL"] = "smtp://127.0.0.1:9"  # discard port: nothing listens
+    run("subscribe", "ada@example.org", "--interest", ROBOTS)
+    result = run("run-once")
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("notifier: error: cannot reach the mail server 127.0.0.1:9: ")
+    # Composed and kept: the next run, with the server back, sends it.
+    assert "pending" in run("status").output
+    assert "run-once: failed" in run("status").output
