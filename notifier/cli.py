@@ -34,6 +34,7 @@ from notifier.app import (
     open_storage,
 )
 from notifier.errors import (
+    ConfigError,
     ListingError,
     NotifierError,
     QueryError,
@@ -49,7 +50,7 @@ from notifier.papers import clean_text
 from notifier.render.email import subscriber_links
 from notifier.schedule import CADENCES, next_slot, parse_send_time, parse_weekday, resolve, zone
 from notifier.scheduler import Daemon
-from notifier.settings import Settings, SourceConfig, load_settings
+from notifier.settings import Settings, SourceConfig, load_settings, parse_duration
 from notifier.storage import Storage
 
 
@@ -966,6 +967,43 @@ def run_once(context: Context) -> None:
         click.echo(f"notifier: error: {error}", err=True)
     if errors:
         sys.exit(1)
+
+
+@cli.command()
+@click.option(
+    "--max-age",
+    default="15m",
+    show_default=True,
+    help="How recent the last compose (or run-once) must be, e.g. 15m, 2h, 1d.",
+)
+@pass_context
+def health(context: Context, max_age: str) -> None:
+    """Exit 0 if the service is alive: the database answers and composing ran recently.
+
+    For container health checks and monitoring: prints one line, and exits 1
+    when the last compose (notifier run) or run-once is older than --max-age
+    or failed.
+    """
+    try:
+        limit = parse_duration(max_age)
+    except ValueError as e:
+        raise ConfigError(f"--max-age: {e}") from None
+    now = utc_now()
+    runs = {job.job: job for job in context.storage.last_job_runs()}
+    latest = max(
+        (runs[name] for name in ("compose", "run-once") if name in runs),
+        key=lambda job: job.started_at,
+        default=None,
+    )
+    if latest is None:
+        fail("unhealthy: no compose has run yet (is `notifier run` or cron running?)")
+    age = now - latest.started_at
+    minutes = int(age.total_seconds() // 60)
+    if latest.status == "failed":
+        fail(f"unhealthy: the last {latest.job} failed {minutes} min ago: {latest.detail}")
+    if age > limit:
+        fail(f"unhealthy: the last {latest.job} ran {minutes} min ago (more than {max_age})")
+    click.echo(f"healthy: the last {latest.job} was {latest.status} {minutes} min ago")
 
 
 @cli.group()

@@ -78,6 +78,8 @@ from notifier.storage import NewDigest, Payload, SourceState, StaleDiff, Storage
 
 # How many of the newest papers topic and private feeds choose from.
 FEED_POOL = 1000
+# Subscribers whose private feed is kept (any other status removes it).
+FEED_STATUSES = frozenset({"active", "paused", "suspended"})
 
 
 # -- ingest -----------------------------------------------------------------
@@ -971,7 +973,8 @@ def build_feeds(
             ),
         )
     keep = set()
-    for subscriber in storage.subscribers(active_only=True):
+    # A paused or suspended subscriber stops getting email, not their feed.
+    for subscriber in (s for s in storage.subscribers() if s.status in FEED_STATUSES):
         keep.add(subscriber.feed_token)
         try:
             interests = compile_interests(storage, matching, subscriber.interests)
@@ -984,10 +987,11 @@ def build_feeds(
             _meta(settings, name, title, "New papers matching your interests."),
             _matching_items(index, pool, interests, matching, settings.feed_items),
         )
-    # A subscriber who left must not keep a live private feed.
-    for stale in (root / "subscribers").glob("*.*"):
+    # A subscriber who left must not keep a live private feed. Dot files are the
+    # temporary files of a concurrent run (two run-once at once) mid-write.
+    for stale in (root / "subscribers").glob("[!.]*.*"):
         if stale.stem not in keep:
-            stale.unlink()
+            stale.unlink(missing_ok=True)
     return written
 
 

@@ -153,6 +153,9 @@ def test_two_run_once_at_the_same_moment_send_each_digest_once(
     assert "composed: 12 up to date" in third.output
     assert "sent 0, failed 0" in third.output
     assert received_by(smtp_server) == dict.fromkeys(emails, 1)
+    healthy = run("health")
+    assert healthy.exit_code == 0
+    assert healthy.output.startswith("healthy: the last run-once was ok 0 min ago")
 
 
 def test_run_once_exits_non_zero_with_one_line_when_the_mail_server_is_down(
@@ -167,3 +170,8 @@ def test_run_once_exits_non_zero_with_one_line_when_the_mail_server_is_down(
     # Composed and kept: the next run, with the server back, sends it.
     assert "pending" in run("status").output
     assert "run-once: failed" in run("status").output
+    unhealthy = run("health")
+    assert unhealthy.exit_code == 1
+    assert unhealthy.stderr.startswith(
+        "notifier: error: unhealthy: the last run-once failed 0 min ago"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -313,6 +314,11 @@ def test_subscriber_edit_sets_the_clock_pauses_and_resumes(run: Cli) -> None:
     assert "Europe/Berlin" in run("status", "a@example.org").output  # unchanged
     paused = run("subscriber", "edit", "a@example.org", "--pause")
     assert "schedule: none while paused" in paused.output
+    # Pausing stops email, not the private feed a reader may follow.
+    assert run("feeds").exit_code == 0
+    feed_url = json.loads(run("subscribers", "--json").output)["feed"]
+    token_feed = Path(run.env["NOTIFIER_STATE_DIR"]) / "feeds" / "subscribers"
+    assert any(feed_url.endswith(f.name) for f in token_feed.iterdir())
     assert "a@example.org" not in run("digest", "--dry-run").output
     assert "--resume" in run("status", "a@example.org").output
     run("subscriber", "edit", "a@example.org", "--resume", "--cadence", "default")

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import re
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from notifier.errors import ConfigError
 from notifier.models import Interest
 from notifier.settings import Settings, SmtpTarget, load_settings
 from notifier.storage import Storage
-from tests.conftest import NOW, SmtpServer, seed_bytes
+from tests.conftest import NOW, Cli, SmtpServer, seed_bytes
 
 FAST = pipeline.RetryPolicy(base=0.001, cap=0.001, lease=timedelta(minutes=5), bounce_limit=2)
 
@@ -193,6 +194,101 @@ def test_stopping_finishes_what_is_in_flight_and_gives_the_rest_back(
         leased = conn.execute(text("SELECT count(*) FROM digests WHERE lease_owner IS NOT NULL"))
         assert leased.scalar_one() == 0
     assert len(deliver(storage, settings, smtp_server).sent) == 4
+
+
+def on_marking_sent(storage: Storage, body: dict[str, str]) -> None:
+    """Make the database run body (per dialect) whenever a digest is marked sent."""
+    with storage.engine.begin() as conn:
+        if storage.engine.dialect.name == "sqlite":
+            conn.exec_driver_sql(
+                "CREATE TRIGGER on_sent BEFORE UPDATE ON digests WHEN NEW.status = 'sent' "
+                f"BEGIN {body['sqlite']}; END"
+            )
+            return
+        conn.exec_driver_sql(
+            "CREATE FUNCTION on_sent() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN {body['postgresql']}; RETURN NEW; END $$"
+        )
+        conn.exec_driver_sql(
+            "CREATE TRIGGER on_sent BEFORE UPDATE ON digests FOR EACH ROW "
+            "WHEN (NEW.status = 'sent') EXECUTE FUNCTION on_sent()"
+        )
+
+
+def test_a_stop_while_marks_are_committing_leaves_every_accepted_message_sent(
+    storage: Storage, settings: Settings, smtp_server: SmtpServer
+) -> None:
+    emails = [f"s{i}@example.org" for i in range(8)]
+    compose_for(storage, settings, emails)
+    # A slow database: each mark takes 0.2 s to commit (PostgreSQL; SQLite has no sleep),
+    # so the stop comes while accepted messages are not yet recorded.
+    on_marking_sent(storage, {"sqlite": "SELECT 1", "postgresql": "PERFORM pg_sleep(0.2)"})
+    stop = asyncio.Event()
+
+    def progress(_step: int) -> None:
+        stop.set()  # as SIGTERM does, right after the server accepted a message
+
+    report = deliver(storage, settings, smtp_server, stop=stop, on_progress=progress)
+    # What the server accepted is recorded as sent before deliver returns; the rest
+    # is given back, and nothing stays claimed.
+    received = {r.rcpt_tos[0] for r in smtp_server.handler.received}
+    assert 1 <= len(received) <= 2  # the other connection may have had one in flight
+    assert sorted(report.sent) == sorted(received)
+    after = states(storage)
+    assert {e for e, (s, _) in after.items() if s == "sent"} == received
+    assert Counter(s for s, _ in after.values()) == {
+        "sent": len(received),
+        "pending": 8 - len(received),
+    }
+    with storage.engine.connect() as conn:
+        leased = conn.execute(text("SELECT count(*) FROM digests WHERE lease_owner IS NOT NULL"))
+        assert leased.scalar_one() == 0
+
+
+def test_marks_that_cannot_be_committed_stop_send_with_one_line_and_lose_nothing(
+    storage: Storage, settings: Settings, smtp_server: SmtpServer, run: Cli
+) -> None:
+    emails = [f"s{i}@example.org" for i in range(5)]
+    compose_for(storage, settings, emails)
+    on_marking_sent(
+        storage,
+        {
+            "sqlite": "SELECT RAISE(ABORT, 'disk quota exceeded')",
+            "postgresql": "RAISE EXCEPTION 'disk quota exceeded' USING ERRCODE = '53100'",
+        },
+    )
+    run.env.update({"NOTIFIER_SMTP_URL": smtp_server.url, "NOTIFIER_LEASE_SECONDS": "1"})
+    failed = run("send")
+    assert failed.exit_code == 1
+    [line] = failed.stderr.splitlines()
+    assert line.startswith(
+        "notifier: error: cannot record accepted messages as sent: database error: "
+        "disk quota exceeded"
+    )
+    assert line.endswith("go out again (same Message-ID) once their lease expires")
+    # Accepted but unrecorded: still claimed, so taken again once the lease expires;
+    # the rest was given back. Nothing is marked sent that the database refused.
+    accepted = {r.rcpt_tos[0] for r in smtp_server.handler.received}
+    after = states(storage)
+    assert 1 <= len(accepted) <= 2  # one per connection at most
+    assert {e for e, (s, _) in after.items() if s == "sending"} == accepted
+    assert {e for e, (s, _) in after.items() if s == "pending"} == set(emails) - accepted
+
+    postgresql = storage.engine.dialect.name == "postgresql"
+    with storage.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER on_sent" + (" ON digests" if postgresql else ""))
+    time.sleep(1.1)  # the lease of what was accepted expires
+    again = run("send")
+    assert again.exit_code == 0, again.stderr
+    assert again.output.splitlines()[-1] == "sent 5, failed 0, deferred 0, unknown 0"
+    assert {s for s, _ in states(storage).values()} == {"sent"}
+    arrived = Counter(r.message["Message-ID"] for r in smtp_server.handler.received)
+    assert len(arrived) == 5  # every digest arrived...
+    # ...and only those accepted before the failure twice, with the same Message-ID.
+    twice = {
+        r.rcpt_tos[0] for r in smtp_server.handler.received if arrived[r.message["Message-ID"]] > 1
+    }
+    assert twice == accepted
 
 
 @pytest.mark.parametrize("connections", [1, 3])
