@@ -17,7 +17,6 @@ import os
 import resource
 import tempfile
 import time
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from postfix import DEFAULT_CACHE_DIR, postfix_tools, sink
@@ -36,12 +35,18 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def children_rss_mib() -> float:
+    """Return the largest peak RSS of the finished child processes (compose workers), MiB."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
 def main() -> None:
     """Set up the subscribers, then time ingest, compose and send."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--papers", type=int, default=500)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="sending processes")
+    parser.add_argument("--compose-workers", type=int, default=2, help="composing processes")
     parser.add_argument("--matching", default="hybrid", choices=("lexical", "semantic", "hybrid"))
     parser.add_argument("--database", help="database URL (default: SQLite in a temp dir)")
     args = parser.parse_args()
@@ -51,6 +56,7 @@ def main() -> None:
         database = args.database or f"sqlite:///{state}/bench.db"
         env = bench_env(state, database, f"smtp://{server.host}:{server.port}", args.matching)
         env["NOTIFIER_SMTP_CONNECTIONS"] = "2"
+        env["NOTIFIER_COMPOSE_WORKERS"] = str(args.compose_workers)
         os.environ.update(env)
         settings = load_settings(None)
         storage = Storage(database)
@@ -71,11 +77,16 @@ def main() -> None:
         summary = pipeline.ingest(storage, "daily", data, NOW - timedelta(minutes=5))
         t1 = time.perf_counter()
         stages.append((f"ingest ({summary.new} new papers)", t1 - t0, rss_mib()))
-        outcomes = Counter(
-            c.outcome for c in pipeline.iter_composed(storage, settings, NOW, matching=matching)
-        )
+        outcomes = pipeline.compose_due(storage, settings, NOW, matching)
         t2 = time.perf_counter()
-        stages.append((f"compose ({dict(outcomes)})", t2 - t1, rss_mib()))
+        composed = ", ".join(f"{n:,} {k}" for k, n in outcomes.items() if n)
+        stages.append(
+            (
+                f"compose ({args.compose_workers} processes: {composed})",
+                t2 - t1,
+                max(rss_mib(), children_rss_mib()),
+            )
+        )
         storage.close()
         before = server.messages()
         wall, totals, rss = timed_send(env, args.workers)

@@ -11,6 +11,7 @@ import collections
 import contextlib
 import functools
 import hashlib
+import multiprocessing
 import os
 import random
 import socket
@@ -74,7 +75,7 @@ from notifier.render.email import EmailRenderer
 from notifier.render.feed import FeedItem, FeedMeta, build_feed, feed_url, private_feed_name
 from notifier.schedule import last_slot, resolve
 from notifier.settings import Settings, SourceConfig
-from notifier.storage import NewDigest, Payload, SourceState, StaleDiff, Storage
+from notifier.storage import NewDigest, Payload, Shard, SourceState, StaleDiff, Storage
 
 # How many of the newest papers topic and private feeds choose from.
 FEED_POOL = 1000
@@ -414,6 +415,7 @@ def iter_composed(
     record: bool = True,
     matching: Matching | None = None,
     up_to_date: list[int] | None = None,
+    shard: Shard | None = None,
 ) -> Iterator[ComposedDigest]:
     """Compose the digest of every active subscriber whose slot is due, a batch at a time.
 
@@ -422,19 +424,20 @@ def iter_composed(
     subscriber who already has this period's digest is skipped. With
     record=True each digest and its ledger rows are stored together (a batch is
     one transaction); with record=False nothing is written (dry run). up_to_date,
-    when given, receives how many subscribers already had their current digest.
+    when given, receives how many subscribers already had their current digest;
+    shard (k, n) limits the run to one of n composing processes.
     """
     matching = matching or matching_for(settings)
     candidates = storage.recent_papers(since=now - timedelta(days=settings.backlog_days), until=now)
     run = _ComposeRun(storage, settings, matching, candidates, now)
     newest = max((p.first_seen_at for p in candidates), default=None)
     default = settings.default_cadence
-    for schedule, count in storage.schedule_groups():
+    for schedule, count in storage.schedule_groups(shard):
         try:
             cadence = resolve(default, *schedule)
         except ValueError as e:
             # A stored choice that stopped being valid (a zone removed from tzdata).
-            for batch in storage.subscriber_batches(COMPOSE_BATCH, schedule):
+            for batch in storage.subscriber_batches(COMPOSE_BATCH, schedule, shard=shard):
                 for subscriber in batch:
                     yield ComposedDigest(subscriber, None, "invalid", str(e))
             continue
@@ -442,7 +445,8 @@ def iter_composed(
         if slot is None:
             continue
         seen = 0
-        for batch in storage.subscriber_batches(COMPOSE_BATCH, schedule, slot.period, newest):
+        batches = storage.subscriber_batches(COMPOSE_BATCH, schedule, slot.period, newest, shard)
+        for batch in batches:
             seen += len(batch)
             yield from run.batch(batch, slot.period, record)
         if up_to_date is not None:
@@ -899,27 +903,66 @@ def ingest_due(
     return summaries, errors
 
 
-def compose_due(
+def compose_due(  # noqa: PLR0917
     storage: Storage,
     settings: Settings,
     now: datetime,
     matching: Matching | None = None,
     stopping: Callable[[], bool] = lambda: False,
+    shard: Shard | None = None,
 ) -> collections.Counter[str]:
     """Compose every digest that is due; return how many of each outcome.
 
     stopping is checked between subscribers: each batch is committed before its
     subscribers are reported, so stopping early loses nothing and the rest is
-    composed by the next run.
+    composed by the next run. With settings.compose_workers > 1 (and no shard
+    given) the subscribers are split among that many processes.
     """
+    if shard is None and settings.compose_workers > 1:
+        return _compose_in_processes(storage, settings, now, matching)
     outcomes: collections.Counter[str] = collections.Counter()
     up_to_date: list[int] = []
-    for item in iter_composed(storage, settings, now, matching=matching, up_to_date=up_to_date):
+    for item in iter_composed(
+        storage, settings, now, matching=matching, up_to_date=up_to_date, shard=shard
+    ):
         outcomes[item.outcome] += 1
         if stopping():
             break
     outcomes["up to date"] = sum(up_to_date)
     return outcomes
+
+
+def _compose_in_processes(
+    storage: Storage, settings: Settings, now: datetime, matching: Matching | None
+) -> collections.Counter[str]:
+    """Compose with compose_workers processes, each on its shard of the subscribers.
+
+    Matching is CPU-bound Python, so processes, not threads. The new papers are
+    embedded here first, once; the workers then read the stored vectors.
+    """
+    candidates = storage.recent_papers(since=now - timedelta(days=settings.backlog_days), until=now)
+    paper_index(storage, matching or matching_for(settings), candidates)
+    workers = settings.compose_workers
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Pool(workers) as pool:
+        shards = [(settings.model_dump(), now, (k, workers)) for k in range(workers)]
+        results = pool.starmap(_compose_shard, shards)
+    total: collections.Counter[str] = collections.Counter()
+    for outcome in results:
+        total.update(outcome)
+    return total
+
+
+def _compose_shard(
+    settings_data: dict[str, Any], now: datetime, shard: Shard
+) -> collections.Counter[str]:
+    """Compose one shard in a worker process (the target of _compose_in_processes)."""
+    settings = Settings(**settings_data)
+    storage = Storage(settings.database)
+    try:
+        return compose_due(storage, settings, now, shard=shard)
+    finally:
+        storage.close()
 
 
 def describe_outcomes(outcomes: Mapping[str, int]) -> str:

@@ -164,6 +164,8 @@ class Settings(BaseSettings):
     send_time: str = "00:00"
     timezone: str = "UTC"
     weekday: str = "monday"
+    # Processes that compose digests (matching is CPU-bound: one per core).
+    compose_workers: int = Field(default=1, ge=1, le=64)
     # notifier run: how often to look for due digests, and the leader's lock.
     compose_every: timedelta = timedelta(minutes=5)
     send_every: timedelta = timedelta(minutes=1)

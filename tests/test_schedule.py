@@ -325,3 +325,29 @@ def test_subscriber_edit_sets_the_clock_pauses_and_resumes(run: Cli) -> None:
     assert "a@example.org: " in run("digest", "--dry-run").output
     missing = run("subscriber", "edit", "nobody@example.org", "--pause")
     assert missing.exit_code == 1 and "no subscriber with the address" in missing.stderr
+
+
+def test_composing_in_two_processes_gives_every_subscriber_one_digest(
+    tmp_path: Path, database_url: str
+) -> None:
+    (tmp_path / "state").mkdir(exist_ok=True)
+    settings = load_settings(
+        state_dir=tmp_path / "state",
+        database_url=database_url,
+        matching="lexical",
+        compose_workers=2,
+    )
+    storage = Storage(settings.database)
+    storage.migrate()
+    now = utc(2026, 3, 11, 8)
+    pipeline.ingest(storage, "s", seed_bytes(0), now - timedelta(hours=1))
+    for k in range(25):
+        subscribe(storage, f"r{k}@example.org", now)
+    first = pipeline.compose_due(storage, settings, now)
+    assert first["created"] + first["empty"] == 25 and first["created"] > 0
+    with storage.engine.connect() as conn:
+        owners = [row[0] for row in conn.execute(select(digests.c.subscriber_id))]
+    assert sorted(owners) == sorted(set(owners)) and len(owners) == 25
+    again = pipeline.compose_due(storage, settings, now + timedelta(minutes=5))
+    assert again == {"up to date": 25}
+    storage.close()

@@ -647,7 +647,7 @@ class Storage:
 
     # -- digests and the ledger --------------------------------------------
 
-    def schedule_groups(self) -> list[tuple[ScheduleKey, int]]:
+    def schedule_groups(self, shard: Shard | None = None) -> list[tuple[ScheduleKey, int]]:
         """Return each distinct schedule of the active subscribers, with how many have it.
 
         Subscribers who share a schedule share their due slot, so the composer
@@ -656,7 +656,7 @@ class Storage:
         columns = [subscribers.c[name] for name in SCHEDULE_COLUMNS]
         query = (
             select(*columns, func.count())
-            .where(subscribers.c.status == "active")
+            .where(subscribers.c.status == "active", *_in_shard(shard))
             .group_by(*columns)
         )
         with self._tx() as conn:
@@ -668,14 +668,16 @@ class Storage:
         schedule: ScheduleKey | None = None,
         period: str | None = None,
         fresh_since: datetime | None = None,
+        shard: Shard | None = None,
     ) -> Iterator[list[Subscriber]]:
         """Yield the active subscribers with their interests in id order, size at a time.
 
         With schedule, only those on that schedule; with period, only those still
         without that period's digest, or with an empty one older than fresh_since
-        (the newest paper), which a later ingest may fill.
+        (the newest paper), which a later ingest may fill; with shard (k, n), only
+        ids equal to k modulo n (one of n composing processes).
         """
-        condition = subscribers.c.status == "active"
+        condition = and_(subscribers.c.status == "active", *_in_shard(shard))
         if schedule is not None:
             condition = and_(
                 condition,
@@ -1412,6 +1414,14 @@ def _insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any
     conn.exec_driver_sql(compiled.string, params)
 
 
+def _in_shard(shard: Shard | None) -> list[Any]:
+    """Return the condition that keeps one shard's subscribers (none for all of them)."""
+    if shard is None:
+        return []
+    k, n = shard
+    return [subscribers.c.id % n == k]
+
+
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     """Yield items in lists of at most size (SQLite caps bound parameters)."""
     for start in range(0, len(items), size):
@@ -1442,6 +1452,8 @@ class ScheduleKey(NamedTuple):
 
 
 SCHEDULE_COLUMNS = ScheduleKey._fields
+# (k, n): the subscribers whose id is k modulo n, the share of one of n processes.
+Shard = tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
