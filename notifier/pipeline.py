@@ -407,6 +407,15 @@ def compose_digests(
     return list(iter_composed(storage, settings, now, record=record, matching=matching))
 
 
+def candidate_window(settings: Settings) -> timedelta:
+    """Return how far back composing looks for papers not yet offered.
+
+    At least eight days: a weekly digest composed a few minutes later than the
+    week before must still see the papers that arrived in between.
+    """
+    return timedelta(days=max(settings.backlog_days, 8))
+
+
 def iter_composed(
     storage: Storage,
     settings: Settings,
@@ -428,7 +437,7 @@ def iter_composed(
     shard (k, n) limits the run to one of n composing processes.
     """
     matching = matching or matching_for(settings)
-    candidates = storage.recent_papers(since=now - timedelta(days=settings.backlog_days), until=now)
+    candidates = storage.recent_papers(since=now - candidate_window(settings), until=now)
     run = _ComposeRun(storage, settings, matching, candidates, now)
     newest = max((p.first_seen_at for p in candidates), default=None)
     default = settings.default_cadence
@@ -818,13 +827,16 @@ async def deliver(
 ) -> SendReport:
     """Claim due digests and send them over the transports (one lane each) until none is left.
 
-    A digest is marked sent only after the server accepted it. A refused
-    recipient (5xx) fails that digest and counts a hard bounce; 4xx and lost
-    connections are retried with backoff until the deadline; a connection lost
-    after the data went out makes the digest "unknown", retried with the same
-    Message-ID. An unreachable server stops the run (ServerUnavailable) with
-    everything not accepted still due. Setting stop finishes the messages in
-    flight and gives the rest back.
+    A digest is marked sent only after the server accepted it, on a worker
+    thread (every mark waiting in one transaction), and before the run ends or
+    any lease is given back; marks that cannot be committed stop the run with
+    StorageError, those messages still claimed. A refused recipient (5xx)
+    fails that digest and counts a hard bounce; 4xx and lost connections are
+    retried with backoff until the deadline; a connection lost after the data
+    went out makes the digest "unknown", retried with the same Message-ID. An
+    unreachable server stops the run (ServerUnavailable) with everything not
+    accepted still due. Setting stop finishes the messages in flight and gives
+    the rest back.
     """
     run = _Delivery(
         storage,
@@ -940,7 +952,7 @@ def _compose_in_processes(
     Matching is CPU-bound Python, so processes, not threads. The new papers are
     embedded here first, once; the workers then read the stored vectors.
     """
-    candidates = storage.recent_papers(since=now - timedelta(days=settings.backlog_days), until=now)
+    candidates = storage.recent_papers(since=now - candidate_window(settings), until=now)
     paper_index(storage, matching or matching_for(settings), candidates)
     workers = settings.compose_workers
     spawn = multiprocessing.get_context("spawn")

@@ -143,7 +143,7 @@ class Settings(BaseSettings):
     base_url: str = "http://localhost:8000"
     templates_dir: Path | None = None
     max_papers: int = Field(default=30, ge=1, le=500)
-    backlog_days: int = Field(default=7, ge=1, le=365)
+    backlog_days: int = Field(default=8, ge=1, le=365)
     feed_items: int = Field(default=50, ge=1, le=1000)
     topics: tuple[Topic, ...] = ()
     # hybrid: query filter + BM25F fused with sentence embeddings (the default);

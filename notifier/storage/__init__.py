@@ -898,6 +898,7 @@ class Storage:
 
         PostgreSQL skips rows other workers hold (FOR UPDATE SKIP LOCKED); SQLite
         has one writer, and every transaction here starts with BEGIN IMMEDIATE.
+        Each digest's subscriber comes without interests: rendering does not use them.
         """
         expired = and_(digests.c.status == "sending", digests.c.lease_until < now)
         due = and_(

@@ -114,7 +114,15 @@ class AdvisoryLeaderLock:
 
 
 def leader_lock(storage: Storage, state_dir: Path) -> LeaderLock:
-    """Return the leader lock that suits the database (a lock file in state_dir for SQLite)."""
+    """Return the leader lock that suits the database.
+
+    For SQLite, a lock file next to the database file (two daemons with
+    different state directories but one database still exclude each other);
+    state_dir for an in-memory database.
+    """
     if storage.engine.dialect.name == "postgresql":
         return AdvisoryLeaderLock(storage.engine)
+    database = storage.engine.url.database
+    if database and database != ":memory:":
+        return FileLeaderLock(Path(f"{database}-run.lock"))
     return FileLeaderLock(state_dir / "notifier-run.lock")
