@@ -175,3 +175,25 @@ def test_run_once_exits_non_zero_with_one_line_when_the_mail_server_is_down(
     assert unhealthy.stderr.startswith(
         "notifier: error: unhealthy: the last run-once failed 0 min ago"
     )
+
+
+def test_sigterm_lets_messages_in_flight_finish_and_gives_the_rest_back(
+    run: Cli, smtp_server: SmtpServer, service: dict[str, str], tmp_path: Path
+) -> None:
+    emails = [f"reader{k}@example.org" for k in range(6)]
+    for email in emails:
+        run("subscribe", email, "--interest", ROBOTS)
+    smtp_server.handler.stall = dict.fromkeys(emails, 1.0)  # each reply comes a second late
+    daemon = Daemon({**service, "NOTIFIER_SMTP_CONNECTIONS": "1"}, tmp_path / "run.log")
+    try:
+        until_ok(lambda: len(smtp_server.handler.received) >= 1, 60, daemon.text)
+    finally:
+        code = daemon.stop()  # while the first message waits for its reply
+    assert code == 0, daemon.text()
+    arrived = received_by(smtp_server)
+    status = run("status").output
+    assert f"{sum(arrived.values())} sent" in status
+    assert "sending" not in status  # nothing left leased: the rest was given back
+    smtp_server.handler.stall = {}
+    assert run("run-once").exit_code == 0
+    assert received_by(smtp_server) == dict.fromkeys(emails, 1)
