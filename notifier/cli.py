@@ -155,7 +155,9 @@ pass_context = click.make_pass_decorator(Context)
 def init(context: Context) -> None:
     """Create the state directory and the database, or upgrade its schema."""
     storage = context.storage  # opening applies any pending migration
-    click.echo(f"database ready: {storage.url} (schema revision {storage.schema_revision()})")
+    click.echo(
+        f"database ready: {storage.safe_url()} (schema revision {storage.schema_revision()})"
+    )
     click.echo(f"state directory: {context.settings.state_dir.resolve()}")
 
 
@@ -853,7 +855,7 @@ def status(context: Context, email: str | None) -> None:
             error = f" (last error: {d.last_error})" if d.last_error else ""
             click.echo(f"  {d.period}  {d.status:<7} {d.papers:>3} papers  {d.reason}{error}")
         return
-    click.echo(f"database: {storage.url}")
+    click.echo(f"database: {storage.safe_url()}")
     click.echo(f"papers: {storage.count_papers()}, subscribers: {len(storage.subscribers())}")
     click.echo("recent ingests:")
     for run in storage.ingest_runs(limit=10):
@@ -896,10 +898,12 @@ def run_service(context: Context) -> None:
     """Run as a service until SIGTERM: poll sources, compose due digests, send, rebuild feeds.
 
     Only one `notifier run` acts at a time (a leader lock: PostgreSQL advisory
-    lock, or a lock file in the state directory for SQLite); start a second one
+    lock, or a lock file next to the SQLite database); start a second one
     as a hot standby and it takes over when the first dies. SIGTERM or Ctrl-C
     stops taking work, lets running jobs finish (messages in flight are
-    accepted or given back), and exits 0. Every job logs one line per run;
+    accepted or given back), and exits 0. A leader that loses its lock (its
+    database connection died) drains the same way and exits 1, so a service
+    manager restarts it as a standby. Every job logs one line per run;
     `notifier status` shows the last run of each.
     """
     settings, storage = context.settings, context.storage
@@ -1031,7 +1035,7 @@ def db_upgrade(context: Context) -> None:
 @db.command("current")
 @pass_context
 def db_current(context: Context) -> None:
-    """Print the schema revision of the database and the newest this version knows."""
+    """Print the schema revision and the newest this version knows; exit 1 if behind."""
     storage = Storage(context.settings.database)
     try:
         current, head = storage.schema_revision(), Storage.head_revision()
@@ -1039,6 +1043,8 @@ def db_current(context: Context) -> None:
         storage.close()
     state = "current" if current == head else "behind: run `notifier db upgrade`"
     click.echo(f"revision {current or 'none'} (newest {head}): {state}")
+    if current != head:
+        sys.exit(1)  # scripts (deploy checks) can test it
 
 
 @cli.command("eval")
@@ -1138,8 +1144,8 @@ def demo(context: Context, reset: bool) -> None:
     if storage.count_papers() or storage.subscribers():
         if not reset:
             fail(
-                f"the database {storage.url} already holds data; run `notifier demo --reset` "
-                "to start over (deletes it)"
+                f"the database {storage.safe_url()} already holds data; "
+                "run `notifier demo --reset` to start over (deletes it)"
             )
         storage.reset()
         for folder in (settings.outbox_dir, settings.feeds_dir):

@@ -72,11 +72,14 @@ class Daemon:
                 self.settings.compose_every,
                 self.settings.send_every,
             )
+            lost = False
             while not self.stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), self.settings.standby_poll)
                 if not self.stop.is_set() and not lock.held():
+                    # Another daemon may lead now: acting on would make two leaders.
                     log.error("lost the leader lock (database connection gone); stopping")
+                    lost = True
                     self.stop.set()
             log.info("stopping: no new jobs; finishing %d running", len(self._running))
             scheduler.pause()
@@ -85,6 +88,11 @@ class Daemon:
             scheduler.shutdown(wait=False)
         finally:
             lock.release()
+        if lost:
+            raise NotifierError(
+                "lost the leader lock (its database connection died); stopped so that the "
+                "service manager restarts notifier run, which then waits as a standby"
+            )
         log.info("stopped cleanly")
 
     async def _lead(self, lock: LeaderLock) -> bool:

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+import sqlalchemy
 
-from tests.conftest import SEED_FILES, Cli, SmtpServer
+from tests.conftest import PG_URL, SEED_FILES, Cli, SmtpServer
 from tests.test_delivery import ROBOTS
 
 NOTIFIER = Path(sys.executable).parent / "notifier"
@@ -197,3 +198,33 @@ def test_sigterm_lets_messages_in_flight_finish_and_gives_the_rest_back(
     smtp_server.handler.stall = {}
     assert run("run-once").exit_code == 0
     assert received_by(smtp_server) == dict.fromkeys(emails, 1)
+
+
+@pytest.mark.postgres
+def test_a_leader_whose_lock_connection_dies_stops_and_exits_1(
+    run: Cli, service: dict[str, str], tmp_path: Path, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the advisory lock lives on a PostgreSQL connection")
+    daemon = Daemon(service, tmp_path / "run.log")
+    try:
+        daemon.wait_for("leader on")
+        engine = sqlalchemy.create_engine(PG_URL)
+        with engine.begin() as conn:
+            killed = conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                "WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() "
+                f"AND objid = (SELECT hashtext('{database_url.rsplit('%3D', 1)[1]}')::oid)"
+            ).all()
+        engine.dispose()
+        assert killed == [(True,)]
+        code = daemon.process.wait(60)
+    finally:
+        if daemon.process.poll() is None:
+            daemon.stop(signal.SIGKILL)
+    assert code == 1, daemon.text()
+    assert "lost the leader lock" in daemon.text()
+    assert daemon.text().rstrip().splitlines()[-1] == (
+        "notifier: error: lost the leader lock (its database connection died); stopped so "
+        "that the service manager restarts notifier run, which then waits as a standby"
+    )

@@ -213,6 +213,10 @@ class Storage:
             ) from e
         return True
 
+    def safe_url(self) -> str:
+        """Return the database URL with any password hidden (for output and logs)."""
+        return _redact(self.url)
+
     @staticmethod
     def head_revision() -> str | None:
         """Return the newest migration this version of notifier knows."""
