@@ -156,3 +156,9 @@ def test_importing_subscribers_skips_known_addresses_and_keeps_interest_order(
     assert [i.name for i in by_email["known@example.org"].interests] == ["a"]
     assert by_email["new@example.org"].name == "Twice"  # the last line for an address wins
     assert [i.name for i in by_email["new@example.org"].interests] == ["x"]
+
+
+def test_the_database_url_is_shown_without_its_password() -> None:
+    storage = Storage("postgresql+psycopg://notifier:s3cret@db.example.org:5432/papers")
+    assert storage.safe_url() == "postgresql+psycopg://notifier:***@db.example.org:5432/papers"
+    storage.close()
