@@ -199,14 +199,12 @@ class Daemon:
             None,
             self.stop.is_set,
         )
-        counts = self.storage.digest_counts()
-        waiting = counts.get("pending", 0) + counts.get("unknown", 0)
+        waiting = await asyncio.to_thread(self.storage.waiting_digests)
         return f"{pipeline.describe_outcomes(outcomes)}; {waiting} digest(s) waiting to be sent"
 
     async def _send(self) -> str:
         """Send what is due, if anything is (no connection is opened for nothing)."""
-        counts = self.storage.digest_counts()
-        if not any(counts.get(s, 0) for s in ("pending", "unknown", "sending")):
+        if not await asyncio.to_thread(self.storage.waiting_digests):
             return NOTHING_TO_SEND
         report = await pipeline.deliver(
             self.storage,

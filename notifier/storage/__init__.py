@@ -1099,6 +1099,20 @@ class Storage:
         with self._tx() as conn:
             return [DigestOutcome(*row) for row in conn.execute(query)]
 
+    def waiting_digests(self) -> int:
+        """Return how many digests are pending, unknown or being sent (read off ix_digests_due).
+
+        The daemon asks every minute; counting every status would scan a table
+        that grows by a day's subscribers every day.
+        """
+        query = (
+            select(func.count())
+            .select_from(digests)
+            .where(digests.c.status.in_(("pending", "unknown", "sending")))
+        )
+        with self._tx() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def digest_counts(self) -> dict[str, int]:
         """Return how many digests are in each status."""
         query = select(digests.c.status, func.count()).group_by(digests.c.status)
