@@ -693,6 +693,9 @@ class _Delivery:
     report: SendReport = field(default_factory=SendReport)
     fatal: list[BaseException] = field(default_factory=list)
     marks: _Marks = field(init=False)
+    # Set when the run fails. Not stop itself: that event is the caller's (the
+    # daemon's, across runs), and a failed run must not stop the daemon.
+    halted: bool = False
 
     def __post_init__(self) -> None:
         self.marks = _Marks(self.storage, self.worker, self.clock, self._abort)
@@ -700,7 +703,11 @@ class _Delivery:
     def _abort(self, error: BaseException) -> None:
         """Stop the run: lanes finish the message they are on, then error is raised."""
         self.fatal.append(error)
-        self.stop.set()
+        self.halted = True
+
+    def _stopping(self) -> bool:
+        """Return whether to take no more messages: stop was set, or the run failed."""
+        return self.halted or self.stop.is_set()
 
     async def run(self, transports: Sequence[Transport], batch: int) -> SendReport:
         """Claim and send batches until nothing is due or stop is set."""
@@ -709,7 +716,7 @@ class _Delivery:
             for transport in transports:
                 # A dead server fails here, before anything is claimed.
                 await stack.enter_async_context(transport)
-            while not self.stop.is_set():
+            while not self._stopping():
                 claimed = self.storage.claim_digests(
                     self.worker, batch, self.clock(), self.policy.lease, due_by=started
                 )
@@ -728,7 +735,7 @@ class _Delivery:
         async def lane(transport: Transport) -> None:
             marked: asyncio.Future[bool] | None = None  # this lane's last mark
             try:
-                while queue and not self.stop.is_set():
+                while queue and not self._stopping():
                     digest = queue.popleft()
                     message = self.renderer.render(
                         digest.content, digest.subscriber, digest.message_id, self.clock()
@@ -740,12 +747,12 @@ class _Delivery:
                     # one accepted but unrecorded message per connection.
                     if marked is not None and not await marked:
                         return  # marks cannot be recorded: the run stops
-                    if self.stop.is_set():
+                    if self._stopping():
                         return  # not on the wire yet: given back below
                     tried.add(digest.id)
                     marked = await self._send(transport, digest, message)
             except BaseException:
-                self.stop.set()  # the other lanes finish the message they are on
+                self.halted = True  # the other lanes finish the message they are on
                 raise
 
         try:

@@ -19,7 +19,7 @@ from sqlalchemy import text
 from notifier import pipeline
 from notifier.app import make_renderer
 from notifier.delivery.smtp import SmtpTransport
-from notifier.errors import ConfigError
+from notifier.errors import ConfigError, StorageError
 from notifier.models import Interest
 from notifier.settings import Settings, SmtpTarget, load_settings
 from notifier.storage import Storage
@@ -289,6 +289,26 @@ def test_marks_that_cannot_be_committed_stop_send_with_one_line_and_lose_nothing
         r.rcpt_tos[0] for r in smtp_server.handler.received if arrived[r.message["Message-ID"]] > 1
     }
     assert twice == accepted
+
+
+def test_a_failed_run_leaves_the_callers_stop_alone(
+    storage: Storage, settings: Settings, smtp_server: SmtpServer
+) -> None:
+    # The daemon passes one stop event to every send run: a run that fails must
+    # raise, not stop the daemon.
+    compose_for(storage, settings, ["a@example.org", "b@example.org"])
+    on_marking_sent(
+        storage,
+        {
+            "sqlite": "SELECT RAISE(ABORT, 'disk quota exceeded')",
+            "postgresql": "RAISE EXCEPTION 'disk quota exceeded' USING ERRCODE = '53100'",
+        },
+    )
+    stop = asyncio.Event()
+    with pytest.raises(StorageError, match="cannot record accepted messages as sent"):
+        deliver(storage, settings, smtp_server, stop=stop, transports=transports(smtp_server, 1))
+    assert not stop.is_set()
+    assert sorted(s for s, _ in states(storage).values()) == ["pending", "sending"]
 
 
 @pytest.mark.parametrize("connections", [1, 3])
