@@ -331,9 +331,36 @@ def merge_interests(
     return list(changed.values())
 
 
-def schedule_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the options that set a subscriber's own clock ("default": back to the config's)."""
+def subscriber_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the options subscribe and subscriber edit share: name, cap, interests and clock."""
     options = [
+        click.argument("email"),
+        click.option("--name", help="How to greet the subscriber."),
+        click.option(
+            "--interest",
+            "queries",
+            multiple=True,
+            metavar="NAME=QUERY",
+            help="A named interest's query, e.g. --interest "
+            "'rl=\"reinforcement learning\" OR RL -survey'. "
+            "Repeat for several; an existing name is updated.",
+        ),
+        click.option(
+            "--about",
+            "abouts",
+            multiple=True,
+            metavar="NAME=TEXT",
+            help="What the interest is about, in plain words; papers can match it by meaning.",
+        ),
+        click.option(
+            "--sensitivity",
+            "sensitivities",
+            multiple=True,
+            metavar="NAME=LEVEL",
+            help="strict (fewer, surer papers), normal, or broad (more papers) for one interest.",
+        ),
+        click.option("--max-papers", type=click.IntRange(1, 500), help="Cap on papers per digest."),
+        # The subscriber's own clock; "default" puts one back to the config's.
         click.option(
             "--cadence",
             type=click.Choice([*CADENCES, "default"]),
@@ -400,48 +427,9 @@ def _describe_schedule(settings: Settings, subscriber: Subscriber, now: datetime
 
 
 @cli.command()
-@click.argument("email")
-@click.option("--name", help="How to greet the subscriber.")
-@click.option(
-    "--interest",
-    "queries",
-    multiple=True,
-    metavar="NAME=QUERY",
-    help="A named interest's query, e.g. --interest 'rl=\"reinforcement learning\" OR RL -survey'. "
-    "Repeat for several; an existing name is updated.",
-)
-@click.option(
-    "--about",
-    "abouts",
-    multiple=True,
-    metavar="NAME=TEXT",
-    help="What the interest is about, in plain words; papers can match it by meaning.",
-)
-@click.option(
-    "--sensitivity",
-    "sensitivities",
-    multiple=True,
-    metavar="NAME=LEVEL",
-    help="strict (fewer, surer papers), normal, or broad (more papers) for one interest.",
-)
-@click.option("--max-papers", type=click.IntRange(1, 500), help="Cap on papers per digest.")
-@schedule_options
+@subscriber_options
 @pass_context
-def subscribe(
-    context: Context,
-    *,
-    email: str,
-    name: str | None,
-    queries: tuple[str, ...],
-    abouts: tuple[str, ...],
-    sensitivities: tuple[str, ...],
-    max_papers: int | None,
-    cadence: str | None,
-    send_time: str | None,
-    timezone: str | None,
-    weekday: str | None,
-    empty_note: bool | None,
-) -> None:
+def subscribe(context: Context, /, email: str, **options: Any) -> None:
     """Add a subscriber, or update the name, cap and interests of an existing one.
 
     An interest has a query, a description (--about), or both. A query holds
@@ -453,36 +441,46 @@ def subscribe(
     Digests follow the subscriber's own clock: --cadence, --send-time,
     --timezone and --weekday (each defaults to the configuration's).
     """
-    schedule = schedule_changes(cadence, send_time, timezone, weekday, empty_note)
-    _save_subscriber(
-        context, email, name, (queries, abouts, sensitivities), max_papers, schedule, None
-    )
+    _save_subscriber(context, email, options, status=None)
 
 
-def _save_subscriber(  # noqa: PLR0917
+def _save_subscriber(
     context: Context,
     email: str,
-    name: str | None,
-    interest_options: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]],
-    max_papers: int | None,
-    schedule: dict[str, Any],
+    options: dict[str, Any],
     status: str | None,
     must_exist: bool = False,
 ) -> None:
-    """Create or update a subscriber from command-line options and print the result."""
+    """Create or update a subscriber from the subscriber_options and print the result."""
     try:
         # Lowercased whole: providers treat local parts case-insensitively, and
         # A@x and a@x must not become two subscribers who both get every digest.
         address = validate_email(email, check_deliverability=False).normalized.lower()
     except EmailNotValidError as e:
         raise SubscriberError(f"{email!r} is not a valid email address: {e}") from None
+    schedule = schedule_changes(
+        options["cadence"],
+        options["send_time"],
+        options["timezone"],
+        options["weekday"],
+        options["empty_note"],
+    )
     storage = context.storage
-    current = next((s for s in storage.subscribers() if s.email == address), None)
-    if current is None and must_exist:
-        raise SubscriberError(
-            f"no subscriber with the address {address!r}: see `notifier subscribers`"
-        )
-    changed = merge_interests(current.interests if current else (), *interest_options)
+    try:
+        current: Subscriber | None = storage.subscriber_by_email(address)
+    except SubscriberError:
+        if must_exist:
+            raise SubscriberError(
+                f"no subscriber with the address {address!r}: see `notifier subscribers`"
+            ) from None
+        current = None
+    changed = merge_interests(
+        current.interests if current else (),
+        options["queries"],
+        options["abouts"],
+        options["sensitivities"],
+    )
+    name = options["name"]
     display = clean_text(name) if name is not None else None
     if not changed and current is None:
         raise SubscriberError(
@@ -490,7 +488,13 @@ def _save_subscriber(  # noqa: PLR0917
         )
     now = utc_now()
     subscriber, created = storage.save_subscriber(
-        address, display or None, changed, now, max_papers, schedule=schedule, status=status
+        address,
+        display or None,
+        changed,
+        now,
+        options["max_papers"],
+        schedule=schedule,
+        status=status,
     )
     verb = "subscribed" if created else "updated"
     click.echo(f"{verb} {subscriber.email} with {len(subscriber.interests)} interest(s):")
@@ -505,49 +509,18 @@ def subscriber() -> None:
 
 
 @subscriber.command("edit")
-@click.argument("email")
-@click.option("--name", help="How to greet the subscriber.")
-@click.option("--interest", "queries", multiple=True, metavar="NAME=QUERY", help="Add or change.")
-@click.option("--about", "abouts", multiple=True, metavar="NAME=TEXT", help="Add or change.")
-@click.option("--sensitivity", "sensitivities", multiple=True, metavar="NAME=LEVEL")
-@click.option("--max-papers", type=click.IntRange(1, 500), help="Cap on papers per digest.")
-@schedule_options
+@subscriber_options
 @click.option("--pause", "status", flag_value="paused", help="Stop digests until --resume.")
 @click.option("--resume", "status", flag_value="active", help="Start digests again.")
 @pass_context
-def subscriber_edit(
-    context: Context,
-    *,
-    email: str,
-    name: str | None,
-    queries: tuple[str, ...],
-    abouts: tuple[str, ...],
-    sensitivities: tuple[str, ...],
-    max_papers: int | None,
-    cadence: str | None,
-    send_time: str | None,
-    timezone: str | None,
-    weekday: str | None,
-    empty_note: bool | None,
-    status: str | None,
-) -> None:
+def subscriber_edit(context: Context, /, email: str, status: str | None, **options: Any) -> None:
     """Edit an existing subscriber; only the options given change.
 
     --pause stops their digests (nothing is composed for them, so nothing piles
     up); --resume starts again with the next due digest. A suspended subscriber
     (repeated hard bounces) is resumed the same way once the address works.
     """
-    schedule = schedule_changes(cadence, send_time, timezone, weekday, empty_note)
-    _save_subscriber(
-        context,
-        email,
-        name,
-        (queries, abouts, sensitivities),
-        max_papers,
-        schedule,
-        status,
-        must_exist=True,
-    )
+    _save_subscriber(context, email, options, status, must_exist=True)
 
 
 def _describe_interest(interest: Interest) -> str:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from notifier import pipeline
 from notifier.models import Interest
-from notifier.schedule import Cadence, last_slot, next_slot, parse_weekday, resolve
+from notifier.schedule import Cadence, Slot, last_slot, next_slot, parse_weekday, resolve
 from notifier.settings import Settings, load_settings
 from notifier.storage import Storage
 from notifier.storage.schema import deliveries, digests, papers, subscribers
@@ -22,8 +23,7 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> date
     return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
-@pytest.fixture
-def lexical(tmp_path: Path, database_url: str) -> Settings:
+def lexical_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
     """Return settings with lexical matching (no model: these tests compose hundreds of times)."""
     (tmp_path / "state").mkdir(exist_ok=True)
     return load_settings(
@@ -31,7 +31,13 @@ def lexical(tmp_path: Path, database_url: str) -> Settings:
         database_url=database_url,
         sender_address="digests@notifier.test.example",
         matching="lexical",
+        **overrides,
     )
+
+
+@pytest.fixture
+def lexical(tmp_path: Path, database_url: str) -> Settings:
+    return lexical_settings(tmp_path, database_url)
 
 
 @pytest.fixture
@@ -75,20 +81,14 @@ def test_daily_weekdays_and_weekly_slots_across_a_week() -> None:
     weekdays = Cadence("weekdays", time(7), "America/New_York")
     weekly = Cadence("weekly", time(18), "UTC", weekday=parse_weekday("wed"))
     saturday_noon = utc(2026, 11, 21, 12)
-    assert last_slot(daily, saturday_noon) == pipeline_slot("2026-11-21", utc(2026, 11, 21, 6))
+    assert last_slot(daily, saturday_noon) == Slot("2026-11-21", utc(2026, 11, 21, 6))
     # Weekdays: Saturday's last slot is Friday's, the next is Monday's (EST is UTC-5).
-    assert last_slot(weekdays, saturday_noon) == pipeline_slot("2026-11-20", utc(2026, 11, 20, 12))
-    assert next_slot(weekdays, saturday_noon) == pipeline_slot("2026-11-23", utc(2026, 11, 23, 12))
+    assert last_slot(weekdays, saturday_noon) == Slot("2026-11-20", utc(2026, 11, 20, 12))
+    assert next_slot(weekdays, saturday_noon) == Slot("2026-11-23", utc(2026, 11, 23, 12))
     # Weekly digests are keyed by ISO week.
-    assert last_slot(weekly, saturday_noon) == pipeline_slot("2026-W47", utc(2026, 11, 18, 18))
-    assert next_slot(weekly, saturday_noon) == pipeline_slot("2026-W48", utc(2026, 11, 25, 18))
+    assert last_slot(weekly, saturday_noon) == Slot("2026-W47", utc(2026, 11, 18, 18))
+    assert next_slot(weekly, saturday_noon) == Slot("2026-W48", utc(2026, 11, 25, 18))
     assert weekly.describe() == "weekly on Wednesday at 18:00 (UTC)"
-
-
-def pipeline_slot(period: str, due_at: datetime) -> object:
-    from notifier.schedule import Slot
-
-    return Slot(period, due_at)
 
 
 @pytest.mark.parametrize(
@@ -330,13 +330,7 @@ def test_subscriber_edit_sets_the_clock_pauses_and_resumes(run: Cli) -> None:
 def test_composing_in_two_processes_gives_every_subscriber_one_digest(
     tmp_path: Path, database_url: str
 ) -> None:
-    (tmp_path / "state").mkdir(exist_ok=True)
-    settings = load_settings(
-        state_dir=tmp_path / "state",
-        database_url=database_url,
-        matching="lexical",
-        compose_workers=2,
-    )
+    settings = lexical_settings(tmp_path, database_url, compose_workers=2)
     storage = Storage(settings.database)
     storage.migrate()
     now = utc(2026, 3, 11, 8)
