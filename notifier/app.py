@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
 from notifier.delivery import Transport
 from notifier.delivery.limits import RateLimit
 from notifier.delivery.outbox import OutboxTransport
@@ -9,9 +14,14 @@ from notifier.delivery.smtp import SmtpTransport
 from notifier.errors import ConfigError
 from notifier.ingest.fetch import Fetcher, HostPacer
 from notifier.render import make_environment
-from notifier.render.email import DkimKey, EmailRenderer, MailIdentity
+from notifier.render.email import DkimKey, EmailRenderer, MailIdentity, NoticeRenderer
 from notifier.settings import Settings
 from notifier.storage import Storage
+from notifier.tokens import LinkTokens
+
+if TYPE_CHECKING:
+    from notifier.models import OutgoingMessage
+    from notifier.web.context import WebContext
 
 
 def open_storage(settings: Settings) -> Storage:
@@ -33,12 +43,58 @@ def mail_identity(settings: Settings) -> MailIdentity:
             ) from None
         assert settings.dkim_domain and settings.dkim_selector
         key = DkimKey(settings.dkim_domain, settings.dkim_selector, private_key)
-    return MailIdentity(settings.sender_address, settings.sender_name, settings.base_url, key)
+    return MailIdentity(
+        settings.sender_address, settings.sender_name, settings.base_url, link_tokens(settings), key
+    )
+
+
+def secret_key(settings: Settings) -> bytes:
+    """Return the key that signs links: the secret_key setting, else state_dir/secret.key.
+
+    The file is created once with a random key, readable by its owner only, so
+    a laptop install needs no setup and its links survive restarts.
+    """
+    if settings.secret_key is not None:
+        key = settings.secret_key.get_secret_value().encode()
+        if len(key) < 16:
+            raise ConfigError("setting 'secret_key' is too short: use at least 16 characters")
+        return key
+    path = settings.state_dir / "secret.key"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # made before, perhaps by a process starting at the same moment
+        else:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32))
+        key = path.read_bytes().strip()
+    except OSError as e:
+        raise ConfigError(
+            f"cannot keep the link-signing key in {str(path)!r}: {e.strerror}; "
+            "set NOTIFIER_SECRET_KEY instead"
+        ) from None
+    if len(key) < 16:
+        raise ConfigError(f"{str(path)!r} holds no usable key: delete it to make a new one")
+    return key
+
+
+def link_tokens(settings: Settings) -> LinkTokens:
+    """Build the signer of confirmation, preferences and unsubscribe links."""
+    return LinkTokens(secret_key(settings))
 
 
 def make_renderer(settings: Settings) -> EmailRenderer:
     """Build the email renderer with the configured templates."""
     return EmailRenderer(make_environment(settings.templates_dir), mail_identity(settings))
+
+
+def make_notice_renderer(settings: Settings) -> NoticeRenderer:
+    """Build the renderer of confirmation and "already subscribed" emails."""
+    return NoticeRenderer(
+        make_environment(settings.templates_dir), mail_identity(settings), settings.confirm_hours
+    )
 
 
 def make_transport(settings: Settings) -> Transport:
@@ -76,4 +132,32 @@ def make_fetcher(settings: Settings) -> Fetcher:
         backoff=settings.fetch_backoff,
         max_bytes=settings.max_listing_bytes,
         pacer=HostPacer(default_interval=settings.polite_delay),
+    )
+
+
+def make_web_context(settings: Settings, storage: Storage) -> WebContext:
+    """Build what the web app needs: signers, templates, the notice mailer and limits."""
+    from notifier.pipeline import matching_for
+    from notifier.web.context import WebContext
+    from notifier.web.security import ClientLimiter
+
+    smtp_configured = settings.smtp is not None
+
+    async def send_notice(message: OutgoingMessage) -> None:
+        # Sign-ups are rare next to digests: one connection per email is plenty.
+        transport = make_transport(settings) if smtp_configured else make_outbox(settings, "notice")
+        async with transport:
+            await transport.send(message)
+
+    return WebContext(
+        settings=settings,
+        storage=storage,
+        tokens=link_tokens(settings),
+        env=make_environment(settings.templates_dir),
+        notices=make_notice_renderer(settings),
+        send_notice=send_notice,
+        clock=lambda: datetime.now(UTC),
+        signups=ClientLimiter(settings.signups_per_client, window=3600),
+        previews=ClientLimiter(120, window=60),
+        matching_factory=lambda: matching_for(settings),
     )

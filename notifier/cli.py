@@ -983,6 +983,55 @@ def health(context: Context, max_age: str) -> None:
     click.echo(f"healthy: the last {latest.job} was {latest.status} {minutes} min ago")
 
 
+@cli.command()
+@click.option("--host", help="Address to listen on (default: the web_host setting, 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default: the web_port setting, 8000).")
+@pass_context
+def serve(context: Context, host: str | None, port: int | None) -> None:
+    """Serve the web side: sign-up, preferences, one-click unsubscribe, feeds, admin API.
+
+    Pages: / (subscribe), /confirm, /manage and /unsubscribe links from emails,
+    /feeds/*.rss|.atom, /healthz, /metrics, and the admin JSON API under
+    /api/v1 (bearer admin_token; spec at /api/v1/openapi.json). Put it behind
+    a TLS-terminating proxy at base_url; it runs beside notifier run, not
+    instead of it.
+    """
+    import uvicorn
+
+    from notifier.app import make_web_context
+    from notifier.web import create_app
+
+    settings = context.settings
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s notifier-web[%(process)d] %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+        stream=sys.stderr,
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # /healthz reads the revision
+    app = create_app(make_web_context(settings, context.storage))
+    if settings.smtp is None:
+        click.echo(
+            "warning: no mail server configured (NOTIFIER_SMTP_URL): confirmation emails "
+            f"go to {settings.outbox_dir}/",
+            err=True,
+        )
+    if settings.admin_token is None:
+        click.echo("note: the admin API is off until NOTIFIER_ADMIN_TOKEN is set", err=True)
+    config = uvicorn.Config(
+        app,
+        host=host or settings.web_host,
+        port=settings.web_port if port is None else port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        # Our own access log hides the tokens in paths; uvicorn's would print them.
+        access_log=False,
+        log_config=None,
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
+
+
 @cli.group()
 def db() -> None:
     """The database schema (Alembic migrations)."""

@@ -154,13 +154,15 @@ class Subscriber:
     manage_token: str
     created_at: datetime
     max_papers: int | None = None
-    status: str = "active"  # active | paused | suspended
+    status: str = "active"  # active | paused | suspended | pending | unsubscribed
     # Their own clock; None means the configured default (see schedule.resolve).
     cadence: str | None = None
     send_time: str | None = None
     timezone: str | None = None
     weekday: int | None = None
     empty_note: bool = False
+    confirmed_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

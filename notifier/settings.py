@@ -142,6 +142,24 @@ class Settings(BaseSettings):
     sender_name: str = "notifier"
     base_url: str = "http://localhost:8000"
     templates_dir: Path | None = None
+    # Signs the links in emails; unset: a random key kept in state_dir/secret.key.
+    # Every process that sends or serves must share it (set it when they do not share state_dir).
+    secret_key: SecretStr | None = None
+    # notifier serve: where it listens, and which proxies may set X-Forwarded-For.
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8000, ge=0, le=65535)
+    forwarded_allow_ips: str = "127.0.0.1"
+    # The admin JSON API (/api/v1) answers only "Authorization: Bearer <admin_token>";
+    # unset, the API is off.
+    admin_token: SecretStr | None = None
+    # Unsubscribe and preferences links work this long after the email (RFC 8058
+    # and Gmail ask for at least 60 days); a confirmation link for confirm_hours.
+    link_days: int = Field(default=90, ge=60, le=3650)
+    confirm_hours: int = Field(default=72, ge=1, le=720)
+    # At most one confirmation email per address per this many hours, and at most
+    # this many sign-ups per client address per hour.
+    confirm_resend_hours: int = Field(default=48, ge=1)
+    signups_per_client: int = Field(default=10, ge=1, description="per client address per hour")
     max_papers: int = Field(default=30, ge=1, le=500)
     backlog_days: int = Field(default=8, ge=1, le=365)
     feed_items: int = Field(default=50, ge=1, le=1000)

@@ -72,9 +72,11 @@ def test_digests_arrive_with_headers_both_parts_and_links(
     assert re.fullmatch(r"\d+ new papers on robots \(\d{4}-\d{2}-\d{2}\)", msg["Subject"])
     assert parsedate_to_datetime(msg["Date"]).tzinfo is not None
     assert msg["List-Id"] == "notifier digests <digests.notifier.test.example>"
-    unsubscribe, mailto = (u.strip("<> ") for u in msg["List-Unsubscribe"].split(","))
-    assert re.fullmatch(r"https://papers\.example\.org/unsubscribe/[\w-]{32}", unsubscribe)
-    assert mailto.startswith("mailto:digests@notifier.test.example?subject=unsubscribe-")
+    # One HTTPS URL (RFC 8058) holding a signed, dated token: key.timestamp.signature.
+    unsubscribe = msg["List-Unsubscribe"].strip("<>")
+    assert re.fullmatch(
+        r"https://papers\.example\.org/unsubscribe/[\w-]{32}\.[\w-]+\.[\w-]{43}", unsubscribe
+    )
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
     # The Message-ID is the one recorded with the digest, so a retry is recognisable.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import format_datetime
@@ -19,6 +20,7 @@ from notifier.models import DigestContent, DigestPaper, OutgoingMessage, Subscri
 from notifier.papers import clean_text
 from notifier.render.feed import feed_url, private_feed_name
 from notifier.render.mime import build_message, header_text, mailbox
+from notifier.tokens import LinkTokens, Purpose
 
 _BLOCK = re.compile(r"<!--notifier-block-(\d+)-->")
 
@@ -54,6 +56,7 @@ class MailIdentity:
     sender_address: str
     sender_name: str
     base_url: str
+    tokens: LinkTokens
     dkim: DkimKey | None = None
 
     @property
@@ -67,20 +70,22 @@ class SubscriberLinks:
     """The personal links every email carries."""
 
     unsubscribe: str
-    unsubscribe_mailto: str
     manage: str
     feed: str
 
 
 def subscriber_links(identity: MailIdentity, subscriber: Subscriber) -> SubscriberLinks:
-    """Return a subscriber's unsubscribe, preferences and private feed links."""
+    """Return a subscriber's unsubscribe, preferences and private feed links.
+
+    The first two carry tokens signed for their purpose and dated now, so they
+    expire (link_days) and one cannot stand in for the other; the feed URL is
+    a plain secret because feed readers keep it for years.
+    """
     base = identity.base_url
+    key = subscriber.manage_token
     return SubscriberLinks(
-        unsubscribe=f"{base}/unsubscribe/{subscriber.manage_token}",
-        unsubscribe_mailto=(
-            f"mailto:{identity.sender_address}?subject=unsubscribe-{subscriber.manage_token}"
-        ),
-        manage=f"{base}/manage/{subscriber.manage_token}",
+        unsubscribe=f"{base}/unsubscribe/{identity.tokens.make(Purpose.UNSUBSCRIBE, key)}",
+        manage=f"{base}/manage/{identity.tokens.make(Purpose.MANAGE, key)}",
         feed=feed_url(base, private_feed_name(subscriber.feed_token)) + ".atom",
     )
 
@@ -161,10 +166,63 @@ class EmailRenderer:
             ("Date", format_datetime(now)),
             ("Message-ID", message_id),
             ("List-Id", self._list_id),
-            ("List-Unsubscribe", f"<{links.unsubscribe}>, <{links.unsubscribe_mailto}>"),
-            # RFC 8058 one-click: a POST to the URL above unsubscribes without a page.
+            # No mailto: alternative, since no one reads replies to the sender address;
+            # RFC 8058 one-click: a POST to this URL unsubscribes without a page.
+            ("List-Unsubscribe", f"<{links.unsubscribe}>"),
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
             ("Auto-Submitted", "auto-generated"),  # RFC 3834: no auto-replies
+        ]
+        data = build_message(headers, text, html)
+        if self.identity.dkim is not None:
+            data = sign(data, self.identity.dkim)
+        return OutgoingMessage(self.identity.sender_address, subscriber.email, message_id, data)
+
+
+class NoticeRenderer:
+    """Render the one-off emails of the web sign-up: a confirmation, or "already subscribed"."""
+
+    def __init__(self, env: Environment, identity: MailIdentity, confirm_hours: int) -> None:
+        self.identity = identity
+        self.confirm_hours = confirm_hours
+        try:
+            self._html = env.get_template("email/notice.html.j2")
+            self._text = env.get_template("email/notice.txt.j2")
+        except TemplateError as e:
+            raise RenderError(f"email template problem: {e}") from e
+        self._inliner = css_inline.CSSInliner(keep_style_tags=False)
+        self._from = mailbox(clean_text(identity.sender_name), identity.sender_address, "From")
+
+    def render(self, kind: str, subscriber: Subscriber, now: datetime) -> OutgoingMessage:
+        """Return the confirmation ("confirm") or reminder ("remind") email for subscriber."""
+        key = subscriber.manage_token
+        base = self.identity.base_url
+        if kind == "confirm":
+            link = f"{base}/confirm/{self.identity.tokens.make(Purpose.CONFIRM, key)}"
+            subject = "Confirm your notifier subscription"
+        else:
+            link = f"{base}/manage/{self.identity.tokens.make(Purpose.MANAGE, key)}"
+            subject = "You are already subscribed to notifier"
+        display_name = clean_text(subscriber.name or "")
+        context = {
+            "kind": kind,
+            "link": link,
+            "subject": subject,
+            "display_name": display_name or None,
+            "confirm_hours": self.confirm_hours,
+        }
+        try:
+            text = self._text.render(context)
+            html = self._inliner.inline(self._html.render(context))
+        except TemplateError as e:
+            raise RenderError(f"email template problem: {e}") from e
+        message_id = f"<notice.{uuid.uuid4().hex}@{self.identity.domain}>"
+        headers = [
+            ("From", self._from),
+            ("To", mailbox(display_name, subscriber.email)),
+            ("Subject", subject),
+            ("Date", format_datetime(now)),
+            ("Message-ID", message_id),
+            ("Auto-Submitted", "auto-generated"),
         ]
         data = build_message(headers, text, html)
         if self.identity.dkim is not None:

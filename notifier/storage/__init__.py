@@ -144,6 +144,21 @@ class DigestOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsFigures:
+    """What /metrics reports, read in one transaction."""
+
+    papers: int
+    composed: int
+    digests: dict[str, int]
+    subscribers: dict[str, int]
+    latencies: list[float]  # seconds from composed to accepted, digests sent recently
+
+
+# How many of the newest digests the send-latency figures look through.
+LATENCY_SCAN = 500_000
+
+
+@dataclass(frozen=True, slots=True)
 class JobRun:
     """One run of a scheduled job (notifier run / run-once), for status."""
 
@@ -629,6 +644,210 @@ class Storage:
         if not found:
             raise SubscriberError(f"no subscriber with the address {email!r}")
         return found[0]
+
+    def subscriber_by_id(self, subscriber_id: int) -> Subscriber | None:
+        """Return one subscriber by id, or None."""
+        with self._tx() as conn:
+            found = self._subscribers(conn, subscribers.c.id == subscriber_id)
+        return found[0] if found else None
+
+    def subscriber_by_manage_key(self, key: str) -> Subscriber | None:
+        """Return the subscriber whose manage key a signed link carried, or None."""
+        with self._tx() as conn:
+            found = self._subscribers(conn, subscribers.c.manage_token == key)
+        return found[0] if found else None
+
+    def subscriber_by_feed_token(self, token: str) -> Subscriber | None:
+        """Return the subscriber a private feed URL belongs to, or None."""
+        with self._tx() as conn:
+            found = self._subscribers(conn, subscribers.c.feed_token == token)
+        return found[0] if found else None
+
+    def subscriber_page(
+        self, after: int, limit: int, status: str | None = None
+    ) -> list[Subscriber]:
+        """Return up to limit subscribers with ids above after, in id order (the admin API)."""
+        condition = subscribers.c.id > after
+        if status is not None:
+            condition = and_(condition, subscribers.c.status == status)
+        with self._tx() as conn:
+            ids = list(
+                conn.execute(
+                    select(subscribers.c.id)
+                    .where(condition)
+                    .order_by(subscribers.c.id)
+                    .limit(limit)
+                ).scalars()
+            )
+            return self._subscribers(conn, subscribers.c.id.in_(ids)) if ids else []
+
+    def request_subscription(
+        self,
+        email: str,
+        *,
+        name: str | None,
+        chosen: Sequence[Interest],
+        schedule: Mapping[str, Any],
+        now: datetime,
+        resend_after: timedelta,
+    ) -> tuple[Subscriber, str]:
+        """Record a sign-up from the web and say which email, if any, to send now.
+
+        A new or unsubscribed address becomes pending with the interests and
+        clock asked for, and gets a confirmation ("confirm"). An address already
+        subscribed is left exactly as it is (anyone can type anyone's address)
+        and gets a reminder with its preferences link ("remind"). Either email
+        goes at most once per resend_after per address; otherwise "quiet".
+        """
+        for attempt in range(2):
+            try:
+                return self._request_subscription(
+                    email,
+                    name=name,
+                    chosen=chosen,
+                    schedule=schedule,
+                    now=now,
+                    resend_after=resend_after,
+                )
+            except IntegrityError:
+                # The same address signed up at the same moment: the row exists now.
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _request_subscription(
+        self,
+        email: str,
+        *,
+        name: str | None,
+        chosen: Sequence[Interest],
+        schedule: Mapping[str, Any],
+        now: datetime,
+        resend_after: timedelta,
+    ) -> tuple[Subscriber, str]:
+        """Do request_subscription in one transaction."""
+        with self._tx() as conn:
+            row = conn.execute(select(subscribers).where(subscribers.c.email == email)).first()
+            if row is None:
+                subscriber_id = conn.execute(
+                    insert(subscribers)
+                    .values(
+                        email=email,
+                        name=name,
+                        status="pending",
+                        feed_token=secrets.token_urlsafe(24),
+                        manage_token=secrets.token_urlsafe(24),
+                        created_at=now,
+                        **schedule,
+                    )
+                    .returning(subscribers.c.id)
+                ).scalar_one()
+                _replace_interests(conn, subscriber_id, chosen)
+                action = "confirm"
+            else:
+                subscriber_id = row.id
+                action = "remind"
+                if row.status in ("pending", "unsubscribed"):
+                    conn.execute(
+                        update(subscribers)
+                        .where(subscribers.c.id == row.id)
+                        .values(name=name, status="pending", **schedule)
+                    )
+                    _replace_interests(conn, subscriber_id, chosen)
+                    action = "confirm"
+            # One email per address per resend_after, decided by one conditional
+            # update so two requests at once cannot both send.
+            allowed = conn.execute(
+                update(subscribers)
+                .where(
+                    subscribers.c.id == subscriber_id,
+                    or_(
+                        subscribers.c.confirm_sent_at.is_(None),
+                        subscribers.c.confirm_sent_at <= now - resend_after,
+                    ),
+                )
+                .values(confirm_sent_at=now)
+            ).rowcount
+            subscriber = self._subscribers(conn, subscribers.c.id == subscriber_id)[0]
+        return subscriber, action if allowed else "quiet"
+
+    def release_confirmation(self, subscriber_id: int) -> None:
+        """Forget that a confirmation was sent (it could not be), so the next try may send."""
+        with self._tx() as conn:
+            conn.execute(
+                update(subscribers)
+                .where(subscribers.c.id == subscriber_id)
+                .values(confirm_sent_at=None)
+            )
+
+    def confirm_subscriber(self, subscriber_id: int, now: datetime) -> bool:
+        """Turn a pending subscriber active; return whether this call did it."""
+        with self._tx() as conn:
+            return bool(
+                conn.execute(
+                    update(subscribers)
+                    .where(subscribers.c.id == subscriber_id, subscribers.c.status == "pending")
+                    .values(status="active", confirmed_at=now, unsubscribed_at=None)
+                ).rowcount
+            )
+
+    def unsubscribe(self, subscriber_id: int, now: datetime) -> bool:
+        """Stop every digest to a subscriber; return whether this call did it.
+
+        Digests already composed stay as they are but are never claimed, since
+        only active subscribers' digests are sent.
+        """
+        with self._tx() as conn:
+            return bool(
+                conn.execute(
+                    update(subscribers)
+                    .where(
+                        subscribers.c.id == subscriber_id, subscribers.c.status != "unsubscribed"
+                    )
+                    .values(status="unsubscribed", unsubscribed_at=now)
+                ).rowcount
+            )
+
+    def update_preferences(
+        self,
+        subscriber_id: int,
+        *,
+        name: str | None = None,
+        chosen: Sequence[Interest] | None = None,
+        schedule: Mapping[str, Any] | None = None,
+        status: str | None = None,
+        max_papers: int | None = None,
+    ) -> Subscriber | None:
+        """Change what is given; chosen replaces the whole interest list. None if no such id."""
+        changes: dict[str, Any] = dict(schedule or {})
+        if name is not None:
+            changes["name"] = name or None
+        if status is not None:
+            changes["status"] = status
+        if max_papers is not None:
+            changes["max_papers"] = max_papers
+        with self._tx() as conn:
+            if changes:
+                found = conn.execute(
+                    update(subscribers).where(subscribers.c.id == subscriber_id).values(**changes)
+                ).rowcount
+            else:
+                found = conn.execute(
+                    select(func.count()).where(subscribers.c.id == subscriber_id)
+                ).scalar_one()
+            if not found:
+                return None
+            if chosen is not None:
+                _replace_interests(conn, subscriber_id, chosen)
+            return self._subscribers(conn, subscribers.c.id == subscriber_id)[0]
+
+    def delete_subscriber(self, subscriber_id: int) -> bool:
+        """Delete a subscriber with their interests, digests and ledger; say if one existed."""
+        with self._tx() as conn:
+            # Interests, their vectors, digests and the ledger go by ON DELETE CASCADE.
+            return bool(
+                conn.execute(delete(subscribers).where(subscribers.c.id == subscriber_id)).rowcount
+            )
 
     @staticmethod
     def _subscribers(conn: Connection, condition: Any) -> list[Subscriber]:
@@ -1119,6 +1338,44 @@ class Storage:
         with self._tx() as conn:
             return {status: int(n) for status, n in conn.execute(query)}
 
+    def metrics_figures(self, window: timedelta = timedelta(hours=1)) -> MetricsFigures:
+        """Return the counts /metrics shows, and the send latencies of the last window."""
+        with self._tx() as conn:
+            papers_count = conn.execute(select(func.count()).select_from(papers)).scalar_one()
+            by_status = {
+                status: int(n)
+                for status, n in conn.execute(
+                    select(digests.c.status, func.count()).group_by(digests.c.status)
+                )
+            }
+            people = {
+                status: int(n)
+                for status, n in conn.execute(
+                    select(subscribers.c.status, func.count()).group_by(subscribers.c.status)
+                )
+            }
+            newest = conn.execute(select(func.max(digests.c.id))).scalar_one() or 0
+            cutoff = conn.execute(select(func.max(digests.c.sent_at))).scalar_one()
+            latencies: list[float] = []
+            if cutoff is not None:
+                # Recent sends are among the newest ids: bound the scan by id, not by
+                # an index on sent_at that every mark would have to maintain.
+                rows = conn.execute(
+                    select(digests.c.created_at, digests.c.sent_at).where(
+                        digests.c.id > newest - LATENCY_SCAN,
+                        digests.c.status == "sent",
+                        digests.c.sent_at >= cutoff - window,
+                    )
+                )
+                latencies = [(sent - created).total_seconds() for created, sent in rows]
+        return MetricsFigures(
+            papers=int(papers_count),
+            composed=sum(n for status, n in by_status.items() if status != "empty"),
+            digests=by_status,
+            subscribers=people,
+            latencies=latencies,
+        )
+
     # -- job runs ----------------------------------------------------------
 
     def start_job(self, job: str, host: str, now: datetime) -> int:
@@ -1439,6 +1696,37 @@ def _in_shard(shard: Shard | None) -> list[Any]:
         return []
     k, n = shard
     return [subscribers.c.id % n == k]
+
+
+def _replace_interests(conn: Connection, subscriber_id: int, chosen: Sequence[Interest]) -> None:
+    """Make a subscriber's interests exactly chosen, in order; kept names keep their vectors."""
+    current = {
+        r.name: r.id
+        for r in conn.execute(
+            select(interests.c.name, interests.c.id).where(
+                interests.c.subscriber_id == subscriber_id
+            )
+        )
+    }
+    gone = [current[name] for name in set(current) - {i.name for i in chosen}]
+    if gone:
+        conn.execute(delete(interest_vectors).where(interest_vectors.c.interest_id.in_(gone)))
+        conn.execute(delete(interests).where(interests.c.id.in_(gone)))
+    for position, interest in enumerate(chosen):
+        fields = {
+            "position": position,
+            "query": interest.query,
+            "about": interest.about,
+            "sensitivity": interest.sensitivity,
+        }
+        if interest.name in current:
+            conn.execute(
+                update(interests).where(interests.c.id == current[interest.name]).values(**fields)
+            )
+        else:
+            conn.execute(
+                insert(interests).values(subscriber_id=subscriber_id, name=interest.name, **fields)
+            )
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -76,6 +76,8 @@ def subscriber(row: Any, interests: tuple[Interest, ...]) -> Subscriber:
         timezone=row.timezone,
         weekday=row.weekday,
         empty_note=bool(row.empty_note),
+        confirmed_at=row.confirmed_at,
+        unsubscribed_at=row.unsubscribed_at,
     )
 
 

@@ -139,6 +139,8 @@ subscribers = Table(
     Column("id", Integer, primary_key=True),
     Column("email", String(320), nullable=False, unique=True),
     Column("name", String(200)),
+    # active | paused | suspended (hard bounces) | pending (not yet confirmed, web
+    # sign-ups) | unsubscribed; only active ones get digests.
     Column("status", String(16), nullable=False, default="active"),
     Column("max_papers", Integer),
     Column("hard_bounces", Integer, nullable=False, default=0, server_default="0"),
@@ -154,6 +156,11 @@ subscribers = Table(
     Column("weekday", Integer),
     # Send a short "nothing new, and why" note for an empty period.
     Column("empty_note", Boolean, nullable=False, default=False, server_default=false()),
+    # Double opt-in: the last confirmation (or "already subscribed") email, which
+    # throttles them per address; when the link was followed; when they left.
+    Column("confirm_sent_at", UtcDateTime()),
+    Column("confirmed_at", UtcDateTime()),
+    Column("unsubscribed_at", UtcDateTime()),
 )
 
 interests = Table(

@@ -1,0 +1,44 @@
+"""notifier serve: the sign-up, preferences and unsubscribe pages, feeds over HTTP,
+the admin JSON API, /healthz and /metrics, as one ASGI app (FastAPI on uvicorn).
+
+Handlers are thin: forms.py checks input, storage changes state, templates
+under templates/web/ render pages. Handlers that touch the database are plain
+functions, which FastAPI runs in its thread pool.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from notifier import __version__
+from notifier.web.api import api_router
+from notifier.web.context import WebContext
+from notifier.web.ops import ops_router
+from notifier.web.pages import pages_router
+from notifier.web.security import AccessLog, BodyLimit, SecurityHeaders
+
+# The largest form is a few kilobytes; anything far bigger is a mistake or an attack.
+MAX_BODY = 64 * 1024
+
+
+def create_app(context: WebContext) -> FastAPI:
+    """Build the ASGI app around a WebContext."""
+    app = FastAPI(
+        title="notifier admin API",
+        version=__version__,
+        description="Subscribers, their interests and digests, runs and sources. "
+        "Every call needs `Authorization: Bearer <admin_token>`.",
+        openapi_url="/api/v1/openapi.json",
+        # The interactive docs load scripts from a CDN, which the CSP forbids.
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.context = context
+    app.include_router(pages_router(context))
+    app.include_router(ops_router(context))
+    app.include_router(api_router(context), prefix="/api/v1")
+    https = context.settings.base_url.startswith("https://")
+    app.add_middleware(SecurityHeaders, https=https)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
+    app.add_middleware(AccessLog)
+    return app

@@ -1,0 +1,103 @@
+"""Feeds over HTTP: the files build_feeds wrote, with ETag, Last-Modified and 304s; OPML.
+
+RSS readers poll every few minutes; a 304 costs them and us a header, not a feed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+from notifier.papers import clean_text
+
+CONTENT_TYPES = {
+    ".rss": "application/rss+xml; charset=utf-8",
+    ".atom": "application/atom+xml; charset=utf-8",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FeedFile:
+    """A feed document as served: its bytes and validators."""
+
+    data: bytes
+    content_type: str
+    etag: str
+    last_modified: datetime
+
+    def headers(self) -> dict[str, str]:
+        """Return the validator and caching headers sent with the feed (and with a 304)."""
+        return {
+            "ETag": self.etag,
+            "Last-Modified": format_datetime(self.last_modified, usegmt=True),
+            # Readers may keep it a few minutes, then must ask again (cheaply, with a 304).
+            "Cache-Control": "max-age=300, must-revalidate",
+        }
+
+
+def read_feed(path: Path) -> FeedFile | None:
+    """Return the feed at path with its validators, or None when there is no such feed."""
+    content_type = CONTENT_TYPES.get(path.suffix)
+    if content_type is None:
+        return None
+    try:
+        data = path.read_bytes()
+        modified = path.stat().st_mtime
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    # A strong ETag from the bytes: rebuilding unchanged content writes identical bytes.
+    etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+    last_modified = datetime.fromtimestamp(int(modified), UTC)
+    return FeedFile(data, content_type, etag, last_modified)
+
+
+def not_modified(feed: FeedFile, if_none_match: str | None, if_modified_since: str | None) -> bool:
+    """Tell whether a conditional GET can be answered 304 (RFC 9110 section 13.2.2)."""
+    if if_none_match is not None:
+        # If-None-Match wins over If-Modified-Since; weak comparison for GET.
+        candidates = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+        return "*" in candidates or feed.etag in candidates
+    if if_modified_since is not None:
+        try:
+            since = parsedate_to_datetime(if_modified_since)
+        except (TypeError, ValueError, IndexError):
+            return False  # an unparseable date is ignored, as RFC 9110 says
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        return feed.last_modified <= since
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class OpmlFeed:
+    """One feed in an OPML list."""
+
+    title: str
+    url: str
+    kind: str = "rss"
+
+
+def build_opml(title: str, feeds: Sequence[OpmlFeed], created: datetime) -> bytes:
+    """Return an OPML 2.0 document listing feeds, which RSS readers import in one step."""
+    root = ET.Element("opml", version="2.0")
+    head = ET.SubElement(root, "head")
+    ET.SubElement(head, "title").text = clean_text(title)
+    ET.SubElement(head, "dateCreated").text = format_datetime(created, usegmt=True)
+    body = ET.SubElement(root, "body")
+    for feed in feeds:
+        ET.SubElement(
+            body,
+            "outline",
+            type=feed.kind,
+            text=clean_text(feed.title),
+            title=clean_text(feed.title),
+            xmlUrl=feed.url,
+        )
+    ET.indent(root)
+    document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return document + b"\n"

@@ -1,0 +1,546 @@
+"""The pages people see: subscribe, confirm, preferences, unsubscribe; feeds and OPML.
+
+Nothing here changes state on a GET: link scanners fetch every link in an
+email. The one exception the issue asks for is /confirm, a single click by
+design; it only turns a pending sign-up active.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import re
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.datastructures import FormData
+
+from notifier.errors import DeliveryError, NotifierError, QueryError
+from notifier.match import match_interest
+from notifier.models import Subscriber
+from notifier.pipeline import compile_interests, paper_index
+from notifier.render import default_templates_dir
+from notifier.render.feed import feed_url, private_feed_name
+from notifier.schedule import CADENCES, WEEKDAYS, next_slot, resolve
+from notifier.tokens import Purpose, TokenError
+from notifier.web.context import WebContext
+from notifier.web.feeds import OpmlFeed, build_opml, not_modified, read_feed
+from notifier.web.forms import (
+    Checked,
+    InterestRow,
+    check_email,
+    check_interests,
+    check_name,
+    check_schedule,
+    interest_rows,
+    rows_of,
+    weekday_name,
+)
+
+log = logging.getLogger("notifier.web")
+
+CSRF_COOKIE = "notifier_csrf"
+HONEYPOT = "website"  # hidden from people by CSS; bots fill every field
+PREVIEW_PAPERS = 300  # the most recent papers a preview looks at
+PREVIEW_SHOWN = 8
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_FEED_NAME = re.compile(r"^(all|topics/[a-z0-9][a-z0-9-]{0,63}|subscribers/[A-Za-z0-9_-]{16,64})$")
+_STATIC = {"app.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
+# Pages holding a personal token must never be cached or indexed.
+_PRIVATE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
+
+
+def pages_router(context: WebContext) -> APIRouter:
+    """Return the routes of the public pages and feeds."""
+    router = APIRouter(include_in_schema=False)
+    settings = context.settings
+    storage = context.storage
+    tokens = context.tokens
+    secure_cookie = settings.base_url.startswith("https://")
+    link_age = timedelta(days=settings.link_days).total_seconds()
+    confirm_age = timedelta(hours=settings.confirm_hours).total_seconds()
+    preview_cache: dict[str, Any] = {}
+
+    def page(
+        request: Request,
+        template: str,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        **values: Any,
+    ) -> HTMLResponse:
+        """Render a page; forms on it get a CSRF token bound to the visitor's cookie."""
+        cookie = request.cookies.get(CSRF_COOKIE)
+        fresh = cookie is None or not _TOKEN.fullmatch(cookie)
+        if fresh:
+            cookie = secrets.token_urlsafe(24)
+        assert cookie is not None
+        html = context.env.get_template(f"web/{template}").render(
+            csrf=tokens.make(Purpose.CSRF, cookie),
+            honeypot=HONEYPOT,
+            base_url=settings.base_url,
+            **values,
+        )
+        response = HTMLResponse(html, status_code=status, headers=headers)
+        if fresh:
+            response.set_cookie(
+                CSRF_COOKIE,
+                cookie,
+                httponly=True,
+                samesite="strict",
+                secure=secure_cookie,
+                max_age=86400,
+            )
+        return response
+
+    def message(
+        request: Request, title: str, text: str, status: int = 200, **values: Any
+    ) -> HTMLResponse:
+        """Render the one-message page (done, expired, not valid...)."""
+        return page(
+            request, "message.html.j2", status, headers=_PRIVATE, title=title, text=text, **values
+        )
+
+    def csrf_ok(request: Request, form: FormData) -> bool:
+        """Tell whether a form post carries the token of this visitor's cookie, from our origin."""
+        origin = request.headers.get("origin")
+        if origin and origin != "null" and not _same_origin(origin, settings.base_url, request):
+            return False
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        sent = str(form.get("csrf", ""))
+        try:
+            signed = tokens.read(Purpose.CSRF, sent, max_age=86400)
+        except TokenError:
+            return False
+        return bool(cookie) and hmac.compare_digest(signed.encode(), cookie.encode())
+
+    def expired_form(request: Request) -> HTMLResponse:
+        return message(
+            request,
+            "Please try again",
+            "This form is too old or came from another site. Reload the page and send it again.",
+            status=403,
+        )
+
+    def subscriber_for(purpose: Purpose, token: str, max_age: float) -> Subscriber | str:
+        """Return the subscriber a signed link names, or why the link is refused."""
+        try:
+            key = tokens.read(purpose, token, max_age)
+        except TokenError as e:
+            return str(e)
+        found = storage.subscriber_by_manage_key(key)
+        return found if found is not None else "this link is not valid"
+
+    def refused(request: Request, why: str) -> HTMLResponse:
+        return message(
+            request,
+            "This link does not work",
+            f"Sorry: {why}. Use the link in your most recent email, or subscribe again "
+            "from the front page to get a fresh one.",
+            status=400 if "expired" in why else 404,
+        )
+
+    def manage_url(subscriber: Subscriber) -> str:
+        return f"/manage/{tokens.make(Purpose.MANAGE, subscriber.manage_token)}"
+
+    # -- subscribe ------------------------------------------------------------
+
+    def subscribe_form(
+        request: Request,
+        values: dict[str, Any] | None = None,
+        rows: list[InterestRow] | None = None,
+        errors: dict[str, str] | None = None,
+        status: int = 200,
+    ) -> HTMLResponse:
+        return page(
+            request,
+            "subscribe.html.j2",
+            status,
+            values=values or {"cadence": "daily", "send_time": "07:00", "timezone": ""},
+            rows=_padded(rows or [], 3),
+            errors=errors or {},
+            cadences=CADENCES,
+            weekdays=WEEKDAYS,
+        )
+
+    @router.get("/", response_class=HTMLResponse)
+    def front(request: Request) -> HTMLResponse:
+        return subscribe_form(request)
+
+    @router.post("/subscribe", response_class=HTMLResponse)
+    async def subscribe(request: Request, background: BackgroundTasks) -> HTMLResponse:
+        form = await request.form()
+        if not csrf_ok(request, form):
+            return expired_form(request)
+        fields = {k: str(v) for k, v in form.items()}
+        rows = interest_rows({k: [str(v) for v in form.getlist(k)] for k in form})
+        if fields.get(HONEYPOT):
+            log.info("sign-up ignored: the hidden field was filled (a bot)")
+            return inbox(request)
+        client = request.client.host if request.client else "-"
+        if not context.signups.allow(client):
+            return message(
+                request,
+                "Too many sign-ups",
+                "Too many sign-ups came from your network in the last hour. "
+                "Please try again later.",
+                status=429,
+            )
+        checked = check_subscription(fields, rows)
+        if not checked.ok:
+            return subscribe_form(request, fields, rows, checked.errors, status=400)
+        now = context.clock()
+        subscriber, action = await asyncio.to_thread(
+            lambda: storage.request_subscription(
+                checked.values["email"],
+                name=checked.values["name"],
+                chosen=checked.values["interests"],
+                schedule=checked.values["schedule"],
+                now=now,
+                resend_after=timedelta(hours=settings.confirm_resend_hours),
+            )
+        )
+        if action != "quiet":
+            # After the response: the page must not say, by content or by delay,
+            # whether the address was known.
+            background.add_task(send_notice, action, subscriber)
+        return inbox(request)
+
+    def inbox(request: Request) -> HTMLResponse:
+        return message(
+            request,
+            "Check your inbox",
+            "We have sent a link to the address you gave. Follow it to confirm; nothing "
+            f"else will be sent until you do. The link works for {settings.confirm_hours} hours.",
+        )
+
+    async def send_notice(action: str, subscriber: Subscriber) -> None:
+        try:
+            outgoing = context.notices.render(action, subscriber, context.clock())
+            await context.send_notice(outgoing)
+        except (DeliveryError, NotifierError, OSError) as e:
+            # Let the next sign-up try again at once rather than in 48 hours.
+            await asyncio.to_thread(storage.release_confirmation, subscriber.id)
+            log.warning(
+                "could not send the %s email to subscriber %d: %s",
+                "confirmation" if action == "confirm" else "reminder",
+                subscriber.id,
+                e,
+            )
+        else:
+            log.info(
+                "sent the %s email to subscriber %d",
+                "confirmation" if action == "confirm" else "reminder",
+                subscriber.id,
+            )
+
+    def check_subscription(fields: dict[str, str], rows: list[InterestRow]) -> Checked:
+        errors: dict[str, str] = {}
+        email, problem = check_email(fields.get("email", ""))
+        if problem:
+            errors["email"] = problem
+        name, problem = check_name(fields.get("name", ""))
+        if problem:
+            errors["name"] = problem
+        chosen, interest_errors = check_interests(rows)
+        errors.update(interest_errors)
+        schedule, schedule_errors = check_schedule(fields)
+        errors.update(schedule_errors)
+        values = {"email": email, "name": name, "interests": chosen, "schedule": schedule}
+        return Checked(values, errors)
+
+    @router.get("/preview")
+    def preview(request: Request) -> JSONResponse:
+        """Return which recent papers the interests typed so far would have matched."""
+        client = request.client.host if request.client else "-"
+        if not context.previews.allow(client):
+            return JSONResponse({"error": "too many previews; wait a minute"}, status_code=429)
+        params = request.query_params
+        rows = interest_rows({k: params.getlist(k) for k in params})
+        chosen, errors = check_interests(rows)
+        if errors and not chosen:
+            return JSONResponse({"papers": [], "errors": errors, "looked_at": 0})
+        now = context.clock()
+        cached = preview_cache.get("index")
+        if cached is None or cached[0] < now - timedelta(minutes=5):
+            pool = storage.latest_papers(PREVIEW_PAPERS)
+            cached = (now, pool, paper_index(storage, context.matching, pool))
+            preview_cache["index"] = cached
+        _, pool, index = cached
+        try:
+            compiled = compile_interests(storage, context.matching, chosen)
+        except QueryError as e:
+            return JSONResponse({"papers": [], "errors": {"interests": str(e)}, "looked_at": 0})
+        best: dict[int, Any] = {}
+        for interest in compiled:
+            for match in match_interest(index, interest, context.matching.params):
+                if match.paper not in best or match.score > best[match.paper].score:
+                    best[match.paper] = match
+        ranked = sorted(best.values(), key=lambda m: -m.score)[:PREVIEW_SHOWN]
+        return JSONResponse(
+            {
+                "papers": [
+                    {
+                        "title": pool[m.paper].title,
+                        "url": pool[m.paper].url,
+                        "interest": m.interest,
+                        "reason": m.reason,
+                    }
+                    for m in ranked
+                ],
+                "matched": len(best),
+                "looked_at": len(pool),
+                "errors": errors,
+            }
+        )
+
+    # -- confirm ---------------------------------------------------------------
+
+    @router.get("/confirm/{token}", response_class=HTMLResponse)
+    def confirm(request: Request, token: str) -> HTMLResponse:
+        found = subscriber_for(Purpose.CONFIRM, token, confirm_age)
+        if isinstance(found, str):
+            return refused(request, found)
+        if found.status == "unsubscribed":
+            return message(
+                request,
+                "You have unsubscribed",
+                "You unsubscribed after this link was sent. Subscribe again from the front page.",
+            )
+        storage.confirm_subscriber(found.id, context.clock())
+        return message(
+            request,
+            "You are subscribed",
+            "Your first digest comes at your next send time. "
+            "You can change your interests and schedule at any time.",
+            link=manage_url(found),
+            link_text="Open my preferences",
+        )
+
+    # -- preferences -----------------------------------------------------------
+
+    def manage_page(
+        request: Request,
+        token: str,
+        subscriber: Subscriber,
+        values: dict[str, Any] | None = None,
+        rows: list[InterestRow] | None = None,
+        errors: dict[str, str] | None = None,
+        status: int = 200,
+        saved: bool = False,
+    ) -> HTMLResponse:
+        now = context.clock()
+        if values is None:
+            values = {
+                "name": subscriber.name or "",
+                "cadence": subscriber.cadence or settings.cadence,
+                "send_time": subscriber.send_time or settings.send_time,
+                "timezone": subscriber.timezone or settings.timezone,
+                "weekday": (
+                    weekday_name(subscriber.weekday)
+                    if subscriber.weekday is not None
+                    else settings.weekday
+                ),
+                "paused": subscriber.status == "paused",
+            }
+        next_due = None
+        if subscriber.status == "active":
+            try:
+                cadence = resolve(
+                    settings.default_cadence,
+                    subscriber.cadence,
+                    subscriber.send_time,
+                    subscriber.timezone,
+                    subscriber.weekday,
+                )
+                due = next_slot(cadence, now).due_at.astimezone(cadence.zone)
+                next_due = f"{due:%A %d %B, %H:%M} ({cadence.zone.key})"
+            except ValueError:
+                next_due = None
+        feed = feed_url(settings.base_url, private_feed_name(subscriber.feed_token))
+        return page(
+            request,
+            "manage.html.j2",
+            status,
+            headers=_PRIVATE,
+            token=token,
+            subscriber=subscriber,
+            values=values,
+            rows=_padded(rows if rows is not None else rows_of(subscriber.interests), 2),
+            errors=errors or {},
+            saved=saved,
+            next_due=next_due,
+            history=storage.digest_history(subscriber.id, 10),
+            unsubscribe_token=tokens.make(Purpose.UNSUBSCRIBE, subscriber.manage_token),
+            feed_atom=f"{feed}.atom",
+            feed_rss=f"{feed}.rss",
+            cadences=CADENCES,
+            weekdays=WEEKDAYS,
+        )
+
+    @router.get("/manage/{token}", response_class=HTMLResponse)
+    def manage(request: Request, token: str) -> HTMLResponse:
+        found = subscriber_for(Purpose.MANAGE, token, link_age)
+        if isinstance(found, str):
+            return refused(request, found)
+        return manage_page(request, token, found, saved=request.query_params.get("saved") == "1")
+
+    @router.post("/manage/{token}", response_class=HTMLResponse, response_model=None)
+    async def save_preferences(request: Request, token: str) -> Response:
+        form = await request.form()
+        if not csrf_ok(request, form):
+            return expired_form(request)
+        found = await asyncio.to_thread(subscriber_for, Purpose.MANAGE, token, link_age)
+        if isinstance(found, str):
+            return refused(request, found)
+        fields = {k: str(v) for k, v in form.items()}
+        if fields.get("action") == "resubscribe":
+            # The signed link came by email to this address: that is the opt-in.
+            await asyncio.to_thread(storage.update_preferences, found.id, status="active")
+            return RedirectResponse(f"/manage/{token}?saved=1", status_code=303)
+        rows = interest_rows({k: [str(v) for v in form.getlist(k)] for k in form})
+        errors: dict[str, str] = {}
+        name, problem = check_name(fields.get("name", ""))
+        if problem:
+            errors["name"] = problem
+        chosen, interest_errors = check_interests(rows)
+        errors.update(interest_errors)
+        schedule, schedule_errors = check_schedule(fields)
+        errors.update(schedule_errors)
+        if errors:
+            values = {**fields, "paused": "paused" in fields}
+            return await asyncio.to_thread(
+                manage_page, request, token, found, values, rows, errors, 400
+            )
+        status = None
+        if found.status in ("active", "paused"):
+            status = "paused" if "paused" in fields else "active"
+        elif found.status == "suspended" and "paused" not in fields:
+            status = "active"  # they followed a link from an email, so mail reaches them
+        await asyncio.to_thread(
+            lambda: storage.update_preferences(
+                found.id, name=name or "", chosen=chosen, schedule=schedule, status=status
+            )
+        )
+        return RedirectResponse(f"/manage/{token}?saved=1", status_code=303)
+
+    @router.get("/manage/{token}/feeds.opml")
+    def opml(token: str) -> Response:
+        found = subscriber_for(Purpose.MANAGE, token, link_age)
+        if isinstance(found, str):
+            return Response(f"{found}\n", status_code=404, media_type="text/plain")
+        base = settings.base_url
+        private = feed_url(base, private_feed_name(found.feed_token))
+        feeds = [
+            OpmlFeed(f"notifier: papers for {found.name or found.email}", f"{private}.atom"),
+            OpmlFeed("notifier: all new papers", f"{feed_url(base, 'all')}.atom"),
+            *(
+                OpmlFeed(f"notifier: {t.name}", f"{feed_url(base, f'topics/{t.slug}')}.atom")
+                for t in settings.topics
+            ),
+        ]
+        data = build_opml("notifier feeds", feeds, context.clock())
+        return Response(
+            data,
+            media_type="text/x-opml; charset=utf-8",
+            headers={**_PRIVATE, "Content-Disposition": 'attachment; filename="notifier.opml"'},
+        )
+
+    # -- unsubscribe -------------------------------------------------------------
+
+    @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
+    def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
+        # A GET only shows the button: mail scanners open every link.
+        found = subscriber_for(Purpose.UNSUBSCRIBE, token, link_age)
+        if isinstance(found, str):
+            return refused(request, found)
+        return page(
+            request,
+            "unsubscribe.html.j2",
+            headers=_PRIVATE,
+            token=token,
+            subscriber=found,
+            done=found.status == "unsubscribed",
+        )
+
+    @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
+    def unsubscribe(request: Request, token: str) -> HTMLResponse:
+        # RFC 8058: the mail provider POSTs "List-Unsubscribe=One-Click" with no
+        # cookie and no page; the signed token alone authorises it, and the only
+        # thing it can do is stop mail.
+        found = subscriber_for(Purpose.UNSUBSCRIBE, token, link_age)
+        if isinstance(found, str):
+            return refused(request, found)
+        if storage.unsubscribe(found.id, context.clock()):
+            log.info("subscriber %d unsubscribed", found.id)
+        _remove_private_feed(settings.feeds_dir, found.feed_token)
+        return page(
+            request,
+            "unsubscribe.html.j2",
+            headers=_PRIVATE,
+            token=token,
+            subscriber=found,
+            done=True,
+            manage=manage_url(found),
+        )
+
+    # -- feeds and static files -------------------------------------------------
+
+    @router.get("/feeds/{name:path}", response_model=None)
+    def feed(request: Request, name: str) -> Response:
+        stem, dot, suffix = name.rpartition(".")
+        if not dot or not _FEED_NAME.fullmatch(stem):
+            return Response("No such feed.\n", status_code=404, media_type="text/plain")
+        document = read_feed(settings.feeds_dir / f"{stem}.{suffix}")
+        if document is None:
+            return Response("No such feed.\n", status_code=404, media_type="text/plain")
+        headers = document.headers()
+        if stem.startswith("subscribers/"):
+            headers.update({"X-Robots-Tag": "noindex", "Cache-Control": "private, max-age=300"})
+        if not_modified(
+            document,
+            request.headers.get("if-none-match"),
+            request.headers.get("if-modified-since"),
+        ):
+            return Response(status_code=304, headers=headers)
+        return Response(document.data, media_type=document.content_type, headers=headers)
+
+    static_dir = (settings.templates_dir or default_templates_dir()) / "web" / "static"
+    fallback_dir = default_templates_dir() / "web" / "static"
+
+    @router.get("/static/{name}")
+    def static(name: str) -> Response:
+        if name not in _STATIC:
+            return Response("Not found.\n", status_code=404, media_type="text/plain")
+        path = static_dir / name if (static_dir / name).is_file() else fallback_dir / name
+        return Response(
+            path.read_bytes(),
+            media_type=_STATIC[name],
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
+
+    return router
+
+
+def _padded(rows: list[InterestRow], blanks: int) -> list[InterestRow]:
+    """Return rows with a few blank ones after them to add interests in."""
+    kept = [r for r in rows if not r.blank] or []
+    return kept + [InterestRow()] * blanks
+
+
+def _same_origin(origin: str, base_url: str, request: Request) -> bool:
+    """Tell whether an Origin header is our public address or the address asked for."""
+    asked = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    ours = urlsplit(base_url)
+    return origin in (f"{ours.scheme}://{ours.netloc}", asked)
+
+
+def _remove_private_feed(feeds_dir: Path, feed_token: str) -> None:
+    """Delete a subscriber's private feed files now rather than at the next feed build."""
+    for suffix in (".rss", ".atom"):
+        (feeds_dir / f"{private_feed_name(feed_token)}{suffix}").unlink(missing_ok=True)
