@@ -145,7 +145,9 @@ def make_web_context(settings: Settings, storage: Storage) -> WebContext:
 
     async def send_notice(message: OutgoingMessage) -> None:
         # Sign-ups are rare next to digests: one connection per email is plenty.
-        transport = make_transport(settings) if smtp_configured else make_outbox(settings, "notice")
+        transport = (
+            make_transport(settings) if smtp_configured else make_outbox(settings, "notice-")
+        )
         async with transport:
             await transport.send(message)
 

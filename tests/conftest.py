@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -219,3 +220,74 @@ def run(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> C
         "NOTIFIER_SEND_RATE": "0",
     }
     return Cli(env)
+
+
+# -- web ----------------------------------------------------------------------
+
+
+@dataclass
+class WebServer:
+    """notifier serve's app on a real port: its address, settings, storage and context."""
+
+    url: str
+    settings: Settings
+    storage: Storage
+    context: Any  # notifier.web.context.WebContext
+
+
+@pytest.fixture
+def serve_web(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., WebServer]]:
+    """Return a function that starts the web app under uvicorn on a port the OS picks.
+
+    Keyword arguments override settings (smtp_url, admin_token, ...); the
+    base_url is the server's own address, so links in emails lead to it.
+    """
+    import socket
+    import threading
+
+    import uvicorn
+
+    from notifier.app import make_web_context
+    from notifier.web import create_app
+
+    monkeypatch.chdir(tmp_path)
+    started: list[tuple[uvicorn.Server, threading.Thread, Storage]] = []
+
+    def start(**overrides: Any) -> WebServer:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        options: dict[str, Any] = {
+            "state_dir": tmp_path / "state",
+            "database_url": database_url,
+            "sender_address": "digests@notifier.test.example",
+            "base_url": url,
+            "matching": "lexical",
+            "secret_key": "test-secret-key-0123456789",
+            **overrides,
+        }
+        settings = load_settings(**options)
+        store = Storage(settings.database)
+        store.migrate()
+        context = make_web_context(settings, store)
+        config = uvicorn.Config(
+            create_app(context), log_config=None, access_log=False, lifespan="off"
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        for _ in range(200):
+            if server.started:
+                break
+            time.sleep(0.025)
+        started.append((server, thread, store))
+        return WebServer(url, settings, store, context)
+
+    yield start
+    for server, thread, store in started:
+        server.should_exit = True
+        thread.join(timeout=10)
+        store.close()

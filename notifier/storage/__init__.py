@@ -144,6 +144,22 @@ class DigestOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class DigestRecord:
+    """A digest's delivery state without its content, for the admin API."""
+
+    id: int
+    subscriber_id: int
+    email: str
+    period: str
+    status: str
+    papers: int
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsFigures:
     """What /metrics reports, read in one transaction."""
 
@@ -580,6 +596,46 @@ class Storage:
                     )
             subscriber = self._subscribers(conn, subscribers.c.id == subscriber_id)[0]
         return subscriber, created
+
+    def create_subscriber(
+        self,
+        email: str,
+        name: str | None,
+        chosen: Sequence[Interest],
+        now: datetime,
+        *,
+        max_papers: int | None = None,
+        schedule: Mapping[str, Any] | None = None,
+        status: str = "active",
+    ) -> Subscriber | None:
+        """Create one subscriber with their interests; return None when the address is taken.
+
+        Unlike save_subscriber it never touches an existing subscriber, even one
+        created by a concurrent call: the insert itself decides (ON CONFLICT).
+        """
+        chosen_schedule = dict(schedule or {})
+        if unknown := set(chosen_schedule) - {*SCHEDULE_COLUMNS, "empty_note"}:
+            raise ValueError(f"not schedule settings: {', '.join(sorted(unknown))}")
+        with self._tx() as conn:
+            subscriber_id = conn.execute(
+                _dialect_insert(conn.dialect.name, subscribers)
+                .values(
+                    email=email,
+                    name=name,
+                    status=status,
+                    max_papers=max_papers,
+                    feed_token=secrets.token_urlsafe(24),
+                    manage_token=secrets.token_urlsafe(24),
+                    created_at=now,
+                    **chosen_schedule,
+                )
+                .on_conflict_do_nothing(index_elements=[subscribers.c.email])
+                .returning(subscribers.c.id)
+            ).scalar_one_or_none()
+            if subscriber_id is None:
+                return None
+            _replace_interests(conn, subscriber_id, chosen)
+            return self._subscribers(conn, subscribers.c.id == subscriber_id)[0]
 
     def add_subscribers(
         self, new: Sequence[tuple[str, str | None, Sequence[Interest]]], now: datetime
@@ -1317,6 +1373,31 @@ class Storage:
         )
         with self._tx() as conn:
             return [DigestOutcome(*row) for row in conn.execute(query)]
+
+    def digest_page(self, after: int, limit: int, status: str | None = None) -> list[DigestRecord]:
+        """Return up to limit digests with ids above after, in id order, without their content."""
+        query = (
+            select(
+                digests.c.id,
+                digests.c.subscriber_id,
+                subscribers.c.email,
+                digests.c.period,
+                digests.c.status,
+                digests.c.papers,
+                digests.c.attempts,
+                digests.c.last_error,
+                digests.c.created_at,
+                digests.c.sent_at,
+            )
+            .join(subscribers, subscribers.c.id == digests.c.subscriber_id)
+            .where(digests.c.id > after)
+            .order_by(digests.c.id)
+            .limit(limit)
+        )
+        if status is not None:
+            query = query.where(digests.c.status == status)
+        with self._tx() as conn:
+            return [DigestRecord(*row) for row in conn.execute(query)]
 
     def waiting_digests(self) -> int:
         """Return how many digests are pending, unknown or being sent (read off ix_digests_due).

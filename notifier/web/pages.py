@@ -12,7 +12,7 @@ import hmac
 import logging
 import re
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +28,7 @@ from notifier.pipeline import compile_interests, paper_index
 from notifier.render import default_templates_dir
 from notifier.render.feed import feed_url, private_feed_name
 from notifier.schedule import CADENCES, WEEKDAYS, next_slot, resolve
+from notifier.settings import Settings
 from notifier.tokens import Purpose, TokenError
 from notifier.web.context import WebContext
 from notifier.web.feeds import OpmlFeed, build_opml, not_modified, read_feed
@@ -56,18 +57,20 @@ _STATIC = {"app.css": "text/css; charset=utf-8", "app.js": "text/javascript; cha
 _PRIVATE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
 
 
-def pages_router(context: WebContext) -> APIRouter:
-    """Return the routes of the public pages and feeds."""
-    router = APIRouter(include_in_schema=False)
-    settings = context.settings
-    storage = context.storage
-    tokens = context.tokens
-    secure_cookie = settings.base_url.startswith("https://")
-    link_age = timedelta(days=settings.link_days).total_seconds()
-    confirm_age = timedelta(hours=settings.confirm_hours).total_seconds()
-    preview_cache: dict[str, Any] = {}
+class PageKit:
+    """What every page handler shares: rendering, CSRF checks and reading signed links."""
+
+    def __init__(self, context: WebContext) -> None:
+        self.context = context
+        self.settings = context.settings
+        self.storage = context.storage
+        self.tokens = context.tokens
+        self.secure_cookie = self.settings.base_url.startswith("https://")
+        self.link_age = timedelta(days=self.settings.link_days).total_seconds()
+        self.confirm_age = timedelta(hours=self.settings.confirm_hours).total_seconds()
 
     def page(
+        self,
         request: Request,
         template: str,
         status: int = 200,
@@ -80,10 +83,10 @@ def pages_router(context: WebContext) -> APIRouter:
         if fresh:
             cookie = secrets.token_urlsafe(24)
         assert cookie is not None
-        html = context.env.get_template(f"web/{template}").render(
-            csrf=tokens.make(Purpose.CSRF, cookie),
+        html = self.context.env.get_template(f"web/{template}").render(
+            csrf=self.tokens.make(Purpose.CSRF, cookie),
             honeypot=HONEYPOT,
-            base_url=settings.base_url,
+            base_url=self.settings.base_url,
             **values,
         )
         response = HTMLResponse(html, status_code=status, headers=headers)
@@ -93,51 +96,57 @@ def pages_router(context: WebContext) -> APIRouter:
                 cookie,
                 httponly=True,
                 samesite="strict",
-                secure=secure_cookie,
+                secure=self.secure_cookie,
                 max_age=86400,
             )
         return response
 
     def message(
-        request: Request, title: str, text: str, status: int = 200, **values: Any
+        self, request: Request, title: str, text: str, status: int = 200, **values: Any
     ) -> HTMLResponse:
         """Render the one-message page (done, expired, not valid...)."""
-        return page(
+        return self.page(
             request, "message.html.j2", status, headers=_PRIVATE, title=title, text=text, **values
         )
 
-    def csrf_ok(request: Request, form: FormData) -> bool:
+    def csrf_ok(self, request: Request, form: FormData) -> bool:
         """Tell whether a form post carries the token of this visitor's cookie, from our origin."""
         origin = request.headers.get("origin")
-        if origin and origin != "null" and not _same_origin(origin, settings.base_url, request):
+        if (
+            origin
+            and origin != "null"
+            and not _same_origin(origin, self.settings.base_url, request)
+        ):
             return False
         cookie = request.cookies.get(CSRF_COOKIE, "")
         sent = str(form.get("csrf", ""))
         try:
-            signed = tokens.read(Purpose.CSRF, sent, max_age=86400)
+            signed = self.tokens.read(Purpose.CSRF, sent, max_age=86400)
         except TokenError:
             return False
         return bool(cookie) and hmac.compare_digest(signed.encode(), cookie.encode())
 
-    def expired_form(request: Request) -> HTMLResponse:
-        return message(
+    def expired_form(self, request: Request) -> HTMLResponse:
+        """Answer a form post whose CSRF token does not check out."""
+        return self.message(
             request,
             "Please try again",
             "This form is too old or came from another site. Reload the page and send it again.",
             status=403,
         )
 
-    def subscriber_for(purpose: Purpose, token: str, max_age: float) -> Subscriber | str:
+    def subscriber_for(self, purpose: Purpose, token: str, max_age: float) -> Subscriber | str:
         """Return the subscriber a signed link names, or why the link is refused."""
         try:
-            key = tokens.read(purpose, token, max_age)
+            key = self.tokens.read(purpose, token, max_age)
         except TokenError as e:
             return str(e)
-        found = storage.subscriber_by_manage_key(key)
+        found = self.storage.subscriber_by_manage_key(key)
         return found if found is not None else "this link is not valid"
 
-    def refused(request: Request, why: str) -> HTMLResponse:
-        return message(
+    def refused(self, request: Request, why: str) -> HTMLResponse:
+        """Answer a link that is forged, expired or for another purpose."""
+        return self.message(
             request,
             "This link does not work",
             f"Sorry: {why}. Use the link in your most recent email, or subscribe again "
@@ -145,10 +154,28 @@ def pages_router(context: WebContext) -> APIRouter:
             status=400 if "expired" in why else 404,
         )
 
-    def manage_url(subscriber: Subscriber) -> str:
-        return f"/manage/{tokens.make(Purpose.MANAGE, subscriber.manage_token)}"
+    def manage_url(self, subscriber: Subscriber) -> str:
+        """Return a fresh preferences link for subscriber."""
+        return f"/manage/{self.tokens.make(Purpose.MANAGE, subscriber.manage_token)}"
 
-    # -- subscribe ------------------------------------------------------------
+
+def pages_router(context: WebContext) -> APIRouter:
+    """Return the routes of the public pages and feeds."""
+    router = APIRouter(include_in_schema=False)
+    kit = PageKit(context)
+    _subscribe_routes(router, kit)
+    _preview_routes(router, kit)
+    _confirm_routes(router, kit)
+    _preference_routes(router, kit)
+    _unsubscribe_routes(router, kit)
+    _feed_routes(router, kit)
+    return router
+
+
+def _subscribe_routes(router: APIRouter, kit: PageKit) -> None:
+    """Add the front page and the sign-up form."""
+    context, settings, storage = kit.context, kit.settings, kit.storage
+    page, message = kit.page, kit.message
 
     def subscribe_form(
         request: Request,
@@ -175,8 +202,8 @@ def pages_router(context: WebContext) -> APIRouter:
     @router.post("/subscribe", response_class=HTMLResponse)
     async def subscribe(request: Request, background: BackgroundTasks) -> HTMLResponse:
         form = await request.form()
-        if not csrf_ok(request, form):
-            return expired_form(request)
+        if not kit.csrf_ok(request, form):
+            return kit.expired_form(request)
         fields = {k: str(v) for k, v in form.items()}
         rows = interest_rows({k: [str(v) for v in form.getlist(k)] for k in form})
         if fields.get(HONEYPOT):
@@ -254,6 +281,12 @@ def pages_router(context: WebContext) -> APIRouter:
         values = {"email": email, "name": name, "interests": chosen, "schedule": schedule}
         return Checked(values, errors)
 
+
+def _preview_routes(router: APIRouter, kit: PageKit) -> None:
+    """Add the live preview: which recent papers the interests typed so far would match."""
+    context, storage = kit.context, kit.storage
+    preview_cache: dict[str, Any] = {}
+
     @router.get("/preview")
     def preview(request: Request) -> JSONResponse:
         """Return which recent papers the interests typed so far would have matched."""
@@ -299,11 +332,15 @@ def pages_router(context: WebContext) -> APIRouter:
             }
         )
 
-    # -- confirm ---------------------------------------------------------------
+
+def _confirm_routes(router: APIRouter, kit: PageKit) -> None:
+    """Add the confirmation link: one click turns a pending sign-up active."""
+    context, storage, message = kit.context, kit.storage, kit.message
+    refused, subscriber_for = kit.refused, kit.subscriber_for
 
     @router.get("/confirm/{token}", response_class=HTMLResponse)
     def confirm(request: Request, token: str) -> HTMLResponse:
-        found = subscriber_for(Purpose.CONFIRM, token, confirm_age)
+        found = subscriber_for(Purpose.CONFIRM, token, kit.confirm_age)
         if isinstance(found, str):
             return refused(request, found)
         if found.status == "unsubscribed":
@@ -318,50 +355,31 @@ def pages_router(context: WebContext) -> APIRouter:
             "You are subscribed",
             "Your first digest comes at your next send time. "
             "You can change your interests and schedule at any time.",
-            link=manage_url(found),
+            link=kit.manage_url(found),
             link_text="Open my preferences",
         )
 
-    # -- preferences -----------------------------------------------------------
+
+def _preference_routes(router: APIRouter, kit: PageKit) -> None:
+    """Add the preferences page, its form and the OPML list of feeds."""
+    context, settings, storage, tokens = kit.context, kit.settings, kit.storage, kit.tokens
+    page, refused, subscriber_for = kit.page, kit.refused, kit.subscriber_for
 
     def manage_page(
         request: Request,
         token: str,
         subscriber: Subscriber,
+        *,
         values: dict[str, Any] | None = None,
         rows: list[InterestRow] | None = None,
         errors: dict[str, str] | None = None,
         status: int = 200,
         saved: bool = False,
     ) -> HTMLResponse:
-        now = context.clock()
+        """Render the preferences page, with the values typed and their errors if any."""
         if values is None:
-            values = {
-                "name": subscriber.name or "",
-                "cadence": subscriber.cadence or settings.cadence,
-                "send_time": subscriber.send_time or settings.send_time,
-                "timezone": subscriber.timezone or settings.timezone,
-                "weekday": (
-                    weekday_name(subscriber.weekday)
-                    if subscriber.weekday is not None
-                    else settings.weekday
-                ),
-                "paused": subscriber.status == "paused",
-            }
-        next_due = None
-        if subscriber.status == "active":
-            try:
-                cadence = resolve(
-                    settings.default_cadence,
-                    subscriber.cadence,
-                    subscriber.send_time,
-                    subscriber.timezone,
-                    subscriber.weekday,
-                )
-                due = next_slot(cadence, now).due_at.astimezone(cadence.zone)
-                next_due = f"{due:%A %d %B, %H:%M} ({cadence.zone.key})"
-            except ValueError:
-                next_due = None
+            values = _current_values(subscriber, settings)
+        next_due = _next_due(subscriber, settings, context.clock())
         feed = feed_url(settings.base_url, private_feed_name(subscriber.feed_token))
         return page(
             request,
@@ -385,7 +403,7 @@ def pages_router(context: WebContext) -> APIRouter:
 
     @router.get("/manage/{token}", response_class=HTMLResponse)
     def manage(request: Request, token: str) -> HTMLResponse:
-        found = subscriber_for(Purpose.MANAGE, token, link_age)
+        found = subscriber_for(Purpose.MANAGE, token, kit.link_age)
         if isinstance(found, str):
             return refused(request, found)
         return manage_page(request, token, found, saved=request.query_params.get("saved") == "1")
@@ -393,9 +411,9 @@ def pages_router(context: WebContext) -> APIRouter:
     @router.post("/manage/{token}", response_class=HTMLResponse, response_model=None)
     async def save_preferences(request: Request, token: str) -> Response:
         form = await request.form()
-        if not csrf_ok(request, form):
-            return expired_form(request)
-        found = await asyncio.to_thread(subscriber_for, Purpose.MANAGE, token, link_age)
+        if not kit.csrf_ok(request, form):
+            return kit.expired_form(request)
+        found = await asyncio.to_thread(subscriber_for, Purpose.MANAGE, token, kit.link_age)
         if isinstance(found, str):
             return refused(request, found)
         fields = {k: str(v) for k, v in form.items()}
@@ -415,7 +433,9 @@ def pages_router(context: WebContext) -> APIRouter:
         if errors:
             values = {**fields, "paused": "paused" in fields}
             return await asyncio.to_thread(
-                manage_page, request, token, found, values, rows, errors, 400
+                lambda: manage_page(
+                    request, token, found, values=values, rows=rows, errors=errors, status=400
+                )
             )
         status = None
         if found.status in ("active", "paused"):
@@ -431,7 +451,7 @@ def pages_router(context: WebContext) -> APIRouter:
 
     @router.get("/manage/{token}/feeds.opml")
     def opml(token: str) -> Response:
-        found = subscriber_for(Purpose.MANAGE, token, link_age)
+        found = subscriber_for(Purpose.MANAGE, token, kit.link_age)
         if isinstance(found, str):
             return Response(f"{found}\n", status_code=404, media_type="text/plain")
         base = settings.base_url
@@ -451,12 +471,16 @@ def pages_router(context: WebContext) -> APIRouter:
             headers={**_PRIVATE, "Content-Disposition": 'attachment; filename="notifier.opml"'},
         )
 
-    # -- unsubscribe -------------------------------------------------------------
+
+def _unsubscribe_routes(router: APIRouter, kit: PageKit) -> None:
+    """Add the unsubscribe page (GET: a button only) and the one-click POST."""
+    context, settings, storage = kit.context, kit.settings, kit.storage
+    page, refused, subscriber_for = kit.page, kit.refused, kit.subscriber_for
 
     @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
     def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
         # A GET only shows the button: mail scanners open every link.
-        found = subscriber_for(Purpose.UNSUBSCRIBE, token, link_age)
+        found = subscriber_for(Purpose.UNSUBSCRIBE, token, kit.link_age)
         if isinstance(found, str):
             return refused(request, found)
         return page(
@@ -473,7 +497,7 @@ def pages_router(context: WebContext) -> APIRouter:
         # RFC 8058: the mail provider POSTs "List-Unsubscribe=One-Click" with no
         # cookie and no page; the signed token alone authorises it, and the only
         # thing it can do is stop mail.
-        found = subscriber_for(Purpose.UNSUBSCRIBE, token, link_age)
+        found = subscriber_for(Purpose.UNSUBSCRIBE, token, kit.link_age)
         if isinstance(found, str):
             return refused(request, found)
         if storage.unsubscribe(found.id, context.clock()):
@@ -486,10 +510,13 @@ def pages_router(context: WebContext) -> APIRouter:
             token=token,
             subscriber=found,
             done=True,
-            manage=manage_url(found),
+            manage=kit.manage_url(found),
         )
 
-    # -- feeds and static files -------------------------------------------------
+
+def _feed_routes(router: APIRouter, kit: PageKit) -> None:
+    """Add the feeds and the static files."""
+    settings = kit.settings
 
     @router.get("/feeds/{name:path}", response_model=None)
     def feed(request: Request, name: str) -> Response:
@@ -524,7 +551,37 @@ def pages_router(context: WebContext) -> APIRouter:
             headers={"Cache-Control": "public, max-age=3600"},
         )
 
-    return router
+
+def _current_values(subscriber: Subscriber, settings: Settings) -> dict[str, Any]:
+    """Return the preferences form's values for a subscriber (defaults where none chosen)."""
+    return {
+        "name": subscriber.name or "",
+        "cadence": subscriber.cadence or settings.cadence,
+        "send_time": subscriber.send_time or settings.send_time,
+        "timezone": subscriber.timezone or settings.timezone,
+        "weekday": (
+            weekday_name(subscriber.weekday) if subscriber.weekday is not None else settings.weekday
+        ),
+        "paused": subscriber.status == "paused",
+    }
+
+
+def _next_due(subscriber: Subscriber, settings: Settings, now: datetime) -> str | None:
+    """Return when an active subscriber's next digest is due, in their own zone."""
+    if subscriber.status != "active":
+        return None
+    try:
+        cadence = resolve(
+            settings.default_cadence,
+            subscriber.cadence,
+            subscriber.send_time,
+            subscriber.timezone,
+            subscriber.weekday,
+        )
+    except ValueError:
+        return None
+    due = next_slot(cadence, now).due_at.astimezone(cadence.zone)
+    return f"{due:%A %d %B, %H:%M} ({cadence.zone.key})"
 
 
 def _padded(rows: list[InterestRow], blanks: int) -> list[InterestRow]:

@@ -1,0 +1,587 @@
+"""notifier serve over real HTTP: sign-up, links, RFC 8058, feeds, abuse and security."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from xml.etree import ElementTree as ET
+
+import httpx
+import pytest
+
+from notifier import pipeline
+from notifier.models import Interest
+from notifier.tokens import LinkTokens, Purpose
+from tests.conftest import NOW, SEED_FILES, SmtpServer, WebServer, seed_bytes
+
+SECRET = b"test-secret-key-0123456789"
+ROBOTS = {"interest_name": "robots", "interest_about": "robots learning manipulation"}
+
+
+def form_fields(**fields: str) -> dict[str, str]:
+    """Return a complete sign-up form with fields overriding the defaults."""
+    return {
+        "email": "ada@example.org",
+        "name": "Ada",
+        **ROBOTS,
+        "interest_query": "",
+        "cadence": "daily",
+        "send_time": "07:00",
+        "timezone": "Europe/Berlin",
+        **fields,
+    }
+
+
+def csrf_of(html: str) -> str:
+    """Return the CSRF token a page's form carries."""
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "the page has no form"
+    return found.group(1)
+
+
+def sign_up(client: httpx.Client, **fields: str) -> httpx.Response:
+    """Open the front page like a browser, then send the sign-up form."""
+    front = client.get("/")
+    return client.post("/subscribe", data={"csrf": csrf_of(front.text), **form_fields(**fields)})
+
+
+def heading(response: httpx.Response) -> str:
+    """Return the page's first heading."""
+    found = re.search(r"<h1>(.*?)</h1>", response.text)
+    return found.group(1) if found else ""
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
+    """Poll until condition holds (background sends finish after the response)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def link_in(data: bytes, path: str) -> str:
+    """Return the first link to path in an email's text part."""
+    found = re.search(rf"https?://[^\s\"<>]+/{path}/[\w.-]+", data.decode())
+    assert found, f"no /{path}/ link in the email"
+    return found.group(0)
+
+
+def active_subscriber(web: WebServer, email: str = "bob@example.org") -> tuple[int, str]:
+    """Create an active subscriber the way the CLI does; return its id and manage key."""
+    subscriber, _ = web.storage.save_subscriber(
+        email, "Bob", [Interest("robots", "robot*")], datetime.now(UTC)
+    )
+    return subscriber.id, subscriber.manage_token
+
+
+def token(purpose: Purpose, key: str, age: timedelta = timedelta()) -> str:
+    """Return a token for key made age ago with the test server's secret."""
+    made_at = time.time() - age.total_seconds()
+    return LinkTokens(SECRET, clock=lambda: made_at).make(purpose, key)
+
+
+def subscriber_count(web: WebServer) -> int:
+    """Return how many subscribers are stored."""
+    return sum(web.storage.metrics_figures().subscribers.values())
+
+
+# -- tokens ------------------------------------------------------------------------
+
+
+def test_a_token_is_refused_when_tampered_with_expired_or_used_for_another_purpose() -> None:
+    tokens = LinkTokens(SECRET)
+    made = tokens.make(Purpose.CONFIRM, "key-123")
+    assert tokens.read(Purpose.CONFIRM, made, max_age=3600) == "key-123"
+
+    key, stamp, signature = made.split(".")
+    forged = [
+        f"key-124.{stamp}.{signature}",
+        f"{key}.{stamp}.{signature[:-2]}AA",
+        f"{key}.{stamp}",
+        "",
+    ]
+    for bad in forged:
+        with pytest.raises(ValueError, match="not valid"):
+            tokens.read(Purpose.CONFIRM, bad, max_age=3600)
+    with pytest.raises(ValueError, match="not valid"):
+        tokens.read(Purpose.UNSUBSCRIBE, made, max_age=3600)
+    with pytest.raises(ValueError, match="not valid"):
+        LinkTokens(b"another-secret-key-0123").read(Purpose.CONFIRM, made, max_age=3600)
+
+    old = token(Purpose.CONFIRM, "key-123", age=timedelta(hours=73))
+    with pytest.raises(ValueError, match="expired"):
+        tokens.read(Purpose.CONFIRM, old, max_age=72 * 3600)
+
+
+# -- double opt-in -------------------------------------------------------------------
+
+
+def test_sign_up_sends_one_confirmation_and_the_link_confirms(
+    serve_web: Callable[..., WebServer], smtp_server: SmtpServer
+) -> None:
+    web = serve_web(smtp_url=smtp_server.url)
+    with httpx.Client(base_url=web.url) as client:
+        response = sign_up(client, email="Ada@Example.org")
+        assert response.status_code == 200
+        assert heading(response) == "Check your inbox"
+        assert wait_for(lambda: len(smtp_server.handler.received) == 1)
+        subscriber = web.storage.subscriber_by_email("ada@example.org")
+        assert subscriber.status == "pending"
+        assert [i.about for i in subscriber.interests] == ["robots learning manipulation"]
+
+        email = smtp_server.handler.received[0]
+        assert email.rcpt_tos == ["ada@example.org"]
+        assert email.message["Subject"] == "Confirm your notifier subscription"
+        confirm = link_in(email.data, "confirm")
+        assert confirm.startswith(web.url)
+
+        # Signing up again within 48 hours: the same page, and no second email.
+        again = sign_up(client, email="ada@example.org")
+        assert heading(again) == "Check your inbox"
+        time.sleep(0.3)
+        assert len(smtp_server.handler.received) == 1
+
+        page = client.get(confirm.removeprefix(web.url))
+        assert heading(page) == "You are subscribed"
+        assert web.storage.subscriber_by_email("ada@example.org").status == "active"
+        # A second click is harmless.
+        assert heading(client.get(confirm.removeprefix(web.url))) == "You are subscribed"
+
+
+def test_the_page_says_the_same_whether_the_address_is_known_or_not(
+    serve_web: Callable[..., WebServer], smtp_server: SmtpServer
+) -> None:
+    web = serve_web(smtp_url=smtp_server.url)
+    active_subscriber(web, "bob@example.org")
+    with httpx.Client(base_url=web.url) as client:
+        known = sign_up(client, email="bob@example.org", interest_about="anything else")
+        unknown = sign_up(client, email="carol@example.org")
+
+    def without_csrf(text: str) -> str:
+        return re.sub(r'value="[^"]+"', "", text)
+
+    assert known.status_code == unknown.status_code == 200
+    assert without_csrf(known.text) == without_csrf(unknown.text)
+    assert wait_for(lambda: len(smtp_server.handler.received) == 2)
+    subjects = {r.rcpt_tos[0]: r.message["Subject"] for r in smtp_server.handler.received}
+    # The known address gets its preferences link, and keeps its interests: anyone
+    # can type anyone's address into the form.
+    assert subjects["bob@example.org"] == "You are already subscribed to notifier"
+    assert subjects["carol@example.org"] == "Confirm your notifier subscription"
+    bob = web.storage.subscriber_by_email("bob@example.org")
+    assert bob.status == "active" and [i.query for i in bob.interests] == ["robot*"]
+
+
+def test_confirmation_links_are_refused_when_forged_expired_or_meant_for_unsubscribing(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web()
+    with httpx.Client(base_url=web.url) as client:
+        sign_up(client)
+        key = web.storage.subscriber_by_email("ada@example.org").manage_token
+
+        expired = client.get(f"/confirm/{token(Purpose.CONFIRM, key, timedelta(hours=73))}")
+        assert expired.status_code == 400
+        assert "this link has expired" in expired.text
+
+        forged = token(Purpose.CONFIRM, key)[:-3] + "abc"
+        assert client.get(f"/confirm/{forged}").status_code == 404
+        other_purpose = client.get(f"/confirm/{token(Purpose.UNSUBSCRIBE, key)}")
+        assert other_purpose.status_code == 404
+        assert "this link is not valid" in other_purpose.text
+        assert web.storage.subscriber_by_email("ada@example.org").status == "pending"
+
+        # Within 72 hours it works.
+        fresh = client.get(f"/confirm/{token(Purpose.CONFIRM, key, timedelta(hours=71))}")
+        assert heading(fresh) == "You are subscribed"
+
+
+def test_a_dead_mail_server_loses_no_sign_up_and_the_next_try_sends(
+    serve_web: Callable[..., WebServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    web = serve_web(smtp_url="smtp://127.0.0.1:9", smtp_timeout=2)
+    with (
+        caplog.at_level(logging.INFO, logger="notifier.web"),
+        httpx.Client(base_url=web.url) as client,
+    ):
+        response = sign_up(client)
+        assert heading(response) == "Check your inbox"
+        assert wait_for(lambda: "could not send the confirmation" in caplog.text)
+    subscriber = web.storage.subscriber_by_email("ada@example.org")
+    assert subscriber.status == "pending"
+    # The failed email does not count against the one-per-48-hours limit.
+    _, action = web.storage.request_subscription(
+        "ada@example.org",
+        name=None,
+        chosen=subscriber.interests,
+        schedule={},
+        now=datetime.now(UTC),
+        resend_after=timedelta(hours=48),
+    )
+    assert action == "confirm"
+
+
+# -- preferences ---------------------------------------------------------------------
+
+
+def test_preferences_change_interests_schedule_and_pause(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web()
+    subscriber_id, key = active_subscriber(web)
+    path = f"/manage/{token(Purpose.MANAGE, key)}"
+    with httpx.Client(base_url=web.url, follow_redirects=True) as client:
+        page = client.get(path)
+        assert heading(page) == "Your preferences"
+        assert page.headers["cache-control"] == "no-store"
+        assert 'value="robot*"' in page.text
+
+        saved = client.post(
+            path,
+            data={
+                "csrf": csrf_of(page.text),
+                "name": "Bob B.",
+                "interest_name": ["vision", ""],
+                "interest_about": ["image segmentation", ""],
+                "interest_query": ["", ""],
+                "cadence": "weekly",
+                "weekday": "friday",
+                "send_time": "18:30",
+                "timezone": "America/New_York",
+                "paused": "1",
+            },
+        )
+        assert saved.status_code == 200 and "Saved." in saved.text
+    bob = web.storage.subscriber_by_id(subscriber_id)
+    assert bob is not None
+    assert [(i.name, i.about) for i in bob.interests] == [("vision", "image segmentation")]
+    assert (bob.cadence, bob.weekday, bob.send_time, bob.timezone) == (
+        "weekly",
+        4,
+        "18:30",
+        "America/New_York",
+    )
+    assert bob.status == "paused" and bob.name == "Bob B."
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("timezone", "Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
+        ("send_time", "25:99", "send time must be HH:MM"),
+        ("interest_query", '"unclosed phrase', "query"),
+        ("interest_about", "x" * 600, "under 500 characters"),
+        ("name", "n" * 150, "at most 100 characters"),
+    ],
+)
+def test_bad_preferences_show_a_message_and_change_nothing(
+    serve_web: Callable[..., WebServer], field: str, value: str, message: str
+) -> None:
+    web = serve_web()
+    subscriber_id, key = active_subscriber(web)
+    before = web.storage.subscriber_by_id(subscriber_id)
+    path = f"/manage/{token(Purpose.MANAGE, key)}"
+    with httpx.Client(base_url=web.url) as client:
+        page = client.get(path)
+        fields = {
+            "csrf": csrf_of(page.text),
+            "name": "Bob",
+            "interest_name": "robots",
+            "interest_about": "",
+            "interest_query": "robot*",
+            "cadence": "daily",
+            "send_time": "07:00",
+            "timezone": "UTC",
+            field: value,
+        }
+        response = client.post(path, data=fields)
+    assert response.status_code == 400
+    assert message in response.text.replace("&#39;", "'").replace("&#34;", '"')
+    assert web.storage.subscriber_by_id(subscriber_id) == before
+
+
+def test_the_opml_file_lists_the_private_and_public_feeds(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web()
+    _, key = active_subscriber(web)
+    feed_token = web.storage.subscriber_by_email("bob@example.org").feed_token
+    response = httpx.get(f"{web.url}/manage/{token(Purpose.MANAGE, key)}/feeds.opml")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/x-opml; charset=utf-8"
+    outlines = ET.fromstring(response.content).findall("./body/outline")
+    urls = [o.get("xmlUrl") for o in outlines]
+    assert urls == [
+        f"{web.url}/feeds/subscribers/{feed_token}.atom",
+        f"{web.url}/feeds/all.atom",
+    ]
+    assert outlines[0].get("title") == "notifier: papers for Bob"
+
+
+# -- unsubscribe (RFC 8058) ------------------------------------------------------------
+
+
+def test_a_get_of_the_unsubscribe_link_changes_nothing(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web()
+    subscriber_id, key = active_subscriber(web)
+    link = f"{web.url}/unsubscribe/{token(Purpose.UNSUBSCRIBE, key)}"
+    for _ in range(3):  # a link scanner, a preview, a person
+        page = httpx.get(link)
+        assert heading(page) == "Unsubscribe?"
+        assert '<button type="submit" class="primary danger">Unsubscribe</button>' in page.text
+    assert httpx.head(link).status_code in (200, 405)
+    subscriber = web.storage.subscriber_by_id(subscriber_id)
+    assert subscriber is not None and subscriber.status == "active"
+
+
+def test_a_one_click_post_unsubscribes_without_a_cookie_or_a_page(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web()
+    subscriber_id, key = active_subscriber(web)
+    feeds = web.settings.feeds_dir / "subscribers"
+    feeds.mkdir(parents=True)
+    feed_token = web.storage.subscriber_by_email("bob@example.org").feed_token
+    (feeds / f"{feed_token}.atom").write_text("<feed/>")
+    # What Gmail sends (RFC 8058 section 3.2): a POST with this body and nothing else.
+    link = f"{web.url}/unsubscribe/{token(Purpose.UNSUBSCRIBE, key, timedelta(days=61))}"
+    response = httpx.post(
+        link,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 200
+    assert heading(response) == "You are unsubscribed"
+    subscriber = web.storage.subscriber_by_id(subscriber_id)
+    assert subscriber is not None and subscriber.status == "unsubscribed"
+    assert not (feeds / f"{feed_token}.atom").exists()
+    # Unsubscribed people are in no schedule group, so nothing more is composed.
+    assert web.storage.schedule_groups() == []
+    # A second POST is harmless.
+    assert httpx.post(link, content=b"List-Unsubscribe=One-Click").status_code == 200
+
+
+def test_unsubscribe_links_are_refused_when_forged_or_meant_for_another_purpose(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web()
+    subscriber_id, key = active_subscriber(web)
+    for bad in (
+        token(Purpose.MANAGE, key),
+        token(Purpose.CONFIRM, key),
+        token(Purpose.UNSUBSCRIBE, key)[:-2] + "xx",
+        token(Purpose.UNSUBSCRIBE, key, timedelta(days=91)),
+        "not-a-token",
+    ):
+        response = httpx.post(f"{web.url}/unsubscribe/{bad}", content=b"List-Unsubscribe=One-Click")
+        assert response.status_code in (400, 404)
+        assert heading(response) == "This link does not work"
+    subscriber = web.storage.subscriber_by_id(subscriber_id)
+    assert subscriber is not None and subscriber.status == "active"
+
+
+# -- feeds ---------------------------------------------------------------------------
+
+
+def test_feeds_have_validators_and_answer_conditional_requests_with_304(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web()
+    for i in range(len(SEED_FILES)):
+        pipeline.ingest(web.storage, SEED_FILES[i].name, seed_bytes(i), NOW + timedelta(days=i))
+    active_subscriber(web)
+    pipeline.build_feeds(web.storage, web.settings, NOW + timedelta(days=5))
+    feed_token = web.storage.subscriber_by_email("bob@example.org").feed_token
+
+    for path, content_type in (
+        ("/feeds/all.atom", "application/atom+xml; charset=utf-8"),
+        ("/feeds/all.rss", "application/rss+xml; charset=utf-8"),
+        (f"/feeds/subscribers/{feed_token}.atom", "application/atom+xml; charset=utf-8"),
+    ):
+        first = httpx.get(web.url + path)
+        assert first.status_code == 200
+        assert first.headers["content-type"] == content_type
+        assert b"<title>" in first.content
+        etag, modified = first.headers["etag"], first.headers["last-modified"]
+
+        again = httpx.get(web.url + path, headers={"If-None-Match": etag})
+        assert again.status_code == 304 and again.content == b""
+        assert again.headers["etag"] == etag
+        assert httpx.get(web.url + path, headers={"If-Modified-Since": modified}).status_code == 304
+        assert httpx.get(web.url + path, headers={"If-None-Match": '"stale"'}).status_code == 200
+        # If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
+        both = {"If-None-Match": '"stale"', "If-Modified-Since": modified}
+        assert httpx.get(web.url + path, headers=both).status_code == 200
+
+    for missing in (
+        "/feeds/nothing.atom",
+        "/feeds/all.xml",
+        "/feeds/subscribers/not-a-real-token-0000.atom",
+        "/feeds/../notifier.db",
+        "/feeds/%2e%2e/notifier.db",
+    ):
+        assert httpx.get(web.url + missing).status_code == 404, missing
+
+
+# -- abuse -------------------------------------------------------------------------
+
+
+def test_forms_without_a_matching_csrf_token_or_from_another_site_are_refused(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web()
+    with httpx.Client(base_url=web.url) as client:
+        no_cookie = httpx.post(f"{web.url}/subscribe", data={"csrf": "x", **form_fields()})
+        assert no_cookie.status_code == 403
+        assert "Reload the page" in no_cookie.text
+
+        valid = csrf_of(client.get("/").text)
+        other_visitor = csrf_of(httpx.get(f"{web.url}/").text)
+        stolen = client.post("/subscribe", data={"csrf": other_visitor, **form_fields()})
+        assert stolen.status_code == 403
+        cross_site = client.post(
+            "/subscribe",
+            data={"csrf": valid, **form_fields()},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert cross_site.status_code == 403
+    assert subscriber_count(web) == 0
+
+
+def test_the_honeypot_and_the_per_client_cap_stop_bots_quietly(
+    serve_web: Callable[..., WebServer], smtp_server: SmtpServer
+) -> None:
+    web = serve_web(smtp_url=smtp_server.url, signups_per_client=2)
+    with httpx.Client(base_url=web.url) as client:
+        bot = sign_up(client, email="bot@example.org", website="http://spam.example")
+        assert heading(bot) == "Check your inbox"
+        assert heading(sign_up(client, email="one@example.org")) == "Check your inbox"
+        assert heading(sign_up(client, email="two@example.org")) == "Check your inbox"
+        third = sign_up(client, email="three@example.org")
+        assert third.status_code == 429
+        assert heading(third) == "Too many sign-ups"
+    assert wait_for(lambda: len(smtp_server.handler.received) == 2)
+    time.sleep(0.2)
+    assert sorted(r.rcpt_tos[0] for r in smtp_server.handler.received) == [
+        "one@example.org",
+        "two@example.org",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"email": "not-an-address"}, "that is not a valid email address"),
+        ({"email": ""}, "enter your email address"),
+        ({"timezone": "Europe/Atlantis"}, "unknown time zone"),
+        ({"cadence": "hourly"}, "choose one of daily, weekdays, weekly"),
+        ({"interest_name": "", "interest_about": ""}, "describe at least one interest"),
+        ({"interest_query": "robot AND (", "interest_about": ""}, "query"),
+        ({"email": "a\r\nBcc: victim@example.org@example.org"}, "not a valid email address"),
+        ({"name": "<script>alert(1)</script>" * 10}, "at most 100 characters"),
+    ],
+)
+def test_bad_sign_ups_show_a_clear_message_and_store_nothing(
+    serve_web: Callable[..., WebServer], fields: dict[str, str], message: str
+) -> None:
+    web = serve_web()
+    with httpx.Client(base_url=web.url) as client:
+        response = sign_up(client, **fields)
+    assert response.status_code == 400
+    assert message in response.text
+    assert "<script>alert" not in response.text  # what was typed comes back escaped
+    assert subscriber_count(web) == 0
+
+
+def test_huge_requests_are_refused_before_they_are_read(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web()
+    with httpx.Client(base_url=web.url) as client:
+        csrf = csrf_of(client.get("/").text)
+        huge = client.post("/subscribe", data={"csrf": csrf, **form_fields(name="x" * 200_000)})
+        assert huge.status_code == 413
+        assert "Request too large" in huge.text
+
+        def chunks():  # no Content-Length: counted as it arrives
+            for _ in range(200):
+                yield b"name=" + b"x" * 10_000
+
+        streamed = client.post(
+            "/subscribe",
+            content=chunks(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert streamed.status_code == 413
+    assert subscriber_count(web) == 0
+
+
+def test_every_page_has_strict_security_headers_and_logs_hold_no_tokens(
+    serve_web: Callable[..., WebServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    web = serve_web()
+    _, key = active_subscriber(web)
+    manage = token(Purpose.MANAGE, key)
+    with caplog.at_level(logging.INFO, logger="notifier.web"):
+        for path in ("/", f"/manage/{manage}", "/feeds/missing.atom", "/healthz"):
+            headers = httpx.get(web.url + path).headers
+            assert "script-src 'self'" in headers["content-security-policy"]
+            assert "frame-ancestors 'none'" in headers["content-security-policy"]
+            assert headers["x-content-type-options"] == "nosniff"
+            assert headers["referrer-policy"] == "no-referrer"
+            assert headers["x-frame-options"] == "DENY"
+    assert f"GET /manage/[token] 200" in caplog.text
+    assert manage not in caplog.text and key not in caplog.text
+
+
+# -- operations --------------------------------------------------------------------
+
+
+def test_healthz_and_metrics_report_what_happened(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web()
+    health = httpx.get(f"{web.url}/healthz")
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
+
+    summary = pipeline.ingest(web.storage, SEED_FILES[0].name, seed_bytes(0), NOW)
+    metrics = httpx.get(f"{web.url}/metrics")
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    values = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values["notifier_papers_ingested_total"] == summary.new > 0
+    assert values["notifier_digests_sent_total"] == 0
+    assert "# TYPE notifier_send_latency_seconds gauge" in metrics.text
+
+
+def test_the_preview_shows_recent_papers_the_interests_would_match(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web()
+    summary = pipeline.ingest(web.storage, SEED_FILES[0].name, seed_bytes(0), NOW)
+    found = httpx.get(
+        f"{web.url}/preview",
+        params={"interest_name": "world", "interest_query": "world model*", "interest_about": ""},
+    ).json()
+    assert found["looked_at"] == summary.new
+    assert found["matched"] >= len(found["papers"]) == 8
+    assert "Facing Off World Model Backbones: RNNs, Transformers, and S4" in [
+        p["title"] for p in found["papers"]
+    ]
+    assert all("world" in p["reason"].lower() for p in found["papers"])
+
+    broken = httpx.get(f"{web.url}/preview", params={"interest_query": '"unclosed'})
+    assert broken.status_code == 200
+    assert broken.json()["papers"] == [] and "query" in str(broken.json()["errors"])
