@@ -537,7 +537,7 @@ def test_every_page_has_strict_security_headers_and_logs_hold_no_tokens(
             assert headers["x-content-type-options"] == "nosniff"
             assert headers["referrer-policy"] == "no-referrer"
             assert headers["x-frame-options"] == "DENY"
-    assert f"GET /manage/[token] 200" in caplog.text
+    assert "GET /manage/[token] 200" in caplog.text
     assert manage not in caplog.text and key not in caplog.text
 
 
