@@ -180,6 +180,8 @@ def test_the_commands_an_operator_relies_on_are_there() -> None:
     assert ("health", "--max-age", "30m") in lines("deploy/crontab")
     assert lines("deploy/systemd/notifier.service") == {("run",), ("db", "upgrade")}
     assert lines("deploy/systemd/notifier-once.service") == {("run-once",)}
+    assert lines("deploy/systemd/notifier-web.service") == {("serve",), ("db", "upgrade")}
+    assert ("serve", "--host", "0.0.0.0") in lines("deploy/compose.yaml")
     assert {("run",), ("health", "--max-age", "15m")} <= lines("deploy/Dockerfile")
     assert lines("deploy/compose.yaml") >= {("run",), ("db", "upgrade")}
     assert lines("deploy/k8s/cronjob.yaml") == {("run-once",)}
@@ -349,6 +351,20 @@ def test_the_service_unit() -> None:
     assert one(unit, "Install", "WantedBy") == "multi-user.target"
 
 
+def test_the_web_unit_shares_the_service_user_state_and_hardening() -> None:
+    web = read_unit(SYSTEMD / "notifier-web.service")
+    service = read_unit(SYSTEMD / "notifier.service")
+    assert one(web, "Service", "ExecStart").endswith("/bin/notifier serve")
+    assert one(web, "Service", "ExecStartPre").endswith("/bin/notifier db upgrade")
+    # The same state directory: feeds/ to serve and secret.key to check links with.
+    for key in ("User", "Group", "EnvironmentFile", "WorkingDirectory", "StateDirectory"):
+        assert one(web, "Service", key) == one(service, "Service", key), key
+    assert web["Service"]["Environment"] == service["Service"]["Environment"]
+    assert one(web, "Service", "Restart") == "always"
+    for key, value in HARDENING.items():
+        assert one(web, "Service", key) == value, key
+
+
 def test_the_timer_and_its_oneshot_service() -> None:
     daemon = read_unit(SYSTEMD / "notifier.service")
     once = read_unit(SYSTEMD / "notifier-once.service")
@@ -497,7 +513,12 @@ def test_the_compose_file() -> None:
     yaml = pytest.importorskip("yaml")
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"notifier", "migrate", "postgres", "mailpit"}
+    assert set(services) == {"notifier", "migrate", "web", "postgres", "mailpit"}
+    web = services["web"]
+    assert web["command"] == ["notifier", "serve", "--host", "0.0.0.0"]
+    assert web["ports"] == ["127.0.0.1:8000:8000"]
+    assert web["volumes"] == [f"state:{STATE_DIR}"]  # the feeds and the link key
+    assert "/healthz" in " ".join(web["healthcheck"]["test"])
     app, migrate = services["notifier"], services["migrate"]
     assert app["command"] == ["notifier", "run"]
     assert migrate["command"] == ["notifier", "db", "upgrade"]
