@@ -585,3 +585,24 @@ def test_the_preview_shows_recent_papers_the_interests_would_match(
     broken = httpx.get(f"{web.url}/preview", params={"interest_query": '"unclosed'})
     assert broken.status_code == 200
     assert broken.json()["papers"] == [] and "query" in str(broken.json()["errors"])
+
+
+def test_a_hostile_name_cannot_add_headers_or_markup_to_the_confirmation(
+    serve_web: Callable[..., WebServer], smtp_server: SmtpServer
+) -> None:
+    web = serve_web(smtp_url=smtp_server.url)
+    hostile = '<img src=x onerror="alert(1)">\r\nBcc: victim@example.org\x07'
+    with httpx.Client(base_url=web.url) as client:
+        assert heading(sign_up(client, name=hostile)) == "Check your inbox"
+    assert wait_for(lambda: len(smtp_server.handler.received) == 1)
+    received = smtp_server.handler.received[0]
+    assert received.rcpt_tos == ["ada@example.org"]
+    message = received.message
+    assert message["Bcc"] is None
+    assert "\n" not in message["To"] and "victim" not in message["To"].split("<")[-1]
+    html = message.get_body(("html",))
+    assert html is not None
+    body = html.get_content()
+    assert "<img src=x" not in body and "&lt;img src=x" in body
+    stored = web.storage.subscriber_by_email("ada@example.org").name
+    assert stored is not None and "\r" not in stored and "\x07" not in stored

@@ -1397,7 +1397,7 @@ class Storage:
         if status is not None:
             query = query.where(digests.c.status == status)
         with self._tx() as conn:
-            return [DigestRecord(*row) for row in conn.execute(query)]
+            return [DigestRecord(**row._mapping) for row in conn.execute(query)]
 
     def waiting_digests(self) -> int:
         """Return how many digests are pending, unknown or being sent (read off ix_digests_due).

@@ -1,27 +1,903 @@
-"""The admin JSON API under /api/v1, behind a bearer token, described by OpenAPI."""
+"""The admin JSON API under /api/v1, behind a bearer token, described by OpenAPI.
+
+Requests and responses are pydantic models, so /api/v1/openapi.json says exactly
+what each route takes and gives. Input goes through the validators the CLI and
+the web forms use (addresses, queries, clocks), and any problem is a 422 naming
+the field. Nothing secret is ever returned: no feed or manage token, no
+credentials in a source's URL, no digest content.
+"""
 
 from __future__ import annotations
 
 import hmac
+import logging
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.config import JsonDict
+from pydantic_core import PydanticCustomError
 
+from notifier import models
+from notifier.errors import QueryError
+from notifier.match import SENSITIVITIES, compile_interest
+from notifier.papers import clean_text
+from notifier.pipeline import source_report
+from notifier.render.feed import private_feed_name
+from notifier.schedule import CADENCES, parse_send_time, parse_weekday, zone
+from notifier.storage import DigestOutcome, DigestRecord, IngestRun, JobRun, Storage
 from notifier.web.context import WebContext
+from notifier.web.forms import MAX_INTEREST_TEXT, MAX_INTERESTS, check_email, check_name
+
+log = logging.getLogger("notifier.web")
+
+# Ids are PostgreSQL integers: no row has a larger one, and the driver refuses to
+# look one up (a 500), so the spec bounds every id a client can send.
+MAX_ID = 2**31 - 1
+# The interests.name column's width, as the CLI allows (the web form asks for 60).
+MAX_INTEREST_NAME = 100
+MAX_PAPERS = 500  # as notifier subscribe --max-papers
+# A URL inside an error message (fetch errors name the URL they fetched).
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
+
+# -- input values ---------------------------------------------------------------
+
+
+def _refused(message: str) -> PydanticCustomError:
+    """Return a validation error showing message as it is (a ValueError would prefix it)."""
+    # Without a context the message is not formatted, so braces in it are safe.
+    return PydanticCustomError("invalid", message)
+
+
+def _valid_email(text: str) -> str:
+    """Return the normalised address (lowercased, as the CLI and web store it)."""
+    address, problem = check_email(text)
+    if problem is not None or address is None:
+        raise _refused(problem or "enter an email address")
+    return address
+
+
+def _display_name(text: str) -> str:
+    """Return a display name cleaned as the web forms clean it ("" for none)."""
+    name, problem = check_name(text)
+    if problem is not None:
+        raise _refused(problem)
+    return name or ""
+
+
+def _interest_name(text: str) -> str:
+    """Return an interest name cleaned of control characters and extra spaces."""
+    name = clean_text(text)
+    if not name:
+        raise _refused("an interest needs a name")
+    # Checked after cleaning too: NFC normalisation can lengthen a string.
+    if len(name) > MAX_INTEREST_NAME:
+        raise _refused(f"the name can have at most {MAX_INTEREST_NAME} characters")
+    return name
+
+
+def _interest_text(text: str) -> str:
+    """Return a query or description cleaned as the web forms clean it."""
+    cleaned = clean_text(text)
+    if len(cleaned) > MAX_INTEREST_TEXT:
+        raise _refused(f"keep it under {MAX_INTEREST_TEXT} characters")
+    return cleaned
+
+
+def _cadence(text: str) -> str:
+    """Return a known cadence."""
+    if text not in CADENCES:
+        raise _refused(f"cadence must be one of {', '.join(CADENCES)}, not {text!r}")
+    return text
+
+
+def _send_time(text: str) -> str:
+    """Return a send time as HH:MM."""
+    try:
+        return f"{parse_send_time(text):%H:%M}"
+    except ValueError as e:
+        raise _refused(str(e)) from None
+
+
+def _time_zone(name: str) -> str:
+    """Return the key of a known IANA time zone."""
+    try:
+        return zone(name).key
+    except ValueError as e:
+        raise _refused(str(e)) from None
+    except OSError:
+        # zoneinfo opens a folder name such as "America" as a file, and zone()
+        # passes on the IsADirectoryError instead of calling the zone unknown.
+        raise _refused(
+            f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin or UTC"
+        ) from None
+
+
+def _weekday(value: int | str) -> int:
+    """Return a weekday number (0 is Monday) from 0-6 or a day name."""
+    try:
+        return parse_weekday(value)
+    except ValueError as e:
+        raise _refused(str(e)) from None
+
+
+Email = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=320,
+        examples=["ada@example.org"],
+        json_schema_extra={"format": "email"},
+        description="Stored lowercased, as the CLI and the sign-up page store it.",
+    ),
+    AfterValidator(_valid_email),
+]
+DisplayName = Annotated[
+    str,
+    Field(max_length=200, description="How digests greet them; empty for none."),
+    AfterValidator(_display_name),
+]
+Cadence = Annotated[
+    str,
+    AfterValidator(_cadence),
+    WithJsonSchema({"type": "string", "enum": list(CADENCES)}),
+]
+SendTime = Annotated[
+    str,
+    Field(max_length=16, description="Local time, HH:MM (24-hour).", examples=["07:00"]),
+    AfterValidator(_send_time),
+]
+TimeZone = Annotated[
+    str,
+    Field(max_length=64, description="IANA time zone name.", examples=["Europe/Berlin"]),
+    AfterValidator(_time_zone),
+]
+Weekday = Annotated[
+    int | str,
+    AfterValidator(_weekday),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": 6},
+                {"type": "string", "maxLength": 9, "examples": ["monday", "fri"]},
+            ],
+            "description": "Weekly digests: 0 (Monday) to 6, or a day name or its first "
+            "three letters.",
+        }
+    ),
+]
+MaxPapers = Annotated[int, Field(ge=1, le=MAX_PAPERS, description="Cap on papers per digest.")]
+Sensitivity = Annotated[
+    str,
+    WithJsonSchema({"type": "string", "enum": list(SENSITIVITIES)}),
+]
+SubscriberStatus = Literal["active", "paused", "suspended", "pending", "unsubscribed"]
+DigestStatus = Literal["empty", "pending", "sending", "sent", "failed", "unknown"]
+
+
+class InterestInput(BaseModel):
+    """A named interest: a query, a description in plain words, or both."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        # Matching needs something to look for: a query, a description or both.
+        json_schema_extra={
+            "anyOf": [
+                {"required": [field], "properties": {field: {"type": "string", "minLength": 1}}}
+                for field in ("query", "about")
+            ]
+        },
+    )
+
+    name: Annotated[
+        str, Field(min_length=1, max_length=MAX_INTEREST_NAME), AfterValidator(_interest_name)
+    ]
+    query: (
+        Annotated[
+            str,
+            Field(
+                max_length=MAX_INTEREST_TEXT,
+                description='Words that must appear: "phrases", AND, OR, -word, '
+                "title:/abstract:/author:, prefix*.",
+                examples=['"reinforcement learning" OR RL -survey'],
+            ),
+            AfterValidator(_interest_text),
+        ]
+        | None
+    ) = None
+    about: (
+        Annotated[
+            str,
+            Field(
+                max_length=MAX_INTEREST_TEXT,
+                description="What the interest is about; papers can match it by meaning.",
+            ),
+            AfterValidator(_interest_text),
+        ]
+        | None
+    ) = None
+    sensitivity: Sensitivity = "normal"
+
+    @model_validator(mode="after")
+    def _compiles(self) -> InterestInput:
+        """Check the interest as matching will read it (the query's syntax, the sensitivity)."""
+        self.query = self.query or None
+        self.about = self.about or None
+        try:
+            compile_interest(self.name, self.query, self.about, self.sensitivity)
+        except QueryError as e:
+            raise _refused(str(e)) from None
+        except RecursionError:
+            # The query parser recurses once per parenthesis, so a deep enough
+            # nest overflows the stack before it can say what is wrong.
+            raise _refused(f"query {self.query!r}: too many nested parentheses") from None
+        return self
+
+    def interest(self) -> models.Interest:
+        """Return the interest to store."""
+        return models.Interest(self.name, self.query, self.about, self.sensitivity)
+
+
+def _distinct_names(interests: list[InterestInput]) -> list[InterestInput]:
+    """Refuse two interests of one name (the web form's rule: letter case aside)."""
+    seen: set[str] = set()
+    for interest in interests:
+        if interest.name.lower() in seen:
+            raise _refused(f"two interests are called {interest.name!r}: give each its own name")
+        seen.add(interest.name.lower())
+    return interests
+
+
+class InterestList(RootModel[list[InterestInput]]):
+    """A subscriber's whole list of interests, in order."""
+
+    model_config = ConfigDict(strict=True)
+
+    root: Annotated[
+        list[InterestInput],
+        Field(min_length=1, max_length=MAX_INTERESTS),
+        AfterValidator(_distinct_names),
+    ]
+
+    def interests(self) -> list[models.Interest]:
+        """Return the interests to store."""
+        return [i.interest() for i in self.root]
+
+
+class NewSubscriber(BaseModel):
+    """A subscriber to create; admin-created subscribers need no double opt-in."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "ada@example.org",
+                    "name": "Ada",
+                    "interests": [
+                        {"name": "rl", "query": '"reinforcement learning" -survey'},
+                        {"name": "robots", "about": "robot learning from demonstrations"},
+                    ],
+                    "cadence": "weekly",
+                    "send_time": "07:30",
+                    "timezone": "Europe/Berlin",
+                    "weekday": "friday",
+                }
+            ]
+        },
+    )
+
+    email: Email
+    name: DisplayName | None = None
+    interests: InterestList
+    cadence: Cadence | None = None
+    send_time: SendTime | None = None
+    timezone: TimeZone | None = None
+    weekday: Weekday | None = None
+    max_papers: MaxPapers | None = None
+    empty_note: bool = Field(False, description="Send a short note when nothing new matched.")
+    status: Literal["active", "paused"] = "active"
+
+    def schedule(self) -> dict[str, Any]:
+        """Return the schedule columns to store (None: the configured default)."""
+        return {
+            "cadence": self.cadence,
+            "send_time": self.send_time,
+            "timezone": self.timezone,
+            "weekday": self.weekday,
+            "empty_note": self.empty_note,
+        }
+
+
+def _not_nullable(schema: JsonDict) -> None:
+    """Drop null from an optional field's schema: leaving it out is how it is not given."""
+    schema.pop("default", None)
+    branches = schema.pop("anyOf", None)
+    if isinstance(branches, list):
+        kept = [b for b in branches if b != {"type": "null"}]
+        if len(kept) == 1 and isinstance(kept[0], dict):
+            schema.update(kept[0])
+        else:
+            schema["anyOf"] = kept
+
+
+# PATCH fields that null resets to the configured default.
+_SCHEDULE_FIELDS = ("cadence", "send_time", "timezone", "weekday")
+
+
+class SubscriberChanges(BaseModel):
+    """What to change; fields left out stay. Null puts the name or a clock field back to none."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"timezone": "America/New_York", "send_time": None}]},
+    )
+
+    name: DisplayName | None = None
+    interests: InterestList | None = Field(
+        None, description="Replaces the whole list.", json_schema_extra=_not_nullable
+    )
+    cadence: Cadence | None = None
+    send_time: SendTime | None = None
+    timezone: TimeZone | None = None
+    weekday: Weekday | None = None
+    max_papers: MaxPapers | None = Field(None, json_schema_extra=_not_nullable)
+    empty_note: bool | None = Field(None, json_schema_extra=_not_nullable)
+    status: Literal["active", "paused", "suspended", "unsubscribed"] | None = Field(
+        None, json_schema_extra=_not_nullable
+    )
+
+    @field_validator("interests", "max_papers", "empty_note", "status")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        """Refuse an explicit null where it would mean nothing (leaving a field out keeps it)."""
+        if value is None:
+            raise _refused("cannot be null: leave the field out to keep it as it is")
+        return value
+
+    def schedule(self) -> dict[str, Any]:
+        """Return the schedule columns given (None: back to the configured default)."""
+        given = self.model_fields_set
+        changes = {k: getattr(self, k) for k in _SCHEDULE_FIELDS if k in given}
+        if self.empty_note is not None:
+            changes["empty_note"] = self.empty_note
+        return changes
+
+
+# -- responses ------------------------------------------------------------------
+
+
+class Problem(BaseModel):
+    """Why a request was refused, in one line."""
+
+    detail: str
+
+
+class InterestOut(BaseModel):
+    """A stored interest."""
+
+    name: str
+    query: str | None
+    about: str | None
+    sensitivity: Sensitivity
+
+
+class SubscriberOut(BaseModel):
+    """A subscriber, without the secret tokens of their feed and preferences links."""
+
+    id: int
+    email: str
+    name: str | None
+    status: SubscriberStatus
+    interests: list[InterestOut]
+    max_papers: int | None = Field(description="null: the configured default")
+    cadence: Cadence | None = Field(description="null: the configured default")
+    send_time: str | None = Field(description="HH:MM local time; null: the configured default")
+    timezone: str | None = Field(description="null: the configured default")
+    weekday: int | None = Field(description="0 is Monday; null: the configured default")
+    empty_note: bool
+    created_at: datetime
+    confirmed_at: datetime | None
+    unsubscribed_at: datetime | None
+
+
+class SubscriberPage(BaseModel):
+    """One page of subscribers in id order."""
+
+    items: list[SubscriberOut]
+    next_after: int | None = Field(description="Pass as after for the next page; null: no more.")
+
+
+class DigestOutcomeOut(BaseModel):
+    """One of a subscriber's digests."""
+
+    email: str
+    period: str
+    status: DigestStatus
+    papers: int
+    reason: str | None
+    last_error: str | None
+
+
+class DigestOut(BaseModel):
+    """A digest's delivery state (never its content)."""
+
+    id: int
+    subscriber_id: int
+    email: str
+    period: str
+    status: DigestStatus
+    papers: int
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class DigestPage(BaseModel):
+    """One page of digests in id order."""
+
+    items: list[DigestOut]
+    next_after: int | None = Field(description="Pass as after for the next page; null: no more.")
+
+
+class IngestRunOut(BaseModel):
+    """One ingest of one listing."""
+
+    id: int
+    source: str
+    kind: str | None
+    status: Literal["ok", "empty", "unchanged", "failed"]
+    started_at: datetime
+    papers: int
+    new: int
+    seen: int
+    updated: int
+    skipped: int
+    error: str | None
+    reason: str | None
+
+
+class JobRunOut(BaseModel):
+    """The latest run of one scheduled job."""
+
+    job: str
+    host: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: Literal["running", "ok", "failed"]
+    detail: str
+
+
+class RunsOut(BaseModel):
+    """The latest ingest runs, newest first, and the latest run of each job."""
+
+    ingest: list[IngestRunOut]
+    jobs: list[JobRunOut]
+
+
+class SourceOut(BaseModel):
+    """A listing source and its health; the URL has no credentials or query."""
+
+    name: str
+    kind: str
+    url: str
+    configured: bool = Field(description="Listed in the configuration (else ingested ad hoc).")
+    every: str | None = Field(description="How often it is polled, if configured.")
+    due: bool
+    last_checked_at: datetime | None
+    last_status: Literal["ok", "empty", "unchanged", "failed"] | None
+    last_papers: int | None
+    last_error: str | None
+    consecutive_failures: int
+    failing: bool = Field(description="Failed failure_alert_after times in a row or more.")
+
+
+def subscriber_out(subscriber: models.Subscriber) -> SubscriberOut:
+    """Return what the API shows of a subscriber (never feed_token or manage_token)."""
+    return SubscriberOut(
+        id=subscriber.id,
+        email=subscriber.email,
+        name=subscriber.name,
+        status=subscriber.status,
+        interests=interests_out(subscriber.interests),
+        max_papers=subscriber.max_papers,
+        cadence=subscriber.cadence,
+        send_time=subscriber.send_time,
+        timezone=subscriber.timezone,
+        weekday=subscriber.weekday,
+        empty_note=subscriber.empty_note,
+        created_at=subscriber.created_at,
+        confirmed_at=subscriber.confirmed_at,
+        unsubscribed_at=subscriber.unsubscribed_at,
+    )
+
+
+def interests_out(interests: tuple[models.Interest, ...]) -> list[InterestOut]:
+    """Return stored interests as the API shows them."""
+    return [
+        InterestOut(name=i.name, query=i.query, about=i.about, sensitivity=i.sensitivity)
+        for i in interests
+    ]
+
+
+def digest_outcome_out(outcome: DigestOutcome) -> DigestOutcomeOut:
+    """Return one line of a subscriber's digest history."""
+    return DigestOutcomeOut.model_validate(outcome, from_attributes=True)
+
+
+def digest_out(record: DigestRecord) -> DigestOut:
+    """Return a digest's delivery state."""
+    return DigestOut.model_validate(record, from_attributes=True)
+
+
+def ingest_run_out(run: IngestRun) -> IngestRunOut:
+    """Return one ingest run, URLs in its error shown without secrets."""
+    shown = IngestRunOut.model_validate(run, from_attributes=True)
+    return shown.model_copy(update={"error": without_secrets(run.error)})
+
+
+def job_run_out(run: JobRun) -> JobRunOut:
+    """Return one job run, URLs in its detail shown without secrets."""
+    shown = JobRunOut.model_validate(run, from_attributes=True)
+    return shown.model_copy(update={"detail": without_secrets(run.detail) or ""})
+
+
+def public_url(url: str) -> str:
+    """Return a URL without credentials or query, either of which may hold a key."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "(a URL that cannot be parsed)"
+    if not parts.scheme or not parts.netloc:
+        return url  # a file path (snapshots)
+    host = parts.hostname or ""
+    netloc = f"{host}:{port}" if port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def without_secrets(text: str | None) -> str | None:
+    """Return an error message with every URL in it shown as public_url shows it."""
+    return None if text is None else _URL.sub(lambda m: public_url(m.group()), text)
+
+
+def remove_private_feed(feeds_dir: Path, feed_token: str) -> None:
+    """Delete a subscriber's private feed files now rather than at the next feed build."""
+    for suffix in (".rss", ".atom"):
+        (feeds_dir / f"{private_feed_name(feed_token)}{suffix}").unlink(missing_ok=True)
+
+
+# -- routes ---------------------------------------------------------------------
+
+_ERRORS: dict[int, dict[str, Any]] = {
+    # FastAPI's own answer to a body that is not text (say, not UTF-8).
+    400: {"model": Problem, "description": "The body cannot be read as JSON text."},
+    401: {
+        "model": Problem,
+        "description": "No bearer token, or not the admin token.",
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}},
+    },
+    403: {"model": Problem, "description": "The admin API is off: no admin_token is set."},
+    404: {"model": Problem, "description": "There is no subscriber with this id."},
+    409: {"model": Problem, "description": "A subscriber with this address already exists."},
+}
+
+
+_WHERE = "The new subscriber's URL."
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """Return the OpenAPI description of the given error responses."""
+    return {code: _ERRORS[code] for code in codes}
+
+
+SubscriberId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="The subscriber's id.")]
+After = Annotated[
+    int, Query(ge=0, le=MAX_ID, description="Only ids above this: the last page's next_after.")
+]
+BEARER = HTTPBearer(auto_error=False, description="The admin_token setting (NOTIFIER_ADMIN_TOKEN).")
+
+
+def operation_name(route: APIRoute) -> str:
+    """Return a route's operationId: its handler's name, which says what it does."""
+    return route.name
 
 
 def api_router(context: WebContext) -> APIRouter:
     """Return the admin API routes; every one needs Authorization: Bearer <admin_token>."""
     configured = context.settings.admin_token
 
-    def authorised(request: Request) -> None:
+    def authorised(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    ) -> None:
         if configured is None:
             raise HTTPException(403, "the admin API is off: set NOTIFIER_ADMIN_TOKEN to use it")
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
         expected = configured.get_secret_value().encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        given = credentials.credentials.strip().encode() if credentials else b""
+        if credentials is None or not hmac.compare_digest(given, expected):
             raise HTTPException(
                 401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
             )
 
-    router = APIRouter(dependencies=[Depends(authorised)], tags=["admin"])
+    router = APIRouter(
+        dependencies=[Depends(authorised)],
+        responses=error_responses(401, 403),
+        generate_unique_id_function=operation_name,
+    )
+
+    add_subscriber_routes(router, context)
+    add_interest_routes(router, context.storage)
+    add_digest_routes(router, context.storage)
+    add_operations_routes(router, context)
     return router
+
+
+def add_subscriber_routes(router: APIRouter, context: WebContext) -> None:
+    """Add listing, creating, reading, changing, suspending and deleting subscribers."""
+    storage = context.storage
+    feeds_dir = context.settings.feeds_dir
+
+    @router.get(
+        "/subscribers",
+        response_model=SubscriberPage,
+        response_description="A page of subscribers.",
+        tags=["subscribers"],
+    )
+    def list_subscribers(
+        status: Annotated[SubscriberStatus | None, Query(description="Only this status.")] = None,
+        after: After = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> SubscriberPage:
+        """List subscribers in id order, a page at a time."""
+        # One more than asked says whether another page follows.
+        page = storage.subscriber_page(after, limit + 1, status)
+        more = len(page) > limit
+        return SubscriberPage(
+            items=[subscriber_out(s) for s in page[:limit]],
+            next_after=page[limit - 1].id if more else None,
+        )
+
+    @router.post(
+        "/subscribers",
+        response_model=SubscriberOut,
+        status_code=201,
+        response_description="The subscriber created.",
+        responses={
+            201: {"headers": {"Location": {"schema": {"type": "string"}, "description": _WHERE}}},
+            **error_responses(400, 409),
+        },
+        tags=["subscribers"],
+    )
+    def create_subscriber(
+        new: NewSubscriber, request: Request, response: Response
+    ) -> SubscriberOut:
+        """Create an active (or paused) subscriber; no confirmation email is sent."""
+        created = storage.create_subscriber(
+            new.email,
+            new.name or None,
+            new.interests.interests(),
+            context.clock(),
+            max_papers=new.max_papers,
+            schedule=new.schedule(),
+            status=new.status,
+        )
+        if created is None:
+            raise HTTPException(409, f"a subscriber with the address {new.email} already exists")
+        log.info("admin API: created subscriber %d", created.id)
+        response.headers["Location"] = str(
+            request.url_for("get_subscriber", subscriber_id=created.id)
+        )
+        return subscriber_out(created)
+
+    @router.get(
+        "/subscribers/{subscriber_id}",
+        response_model=SubscriberOut,
+        response_description="The subscriber.",
+        responses=error_responses(404),
+        tags=["subscribers"],
+    )
+    def get_subscriber(subscriber_id: SubscriberId) -> SubscriberOut:
+        """Return one subscriber."""
+        return subscriber_out(found(storage, subscriber_id))
+
+    @router.patch(
+        "/subscribers/{subscriber_id}",
+        response_model=SubscriberOut,
+        response_description="The subscriber as changed.",
+        responses=error_responses(400, 404),
+        tags=["subscribers"],
+    )
+    def update_subscriber(subscriber_id: SubscriberId, changes: SubscriberChanges) -> SubscriberOut:
+        """Change what is given: name, interests (the whole list), clock, cap, status."""
+        unsubscribing = changes.status == "unsubscribed"
+        updated = storage.update_preferences(
+            subscriber_id,
+            name=(changes.name or "") if "name" in changes.model_fields_set else None,
+            chosen=changes.interests.interests() if changes.interests else None,
+            schedule=changes.schedule(),
+            # Unsubscribing also records when, as the unsubscribe link does.
+            status=None if unsubscribing else changes.status,
+            max_papers=changes.max_papers,
+        )
+        if updated is None:
+            raise missing(subscriber_id)
+        if unsubscribing:
+            storage.unsubscribe(subscriber_id, context.clock())
+            remove_private_feed(feeds_dir, updated.feed_token)
+            updated = found(storage, subscriber_id)
+        return subscriber_out(updated)
+
+    @router.delete(
+        "/subscribers/{subscriber_id}",
+        status_code=204,
+        response_class=Response,
+        response_description="Deleted.",
+        responses=error_responses(404),
+        tags=["subscribers"],
+    )
+    def delete_subscriber(subscriber_id: SubscriberId) -> None:
+        """Delete a subscriber with their interests, digests and private feed."""
+        subscriber = found(storage, subscriber_id)
+        if not storage.delete_subscriber(subscriber_id):
+            raise missing(subscriber_id)
+        remove_private_feed(feeds_dir, subscriber.feed_token)
+        log.info("admin API: deleted subscriber %d", subscriber_id)
+
+    @router.post(
+        "/subscribers/{subscriber_id}/suspend",
+        response_model=SubscriberOut,
+        response_description="The subscriber, suspended.",
+        responses=error_responses(404),
+        tags=["subscribers"],
+    )
+    def suspend_subscriber(subscriber_id: SubscriberId) -> SubscriberOut:
+        """Stop a subscriber's digests, as repeated hard bounces do; PATCH status to resume."""
+        updated = storage.update_preferences(subscriber_id, status="suspended")
+        if updated is None:
+            raise missing(subscriber_id)
+        log.info("admin API: suspended subscriber %d", subscriber_id)
+        return subscriber_out(updated)
+
+
+def add_interest_routes(router: APIRouter, storage: Storage) -> None:
+    """Add reading and replacing a subscriber's interests."""
+
+    @router.get(
+        "/subscribers/{subscriber_id}/interests",
+        response_model=list[InterestOut],
+        response_description="The interests, in order.",
+        responses=error_responses(404),
+        tags=["interests"],
+    )
+    def list_interests(subscriber_id: SubscriberId) -> list[InterestOut]:
+        """Return a subscriber's interests in order."""
+        return interests_out(found(storage, subscriber_id).interests)
+
+    @router.put(
+        "/subscribers/{subscriber_id}/interests",
+        response_model=list[InterestOut],
+        response_description="The interests as stored, in order.",
+        responses=error_responses(400, 404),
+        tags=["interests"],
+    )
+    def replace_interests(
+        subscriber_id: SubscriberId, interests: InterestList
+    ) -> list[InterestOut]:
+        """Replace a subscriber's interests with the list given."""
+        updated = storage.update_preferences(subscriber_id, chosen=interests.interests())
+        if updated is None:
+            raise missing(subscriber_id)
+        return interests_out(updated.interests)
+
+
+def add_digest_routes(router: APIRouter, storage: Storage) -> None:
+    """Add a subscriber's digest history and the list of all digests."""
+
+    @router.get(
+        "/subscribers/{subscriber_id}/digests",
+        response_model=list[DigestOutcomeOut],
+        response_description="The latest digests, newest first.",
+        responses=error_responses(404),
+        tags=["digests"],
+    )
+    def subscriber_digests(
+        subscriber_id: SubscriberId, limit: Annotated[int, Query(ge=1, le=100)] = 20
+    ) -> list[DigestOutcomeOut]:
+        """Return a subscriber's latest digests, newest first."""
+        found(storage, subscriber_id)
+        return [digest_outcome_out(d) for d in storage.digest_history(subscriber_id, limit)]
+
+    @router.get(
+        "/digests",
+        response_model=DigestPage,
+        response_description="A page of digests.",
+        tags=["digests"],
+    )
+    def list_digests(
+        status: Annotated[DigestStatus | None, Query(description="Only this status.")] = None,
+        after: After = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> DigestPage:
+        """List digests in id order, a page at a time, with their delivery state."""
+        page = storage.digest_page(after, limit + 1, status)
+        more = len(page) > limit
+        return DigestPage(
+            items=[digest_out(d) for d in page[:limit]],
+            next_after=page[limit - 1].id if more else None,
+        )
+
+
+def add_operations_routes(router: APIRouter, context: WebContext) -> None:
+    """Add the latest runs and the sources' health."""
+    storage = context.storage
+
+    @router.get(
+        "/runs", response_model=RunsOut, response_description="The latest runs.", tags=["runs"]
+    )
+    def list_runs(limit: Annotated[int, Query(ge=1, le=200)] = 20) -> RunsOut:
+        """Return the latest ingest runs and the latest run of each scheduled job."""
+        return RunsOut(
+            ingest=[ingest_run_out(r) for r in storage.ingest_runs(limit)],
+            jobs=[job_run_out(r) for r in storage.last_job_runs()],
+        )
+
+    @router.get(
+        "/sources",
+        response_model=list[SourceOut],
+        response_description="Every source, configured ones first.",
+        tags=["sources"],
+    )
+    def list_sources() -> list[SourceOut]:
+        """Return every listing source, configured or ingested ad hoc, with its health."""
+        configured_names = {s.name for s in context.settings.sources}
+        rows = source_report(context.settings, storage.sources_health(), context.clock())
+        return [
+            SourceOut(
+                name=row["name"],
+                kind=row["kind"],
+                url=public_url(row["url"]),
+                configured=row["name"] in configured_names,
+                every=row["every"],
+                due=row["due"],
+                last_checked_at=row["last_checked_at"],
+                last_status=row["last_status"],
+                last_papers=row["last_papers"],
+                last_error=without_secrets(row["last_error"]),
+                consecutive_failures=row["consecutive_failures"],
+                failing=row["failing"],
+            )
+            for row in rows
+        ]
+
+
+def found(storage: Storage, subscriber_id: int) -> models.Subscriber:
+    """Return the subscriber with this id, or raise the 404."""
+    subscriber = storage.subscriber_by_id(subscriber_id)
+    if subscriber is None:
+        raise missing(subscriber_id)
+    return subscriber
+
+
+def missing(subscriber_id: int) -> HTTPException:
+    """Return the 404 for a subscriber id nobody has."""
+    return HTTPException(404, f"there is no subscriber with id {subscriber_id}")

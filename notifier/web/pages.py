@@ -8,10 +8,12 @@ design; it only turns a pending sign-up active.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import re
 import secrets
+import zoneinfo
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,7 @@ class PageKit:
         assert cookie is not None
         html = self.context.env.get_template(f"web/{template}").render(
             csrf=self.tokens.make(Purpose.CSRF, cookie),
+            zones=_zone_names(),
             honeypot=HONEYPOT,
             base_url=self.settings.base_url,
             **values,
@@ -550,6 +553,12 @@ def _feed_routes(router: APIRouter, kit: PageKit) -> None:
             media_type=_STATIC[name],
             headers={"Cache-Control": "public, max-age=3600"},
         )
+
+
+@functools.cache
+def _zone_names() -> list[str]:
+    """Return the IANA time zone names offered as suggestions in the forms."""
+    return sorted(zoneinfo.available_timezones())
 
 
 def _current_values(subscriber: Subscriber, settings: Settings) -> dict[str, Any]:
