@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from xml.etree import ElementTree as ET
 
@@ -510,7 +510,7 @@ def test_huge_requests_are_refused_before_they_are_read(
         assert huge.status_code == 413
         assert "Request too large" in huge.text
 
-        def chunks():  # no Content-Length: counted as it arrives
+        def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
             for _ in range(200):
                 yield b"name=" + b"x" * 10_000
 

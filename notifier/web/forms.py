@@ -104,6 +104,23 @@ def check_interests(rows: Sequence[InterestRow]) -> tuple[list[Interest], dict[s
     return chosen, errors
 
 
+def check_signup(fields: Mapping[str, str], rows: Sequence[InterestRow]) -> Checked:
+    """Check a whole sign-up form: address, name, interests and clock."""
+    errors: dict[str, str] = {}
+    email, problem = check_email(fields.get("email", ""))
+    if problem:
+        errors["email"] = problem
+    name, problem = check_name(fields.get("name", ""))
+    if problem:
+        errors["name"] = problem
+    chosen, interest_errors = check_interests(rows)
+    errors.update(interest_errors)
+    schedule, schedule_errors = check_schedule(fields)
+    errors.update(schedule_errors)
+    values = {"email": email, "name": name, "interests": chosen, "schedule": schedule}
+    return Checked(values, errors)
+
+
 def check_email(text: str) -> tuple[str | None, str | None]:
     """Return the normalised address, or a message saying what is wrong with it."""
     text = text.strip()

@@ -35,12 +35,11 @@ from notifier.tokens import Purpose, TokenError
 from notifier.web.context import WebContext
 from notifier.web.feeds import OpmlFeed, build_opml, not_modified, read_feed
 from notifier.web.forms import (
-    Checked,
     InterestRow,
-    check_email,
     check_interests,
     check_name,
     check_schedule,
+    check_signup,
     interest_rows,
     rows_of,
     weekday_name,
@@ -212,6 +211,10 @@ def _subscribe_routes(router: APIRouter, kit: PageKit) -> None:
         if fields.get(HONEYPOT):
             log.info("sign-up ignored: the hidden field was filled (a bot)")
             return inbox(request)
+        checked = check_signup(fields, rows)
+        if not checked.ok:
+            return subscribe_form(request, fields, rows, checked.errors, status=400)
+        # Counted once valid: fixing a typo is not a sign-up.
         client = request.client.host if request.client else "-"
         if not context.signups.allow(client):
             return message(
@@ -221,9 +224,6 @@ def _subscribe_routes(router: APIRouter, kit: PageKit) -> None:
                 "Please try again later.",
                 status=429,
             )
-        checked = check_subscription(fields, rows)
-        if not checked.ok:
-            return subscribe_form(request, fields, rows, checked.errors, status=400)
         now = context.clock()
         subscriber, action = await asyncio.to_thread(
             lambda: storage.request_subscription(
@@ -268,21 +268,6 @@ def _subscribe_routes(router: APIRouter, kit: PageKit) -> None:
                 "confirmation" if action == "confirm" else "reminder",
                 subscriber.id,
             )
-
-    def check_subscription(fields: dict[str, str], rows: list[InterestRow]) -> Checked:
-        errors: dict[str, str] = {}
-        email, problem = check_email(fields.get("email", ""))
-        if problem:
-            errors["email"] = problem
-        name, problem = check_name(fields.get("name", ""))
-        if problem:
-            errors["name"] = problem
-        chosen, interest_errors = check_interests(rows)
-        errors.update(interest_errors)
-        schedule, schedule_errors = check_schedule(fields)
-        errors.update(schedule_errors)
-        values = {"email": email, "name": name, "interests": chosen, "schedule": schedule}
-        return Checked(values, errors)
 
 
 def _preview_routes(router: APIRouter, kit: PageKit) -> None:
