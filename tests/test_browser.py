@@ -178,7 +178,8 @@ def test_subscribe_confirm_edit_receive_and_unsubscribe(
     )
     preview = page.locator("#preview-list")
     expect(preview).to_contain_text(WORLD_MODELS)
-    expect(page.locator("#preview-status")).to_contain_text("papers match; the best:")
+    expect(page.locator("#preview-status")).to_contain_text("Among the last")
+    expect(preview).to_contain_text("papers match")
     # Daily at midnight in their zone: today's digest is already due when the job runs.
     page.get_by_label("How often").select_option(label="Every day")
     page.get_by_label("At", exact=True).fill("00:00")

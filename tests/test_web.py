@@ -576,15 +576,27 @@ def test_the_preview_shows_recent_papers_the_interests_would_match(
         params={"interest_name": "world", "interest_query": "world model*", "interest_about": ""},
     ).json()
     assert found["looked_at"] == summary.new
-    assert found["matched"] >= len(found["papers"]) == 8
+    [world] = found["interests"]
+    assert world["name"] == "world" and world["matched"] >= len(world["papers"]) == 3
     assert "Facing Off World Model Backbones: RNNs, Transformers, and S4" in [
-        p["title"] for p in found["papers"]
+        p["title"] for p in world["papers"]
     ]
-    assert all("world" in p["reason"].lower() for p in found["papers"])
+    assert all("world" in p["reason"].lower() for p in world["papers"])
+
+    # Each interest shows whether it finds anything, not only the best overall.
+    two = httpx.get(
+        f"{web.url}/preview",
+        params={
+            "interest_name": ["world", "nothing"],
+            "interest_query": ["world model*", "zzyzx"],
+            "interest_about": ["", ""],
+        },
+    ).json()
+    assert [(i["name"], i["matched"]) for i in two["interests"]][1] == ("nothing", 0)
 
     broken = httpx.get(f"{web.url}/preview", params={"interest_query": '"unclosed'})
     assert broken.status_code == 200
-    assert broken.json()["papers"] == [] and "query" in str(broken.json()["errors"])
+    assert broken.json()["interests"] == [] and "query" in str(broken.json()["errors"])
 
 
 def test_a_hostile_name_cannot_add_headers_or_markup_to_the_confirmation(
@@ -606,3 +618,29 @@ def test_a_hostile_name_cannot_add_headers_or_markup_to_the_confirmation(
     assert "<img src=x" not in body and "&lt;img src=x" in body
     stored = web.storage.subscriber_by_email("ada@example.org").name
     assert stored is not None and "\r" not in stored and "\x07" not in stored
+
+
+def test_an_interest_error_stays_with_its_row_when_blank_rows_are_dropped(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web()
+    with httpx.Client(base_url=web.url) as client:
+        csrf = csrf_of(client.get("/").text)
+        response = client.post(
+            "/subscribe",
+            data={
+                "csrf": csrf,
+                **form_fields(),
+                "interest_name": ["robots", "", ""],
+                "interest_about": ["robots learning manipulation", "", ""],
+                "interest_query": ["", "", '"unclosed'],
+            },
+        )
+    assert response.status_code == 400
+    rows = re.findall(r'<div class="interest( invalid)?">(.*?)</div>', response.text, re.DOTALL)
+    # The bad query is shown again in the second row, with its message and nothing else.
+    assert rows[1][0] == " invalid"
+    assert "&#34;unclosed" in rows[1][1] and 'class="error"' in rows[1][1]
+    assert rows[0][0] == "" and 'class="error"' not in rows[0][1]
+    assert "One thing needs fixing" in response.text
+    assert subscriber_count(web) == 0

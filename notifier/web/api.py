@@ -551,15 +551,20 @@ def digest_out(record: DigestRecord) -> DigestOut:
 
 
 def ingest_run_out(run: IngestRun) -> IngestRunOut:
-    """Return one ingest run, URLs in its error shown without secrets."""
+    """Return one ingest run, URLs in its source (ad hoc ones) and error without secrets."""
     shown = IngestRunOut.model_validate(run, from_attributes=True)
-    return shown.model_copy(update={"error": without_secrets(run.error)})
+    return shown.model_copy(
+        update={
+            "source": without_secrets(run.source),
+            "error": run.error and without_secrets(run.error),
+        }
+    )
 
 
 def job_run_out(run: JobRun) -> JobRunOut:
     """Return one job run, URLs in its detail shown without secrets."""
     shown = JobRunOut.model_validate(run, from_attributes=True)
-    return shown.model_copy(update={"detail": without_secrets(run.detail) or ""})
+    return shown.model_copy(update={"detail": without_secrets(run.detail)})
 
 
 def public_url(url: str) -> str:
@@ -576,9 +581,9 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def without_secrets(text: str | None) -> str | None:
-    """Return an error message with every URL in it shown as public_url shows it."""
-    return None if text is None else _URL.sub(lambda m: public_url(m.group()), text)
+def without_secrets(text: str) -> str:
+    """Return a message or name with every URL in it shown as public_url shows it."""
+    return _URL.sub(lambda m: public_url(m.group()), text)
 
 
 def remove_private_feed(feeds_dir: Path, feed_token: str) -> None:
@@ -873,7 +878,8 @@ def add_operations_routes(router: APIRouter, context: WebContext) -> None:
         rows = source_report(context.settings, storage.sources_health(), context.clock())
         return [
             SourceOut(
-                name=row["name"],
+                # A source ingested ad hoc is named by its URL.
+                name=without_secrets(row["name"]),
                 kind=row["kind"],
                 url=public_url(row["url"]),
                 configured=row["name"] in configured_names,
@@ -882,7 +888,7 @@ def add_operations_routes(router: APIRouter, context: WebContext) -> None:
                 last_checked_at=row["last_checked_at"],
                 last_status=row["last_status"],
                 last_papers=row["last_papers"],
-                last_error=without_secrets(row["last_error"]),
+                last_error=row["last_error"] and without_secrets(row["last_error"]),
                 consecutive_failures=row["consecutive_failures"],
                 failing=row["failing"],
             )

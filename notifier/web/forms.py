@@ -75,11 +75,13 @@ def check_interests(rows: Sequence[InterestRow]) -> tuple[list[Interest], dict[s
     chosen: list[Interest] = []
     errors: dict[str, str] = {}
     seen: set[str] = set()
-    filled = [(k, row) for k, row in enumerate(rows) if not row.blank]
+    filled = [row for row in rows if not row.blank]
     if len(filled) > MAX_INTERESTS:
         errors["interests"] = f"at most {MAX_INTERESTS} interests, please"
         return [], errors
-    for k, row in filled:
+    # Errors are keyed by position among the filled rows: the page is shown
+    # again with the blank rows dropped, and each message must stay with its row.
+    for k, row in enumerate(filled):
         key = f"interest-{k}"
         query, about = clean_text(row.query).strip(), clean_text(row.about).strip()
         if len(query) > MAX_INTEREST_TEXT or len(about) > MAX_INTEREST_TEXT:

@@ -50,7 +50,7 @@ log = logging.getLogger("notifier.web")
 CSRF_COOKIE = "notifier_csrf"
 HONEYPOT = "website"  # hidden from people by CSS; bots fill every field
 PREVIEW_PAPERS = 300  # the most recent papers a preview looks at
-PREVIEW_SHOWN = 8
+PREVIEW_SHOWN = 3  # per interest
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _FEED_NAME = re.compile(r"^(all|topics/[a-z0-9][a-z0-9-]{0,63}|subscribers/[A-Za-z0-9_-]{16,64})$")
 _STATIC = {"app.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
@@ -151,9 +151,11 @@ class PageKit:
         return self.message(
             request,
             "This link does not work",
-            f"Sorry: {why}. Use the link in your most recent email, or subscribe again "
-            "from the front page to get a fresh one.",
+            f"Sorry: {why}. Use the link in your most recent email, or sign up again "
+            "to get a fresh one.",
             status=400 if "expired" in why else 404,
+            link="/",
+            link_text="Go to the sign-up page",
         )
 
     def manage_url(self, subscriber: Subscriber) -> str:
@@ -285,7 +287,7 @@ def _preview_routes(router: APIRouter, kit: PageKit) -> None:
         rows = interest_rows({k: params.getlist(k) for k in params})
         chosen, errors = check_interests(rows)
         if errors and not chosen:
-            return JSONResponse({"papers": [], "errors": errors, "looked_at": 0})
+            return JSONResponse({"interests": [], "errors": errors, "looked_at": 0})
         now = context.clock()
         cached = preview_cache.get("index")
         if cached is None or cached[0] < now - timedelta(minutes=5):
@@ -296,29 +298,17 @@ def _preview_routes(router: APIRouter, kit: PageKit) -> None:
         try:
             compiled = compile_interests(storage, context.matching, chosen)
         except QueryError as e:
-            return JSONResponse({"papers": [], "errors": {"interests": str(e)}, "looked_at": 0})
-        best: dict[int, Any] = {}
+            return JSONResponse({"interests": [], "errors": {"interests": str(e)}, "looked_at": 0})
+        # Per interest, as a digest is laid out: each one shows whether it finds anything.
+        found = []
         for interest in compiled:
-            for match in match_interest(index, interest, context.matching.params):
-                if match.paper not in best or match.score > best[match.paper].score:
-                    best[match.paper] = match
-        ranked = sorted(best.values(), key=lambda m: -m.score)[:PREVIEW_SHOWN]
-        return JSONResponse(
-            {
-                "papers": [
-                    {
-                        "title": pool[m.paper].title,
-                        "url": pool[m.paper].url,
-                        "interest": m.interest,
-                        "reason": m.reason,
-                    }
-                    for m in ranked
-                ],
-                "matched": len(best),
-                "looked_at": len(pool),
-                "errors": errors,
-            }
-        )
+            matches = match_interest(index, interest, context.matching.params)
+            papers = [
+                {"title": pool[m.paper].title, "url": pool[m.paper].url, "reason": m.reason}
+                for m in matches[:PREVIEW_SHOWN]
+            ]
+            found.append({"name": interest.name, "matched": len(matches), "papers": papers})
+        return JSONResponse({"interests": found, "looked_at": len(pool), "errors": errors})
 
 
 def _confirm_routes(router: APIRouter, kit: PageKit) -> None:
@@ -478,6 +468,7 @@ def _unsubscribe_routes(router: APIRouter, kit: PageKit) -> None:
             token=token,
             subscriber=found,
             done=found.status == "unsubscribed",
+            manage=kit.manage_url(found),
         )
 
     @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
@@ -579,9 +570,8 @@ def _next_due(subscriber: Subscriber, settings: Settings, now: datetime) -> str 
 
 
 def _padded(rows: list[InterestRow], blanks: int) -> list[InterestRow]:
-    """Return rows with a few blank ones after them to add interests in."""
-    kept = [r for r in rows if not r.blank] or []
-    return kept + [InterestRow()] * blanks
+    """Return the filled rows, in order, and a few blank ones to add interests in."""
+    return [r for r in rows if not r.blank] + [InterestRow()] * blanks
 
 
 def _same_origin(origin: str, base_url: str, request: Request) -> bool:

@@ -1,14 +1,27 @@
-// Live preview: which recent papers the interests typed so far would have matched.
+// Live preview: which recent papers each interest typed so far would have matched.
 // Built with textContent only, so a paper title can never become markup.
 (function () {
   "use strict";
-  var box = document.getElementById("interests");
-  var list = document.getElementById("preview-list");
-  var status = document.getElementById("preview-status");
   var zone = document.getElementById("timezone");
   if (zone && !zone.value && window.Intl) {
     zone.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
   }
+  // The day only matters for a weekly digest.
+  var cadence = document.getElementById("cadence");
+  var weekday = document.getElementById("weekday-field");
+  if (cadence && weekday) {
+    var showDay = function () { weekday.hidden = cadence.value !== "weekly"; };
+    cadence.addEventListener("change", showDay);
+    showDay();
+  }
+  // "Saved." is for the moment of saving, not for a reload or a bookmark.
+  if (window.history && /[?&]saved=1/.test(location.search)) {
+    history.replaceState(null, "", location.pathname);
+  }
+
+  var box = document.getElementById("interests");
+  var list = document.getElementById("preview-list");
+  var status = document.getElementById("preview-status");
   if (!box || !list || !status) { return; }
   var timer = null;
   var asked = 0;
@@ -23,26 +36,41 @@
     return any ? params : null;
   }
 
+  function paperItem(paper) {
+    var item = document.createElement("li");
+    var link = document.createElement("a");
+    link.href = paper.url;
+    link.rel = "noopener noreferrer";
+    link.textContent = paper.title;
+    var why = document.createElement("span");
+    why.className = "why";
+    why.textContent = paper.reason;
+    item.append(link, why);
+    return item;
+  }
+
   function show(data) {
     list.replaceChildren();
     if (data.errors && Object.keys(data.errors).length) {
       status.textContent = Object.values(data.errors)[0];
-      return;
+      if (!data.interests.length) { return; }
+    } else {
+      status.textContent = "Among the last " + data.looked_at + " papers:";
     }
-    status.textContent = data.papers.length
-      ? data.matched + " of the last " + data.looked_at + " papers match; the best:"
-      : "None of the last " + data.looked_at + " papers match yet.";
-    data.papers.forEach(function (paper) {
-      var item = document.createElement("li");
-      var link = document.createElement("a");
-      link.href = paper.url;
-      link.rel = "noopener noreferrer";
-      link.textContent = paper.title;
-      var why = document.createElement("span");
-      why.className = "why";
-      why.textContent = paper.interest + ": " + paper.reason;
-      item.append(link, why);
-      list.append(item);
+    data.interests.forEach(function (interest) {
+      var group = document.createElement("li");
+      group.className = "group";
+      var title = document.createElement("strong");
+      title.textContent = interest.name + ": " + (interest.matched
+        ? interest.matched + (interest.matched === 1 ? " paper matches" : " papers match")
+        : "nothing matches yet");
+      group.append(title);
+      if (interest.papers.length) {
+        var papers = document.createElement("ol");
+        interest.papers.forEach(function (paper) { papers.append(paperItem(paper)); });
+        group.append(papers);
+      }
+      list.append(group);
     });
   }
 
