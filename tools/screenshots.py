@@ -244,7 +244,7 @@ class Tour:
         rows.nth(1).get_by_label("Words that must appear").fill("diffusion -robot")
         page.get_by_label("At", exact=True).fill("07:30")
         expect(page.locator("#preview-list li").first).to_be_visible()
-        expect(page.locator("#preview-status")).to_contain_text("match")
+        expect(page.locator("#preview-list")).to_contain_text("match")
         self.shoot(page, "subscribe")
         page.get_by_role("button", name="Subscribe").click()
         expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()

@@ -367,7 +367,7 @@ def _preference_routes(router: APIRouter, kit: PageKit) -> None:
             token=token,
             subscriber=subscriber,
             values=values,
-            rows=_padded(rows if rows is not None else rows_of(subscriber.interests), 2),
+            rows=_padded(rows if rows is not None else rows_of(subscriber.interests), 3),
             errors=errors or {},
             saved=saved,
             next_due=next_due,
@@ -569,9 +569,10 @@ def _next_due(subscriber: Subscriber, settings: Settings, now: datetime) -> str 
     return f"{due:%A %d %B, %H:%M} ({cadence.zone.key})"
 
 
-def _padded(rows: list[InterestRow], blanks: int) -> list[InterestRow]:
-    """Return the filled rows, in order, and a few blank ones to add interests in."""
-    return [r for r in rows if not r.blank] + [InterestRow()] * blanks
+def _padded(rows: list[InterestRow], rows_shown: int) -> list[InterestRow]:
+    """Return the filled rows, in order, then blank ones: at least one, rows_shown in all."""
+    filled = [r for r in rows if not r.blank]
+    return filled + [InterestRow()] * max(1, rows_shown - len(filled))
 
 
 def _same_origin(origin: str, base_url: str, request: Request) -> bool:
