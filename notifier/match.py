@@ -104,6 +104,9 @@ def _terms(expr: Expr) -> Iterable[Term]:
             yield from _terms(child)
 
 
+MAX_NESTING = 20
+
+
 class _Parser:
     """Recursive descent over the query text, remembering positions for errors."""
 
@@ -111,6 +114,7 @@ class _Parser:
         self.text = text
         self.tokens = self._lex(text)
         self.i = 0
+        self.depth = 0
         self.excluded: list[Expr] = []
 
     def _lex(self, text: str) -> list[tuple[str, str, int]]:
@@ -224,7 +228,15 @@ class _Parser:
         kind, value, start = token
         self.i += 1
         if kind == "(":
+            # Each level is a few Python frames: refuse what no person writes
+            # before it can exhaust the stack (a 500-character web field can).
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise QueryError(
+                    self.text, f"parentheses nested more than {MAX_NESTING} deep", start
+                )
             inner = self.conjunction()
+            self.depth -= 1
             closing = self.peek()
             if closing is None or closing[0] != ")":
                 raise QueryError(self.text, "unclosed '('", start)

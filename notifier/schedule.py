@@ -64,7 +64,8 @@ def zone(name: str) -> ZoneInfo:
     """Return the IANA time zone name, or raise ValueError saying it is unknown."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as e:
+    # "America" names a folder of zones: zoneinfo raises IsADirectoryError for it.
+    except (ZoneInfoNotFoundError, ValueError, OSError) as e:
         raise ValueError(
             f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin or UTC"
         ) from e

@@ -103,6 +103,8 @@ def test_prefix_wildcards_and_fields() -> None:
         ("ro*bot", "'*' is only allowed at the end of a word", 1),
         ("title:", "'title:' needs a word or phrase", 1),
         ("()", "empty parentheses", 1),
+        # Deep enough to exhaust the stack if it were parsed; it fits in a web form's field.
+        ("(" * 240 + "a" + ")" * 240, "parentheses nested more than 20 deep", 21),
         ("   ", "the query needs at least one word or phrase to look for", None),
     ],
 )

@@ -117,6 +117,9 @@ def test_a_send_time_that_dst_skips_or_repeats_has_one_slot(
 def test_unknown_choices_are_refused_with_the_expected_form() -> None:
     with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
         Cadence("daily", time(7), "Mars/Olympus")
+    # A folder of zones, which zoneinfo tries to open as a file.
+    with pytest.raises(ValueError, match="unknown time zone 'America'"):
+        Cadence("daily", time(7), "America")
     with pytest.raises(ValueError, match="cadence must be one of daily, weekdays, weekly"):
         Cadence("hourly")
     with pytest.raises(ValueError, match="weekday must be a day name"):

@@ -481,6 +481,8 @@ def test_the_honeypot_and_the_per_client_cap_stop_bots_quietly(
         ({"email": "not-an-address"}, "that is not a valid email address"),
         ({"email": ""}, "enter your email address"),
         ({"timezone": "Europe/Atlantis"}, "unknown time zone"),
+        ({"timezone": "America"}, "unknown time zone"),  # a folder of zones, not a zone
+        ({"interest_query": "(" * 240 + "a" + ")" * 240}, "nested more than 20 deep"),
         ({"cadence": "hourly"}, "choose one of daily, weekdays, weekly"),
         ({"interest_name": "", "interest_about": ""}, "describe at least one interest"),
         ({"interest_query": "robot AND (", "interest_about": ""}, "query"),

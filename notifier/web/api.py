@@ -13,7 +13,6 @@ import hmac
 import logging
 import re
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,10 +38,10 @@ from notifier.errors import QueryError
 from notifier.match import SENSITIVITIES, compile_interest
 from notifier.papers import clean_text
 from notifier.pipeline import source_report
-from notifier.render.feed import private_feed_name
 from notifier.schedule import CADENCES, parse_send_time, parse_weekday, zone
 from notifier.storage import DigestOutcome, DigestRecord, IngestRun, JobRun, Storage
 from notifier.web.context import WebContext
+from notifier.web.feeds import remove_private_feed
 from notifier.web.forms import MAX_INTEREST_TEXT, MAX_INTERESTS, check_email, check_name
 
 log = logging.getLogger("notifier.web")
@@ -121,12 +120,6 @@ def _time_zone(name: str) -> str:
         return zone(name).key
     except ValueError as e:
         raise _refused(str(e)) from None
-    except OSError:
-        # zoneinfo opens a folder name such as "America" as a file, and zone()
-        # passes on the IsADirectoryError instead of calling the zone unknown.
-        raise _refused(
-            f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin or UTC"
-        ) from None
 
 
 def _weekday(value: int | str) -> int:
@@ -244,10 +237,6 @@ class InterestInput(BaseModel):
             compile_interest(self.name, self.query, self.about, self.sensitivity)
         except QueryError as e:
             raise _refused(str(e)) from None
-        except RecursionError:
-            # The query parser recurses once per parenthesis, so a deep enough
-            # nest overflows the stack before it can say what is wrong.
-            raise _refused(f"query {self.query!r}: too many nested parentheses") from None
         return self
 
     def interest(self) -> models.Interest:
@@ -584,12 +573,6 @@ def public_url(url: str) -> str:
 def without_secrets(text: str) -> str:
     """Return a message or name with every URL in it shown as public_url shows it."""
     return _URL.sub(lambda m: public_url(m.group()), text)
-
-
-def remove_private_feed(feeds_dir: Path, feed_token: str) -> None:
-    """Delete a subscriber's private feed files now rather than at the next feed build."""
-    for suffix in (".rss", ".atom"):
-        (feeds_dir / f"{private_feed_name(feed_token)}{suffix}").unlink(missing_ok=True)
 
 
 # -- routes ---------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from notifier.papers import clean_text
+from notifier.render.feed import private_feed_name
 
 CONTENT_TYPES = {
     ".rss": "application/rss+xml; charset=utf-8",
@@ -101,3 +102,9 @@ def build_opml(title: str, feeds: Sequence[OpmlFeed], created: datetime) -> byte
     ET.indent(root)
     document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return document + b"\n"
+
+
+def remove_private_feed(feeds_dir: Path, feed_token: str) -> None:
+    """Delete a subscriber's private feed files now rather than at the next feed build."""
+    for suffix in (".rss", ".atom"):
+        (feeds_dir / f"{private_feed_name(feed_token)}{suffix}").unlink(missing_ok=True)

@@ -15,7 +15,6 @@ import re
 import secrets
 import zoneinfo
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,7 +32,13 @@ from notifier.schedule import CADENCES, WEEKDAYS, next_slot, resolve
 from notifier.settings import Settings
 from notifier.tokens import Purpose, TokenError
 from notifier.web.context import WebContext
-from notifier.web.feeds import OpmlFeed, build_opml, not_modified, read_feed
+from notifier.web.feeds import (
+    OpmlFeed,
+    build_opml,
+    not_modified,
+    read_feed,
+    remove_private_feed,
+)
 from notifier.web.forms import (
     InterestRow,
     check_interests,
@@ -481,7 +486,7 @@ def _unsubscribe_routes(router: APIRouter, kit: PageKit) -> None:
             return refused(request, found)
         if storage.unsubscribe(found.id, context.clock()):
             log.info("subscriber %d unsubscribed", found.id)
-        _remove_private_feed(settings.feeds_dir, found.feed_token)
+        remove_private_feed(settings.feeds_dir, found.feed_token)
         return page(
             request,
             "unsubscribe.html.j2",
@@ -580,9 +585,3 @@ def _same_origin(origin: str, base_url: str, request: Request) -> bool:
     asked = f"{request.url.scheme}://{request.headers.get('host', '')}"
     ours = urlsplit(base_url)
     return origin in (f"{ours.scheme}://{ours.netloc}", asked)
-
-
-def _remove_private_feed(feeds_dir: Path, feed_token: str) -> None:
-    """Delete a subscriber's private feed files now rather than at the next feed build."""
-    for suffix in (".rss", ".atom"):
-        (feeds_dir / f"{private_feed_name(feed_token)}{suffix}").unlink(missing_ok=True)
