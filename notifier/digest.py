@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from notifier.models import DigestContent, DigestPaper, DigestSection, Match, Paper
 
@@ -58,13 +58,15 @@ def compose(
     shown, overflow = ranked[:max_papers], ranked[max_papers:]
     if explain is not None and shown:
         explained = explain([r.best for r in shown])
-        shown = [replace(r, best=m) for r, m in zip(shown, explained, strict=True)]
+        shown = [_Ranked(r.paper, m, r.others) for r, m in zip(shown, explained, strict=True)]
     sections = tuple(
         DigestSection(name, tuple(_digest_paper(r) for r in shown if r.best.interest == name))
         for name in interests
         if any(r.best.interest == name for r in shown)
     )
-    fresh = candidates - sum(1 for p in papers if p.id in already_offered)
+    fresh = candidates - (
+        sum(1 for p in papers if p.id in already_offered) if already_offered else 0
+    )
     return Composition(
         content=DigestContent(
             subscriber_id=subscriber_id,

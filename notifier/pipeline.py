@@ -48,13 +48,13 @@ from notifier.ingest.hf import api_page_items, join_api_pages
 from notifier.match import (
     MODES,
     CompiledInterest,
+    Decision,
     IndexedPaper,
     MatchParams,
     PaperIndex,
     compile_interest,
     default_params,
     embedding_text,
-    explainer,
     match_interest,
     match_many,
     subscriber_matches,
@@ -464,6 +464,49 @@ def iter_composed(
         storage.refresh_statistics()
 
 
+# Distinct interests whose decisions one compose run keeps (each holds a few
+# arrays as long as the candidate list: ~30 kB for 500 papers).
+DECISION_CACHE = 4096
+
+_InterestKey = tuple[str, str | None, str | None, str]
+
+
+def _interest_key(interest: Interest) -> _InterestKey:
+    """Return what an interest's decision depends on: its name and texts."""
+    return (interest.name, interest.query, interest.about, interest.sensitivity)
+
+
+@dataclass(slots=True)
+class _Decided:
+    """One interest decided against the run's candidates, and the reasons built so far."""
+
+    decision: Decision
+    reasons: dict[int, Match] = field(default_factory=dict)
+
+
+def _shared_explainer(
+    index: PaperIndex, decided: Sequence[_Decided]
+) -> Callable[[Sequence[Match]], list[Match]]:
+    """Return a function giving matches their reasons, each built once per interest and paper."""
+    by_name = {d.decision.interest.name: d for d in decided}
+
+    def explain(matches: Sequence[Match]) -> list[Match]:
+        explained = []
+        for match in matches:
+            if match.reason:
+                explained.append(match)
+                continue
+            shared = by_name[match.interest]
+            reason = shared.reasons.get(match.paper)
+            if reason is None:
+                reason = shared.decision.explain(index, [match.paper])[0]
+                shared.reasons[match.paper] = reason
+            explained.append(reason)
+        return explained
+
+    return explain
+
+
 @dataclass
 class _ComposeRun:
     """What every batch of one compose run shares: the candidates, their index, the settings."""
@@ -475,9 +518,48 @@ class _ComposeRun:
     now: datetime
     recorded: int = 0
     position: dict[int, int] = field(init=False)
+    # Subscribers who wrote the same interest share its decision and its reasons:
+    # identical text gives an identical query, embedding and verdict. Bounded, so
+    # a run where every interest is different keeps its memory flat.
+    _decisions: collections.OrderedDict[_InterestKey, _Decided | QueryError] = field(
+        init=False, default_factory=collections.OrderedDict
+    )
 
     def __post_init__(self) -> None:
         self.position = {paper.id: k for k, paper in enumerate(self.candidates)}
+
+    def _decide(self, interests: Sequence[Interest]) -> dict[_InterestKey, _Decided | QueryError]:
+        """Return the decision of each distinct interest, deciding only those not seen yet."""
+        cache = self._decisions
+        found: dict[_InterestKey, _Decided | QueryError] = {}
+        fresh: dict[_InterestKey, Interest] = {}
+        for interest in interests:
+            key = _interest_key(interest)
+            if key in found or key in fresh:
+                continue
+            if key in cache:
+                cache.move_to_end(key)
+                found[key] = cache[key]
+            else:
+                fresh[key] = interest
+        parsed: list[tuple[_InterestKey, Interest, CompiledInterest]] = []
+        for key, interest in fresh.items():
+            try:
+                parsed.append((key, interest, compile_interest(*key)))
+            except QueryError as e:
+                found[key] = e
+        compiled = attach_vectors(
+            self.storage, self.matching, [i for _, i, _ in parsed], [c for _, _, c in parsed]
+        )
+        # One matrix product for the new interests' similarities; reasons only for what is shown.
+        decisions = match_many(self.index, compiled, self.matching.params)
+        for (key, _, _), decision in zip(parsed, decisions, strict=True):
+            found[key] = _Decided(decision)
+        for key in fresh:
+            cache[key] = found[key]
+        while len(cache) > DECISION_CACHE:
+            cache.popitem(last=False)
+        return found
 
     @functools.cached_property
     def index(self) -> PaperIndex:
@@ -493,36 +575,24 @@ class _ComposeRun:
         statuses = storage.digest_statuses(ids, period) if record else {}
         offered = storage.offered_papers(ids, self.position)
         done: dict[int, ComposedDigest] = {}
-        todo: list[tuple[Subscriber, list[CompiledInterest]]] = []
+        decided = self._decide([i for s in batch for i in s.interests])
+        composed: list[tuple[Subscriber, Composition]] = []
         for subscriber in batch:
             if statuses.get(subscriber.id) not in (None, "empty"):
                 done[subscriber.id] = ComposedDigest(
                     subscriber, None, "exists", f"already composed for {period}"
                 )
                 continue
-            try:
-                parsed = [
-                    compile_interest(i.name, i.query, i.about, i.sensitivity)
-                    for i in subscriber.interests
-                ]
-            except QueryError as e:
+            mine = [decided[_interest_key(i)] for i in subscriber.interests]
+            if failed := next((d for d in mine if isinstance(d, QueryError)), None):
                 # Stored queries were valid when saved; one bad one must not stop the others.
-                done[subscriber.id] = ComposedDigest(subscriber, None, "invalid", str(e))
+                done[subscriber.id] = ComposedDigest(subscriber, None, "invalid", str(failed))
                 continue
-            todo.append((subscriber, parsed))
-        compiled = attach_vectors(
-            storage,
-            self.matching,
-            [i for s, _ in todo for i in s.interests],
-            [c for _, parsed in todo for c in parsed],
-        )
-        # One matrix product for the whole batch's similarities; reasons only for what is shown.
-        decisions = match_many(index, compiled, self.matching.params)
-        composed: list[tuple[Subscriber, Composition]] = []
-        for subscriber, parsed in todo:
-            mine = [next(decisions) for _ in parsed]
+            shared = [d for d in mine if isinstance(d, _Decided)]
             skip = frozenset(offered.get(subscriber.id, ()))
-            matches = subscriber_matches(mine, {self.position[i] for i in skip})
+            matches = subscriber_matches(
+                [d.decision for d in shared], {self.position[i] for i in skip}
+            )
             composition = compose(
                 subscriber.id,
                 period,
@@ -532,7 +602,7 @@ class _ComposeRun:
                 already_offered=skip,
                 candidates=len(self.candidates),
                 max_papers=subscriber.max_papers or settings.max_papers,
-                explain=explainer(index, mine),
+                explain=_shared_explainer(index, shared),
             )
             composed.append((subscriber, composition))
         stored: list[int | None] = [0] * len(composed)

@@ -125,3 +125,53 @@ def test_lexical_mode_needs_no_model(storage: Storage, settings: Settings) -> No
     assert composed.content is not None and len(composed.content.papers) >= 5
     with storage.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM paper_vectors")).scalar_one() == 0
+
+
+def test_subscribers_sharing_an_interest_get_what_each_would_get_alone(
+    storage: Storage, settings: Settings
+) -> None:
+    counting = CountingEmbedder()
+    matching = pipeline.Matching(default_params("hybrid"), counting)  # type: ignore[arg-type]
+    robots = Interest("robots", "robot*", "robots learning manipulation from videos")
+    world = Interest("world", about="world models for planning")
+    pipeline.ingest(storage, "day1", seed_bytes(0), NOW - timedelta(hours=1))
+    storage.save_subscriber("alone@example.org", None, [robots], NOW)
+    alone = {
+        c.subscriber.email: c.content
+        for c in pipeline.compose_digests(storage, settings, NOW, record=False, matching=matching)
+    }["alone@example.org"]
+    assert alone is not None and alone.papers
+
+    # Three more people wrote the same interest, one next to another interest; one
+    # wrote a broken query. Each interest is decided and embedded once per run.
+    storage.save_subscriber("same@example.org", None, [robots], NOW)
+    storage.save_subscriber("both@example.org", None, [world, robots], NOW)
+    storage.save_subscriber("third@example.org", None, [robots], NOW)
+    # Same name and query, another description: a different interest, with its own reasons.
+    other = Interest("robots", "robot*", "robot arms grasping and manipulating objects")
+    storage.save_subscriber("query@example.org", None, [other], NOW)
+    storage.save_subscriber("broken@example.org", None, [Interest("bad", "robot")], NOW)
+    with storage.engine.begin() as conn:  # stored before queries were checked
+        conn.execute(text("UPDATE interests SET query = '\"unclosed' WHERE name = 'bad'"))
+    embedded = len(counting.texts)
+    composed = {
+        c.subscriber.email: c
+        for c in pipeline.compose_digests(storage, settings, NOW, record=False, matching=matching)
+    }
+    # "world" and the other "robots": each its description and its one phrase; the
+    # shared "robots" was stored on the first run and is not embedded again.
+    assert sorted(counting.texts[embedded:]) == sorted(
+        [*["robot arms grasping and manipulating objects"] * 2, *["world models for planning"] * 2]
+    )
+    for email in ("alone@example.org", "same@example.org", "third@example.org"):
+        content = composed[email].content
+        assert content is not None
+        assert content.sections == alone.sections, email
+    differs = composed["query@example.org"].content
+    assert differs is not None and differs.papers
+    assert all("from videos" not in p.reason for p in differs.papers)
+    assert all("from videos" in p.reason for p in alone.papers)
+    both = composed["both@example.org"].content
+    assert both is not None and [s.interest for s in both.sections][-1] == "robots"
+    assert composed["broken@example.org"].outcome == "invalid"
+    assert "unclosed quote" in composed["broken@example.org"].detail
