@@ -713,12 +713,6 @@ class Storage:
             found = self._subscribers(conn, subscribers.c.manage_token == key)
         return found[0] if found else None
 
-    def subscriber_by_feed_token(self, token: str) -> Subscriber | None:
-        """Return the subscriber a private feed URL belongs to, or None."""
-        with self._tx() as conn:
-            found = self._subscribers(conn, subscribers.c.feed_token == token)
-        return found[0] if found else None
-
     def subscriber_page(
         self, after: int, limit: int, status: str | None = None
     ) -> list[Subscriber]:
