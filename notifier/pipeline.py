@@ -1007,8 +1007,28 @@ def compose_due(  # noqa: PLR0917
     composed by the next run. With settings.compose_workers > 1 (and no shard
     given) the subscribers are split among that many processes.
     """
+    forgotten = 0
+    if shard is None:
+        # Housekeeping of the main process: sign-ups never confirmed are not kept.
+        forgotten = storage.forget_unconfirmed(now - timedelta(days=settings.unconfirmed_days))
     if shard is None and settings.compose_workers > 1:
-        return _compose_in_processes(storage, settings, now, matching)
+        outcomes = _compose_in_processes(storage, settings, now, matching)
+    else:
+        outcomes = _compose_here(storage, settings, now, matching, stopping, shard)
+    if forgotten:
+        outcomes["unconfirmed sign-ups forgotten"] = forgotten
+    return outcomes
+
+
+def _compose_here(  # noqa: PLR0917
+    storage: Storage,
+    settings: Settings,
+    now: datetime,
+    matching: Matching | None,
+    stopping: Callable[[], bool],
+    shard: Shard | None,
+) -> collections.Counter[str]:
+    """Compose what is due in this process (one shard of it, with shard)."""
     outcomes: collections.Counter[str] = collections.Counter()
     up_to_date: list[int] = []
     for item in iter_composed(

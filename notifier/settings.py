@@ -159,6 +159,8 @@ class Settings(BaseSettings):
     # At most one confirmation email per address per this many hours, and at most
     # this many sign-ups per client address per hour.
     confirm_resend_hours: int = Field(default=48, ge=1)
+    # Sign-ups never confirmed are deleted this many days after their last email.
+    unconfirmed_days: int = Field(default=7, ge=1)
     signups_per_client: int = Field(default=10, ge=1, description="per client address per hour")
     max_papers: int = Field(default=30, ge=1, le=500)
     backlog_days: int = Field(default=8, ge=1, le=365)

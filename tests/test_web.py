@@ -646,3 +646,37 @@ def test_an_interest_error_stays_with_its_row_when_blank_rows_are_dropped(
     assert rows[0][0] == "" and 'class="error"' not in rows[0][1]
     assert "One thing needs fixing" in response.text
     assert subscriber_count(web) == 0
+
+
+def test_sign_ups_never_confirmed_are_forgotten_after_a_week(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web()
+    storage, settings = web.storage, web.settings
+    asked = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    interests = [Interest("robots", "robot*")]
+
+    def sign_up_at(email: str, when: datetime) -> None:
+        storage.request_subscription(
+            email,
+            name=None,
+            chosen=interests,
+            schedule={},
+            now=when,
+            resend_after=timedelta(hours=48),
+        )
+
+    sign_up_at("never@example.org", asked)
+    sign_up_at("recent@example.org", asked + timedelta(days=6))
+    # Confirmed once, unsubscribed, then signed up again: a former subscriber stays.
+    sign_up_at("back@example.org", asked)
+    back = storage.subscriber_by_email("back@example.org")
+    storage.confirm_subscriber(back.id, asked)
+    storage.unsubscribe(back.id, asked)
+    sign_up_at("back@example.org", asked + timedelta(hours=1))
+
+    outcomes = pipeline.compose_due(storage, settings, asked + timedelta(days=7, hours=1))
+    assert outcomes["unconfirmed sign-ups forgotten"] == 1
+    assert "1 unconfirmed sign-ups forgotten" in pipeline.describe_outcomes(outcomes)
+    remaining = {s.email: s.status for s in storage.subscribers()}
+    assert remaining == {"recent@example.org": "pending", "back@example.org": "pending"}

@@ -830,6 +830,24 @@ class Storage:
                 .values(confirm_sent_at=None)
             )
 
+    def forget_unconfirmed(self, before: datetime) -> int:
+        """Delete sign-ups never confirmed whose last email went before before; return how many.
+
+        An address someone typed but its owner never confirmed is not kept. A
+        former subscriber signing up again (confirmed once) keeps their row.
+        """
+        last_email = func.coalesce(subscribers.c.confirm_sent_at, subscribers.c.created_at)
+        with self._tx() as conn:
+            return int(
+                conn.execute(
+                    delete(subscribers).where(
+                        subscribers.c.status == "pending",
+                        subscribers.c.confirmed_at.is_(None),
+                        last_email < before,
+                    )
+                ).rowcount
+            )
+
     def confirm_subscriber(self, subscriber_id: int, now: datetime) -> bool:
         """Turn a pending subscriber active; return whether this call did it."""
         with self._tx() as conn:
