@@ -48,7 +48,7 @@ from notifier.match import compile_interest
 from notifier.models import DigestContent, IngestSummary, Interest, Subscriber
 from notifier.papers import clean_text
 from notifier.render.email import subscriber_links
-from notifier.schedule import CADENCES, next_slot, parse_send_time, parse_weekday, resolve, zone
+from notifier.schedule import CADENCES, next_due, parse_send_time, parse_weekday, zone
 from notifier.scheduler import Daemon
 from notifier.settings import Settings, SourceConfig, load_settings, parse_duration
 from notifier.storage import Storage
@@ -412,16 +412,9 @@ def _describe_schedule(settings: Settings, subscriber: Subscriber, now: datetime
     if subscriber.status != "active":
         return f"schedule: none while {subscriber.status}"
     try:
-        cadence = resolve(
-            settings.default_cadence,
-            subscriber.cadence,
-            subscriber.send_time,
-            subscriber.timezone,
-            subscriber.weekday,
-        )
+        cadence, due = next_due(settings.default_cadence, subscriber, now)
     except ValueError as e:
         return f"schedule: invalid: {e}"
-    due = next_slot(cadence, now).due_at.astimezone(cadence.zone)
     note = ", a short note when nothing is new" if subscriber.empty_note else ""
     return f"schedule: {cadence.describe()}{note}; next digest {due:%Y-%m-%d %H:%M %Z}"
 

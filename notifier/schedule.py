@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from notifier.models import Subscriber
+
 CADENCES = ("daily", "weekdays", "weekly")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -163,3 +165,14 @@ def resolve(
         timezone or default.timezone,
         default.weekday if weekday is None else weekday,
     )
+
+
+def next_due(default: Cadence, subscriber: Subscriber, now: datetime) -> tuple[Cadence, datetime]:
+    """Return a subscriber's cadence and when their next digest is due, in their own zone.
+
+    Raises ValueError when a stored choice is no longer valid (a removed zone).
+    """
+    cadence = resolve(
+        default, subscriber.cadence, subscriber.send_time, subscriber.timezone, subscriber.weekday
+    )
+    return cadence, next_slot(cadence, now).due_at.astimezone(cadence.zone)

@@ -249,6 +249,7 @@ class Storage:
         return _redact(self.url)
 
     @staticmethod
+    @functools.cache  # read from the migration files once: /healthz asks on every probe
     def head_revision() -> str | None:
         """Return the newest migration this version of notifier knows."""
         config = Config()
@@ -618,19 +619,12 @@ class Storage:
             raise ValueError(f"not schedule settings: {', '.join(sorted(unknown))}")
         with self._tx() as conn:
             subscriber_id = conn.execute(
-                _dialect_insert(conn.dialect.name, subscribers)
-                .values(
-                    email=email,
-                    name=name,
-                    status=status,
-                    max_papers=max_papers,
-                    feed_token=secrets.token_urlsafe(24),
-                    manage_token=secrets.token_urlsafe(24),
-                    created_at=now,
-                    **chosen_schedule,
+                _new_subscriber(
+                    conn.dialect.name,
+                    email,
+                    now,
+                    {"name": name, "status": status, "max_papers": max_papers, **chosen_schedule},
                 )
-                .on_conflict_do_nothing(index_elements=[subscribers.c.email])
-                .returning(subscribers.c.id)
             ).scalar_one_or_none()
             if subscriber_id is None:
                 return None
@@ -749,62 +743,35 @@ class Storage:
         and gets a reminder with its preferences link ("remind"). Either email
         goes at most once per resend_after per address; otherwise "quiet".
         """
-        for attempt in range(2):
-            try:
-                return self._request_subscription(
-                    email,
-                    name=name,
-                    chosen=chosen,
-                    schedule=schedule,
-                    now=now,
-                    resend_after=resend_after,
-                )
-            except IntegrityError:
-                # The same address signed up at the same moment: the row exists now.
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
-
-    def _request_subscription(
-        self,
-        email: str,
-        *,
-        name: str | None,
-        chosen: Sequence[Interest],
-        schedule: Mapping[str, Any],
-        now: datetime,
-        resend_after: timedelta,
-    ) -> tuple[Subscriber, str]:
-        """Do request_subscription in one transaction."""
         with self._tx() as conn:
-            row = conn.execute(select(subscribers).where(subscribers.c.email == email)).first()
-            if row is None:
-                subscriber_id = conn.execute(
-                    insert(subscribers)
-                    .values(
-                        email=email,
-                        name=name,
-                        status="pending",
-                        feed_token=secrets.token_urlsafe(24),
-                        manage_token=secrets.token_urlsafe(24),
-                        created_at=now,
-                        **schedule,
+            # The insert decides whether the address is new, even against a
+            # sign-up of the same address at the same moment (ON CONFLICT).
+            subscriber_id = conn.execute(
+                _new_subscriber(
+                    conn.dialect.name,
+                    email,
+                    now,
+                    {"name": name, "status": "pending", **schedule},
+                )
+            ).scalar_one_or_none()
+            action = "confirm"
+            if subscriber_id is None:
+                row = conn.execute(
+                    select(subscribers.c.id, subscribers.c.status).where(
+                        subscribers.c.email == email
                     )
-                    .returning(subscribers.c.id)
-                ).scalar_one()
-                _replace_interests(conn, subscriber_id, chosen)
-                action = "confirm"
-            else:
+                ).one()
                 subscriber_id = row.id
-                action = "remind"
                 if row.status in ("pending", "unsubscribed"):
                     conn.execute(
                         update(subscribers)
                         .where(subscribers.c.id == row.id)
                         .values(name=name, status="pending", **schedule)
                     )
-                    _replace_interests(conn, subscriber_id, chosen)
-                    action = "confirm"
+                else:
+                    action = "remind"
+            if action == "confirm":
+                _replace_interests(conn, subscriber_id, chosen)
             # One email per address per resend_after, decided by one conditional
             # update so two requests at once cannot both send.
             allowed = conn.execute(
@@ -1789,6 +1756,26 @@ def _in_shard(shard: Shard | None) -> list[Any]:
         return []
     k, n = shard
     return [subscribers.c.id % n == k]
+
+
+def _new_subscriber(dialect: str, email: str, now: datetime, values: Mapping[str, Any]) -> Any:
+    """Return an INSERT of a subscriber with fresh tokens that does nothing if the address exists.
+
+    It returns the new id, or no row when the address was taken, even by a
+    concurrent transaction.
+    """
+    return (
+        _dialect_insert(dialect, subscribers)
+        .values(
+            email=email,
+            feed_token=secrets.token_urlsafe(24),
+            manage_token=secrets.token_urlsafe(24),
+            created_at=now,
+            **values,
+        )
+        .on_conflict_do_nothing(index_elements=[subscribers.c.email])
+        .returning(subscribers.c.id)
+    )
 
 
 def _replace_interests(conn: Connection, subscriber_id: int, chosen: Sequence[Interest]) -> None:

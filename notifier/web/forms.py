@@ -106,12 +106,9 @@ def check_interests(rows: Sequence[InterestRow]) -> tuple[list[Interest], dict[s
     return chosen, errors
 
 
-def check_signup(fields: Mapping[str, str], rows: Sequence[InterestRow]) -> Checked:
-    """Check a whole sign-up form: address, name, interests and clock."""
+def check_preferences(fields: Mapping[str, str], rows: Sequence[InterestRow]) -> Checked:
+    """Check what the sign-up and preferences forms share: name, interests and clock."""
     errors: dict[str, str] = {}
-    email, problem = check_email(fields.get("email", ""))
-    if problem:
-        errors["email"] = problem
     name, problem = check_name(fields.get("name", ""))
     if problem:
         errors["name"] = problem
@@ -119,8 +116,15 @@ def check_signup(fields: Mapping[str, str], rows: Sequence[InterestRow]) -> Chec
     errors.update(interest_errors)
     schedule, schedule_errors = check_schedule(fields)
     errors.update(schedule_errors)
-    values = {"email": email, "name": name, "interests": chosen, "schedule": schedule}
-    return Checked(values, errors)
+    return Checked({"name": name, "interests": chosen, "schedule": schedule}, errors)
+
+
+def check_signup(fields: Mapping[str, str], rows: Sequence[InterestRow]) -> Checked:
+    """Check a whole sign-up form: the address, then what preferences hold."""
+    checked = check_preferences(fields, rows)
+    email, problem = check_email(fields.get("email", ""))
+    errors = {"email": problem, **checked.errors} if problem else checked.errors
+    return Checked({"email": email, **checked.values}, errors)
 
 
 def check_email(text: str) -> tuple[str | None, str | None]:

@@ -28,7 +28,7 @@ from notifier.models import Subscriber
 from notifier.pipeline import compile_interests, paper_index
 from notifier.render import default_templates_dir
 from notifier.render.feed import feed_url, private_feed_name
-from notifier.schedule import CADENCES, WEEKDAYS, next_slot, resolve
+from notifier.schedule import CADENCES, WEEKDAYS, next_due
 from notifier.settings import Settings
 from notifier.tokens import Purpose, TokenError
 from notifier.web.context import WebContext
@@ -42,8 +42,7 @@ from notifier.web.feeds import (
 from notifier.web.forms import (
     InterestRow,
     check_interests,
-    check_name,
-    check_schedule,
+    check_preferences,
     check_signup,
     interest_rows,
     rows_of,
@@ -405,19 +404,18 @@ def _preference_routes(router: APIRouter, kit: PageKit) -> None:
             await asyncio.to_thread(storage.update_preferences, found.id, status="active")
             return RedirectResponse(f"/manage/{token}?saved=1", status_code=303)
         rows = interest_rows({k: [str(v) for v in form.getlist(k)] for k in form})
-        errors: dict[str, str] = {}
-        name, problem = check_name(fields.get("name", ""))
-        if problem:
-            errors["name"] = problem
-        chosen, interest_errors = check_interests(rows)
-        errors.update(interest_errors)
-        schedule, schedule_errors = check_schedule(fields)
-        errors.update(schedule_errors)
-        if errors:
+        checked = check_preferences(fields, rows)
+        if not checked.ok:
             values = {**fields, "paused": "paused" in fields}
             return await asyncio.to_thread(
                 lambda: manage_page(
-                    request, token, found, values=values, rows=rows, errors=errors, status=400
+                    request,
+                    token,
+                    found,
+                    values=values,
+                    rows=rows,
+                    errors=checked.errors,
+                    status=400,
                 )
             )
         status = None
@@ -427,7 +425,11 @@ def _preference_routes(router: APIRouter, kit: PageKit) -> None:
             status = "active"  # they followed a link from an email, so mail reaches them
         await asyncio.to_thread(
             lambda: storage.update_preferences(
-                found.id, name=name or "", chosen=chosen, schedule=schedule, status=status
+                found.id,
+                name=checked.values["name"] or "",
+                chosen=checked.values["interests"],
+                schedule=checked.values["schedule"],
+                status=status,
             )
         )
         return RedirectResponse(f"/manage/{token}?saved=1", status_code=303)
@@ -561,16 +563,9 @@ def _next_due(subscriber: Subscriber, settings: Settings, now: datetime) -> str 
     if subscriber.status != "active":
         return None
     try:
-        cadence = resolve(
-            settings.default_cadence,
-            subscriber.cadence,
-            subscriber.send_time,
-            subscriber.timezone,
-            subscriber.weekday,
-        )
+        cadence, due = next_due(settings.default_cadence, subscriber, now)
     except ValueError:
         return None
-    due = next_slot(cadence, now).due_at.astimezone(cadence.zone)
     return f"{due:%A %d %B, %H:%M} ({cadence.zone.key})"
 
 
