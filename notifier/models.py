@@ -222,6 +222,11 @@ class DigestContent:
         return tuple(p for s in self.sections for p in s.papers)
 
     @property
+    def paper_count(self) -> int:
+        """Return how many papers the digest shows."""
+        return sum(len(s.papers) for s in self.sections)
+
+    @property
     def is_empty(self) -> bool:
         """Tell whether nothing new matched."""
         return not self.sections

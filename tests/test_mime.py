@@ -9,7 +9,7 @@ import pytest
 from notifier import pipeline
 from notifier.app import make_renderer
 from notifier.errors import RenderError
-from notifier.models import Interest
+from notifier.models import DigestContent, DigestPaper, DigestSection, Interest, Subscriber
 from notifier.render.mime import build_message, header_text, mailbox
 from notifier.settings import Settings
 from notifier.storage import Storage
@@ -102,7 +102,56 @@ def test_subscribers_sharing_a_paper_share_its_rendered_block(
     # Same paper, same highlighted terms: the same inlined block, styles included.
     assert first_title in b
     assert 'style="' in first_title
-    assert "<!--notifier-block" not in a
+    assert "<!--notifier-" not in a + b + c
     # The parts around the blocks stay personal.
     assert "Hello Alice" in a and "Hello Bob" in b and "Hello" not in c.split("<h2", 1)[0]
     assert "cloning</mark>" in c.lower()
+
+
+@pytest.mark.parametrize("length", [69, 70])
+def test_a_plain_subject_is_kept_on_one_line_only_while_it_fits(length: int) -> None:
+    subject = "papers " * ((length - 11) // 7) + "x" * ((length - 11) % 7) + " 2026-11-22"
+    assert len(subject) == length
+    data = build([("Subject", header_text(subject))])
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+    assert (f"Subject: {subject}".encode() in head) is (length == 69)  # "Subject: " + 69 = 78
+    assert str(parse_message(data)["Subject"]) == subject
+
+
+def test_every_paper_shows_why_and_its_other_interests_in_both_parts(settings: Settings) -> None:
+    def paper(paper_id: int, reason: str, also: tuple[str, ...] = ()) -> DigestPaper:
+        return DigestPaper(
+            paper_id=paper_id,
+            guid=f"g{paper_id}",
+            title=f"Paper number {paper_id}",
+            abstract="An abstract.",
+            url=f"https://example.org/{paper_id}",
+            score=0.5,
+            reason=reason,
+            terms=(),
+            also_matches=also,
+        )
+
+    content = DigestContent(
+        subscriber_id=1,
+        period="2026-11-22",
+        sections=(
+            DigestSection("robots", (paper(1, "“robots” in title", ("vision",)), paper(2, "r2"))),
+            DigestSection("vision", (paper(3, "“vision” in abstract"),)),
+        ),
+    )
+    reader = Subscriber(1, "r@example.org", "Reader", (), "feed", "manage", NOW)
+    message = parse_message(make_renderer(settings).render(content, reader, "<m@x>", NOW).data)
+    text_part, html_part = message.get_body(("plain",)), message.get_body(("html",))
+    assert text_part is not None and html_part is not None
+    text, html = text_part.get_content(), html_part.get_content()
+    assert "3 new papers matching your interests (2026-11-22)" in text
+    robots, vision = text.split("== robots ==")[1].split("== vision ==")
+    assert robots.index("Paper number 1") < robots.index("Why: “robots” in title")
+    assert robots.index("Why: “robots” in title") < robots.index("Also matches: vision")
+    assert robots.index("Also matches: vision") < robots.index("Paper number 2")
+    assert "Why: “vision” in abstract" in vision and "Also matches" not in vision
+    assert html.count("Also matches: vision") == 1 and html.count("Why: ") == 3
+    assert html.index("Why: “robots” in title") < html.index(">vision</h2>")
+    assert 'class="why" style="' in html and "<!--notifier-" not in html

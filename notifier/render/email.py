@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
@@ -22,7 +22,7 @@ from notifier.render.feed import feed_url, private_feed_name
 from notifier.render.mime import build_message, header_text, mailbox
 from notifier.tokens import LinkTokens, Purpose
 
-_BLOCK = re.compile(r"<!--notifier-block-(\d+)-->")
+_SECTION = re.compile(r"<!--notifier-section-(\d+)-->")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +90,18 @@ def subscriber_links(identity: MailIdentity, subscriber: Subscriber) -> Subscrib
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SectionView:
+    """One interest's section as the digest templates see it, its papers rendered already."""
+
+    interest: str
+    papers: tuple[DigestPaper, ...]
+    papers_html: Markup  # a placeholder until the shell is inlined; then the blocks
+    papers_text: str
+
+
 class EmailRenderer:
-    """Render digests: templates compiled once, each paper block rendered and inlined once."""
+    """Render digests: templates compiled once, each paper's block rendered and inlined once."""
 
     def __init__(self, env: Environment, identity: MailIdentity, blocks: int = 20_000) -> None:
         self.identity = identity
@@ -107,38 +117,40 @@ class EmailRenderer:
         self._from = mailbox(clean_text(identity.sender_name), identity.sender_address, "From")
         self._list_id = f"notifier digests <digests.{identity.domain}>"
 
-        # A block depends only on the paper and the highlighted terms (block_key),
-        # so subscribers with similar interests share it; the cache is bounded so
-        # a long-running sender does not grow without limit.
+        # A paper's block (its "why" included) depends only on the frozen paper, so
+        # every subscriber shown the same paper for the same reason shares it: the
+        # same interest text gives the same reason (pipeline._ComposeRun). Bounded,
+        # so a long-running sender does not grow without limit.
         @functools.lru_cache(maxsize=blocks)
-        def html_block(paper: DigestPaper) -> str:
-            return css_inline.inline_fragment(paper_html.render(paper=paper), css).rstrip("\n")
+        def paper_blocks(paper: DigestPaper) -> tuple[str, str]:
+            html = css_inline.inline_fragment(paper_html.render(paper=paper), css)
+            return html.rstrip("\n"), paper_text.render(paper=paper)
 
-        @functools.lru_cache(maxsize=blocks)
-        def text_block(paper: DigestPaper) -> str:
-            return paper_text.render(paper=paper)
-
-        self._html_block = html_block
-        self._text_block = text_block
-        # Building a key copies the paper; memoising it by the whole paper (whose
-        # hash is cheap: its strings cache theirs) saves that per message.
-        self._block_key = functools.lru_cache(maxsize=blocks)(block_key)
+        self._paper_blocks = paper_blocks
 
     def render(
         self, content: DigestContent, subscriber: Subscriber, message_id: str, now: datetime
     ) -> OutgoingMessage:
         """Return the digest as a message ready for SMTP or the outbox."""
         links = subscriber_links(self.identity, subscriber)
-        blocks: list[str] = []
-
-        def paper_block(paper: DigestPaper) -> Markup:
-            # A placeholder survives the inlining of the rest of the message; the
-            # block, inlined once already, is put in its place afterwards.
-            blocks.append(self._html_block(self._block_key(paper)))
-            return Markup(f"<!--notifier-block-{len(blocks) - 1}-->")
-
-        def paper_text(paper: DigestPaper) -> str:
-            return self._text_block(self._block_key(paper))
+        # The shell is inlined per message, with a placeholder per section: the paper
+        # blocks, inlined once already, are put in their place afterwards.
+        sections: list[SectionView] = []
+        section_html: list[str] = []
+        try:
+            for number, section in enumerate(content.sections):
+                blocks = [self._paper_blocks(paper) for paper in section.papers]
+                section_html.append("\n".join(html for html, _ in blocks))
+                sections.append(
+                    SectionView(
+                        section.interest,
+                        section.papers,
+                        Markup(f"<!--notifier-section-{number}-->"),
+                        "".join(text for _, text in blocks),
+                    )
+                )
+        except TemplateError as e:
+            raise RenderError(f"email template problem: {e}") from e
 
         display_name = clean_text(subscriber.name or "")
         subject = subject_line(content)
@@ -149,15 +161,14 @@ class EmailRenderer:
             "links": links,
             "base_url": self.identity.base_url,
             "subject": subject,
-            "paper_block": paper_block,
-            "paper_text": paper_text,
+            "sections": sections,
         }
         try:
             text = self._text.render(context)
             shell = self._inliner.inline(self._html.render(context))
         except TemplateError as e:
             raise RenderError(f"email template problem: {e}") from e
-        html = _BLOCK.sub(lambda m: blocks[int(m.group(1))], shell)
+        html = _SECTION.sub(lambda m: section_html[int(m.group(1))], shell)
 
         headers = [
             ("From", self._from),
@@ -230,11 +241,6 @@ class NoticeRenderer:
         return OutgoingMessage(self.identity.sender_address, subscriber.email, message_id, data)
 
 
-def block_key(paper: DigestPaper) -> DigestPaper:
-    """Return the paper without what differs per subscriber: the key of its shared block."""
-    return replace(paper, score=0.0, reason="", also_matches=())
-
-
 def sign(data: bytes, key: DkimKey) -> bytes:
     """Return the message with a DKIM-Signature header computed over its bytes."""
     try:
@@ -256,7 +262,7 @@ def subject_line(content: DigestContent) -> str:
     """Return the subject: how many papers, for which interests, for which period."""
     if content.is_empty:
         return clean_text(f"Nothing new for you ({content.period})")
-    count = len(content.papers) + content.more
+    count = content.paper_count + content.more
     interests = ", ".join(s.interest for s in content.sections)
     noun = "paper" if count == 1 else "papers"
     return clean_text(f"{count} new {noun} on {interests} ({content.period})")

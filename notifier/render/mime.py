@@ -29,6 +29,8 @@ HEADER_TEXT_LIMIT = 200
 def header_text(value: str, name: str = "Subject") -> str:
     """Return free text as the value of header name: folded, RFC 2047-encoded when not ASCII."""
     value = _shorten(value)
+    if value.isascii() and len(name) + 2 + len(value) <= 78 and value.isprintable():
+        return value  # what Header would return: one line, nothing to encode or fold
     charset = "us-ascii" if value.isascii() else "utf-8"
     return Header(value, charset, maxlinelen=78, header_name=name).encode(linesep=CRLF)
 

@@ -1,0 +1,146 @@
+"""The sender's CPU per digest, without the wire: claim (load) and render, one process, SQLite.
+
+Composes N digests of about 20 papers once (synthetic data, see synthetic.py),
+then, in a fresh copy of that database each run, claims every digest in
+batches of 100 as `notifier send` does and renders each into the bytes that
+would go out. Prints milliseconds per digest for the two phases. With
+--reference DIR (another checkout of notifier, e.g. a `git worktree` of main)
+the runs alternate between that code and this one, and the medians and their
+ratio are printed, so a noisy machine affects both alike.
+
+    .venv/bin/python bench/render_rate.py --digests 5000 --reference /tmp/base
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from synthetic import listing, populate
+
+from notifier import pipeline
+from notifier.settings import load_settings
+from notifier.storage import Storage
+
+NOW = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+HERE = Path(__file__).resolve().parent.parent
+
+# Run in a child process with the code under test first on sys.path.
+CHILD = """
+import json, sys, time
+from datetime import datetime, timedelta
+from notifier.app import make_renderer
+from notifier.settings import load_settings
+from notifier.storage import Storage
+now = datetime.fromisoformat(sys.argv[1])
+settings = load_settings(None)
+storage = Storage(settings.database)
+renderer = make_renderer(settings)
+claim = render = 0.0
+count = size = 0
+while True:
+    started = time.perf_counter()
+    batch = storage.claim_digests("bench", 100, now, timedelta(minutes=5))
+    claim += time.perf_counter() - started
+    if not batch:
+        break
+    started = time.perf_counter()
+    for digest in batch:
+        size += len(renderer.render(digest.content, digest.subscriber, digest.message_id, now).data)
+    render += time.perf_counter() - started
+    count += len(batch)
+print(json.dumps({"claim": claim, "render": render, "count": count, "size": size}))
+"""
+
+
+def environment(state: str, database: str) -> dict[str, str]:
+    """Return the environment of one run."""
+    return os.environ | {
+        "NOTIFIER_STATE_DIR": state,
+        "NOTIFIER_DATABASE_URL": database,
+        "NOTIFIER_MATCHING": "lexical",
+        "NOTIFIER_MAX_PAPERS": "20",
+        "NOTIFIER_SENDER_ADDRESS": "digests@bench.example.org",
+    }
+
+
+def run_once(code: Path, template: Path) -> dict[str, float]:
+    """Claim and render every digest in a fresh copy of the prepared database with code/."""
+    with tempfile.TemporaryDirectory() as state:
+        database = Path(state) / "bench.db"
+        shutil.copy(template, database)
+        env = environment(state, f"sqlite:///{database}")
+        env["PYTHONPATH"] = str(code)
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, (NOW + timedelta(hours=1)).isoformat()],
+            env=env,
+            cwd=state,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        result: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+        return result
+
+
+def main() -> None:
+    """Prepare the digests, then time claim and render runs (alternating with --reference)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--digests", type=int, default=5_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--reference", type=Path, help="another checkout to compare against")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as prepared:
+        template = Path(prepared) / "bench.db"
+        os.environ.update(environment(prepared, f"sqlite:///{template}"))
+        settings = load_settings(None)
+        storage = Storage(settings.database)
+        storage.migrate()
+        pipeline.ingest(storage, "bench", listing(500), NOW - timedelta(hours=1))
+        populate(storage, args.digests, NOW)
+        outcomes = pipeline.compose_due(storage, settings, NOW, pipeline.matching_for(settings))
+        storage.close()
+        print(f"set-up: {outcomes['created']:,} digests composed")
+        codes = {"this": HERE}
+        if args.reference is not None:
+            codes = {"reference": args.reference.resolve(), **codes}
+        per_digest: dict[str, dict[str, list[float]]] = {
+            name: {"claim": [], "render": []} for name in codes
+        }
+        for run in range(args.runs):
+            for name, code in codes.items():
+                result = run_once(code, template)
+                count = result["count"]
+                claim, render = (1000 * result[k] / count for k in ("claim", "render"))
+                per_digest[name]["claim"].append(claim)
+                per_digest[name]["render"].append(render)
+                print(
+                    f"run {run + 1} {name:<9} claim {claim:.3f} ms  render {render:.3f} ms  "
+                    f"per digest ({int(count):,} digests, {result['size'] / count:,.0f} bytes each)"
+                )
+    medians = {
+        name: {phase: statistics.median(values) for phase, values in phases.items()}
+        for name, phases in per_digest.items()
+    }
+    for name, phase in medians.items():
+        print(
+            f"{name:<9} median claim {phase['claim']:.3f} ms  render {phase['render']:.3f} ms  "
+            f"together {phase['claim'] + phase['render']:.3f} ms per digest"
+        )
+    if args.reference is not None:
+        for phase in ("claim", "render"):
+            ratio = medians["reference"][phase] / medians["this"][phase]
+            print(f"{phase}: this is {ratio:.2f}x the reference's speed")
+
+
+if __name__ == "__main__":
+    main()
