@@ -135,7 +135,10 @@ def main() -> None:
         env = bench_env(state, database, f"smtp://{server.host}:{server.port}", "lexical")
         os.environ.update(env)
         if args.database:
-            Storage(database).reset()
+            storage = Storage(database)
+            storage.migrate()  # a fresh database has no tables to empty yet
+            storage.reset()
+            storage.close()
         started = time.perf_counter()
         count, size = prepare(env, args.digests)
         print(f"setup {time.perf_counter() - started:.1f} s; database {database.split(':')[0]}")

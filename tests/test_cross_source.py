@@ -170,3 +170,13 @@ def test_digest_shows_authors_upvotes_code_and_summary_from_the_source(
     html_body = html.get_content()
     assert '<a href="https://github.com/lab/robots"' in html_body
     assert "42 upvotes" in html_body and "Robots learn chores by watching people." in html_body
+
+
+def test_a_count_beyond_64_bits_from_a_source_is_stored_and_read_back(storage: Storage) -> None:
+    # orjson, which writes the JSON columns, refuses integers beyond 64 bits; the json
+    # module takes over for such a document instead of the ingest failing.
+    item = {"paper": {"id": "2409.00002", "title": "Big", "summary": "S.", "upvotes": 1e30}}
+    summary = pipeline.ingest(storage, "hf", json.dumps([item]).encode(), NOW, "hf-api")
+    assert summary.new == 1
+    [paper] = storage.latest_papers(1)
+    assert paper.meta["upvotes"] == int(1e30)

@@ -20,6 +20,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -192,7 +193,9 @@ class Storage:
     def __init__(self, url: str) -> None:
         self.url = url
         try:
-            self.engine: Engine = create_engine(url)
+            self.engine: Engine = create_engine(
+                url, json_serializer=codec.json_text, json_deserializer=orjson.loads
+            )
         except (SQLAlchemyError, ImportError) as e:
             raise StorageError(f"database URL {_redact(url)!r} is not usable: {e}") from e
         if self.engine.dialect.name == "sqlite":

@@ -8,6 +8,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from notifier.models import (
     DigestContent,
     DigestPaper,
@@ -21,6 +23,16 @@ from notifier.models import (
 from notifier.papers import paper_url
 
 CONTENT_VERSION = 2  # 2: papers refer to paper_cards rows; 1: inline
+
+
+def json_text(value: Any) -> str:
+    """Return value as JSON text for a JSON column: orjson, which parses and writes it 3-10x
+    faster than the json module (a day's digests are 100,000 documents), else json.
+    """
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError: an integer beyond 64 bits, a non-string key
+        return json.dumps(value)
 
 
 def paper(row: Any) -> Paper:
