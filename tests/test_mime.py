@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from notifier import pipeline
 from notifier.app import make_renderer
 from notifier.errors import RenderError
 from notifier.models import DigestContent, DigestPaper, DigestSection, Interest, Subscriber
-from notifier.render.mime import build_message, header_text, mailbox
+from notifier.render.mime import build_message, chunk, header_text, joined, mailbox
 from notifier.settings import Settings
 from notifier.storage import Storage
 from tests.conftest import NOW, parse_message, seed_bytes
@@ -155,3 +156,25 @@ def test_every_paper_shows_why_and_its_other_interests_in_both_parts(settings: S
     assert html.count("Also matches: vision") == 1 and html.count("Why: ") == 3
     assert html.index("Why: “robots” in title") < html.index(">vision</h2>")
     assert 'class="why" style="' in html and "<!--notifier-" not in html
+
+
+def test_joined_chunks_know_their_lines_as_if_the_text_had_been_scanned_whole() -> None:
+    # The renderer joins cached paper blocks into each message without rescanning them;
+    # a long line made across a seam must still switch the part to quoted-printable.
+    rng = random.Random(5)
+    # (A piece ending in a lone CR is left out: joined, it would meet the next one's LF.)
+    alphabet = ["a", "é", "\n", "\r\n", "\ra", "x" * 400]
+    for _ in range(2_000):
+        pieces = ["".join(rng.choices(alphabet, k=rng.randint(0, 6))) for _ in range(4)]
+        assert joined(map(chunk, pieces)) == chunk("".join(pieces)), pieces
+
+
+def test_a_line_over_998_octets_made_of_two_pieces_is_sent_quoted_printable() -> None:
+    text = joined([chunk("intro\n" + "a" * 600), chunk("b" * 600 + "\nend\n")])
+    data = build_message([("Subject", "seam")], text, "<p>hi</p>")
+    assert b"Content-Transfer-Encoding: quoted-printable" in data
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    plain = parse_message(data).get_body(("plain",))
+    assert (
+        plain is not None and plain.get_content() == "intro\n" + "a" * 600 + "b" * 600 + "\nend\n"
+    )

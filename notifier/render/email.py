@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import re
+import secrets
 import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
@@ -19,10 +21,10 @@ from notifier.errors import RenderError
 from notifier.models import DigestContent, DigestPaper, OutgoingMessage, Subscriber
 from notifier.papers import clean_text
 from notifier.render.feed import feed_url, private_feed_name
-from notifier.render.mime import build_message, header_text, mailbox
+from notifier.render.mime import Chunk, build_message, chunk, header_text, joined, mailbox
 from notifier.tokens import LinkTokens, Purpose
 
-_SECTION = re.compile(r"<!--notifier-section-(\d+)-->")
+_LINE_BREAK = chunk("\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,34 +121,41 @@ class EmailRenderer:
 
         # A paper's block (its "why" included) depends only on the frozen paper, so
         # every subscriber shown the same paper for the same reason shares it: the
-        # same interest text gives the same reason (pipeline._ComposeRun). Bounded,
-        # so a long-running sender does not grow without limit.
+        # same interest text gives the same reason (pipeline._ComposeRun). Kept as
+        # message-ready bytes. Bounded, so a long-running sender does not grow.
         @functools.lru_cache(maxsize=blocks)
-        def paper_blocks(paper: DigestPaper) -> tuple[str, str]:
+        def paper_blocks(paper: DigestPaper) -> tuple[Chunk, Chunk]:
             html = css_inline.inline_fragment(paper_html.render(paper=paper), css)
-            return html.rstrip("\n"), paper_text.render(paper=paper)
+            return chunk(html.rstrip("\n")), chunk(paper_text.render(paper=paper))
 
         self._paper_blocks = paper_blocks
+        # Where a section's papers go in the rendered shells. Random per renderer, so
+        # no text a subscriber controls (their name, an interest's) can stand for one.
+        self._marker = f"notifier-section-{secrets.token_hex(8)}-"
+        self._html_marks = re.compile(f"<!--{self._marker}(\\d+)-->")
+        self._text_marks = re.compile(f"{self._marker}(\\d+)")
 
     def render(
         self, content: DigestContent, subscriber: Subscriber, message_id: str, now: datetime
     ) -> OutgoingMessage:
         """Return the digest as a message ready for SMTP or the outbox."""
         links = subscriber_links(self.identity, subscriber)
-        # The shell is inlined per message, with a placeholder per section: the paper
-        # blocks, inlined once already, are put in their place afterwards.
+        # The shells are rendered (and the HTML one inlined) per message with a marker
+        # per section; the paper blocks, ready once per run, are joined in afterwards.
         sections: list[SectionView] = []
-        section_html: list[str] = []
+        papers_html: list[Chunk] = []
+        papers_text: list[Chunk] = []
         try:
             for number, section in enumerate(content.sections):
                 blocks = [self._paper_blocks(paper) for paper in section.papers]
-                section_html.append("\n".join(html for html, _ in blocks))
+                papers_html.append(joined(_between((html for html, _ in blocks), _LINE_BREAK)))
+                papers_text.append(joined(text for _, text in blocks))
                 sections.append(
                     SectionView(
                         section.interest,
                         section.papers,
-                        Markup(f"<!--notifier-section-{number}-->"),
-                        "".join(text for _, text in blocks),
+                        Markup(f"<!--{self._marker}{number}-->"),
+                        f"{self._marker}{number}",
                     )
                 )
         except TemplateError as e:
@@ -164,11 +173,12 @@ class EmailRenderer:
             "sections": sections,
         }
         try:
-            text = self._text.render(context)
-            shell = self._inliner.inline(self._html.render(context))
+            text_shell = self._text.render(context)
+            html_shell = self._inliner.inline(self._html.render(context))
         except TemplateError as e:
             raise RenderError(f"email template problem: {e}") from e
-        html = _SECTION.sub(lambda m: section_html[int(m.group(1))], shell)
+        text = _filled(self._text_marks.split(text_shell), papers_text)
+        html = _filled(self._html_marks.split(html_shell), papers_html)
 
         headers = [
             ("From", self._from),
@@ -239,6 +249,23 @@ class NoticeRenderer:
         if self.identity.dkim is not None:
             data = sign(data, self.identity.dkim)
         return OutgoingMessage(self.identity.sender_address, subscriber.email, message_id, data)
+
+
+def _between(chunks: Iterable[Chunk], separator: Chunk) -> Iterator[Chunk]:
+    """Yield the chunks with separator between each two."""
+    for number, part in enumerate(chunks):
+        if number:
+            yield separator
+        yield part
+
+
+def _filled(pieces: list[str], sections: Sequence[Chunk]) -> Chunk:
+    """Return a shell split at its section markers (re.split: text, number, text, ...)
+    with each marker replaced by that section's papers.
+    """
+    return joined(
+        sections[int(piece)] if number % 2 else chunk(piece) for number, piece in enumerate(pieces)
+    )
 
 
 def sign(data: bytes, key: DkimKey) -> bytes:

@@ -6,13 +6,19 @@ more than rendering the digest. Digests have a fixed shape (a handful of
 headers we write ourselves, a text and an HTML part), so they are assembled
 here with the standard library's encoders and checked by parsing them back in
 the tests.
+
+A body can be given as Chunks: text already normalised to CRLF-ended UTF-8,
+with the lengths of its first, last and longest lines. A digest's paper blocks
+are turned into Chunks once per run and joined per message, so a 40 kB body
+is not searched, encoded and scanned for long lines again for every subscriber.
 """
 
 from __future__ import annotations
 
 import binascii
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr
 
@@ -24,6 +30,58 @@ MAX_LINE = 998  # octets per line, RFC 5322 2.1.1
 # Display names and subjects longer than this are cut in headers (the body has
 # them whole); RFC 2047 encoded words are folded at 76 columns either way.
 HEADER_TEXT_LIMIT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Part of a body as CRLF-ended UTF-8 bytes, and what joining needs to know of its lines.
+
+    Lengths are in octets without the line end; a chunk without a line break is
+    one partial line, whose length is head = tail = longest.
+    """
+
+    data: bytes
+    head: int  # the first line
+    tail: int  # the last line (after the last break)
+    longest: int  # the longest line, first and last included
+    breaks: bool  # whether data holds a line break
+
+
+def chunk(text: str) -> Chunk:
+    """Return text as a Chunk: line ends (CRLF, CR or LF) made CRLF, encoded as UTF-8."""
+    if "\r" in text:  # rare: the QP encoder would pass a lone CR through raw
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    data = text.encode("utf-8")
+    lines = data.split(b"\n")
+    return Chunk(
+        data.replace(b"\n", b"\r\n"),
+        len(lines[0]),
+        len(lines[-1]),
+        max(map(len, lines)),
+        len(lines) > 1,
+    )
+
+
+def joined(chunks: Iterable[Chunk]) -> Chunk:
+    """Return the chunks one after the other, their line lengths combined without a scan."""
+    data: list[bytes] = []
+    head = tail = longest = 0
+    breaks = False
+    for part in chunks:
+        data.append(part.data)
+        if part.breaks:
+            # The partial line so far ends at part's first break.
+            longest = max(longest, tail + part.head, part.longest)
+            if not breaks:
+                head = tail + part.head
+            tail = part.tail
+            breaks = True
+        else:
+            tail += part.head
+            longest = max(longest, tail)
+            if not breaks:
+                head = tail
+    return Chunk(b"".join(data), head, tail, longest, breaks)
 
 
 def header_text(value: str, name: str = "Subject") -> str:
@@ -46,7 +104,9 @@ def mailbox(name: str, address: str, header: str = "To") -> str:
     return f"{encoded} <{address}>"
 
 
-def build_message(headers: Sequence[tuple[str, str]], text: str, html: str) -> bytes:
+def build_message(
+    headers: Sequence[tuple[str, str]], text: str | Chunk, html: str | Chunk
+) -> bytes:
     """Return a complete multipart/alternative message (CRLF line ends, quoted-printable parts).
 
     Raises RenderError if a header value could end its line early: every
@@ -68,21 +128,25 @@ def build_message(headers: Sequence[tuple[str, str]], text: str, html: str) -> b
     return b"".join(
         (
             head,
-            _part(boundary, "text/plain", text),
-            _part(boundary, "text/html", html),
+            *_part(boundary, "text/plain", text),
+            *_part(boundary, "text/html", html),
             f"--{boundary}--{CRLF}".encode("ascii"),
         )
     )
 
 
-def _part(boundary: str, content_type: str, body: str) -> bytes:
-    """Return one body part and its boundary: 8bit when every line fits, else quoted-printable."""
-    # Normalise line ends first (the QP encoder passes a lone CR through raw).
-    data = body.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
-    if max(map(len, data.split(b"\n"))) <= MAX_LINE:
-        encoding, payload = "8bit", data  # what the email package picks for such text
+def _part(boundary: str, content_type: str, body: str | Chunk) -> tuple[bytes, bytes, bytes]:
+    """Return one body part and its boundary, in pieces to join: 8bit when every line fits,
+    else quoted-printable.
+    """
+    if isinstance(body, str):
+        body = chunk(body)
+    if body.longest <= MAX_LINE:
+        encoding, payload = "8bit", body.data  # what the email package picks for such text
     else:
-        encoding, payload = "quoted-printable", binascii.b2a_qp(data, istext=True)
+        lines = body.data.replace(b"\r\n", b"\n")
+        encoding = "quoted-printable"
+        payload = binascii.b2a_qp(lines, istext=True).replace(b"\n", b"\r\n")
     # The CRLF before a boundary belongs to the boundary (RFC 2046 5.1.1), so one
     # is always added: a body that ends with a line break keeps it.
     return (
@@ -90,9 +154,9 @@ def _part(boundary: str, content_type: str, body: str) -> bytes:
             f"--{boundary}{CRLF}"
             f'Content-Type: {content_type}; charset="utf-8"{CRLF}'
             f"Content-Transfer-Encoding: {encoding}{CRLF}{CRLF}"
-        ).encode("ascii")
-        + payload.replace(b"\n", b"\r\n")
-        + b"\r\n"
+        ).encode("ascii"),
+        payload,
+        b"\r\n",
     )
 
 
