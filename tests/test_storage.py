@@ -162,3 +162,29 @@ def test_the_database_url_is_shown_without_its_password() -> None:
     storage = Storage("postgresql+psycopg://notifier:s3cret@db.example.org:5432/papers")
     assert storage.safe_url() == "postgresql+psycopg://notifier:***@db.example.org:5432/papers"
     storage.close()
+
+
+def test_claimed_digests_are_what_was_composed_when_subscribers_share_papers(
+    storage: Storage, settings: Settings
+) -> None:
+    # Claiming shares one frozen paper among entries that are equal; entries that
+    # differ only in "also matches" (or in the card) must not be confused.
+    pipeline.ingest(storage, "s", seed_bytes(0), NOW - timedelta(hours=1))
+    rl = '"reinforcement learning" OR robot'
+    storage.save_subscriber("one@example.org", None, [Interest("rl", rl)], NOW)
+    storage.save_subscriber(
+        "two@example.org", None, [Interest("rl", rl), Interest("robots", "robot")], NOW
+    )
+    composed = pipeline.compose_digests(storage, settings, NOW)
+    claimed = storage.claim_digests("w", 10, NOW, timedelta(minutes=5))
+    assert {d.subscriber.email: d.content for d in claimed} == {
+        c.subscriber.email: c.content for c in composed
+    }
+    one, two = (
+        next(d.content for d in claimed if d.subscriber.email == e)
+        for e in ("one@example.org", "two@example.org")
+    )
+    alone = {p.paper_id: p for p in one.papers}
+    # The same paper for the same reason, with and without another interest it matches.
+    pairs = [(alone[p.paper_id], p) for p in two.papers if p.paper_id in alone]
+    assert any(a.reason == b.reason and not a.also_matches and b.also_matches for a, b in pairs)
