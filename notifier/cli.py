@@ -651,6 +651,7 @@ def _send_here(context: Context, progress: bool) -> pipeline.SendReport:
             limit=make_rate_limit(settings),
             stop=stop,
             on_progress=lambda _n: advance(),
+            journal_dir=settings.journal_dir,
         )
 
     with _progress(due, "sending", enabled=progress) as advance:
@@ -665,7 +666,17 @@ def _worker_process(config_file: Path | None, results: Any) -> None:
         # Only what the parent prints: counts, and the (few) addresses with a problem.
         sent = len(report.sent)
         results.put(
-            ("ok", (sent, report.failed, report.deferred, report.unknown, report.suspended))
+            (
+                "ok",
+                (
+                    sent,
+                    report.failed,
+                    report.deferred,
+                    report.unknown,
+                    report.suspended,
+                    report.recovered,
+                ),
+            )
         )
     except NotifierError as e:
         results.put(("error", str(e)))
@@ -710,8 +721,9 @@ def _send_in_processes(config_file: Path | None, workers: int) -> pipeline.SendR
         if kind == "error":
             errors.append(value)
             continue
-        sent, failed, deferred, unknown, suspended = value
+        sent, failed, deferred, unknown, suspended, recovered = value
         total.sent += [""] * sent
+        total.recovered += recovered
         total.failed += failed
         total.deferred += deferred
         total.unknown += unknown
@@ -735,9 +747,9 @@ def _print_report(report: pipeline.SendReport, as_json: bool) -> None:
         click.echo(f"notifier: warning: {email}: suspended after repeated hard bounces", err=True)
     counts = {k: len(getattr(report, k)) for k in ("sent", "failed", "deferred", "unknown")}
     if as_json:
-        click.echo(json.dumps(counts), err=True)
+        click.echo(json.dumps(counts | {"recovered": report.recovered}), err=True)
     else:
-        click.echo(", ".join(f"{k} {v}" for k, v in counts.items()))
+        click.echo(pipeline.describe_report(report))
     if report.failed or report.deferred or report.unknown:
         sys.exit(1)
 

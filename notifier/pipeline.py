@@ -29,6 +29,8 @@ import numpy as np
 from notifier import evaluate as evaluation
 from notifier.delivery import Transport
 from notifier.delivery.files import write_atomic
+from notifier.delivery.journal import SentJournal
+from notifier.delivery.journal import recover as recover_journals
 from notifier.delivery.limits import RateLimit
 from notifier.diff import decide, lookup_keys
 from notifier.digest import Composition, compose
@@ -642,6 +644,7 @@ class SendReport:
     deferred: list[tuple[str, str]] = field(default_factory=list)
     unknown: list[tuple[str, str]] = field(default_factory=list)
     suspended: list[str] = field(default_factory=list)
+    recovered: int = 0  # marks applied from the journals of senders that died
 
 
 @dataclass(frozen=True)
@@ -675,9 +678,12 @@ class _Marks:
     """Record accepted messages as sent on a worker thread, in group commits.
 
     A commit takes every mark waiting when it starts, in one transaction; marks
-    that arrive meanwhile wait for the next one. Nothing waits for a count or a
-    timer, so an accepted message is recorded within about one commit, while
-    the connections go on sending (docs/design.md, issue 5).
+    that arrive meanwhile wait for the next one. Without a journal nothing waits
+    for a count or a timer, so an accepted message is recorded within about one
+    commit while the connections go on sending. With one (delivery/journal.py),
+    each mark is on disk already, so marks gather until `group` are waiting or
+    `hold` seconds have passed: a transaction for dozens of messages, not one
+    (docs/design.md, issue 5).
     """
 
     def __init__(
@@ -685,13 +691,18 @@ class _Marks:
         storage: Storage,
         worker: str,
         clock: Callable[[], datetime],
-        on_error: Callable[[StorageError], None],
+        on_error: Callable[[Exception], None],
+        *,
+        hold: float = 0.0,
+        group: int = 1,
     ) -> None:
         self._storage, self._worker, self._clock = storage, worker, clock
         self._on_error = on_error
+        self._hold, self._group = hold, group
         self._waiting: list[tuple[int, str]] = []
         self._done: asyncio.Future[bool] | None = None  # settles when _waiting is committed
         self._committer: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()  # set: stop gathering, commit now
         self.failed = False
 
     def add(self, digest_id: int, reply: str) -> asyncio.Future[bool]:
@@ -705,6 +716,8 @@ class _Marks:
             self._done = loop.create_future()
         done = self._done
         self._waiting.append((digest_id, reply))
+        if len(self._waiting) >= self._group:
+            self._wake.set()
         if self._committer is None:
             self._committer = loop.create_task(self._commit())
         return done
@@ -712,6 +725,7 @@ class _Marks:
     async def flush(self) -> None:
         """Return once every queued mark is committed, or has failed (on_error was called)."""
         while self._committer is not None:
+            self._wake.set()
             # Shielded: a cancelled caller must not cancel the commit that records it.
             await asyncio.shield(self._committer)
 
@@ -719,6 +733,10 @@ class _Marks:
         """Commit the waiting marks, group after group, until none is waiting."""
         try:
             while self._waiting:
+                if self._hold and not self._wake.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._hold)
+                self._wake.clear()
                 group, done = self._waiting, self._done
                 self._waiting, self._done = [], None
                 assert done is not None
@@ -740,12 +758,12 @@ class _Marks:
             if pending is not None:
                 pending.set_result(False)
         self._waiting, self._done = [], None
-        self._on_error(
-            StorageError(
-                f"cannot record accepted messages as sent: {error}; they stay claimed "
-                "and go out again (same Message-ID) once their lease expires"
-            )
-        )
+        self._on_error(error)
+
+
+# With a journal, marks are committed when this many are waiting, or after this long.
+JOURNAL_GROUP = 64
+JOURNAL_HOLD = 0.05
 
 
 @dataclass
@@ -760,6 +778,7 @@ class _Delivery:
     limit: RateLimit | None
     stop: asyncio.Event
     on_progress: Callable[[int], None] | None
+    journal: SentJournal | None = None
     report: SendReport = field(default_factory=SendReport)
     fatal: list[BaseException] = field(default_factory=list)
     marks: _Marks = field(init=False)
@@ -768,7 +787,25 @@ class _Delivery:
     halted: bool = False
 
     def __post_init__(self) -> None:
-        self.marks = _Marks(self.storage, self.worker, self.clock, self._abort)
+        if self.journal is None:
+            self.marks = _Marks(self.storage, self.worker, self.clock, self._marks_failed)
+        else:
+            self.marks = _Marks(
+                self.storage,
+                self.worker,
+                self.clock,
+                self._marks_failed,
+                hold=JOURNAL_HOLD,
+                group=JOURNAL_GROUP,
+            )
+
+    def _marks_failed(self, error: Exception) -> None:
+        """Stop the run because accepted messages cannot be marked sent, saying what follows."""
+        if self.journal is None:
+            later = "they stay claimed and go out again (same Message-ID) once their lease expires"
+        else:
+            later = f"they are kept in {self.journal.path} and the next send records them"
+        self._abort(StorageError(f"cannot record accepted messages as sent: {error}; {later}"))
 
     def _abort(self, error: BaseException) -> None:
         """Stop the run: lanes finish the message they are on, then error is raised."""
@@ -782,17 +819,24 @@ class _Delivery:
     async def run(self, transports: Sequence[Transport], batch: int) -> SendReport:
         """Claim and send batches until nothing is due or stop is set."""
         started = self.clock()
-        async with contextlib.AsyncExitStack() as stack:
-            for transport in transports:
-                # A dead server fails here, before anything is claimed.
-                await stack.enter_async_context(transport)
-            while not self._stopping():
-                claimed = self.storage.claim_digests(
-                    self.worker, batch, self.clock(), self.policy.lease, due_by=started
-                )
-                if not claimed:
-                    break
-                await self._drain(transports, claimed)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for transport in transports:
+                    # A dead server fails here, before anything is claimed.
+                    await stack.enter_async_context(transport)
+                while not self._stopping():
+                    claimed = self.storage.claim_digests(
+                        self.worker, batch, self.clock(), self.policy.lease, due_by=started
+                    )
+                    if not claimed:
+                        break
+                    await self._drain(transports, claimed)
+        finally:
+            # A run ends only once every message the server accepted is recorded as
+            # sent; the journal goes once the database has all of it.
+            await self.marks.flush()
+            if self.journal is not None:
+                self.journal.close(delete=not self.marks.failed)
         if self.fatal:
             raise self.fatal[0]
         return self.report
@@ -812,10 +856,11 @@ class _Delivery:
                     )
                     if self.limit is not None:
                         await self.limit.wait()
-                    # A lane sends again only once its last mark is committed (which
-                    # the rendering above overlapped), so a killed sender has at most
-                    # one accepted but unrecorded message per connection.
-                    if marked is not None and not await marked:
+                    # Without a journal a lane sends again only once its last mark is
+                    # committed (which the rendering above overlapped), so a killed
+                    # sender has at most one accepted but unrecorded message per
+                    # connection. With one, that message is in the journal already.
+                    if marked is not None and self.journal is None and not await marked:
                         return  # marks cannot be recorded: the run stops
                     if self._stopping():
                         return  # not on the wire yet: given back below
@@ -826,12 +871,13 @@ class _Delivery:
                 raise
 
         try:
-            # Every lane ends before the marks are flushed and the leases given back.
+            # Every lane ends before the leases are given back.
             outcomes = await asyncio.gather(*(lane(t) for t in transports), return_exceptions=True)
         finally:
-            # Marks first: a lease is given back, and a run ends, only once every
-            # message the server accepted is recorded as sent.
-            await self.marks.flush()
+            if self.journal is None:
+                # Marks first: a lease is given back only once every message the
+                # server accepted is recorded as sent.
+                await self.marks.flush()
             unsent = [d.id for d in claimed if d.id not in tried]
             self.storage.release_leases(self.worker, unsent)
         for outcome in outcomes:
@@ -863,11 +909,16 @@ class _Delivery:
             storage.finish_retry(self.worker, digest.id, str(e), self.clock(), unknown=False)
             self._abort(e)
         else:
-            # One mark per accepted message, never held back for a count or a timer:
-            # a sender killed between the server's "250" and the commit resends only
-            # those messages (same Message-ID). Committed off the event loop with
-            # whatever other lanes marked meanwhile (_Marks); the commit skips the
+            # One mark per accepted message: a sender killed between the server's
+            # "250" and the record resends only those messages (same Message-ID).
+            # The journal line is the record when there is one; the database's mark
+            # follows in a group commit off the event loop (_Marks), which skips the
             # disk flush (storage.finish_sent).
+            if self.journal is not None:
+                try:
+                    self.journal.record(digest.id, reply, self.clock())
+                except StorageError as e:
+                    self._abort(e)
             marked = self.marks.add(digest.id, reply)
             report.sent.append(email)
         if self.on_progress is not None:
@@ -901,13 +952,17 @@ async def deliver(
     stop: asyncio.Event | None = None,
     batch: int = 100,
     on_progress: Callable[[int], None] | None = None,
+    journal_dir: Path | None = None,
 ) -> SendReport:
     """Claim due digests and send them over the transports (one lane each) until none is left.
 
     A digest is marked sent only after the server accepted it, on a worker
-    thread (every mark waiting in one transaction), and before the run ends or
-    any lease is given back; marks that cannot be committed stop the run with
-    StorageError, those messages still claimed. A refused recipient (5xx)
+    thread (every mark waiting in one transaction), and before the run ends;
+    marks that cannot be committed stop the run with StorageError, those
+    messages still claimed. With journal_dir each accepted message is first
+    written to this run's journal there, marks are committed in groups, and
+    the journals of runs that died are applied before anything is claimed
+    (delivery/journal.py). A refused recipient (5xx)
     fails that digest and counts a hard bounce; 4xx and lost connections are
     retried with backoff until the deadline; a connection lost after the data
     went out makes the digest "unknown", retried with the same Message-ID. An
@@ -915,6 +970,11 @@ async def deliver(
     accepted still due. Setting stop finishes the messages in flight and gives
     the rest back.
     """
+    recovered = 0
+    journal = None
+    if journal_dir is not None:
+        recovered = recover_journals(journal_dir, storage.recover_sent)
+        journal = SentJournal(journal_dir, worker)
     run = _Delivery(
         storage,
         renderer,
@@ -924,7 +984,9 @@ async def deliver(
         limit,
         stop or asyncio.Event(),
         on_progress,
+        journal,
     )
+    run.report.recovered = recovered
     return await run.run(transports, batch)
 
 
@@ -1082,7 +1144,10 @@ def describe_outcomes(outcomes: Mapping[str, int]) -> str:
 def describe_report(report: SendReport) -> str:
     """Return a send report as "sent 3, failed 0, deferred 0, unknown 0"."""
     counts = (len(report.sent), len(report.failed), len(report.deferred), len(report.unknown))
-    return "sent {}, failed {}, deferred {}, unknown {}".format(*counts)
+    described = "sent {}, failed {}, deferred {}, unknown {}".format(*counts)
+    if report.recovered:
+        described += f" ({report.recovered} sent by a stopped sender recorded from its journal)"
+    return described
 
 
 # -- feeds ------------------------------------------------------------------

@@ -215,6 +215,7 @@ class Daemon:
             policy=pipeline.RetryPolicy.from_settings(self.settings),
             limit=self.limit,
             stop=self.stop,
+            journal_dir=self.settings.journal_dir,
         )
         return pipeline.describe_report(report)
 

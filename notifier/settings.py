@@ -289,6 +289,11 @@ class Settings(BaseSettings):
         return self.state_dir / "outbox"
 
     @property
+    def journal_dir(self) -> Path:
+        """Return where sending runs journal accepted messages (delivery/journal.py)."""
+        return self.state_dir / "journal"
+
+    @property
     def feeds_dir(self) -> Path:
         """Return where feeds are written."""
         return self.state_dir / "feeds"

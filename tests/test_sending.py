@@ -6,7 +6,7 @@ import asyncio
 import base64
 import re
 import subprocess
-import time
+import sys
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -18,6 +18,8 @@ from sqlalchemy import text
 
 from notifier import pipeline
 from notifier.app import make_renderer
+from notifier.delivery.journal import SentJournal
+from notifier.delivery.journal import recover as recover_journals
 from notifier.delivery.smtp import SmtpTransport
 from notifier.errors import ConfigError, StorageError
 from notifier.models import Interest
@@ -257,38 +259,41 @@ def test_marks_that_cannot_be_committed_stop_send_with_one_line_and_lose_nothing
             "postgresql": "RAISE EXCEPTION 'disk quota exceeded' USING ERRCODE = '53100'",
         },
     )
-    run.env.update({"NOTIFIER_SMTP_URL": smtp_server.url, "NOTIFIER_LEASE_SECONDS": "1"})
+    run.env.update({"NOTIFIER_SMTP_URL": smtp_server.url})
     failed = run("send")
     assert failed.exit_code == 1
     [line] = failed.stderr.splitlines()
+    journals = list((settings.state_dir / "journal").glob("*.jsonl"))
+    assert len(journals) == 1
     assert line.startswith(
         "notifier: error: cannot record accepted messages as sent: database error: "
         "disk quota exceeded"
     )
-    assert line.endswith("go out again (same Message-ID) once their lease expires")
-    # Accepted but unrecorded: still claimed, so taken again once the lease expires;
-    # the rest was given back. Nothing is marked sent that the database refused.
+    assert line.endswith(f"; they are kept in {journals[0]} and the next send records them")
+    # Accepted but not in the database: still claimed; the rest was given back.
+    # Nothing is marked sent that the database refused.
     accepted = {r.rcpt_tos[0] for r in smtp_server.handler.received}
     after = states(storage)
-    assert 1 <= len(accepted) <= 2  # one per connection at most
+    assert accepted
     assert {e for e, (s, _) in after.items() if s == "sending"} == accepted
     assert {e for e, (s, _) in after.items() if s == "pending"} == set(emails) - accepted
 
     postgresql = storage.engine.dialect.name == "postgresql"
     with storage.engine.begin() as conn:
         conn.exec_driver_sql("DROP TRIGGER on_sent" + (" ON digests" if postgresql else ""))
-    time.sleep(1.1)  # the lease of what was accepted expires
+    # The next send records them from the journal at once (no lease to wait for) and
+    # sends only the rest: every digest arrives exactly once.
     again = run("send")
     assert again.exit_code == 0, again.stderr
-    assert again.output.splitlines()[-1] == "sent 5, failed 0, deferred 0, unknown 0"
+    rest, recorded = len(emails) - len(accepted), len(accepted)
+    assert again.output.splitlines()[-1] == (
+        f"sent {rest}, failed 0, deferred 0, unknown 0 "
+        f"({recorded} sent by a stopped sender recorded from its journal)"
+    )
     assert {s for s, _ in states(storage).values()} == {"sent"}
     arrived = Counter(r.message["Message-ID"] for r in smtp_server.handler.received)
-    assert len(arrived) == 5  # every digest arrived...
-    # ...and only those accepted before the failure twice, with the same Message-ID.
-    twice = {
-        r.rcpt_tos[0] for r in smtp_server.handler.received if arrived[r.message["Message-ID"]] > 1
-    }
-    assert twice == accepted
+    assert len(arrived) == 5 and max(arrived.values()) == 1
+    assert not list((settings.state_dir / "journal").glob("*.jsonl"))
 
 
 def test_a_failed_run_leaves_the_callers_stop_alone(
@@ -374,3 +379,81 @@ def test_incomplete_dkim_settings_are_refused(settings: Settings) -> None:
         ConfigError, match="dkim_domain, dkim_selector and dkim_key_file go together"
     ):
         load_settings(**settings.model_dump(exclude={"dkim_domain"}), dkim_domain="x.org")
+
+
+# A sending process that records two accepted messages in its journal and dies
+# before the database hears of them (os._exit: no cleanup, as under SIGKILL).
+DYING_SENDER = """
+import os, sys
+from datetime import datetime, UTC
+from pathlib import Path
+from notifier.delivery.journal import SentJournal
+journal = SentJournal(Path(sys.argv[1]), "host:123:dead")
+for digest_id in sys.argv[2:]:
+    journal.record(int(digest_id), "250 2.0.0 queued", datetime.now(UTC))
+os._exit(9)
+"""
+
+
+def test_a_dead_senders_journal_is_recorded_by_the_next_send_and_nothing_is_sent_twice(
+    storage: Storage, settings: Settings, smtp_server: SmtpServer, run: Cli
+) -> None:
+    emails = [f"j{i}@example.org" for i in range(5)]
+    compose_for(storage, settings, emails)
+    # The dead sender had claimed two digests, which the server accepted.
+    claimed = storage.claim_digests("host:123:dead", 2, NOW, timedelta(hours=1))
+    journal_dir = settings.state_dir / "journal"
+    subprocess.run(
+        [sys.executable, "-c", DYING_SENDER, str(journal_dir), *(str(d.id) for d in claimed)],
+        check=False,
+    )
+    assert [p.name for p in journal_dir.glob("*.jsonl")] == ["host_123_dead.jsonl"]
+
+    run.env.update({"NOTIFIER_SMTP_URL": smtp_server.url})
+    result = run("send")
+    assert result.exit_code == 0, result.stderr
+    assert result.output.splitlines()[-1] == (
+        "sent 3, failed 0, deferred 0, unknown 0 "
+        "(2 sent by a stopped sender recorded from its journal)"
+    )
+    # Recorded without waiting for the dead sender's lease; only the other three went out.
+    assert {s for s, _ in states(storage).values()} == {"sent"}
+    received = [r.rcpt_tos[0] for r in smtp_server.handler.received]
+    assert sorted(received) == sorted(set(emails) - {d.subscriber.email for d in claimed})
+    assert not list(journal_dir.iterdir())  # this run's journal went too, once recorded
+
+
+def test_a_live_senders_journal_is_left_to_it(storage: Storage, settings: Settings) -> None:
+    compose_for(storage, settings, ["live@example.org"])
+    [digest] = storage.claim_digests("live", 1, NOW, timedelta(hours=1))
+    journal = SentJournal(settings.state_dir / "journal", "live")
+    journal.record(digest.id, "250 ok", NOW)
+    try:
+        # Another process on the machine starting a run: the file is locked, so its
+        # owner is alive and will record the mark itself.
+        assert recover_journals(settings.state_dir / "journal", storage.recover_sent) == 0
+        assert journal.path.exists()
+        assert states(storage)["live@example.org"][0] == "sending"
+    finally:
+        journal.close(delete=False)
+    assert recover_journals(settings.state_dir / "journal", storage.recover_sent) == 1
+    assert states(storage)["live@example.org"][0] == "sent"
+    assert not journal.path.exists()
+
+
+def test_a_journal_that_cannot_be_written_stops_send_before_anything_is_claimed(
+    storage: Storage, settings: Settings, smtp_server: SmtpServer, run: Cli
+) -> None:
+    compose_for(storage, settings, ["a@example.org"])
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    (settings.state_dir / "journal").write_text("not a directory")
+    run.env.update({"NOTIFIER_SMTP_URL": smtp_server.url})
+    result = run("send")
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(
+        f"notifier: error: cannot write the send journal in {settings.state_dir / 'journal'}: "
+    )
+    assert line.endswith("; check that state_dir is writable")
+    assert states(storage) == {"a@example.org": ("pending", 0)}
+    assert not smtp_server.handler.received

@@ -1269,6 +1269,25 @@ class Storage:
             # The sender stops on this: say what the database said, on one line.
             raise StorageError(f"database error: {_one_line(getattr(e, 'orig', e))}") from e
 
+    def recover_sent(self, marks: Sequence[tuple[int, str, datetime]]) -> int:
+        """Record as sent digests a stopped sender's journal says were accepted; return how many.
+
+        Whoever holds them now (a lease expired and another worker took one over)
+        or whatever state they were put in, the server accepted them: they are
+        sent. Digests already sent are left alone.
+        """
+        rows = [
+            {"mark_id": digest_id, "mark_now": accepted_at, "mark_reply": reply}
+            for digest_id, reply, accepted_at in marks
+        ]
+        if not rows:
+            return 0
+        try:
+            with self._tx() as conn:
+                return int(conn.execute(_RECOVER_SENT, rows).rowcount)
+        except SQLAlchemyError as e:
+            raise StorageError(f"database error: {_one_line(getattr(e, 'orig', e))}") from e
+
     def finish_retry(
         self, worker: str, digest_id: int, error: str, next_attempt: datetime, unknown: bool
     ) -> None:
@@ -1621,6 +1640,25 @@ _MARK_SENT = (
         last_error=None,
         lease_owner=None,
         lease_until=None,
+    )
+)
+
+_RECOVER_SENT = (
+    update(digests)
+    .where(
+        digests.c.id == bindparam("mark_id"),
+        # Not IN (...): executemany cannot expand a list.
+        digests.c.status != "sent",
+        digests.c.status != "empty",
+    )
+    .values(
+        status="sent",
+        sent_at=bindparam("mark_now"),
+        last_reply=bindparam("mark_reply"),
+        last_error=None,
+        lease_owner=None,
+        lease_until=None,
+        next_attempt_at=None,
     )
 )
 
