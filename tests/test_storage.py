@@ -188,3 +188,33 @@ def test_claimed_digests_are_what_was_composed_when_subscribers_share_papers(
     # The same paper for the same reason, with and without another interest it matches.
     pairs = [(alone[p.paper_id], p) for p in two.papers if p.paper_id in alone]
     assert any(a.reason == b.reason and not a.also_matches and b.also_matches for a, b in pairs)
+
+
+def test_reading_goes_on_while_another_process_writes(storage: Storage, settings: Settings) -> None:
+    # A composing or sending process holds the write lock for a batch at a time; the
+    # other processes' reads (the next batch of subscribers, the digest counts) must
+    # not queue behind it. On PostgreSQL readers never wait; on SQLite (WAL) a read
+    # transaction must not begin with BEGIN IMMEDIATE.
+    storage.save_subscriber("r@example.org", None, [Interest("rl", "robot")], NOW)
+    writer = Storage(settings.database)
+    holding, release = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with writer.engine.begin() as conn:
+            conn.execute(text("UPDATE subscribers SET name = 'being written'"))
+            holding.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        [batch] = list(storage.subscriber_batches(10))
+        # The snapshot from before the write, read at once rather than after it.
+        assert [(s.email, s.name) for s in batch] == [("r@example.org", None)]
+        assert storage.digest_counts() == {}
+    finally:
+        release.set()
+        thread.join()
+        writer.close()
+    assert storage.subscriber_by_email("r@example.org").name == "being written"  # type: ignore[union-attr]

@@ -261,7 +261,7 @@ class Storage:
 
     def schema_revision(self) -> str | None:
         """Return the Alembic revision the database is at (called by init)."""
-        with self._tx() as conn:
+        with self._read() as conn:
             return MigrationContext.configure(conn).get_current_revision()
 
     def close(self) -> None:
@@ -277,6 +277,22 @@ class Storage:
         except OperationalError as e:
             raise StorageError(f"database error: {_one_line(e.orig)}") from e
 
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """Run a block that only reads in one transaction (one snapshot).
+
+        On SQLite it begins with a plain BEGIN, not BEGIN IMMEDIATE: in WAL mode a
+        reader neither waits for the writer nor blocks it, so a composing or
+        sending process reads on while another one writes.
+        """
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(**{_READ_ONLY: True})
+                with conn.begin():
+                    yield conn
+        except OperationalError as e:
+            raise StorageError(f"database error: {_one_line(e.orig)}") from e
+
     # -- papers and ingest -------------------------------------------------
 
     def papers_for_diff(
@@ -285,7 +301,7 @@ class Storage:
         """Return stored papers by key and by title hash (called by pipeline before decide)."""
         by_key: dict[str, StoredPaper] = {}
         by_title: dict[str, list[StoredPaper]] = {}
-        with self._tx() as conn:
+        with self._read() as conn:
             for column, wanted in ((papers.c.key, keys), (papers.c.title_key, title_keys)):
                 for chunk in _chunks(sorted(set(wanted)), 500):
                     for row in conn.execute(
@@ -449,7 +465,7 @@ class Storage:
 
     def payload(self, run_id: int) -> tuple[IngestRun, Payload]:
         """Return an ingest run and its raw bytes, or raise StorageError naming the run."""
-        with self._tx() as conn:
+        with self._read() as conn:
             run = conn.execute(select(ingest_runs).where(ingest_runs.c.id == run_id)).first()
             row = conn.execute(select(payloads).where(payloads.c.run_id == run_id)).first()
         if run is None:
@@ -464,13 +480,13 @@ class Storage:
 
     def source_state(self, name: str) -> SourceState | None:
         """Return what the last fetches of a source left (validators, health)."""
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(select(sources).where(sources.c.name == name)).first()
         return None if row is None else _source_state(row)
 
     def sources_health(self) -> list[SourceState]:
         """Return the state of every source ever fetched, by name."""
-        with self._tx() as conn:
+        with self._read() as conn:
             return [
                 _source_state(r) for r in conn.execute(select(sources).order_by(sources.c.name))
             ]
@@ -492,24 +508,24 @@ class Storage:
             .where(papers.c.first_seen_at >= since, papers.c.first_seen_at <= until)
             .order_by(papers.c.first_seen_at.desc(), papers.c.id.desc())
         )
-        with self._tx() as conn:
+        with self._read() as conn:
             return [codec.paper(row) for row in conn.execute(query)]
 
     def latest_papers(self, limit: int) -> list[Paper]:
         """Return the newest papers by first sight, newest first (for feeds)."""
         query = select(papers).order_by(papers.c.first_seen_at.desc(), papers.c.id.desc())
-        with self._tx() as conn:
+        with self._read() as conn:
             return [codec.paper(row) for row in conn.execute(query.limit(limit))]
 
     def ingest_runs(self, limit: int = 10) -> list[IngestRun]:
         """Return the latest ingest runs, newest first."""
         query = select(ingest_runs).order_by(ingest_runs.c.id.desc()).limit(limit)
-        with self._tx() as conn:
+        with self._read() as conn:
             return [_ingest_run(r) for r in conn.execute(query)]
 
     def count_papers(self) -> int:
         """Return how many distinct papers are stored."""
-        with self._tx() as conn:
+        with self._read() as conn:
             return int(conn.execute(select(func.count()).select_from(papers)).scalar_one())
 
     # -- subscribers -------------------------------------------------------
@@ -687,12 +703,12 @@ class Storage:
     def subscribers(self, active_only: bool = False) -> list[Subscriber]:
         """Return subscribers with their interests, in id order."""
         condition = subscribers.c.status == "active" if active_only else None
-        with self._tx() as conn:
+        with self._read() as conn:
             return self._subscribers(conn, condition)
 
     def subscriber_by_email(self, email: str) -> Subscriber:
         """Return one subscriber, or raise SubscriberError when there is none."""
-        with self._tx() as conn:
+        with self._read() as conn:
             found = self._subscribers(conn, subscribers.c.email == email)
         if not found:
             raise SubscriberError(f"no subscriber with the address {email!r}")
@@ -700,13 +716,13 @@ class Storage:
 
     def subscriber_by_id(self, subscriber_id: int) -> Subscriber | None:
         """Return one subscriber by id, or None."""
-        with self._tx() as conn:
+        with self._read() as conn:
             found = self._subscribers(conn, subscribers.c.id == subscriber_id)
         return found[0] if found else None
 
     def subscriber_by_manage_key(self, key: str) -> Subscriber | None:
         """Return the subscriber whose manage key a signed link carried, or None."""
-        with self._tx() as conn:
+        with self._read() as conn:
             found = self._subscribers(conn, subscribers.c.manage_token == key)
         return found[0] if found else None
 
@@ -717,7 +733,7 @@ class Storage:
         condition = subscribers.c.id > after
         if status is not None:
             condition = and_(condition, subscribers.c.status == status)
-        with self._tx() as conn:
+        with self._read() as conn:
             ids = list(
                 conn.execute(
                     select(subscribers.c.id)
@@ -920,7 +936,7 @@ class Storage:
             .where(subscribers.c.status == "active", *_in_shard(shard))
             .group_by(*columns)
         )
-        with self._tx() as conn:
+        with self._read() as conn:
             return [(ScheduleKey(*row[:-1]), int(row[-1])) for row in conn.execute(query)]
 
     def subscriber_batches(
@@ -958,7 +974,7 @@ class Storage:
             condition = and_(condition, ~settled.exists())
         last = 0
         while True:
-            with self._tx() as conn:
+            with self._read() as conn:
                 ids = list(
                     conn.execute(
                         select(subscribers.c.id)
@@ -984,7 +1000,7 @@ class Storage:
         # Candidates are recent papers, so their ids are the newest: one range per
         # subscriber on the (subscriber_id, paper_id) key instead of a long IN list.
         lowest = min(wanted)
-        with self._tx() as conn:
+        with self._read() as conn:
             for chunk in _chunks(sorted(set(subscriber_ids)), 500):
                 rows = conn.execute(
                     select(deliveries.c.subscriber_id, deliveries.c.paper_id).where(
@@ -999,7 +1015,7 @@ class Storage:
     def digest_statuses(self, subscriber_ids: Iterable[int], period: str) -> dict[int, str]:
         """Return the status of each subscriber's digest for period (absent: none yet)."""
         found: dict[int, str] = {}
-        with self._tx() as conn:
+        with self._read() as conn:
             for chunk in _chunks(sorted(set(subscriber_ids)), 500):
                 rows = conn.execute(
                     select(digests.c.subscriber_id, digests.c.status).where(
@@ -1361,7 +1377,7 @@ class Storage:
         """Return each subscriber's most recent digest outcome (called by status)."""
         latest = select(func.max(digests.c.id)).group_by(digests.c.subscriber_id).scalar_subquery()
         query = _outcomes().where(digests.c.id.in_(latest)).order_by(subscribers.c.email)
-        with self._tx() as conn:
+        with self._read() as conn:
             return [DigestOutcome(*row) for row in conn.execute(query)]
 
     def digest_history(self, subscriber_id: int, limit: int) -> list[DigestOutcome]:
@@ -1372,7 +1388,7 @@ class Storage:
             .order_by(digests.c.id.desc())
             .limit(limit)
         )
-        with self._tx() as conn:
+        with self._read() as conn:
             return [DigestOutcome(*row) for row in conn.execute(query)]
 
     def digest_page(self, after: int, limit: int, status: str | None = None) -> list[DigestRecord]:
@@ -1397,7 +1413,7 @@ class Storage:
         )
         if status is not None:
             query = query.where(digests.c.status == status)
-        with self._tx() as conn:
+        with self._read() as conn:
             return [DigestRecord(**row._mapping) for row in conn.execute(query)]
 
     def waiting_digests(self) -> int:
@@ -1411,18 +1427,18 @@ class Storage:
             .select_from(digests)
             .where(digests.c.status.in_(("pending", "unknown", "sending")))
         )
-        with self._tx() as conn:
+        with self._read() as conn:
             return int(conn.execute(query).scalar_one())
 
     def digest_counts(self) -> dict[str, int]:
         """Return how many digests are in each status."""
         query = select(digests.c.status, func.count()).group_by(digests.c.status)
-        with self._tx() as conn:
+        with self._read() as conn:
             return {status: int(n) for status, n in conn.execute(query)}
 
     def metrics_figures(self, window: timedelta = timedelta(hours=1)) -> MetricsFigures:
         """Return the counts /metrics shows, and the send latencies of the last window."""
-        with self._tx() as conn:
+        with self._read() as conn:
             papers_count = conn.execute(select(func.count()).select_from(papers)).scalar_one()
             by_status = {
                 status: int(n)
@@ -1484,7 +1500,7 @@ class Storage:
         """Return the latest run of every job, by job name."""
         latest = select(func.max(job_runs.c.id)).group_by(job_runs.c.job).scalar_subquery()
         query = select(job_runs).where(job_runs.c.id.in_(latest)).order_by(job_runs.c.job)
-        with self._tx() as conn:
+        with self._read() as conn:
             return [
                 JobRun(r.job, r.host, r.started_at, r.finished_at, r.status, r.detail)
                 for r in conn.execute(query)
@@ -1495,7 +1511,7 @@ class Storage:
     def paper_vectors(self, paper_ids: Iterable[int], model: str) -> dict[int, bytes]:
         """Return stored paper embeddings (float32 bytes) by paper id."""
         found: dict[int, bytes] = {}
-        with self._tx() as conn:
+        with self._read() as conn:
             for chunk in _chunks(sorted(set(paper_ids)), 500):
                 query = select(paper_vectors.c.paper_id, paper_vectors.c.vector).where(
                     paper_vectors.c.model == model, paper_vectors.c.paper_id.in_(chunk)
@@ -1525,7 +1541,7 @@ class Storage:
     ) -> dict[int, tuple[str, bytes]]:
         """Return stored interest embeddings as (text hash, float32 bytes) by interest id."""
         found: dict[int, tuple[str, bytes]] = {}
-        with self._tx() as conn:
+        with self._read() as conn:
             for chunk in _chunks(sorted(set(interest_ids)), 500):
                 query = select(interest_vectors).where(
                     interest_vectors.c.model == model, interest_vectors.c.interest_id.in_(chunk)
@@ -1758,10 +1774,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# The execution option that marks a connection of Storage._read.
+_READ_ONLY = "notifier_read_only"
+
+
 def _sqlite_begin_immediate(conn: Connection) -> None:
-    """Take SQLite's write lock at BEGIN so read-then-write never fails with SQLITE_BUSY."""
+    """Take SQLite's write lock at BEGIN so read-then-write never fails with SQLITE_BUSY;
+    a transaction that only reads (Storage._read) begins without it.
+    """
     # https://simonwillison.net/2025/Feb/17/sqlite-busy/
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    if conn.get_execution_options().get(_READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
