@@ -217,4 +217,5 @@ def test_reading_goes_on_while_another_process_writes(storage: Storage, settings
         release.set()
         thread.join()
         writer.close()
-    assert storage.subscriber_by_email("r@example.org").name == "being written"  # type: ignore[union-attr]
+    after = storage.subscriber_by_email("r@example.org")
+    assert after is not None and after.name == "being written"
