@@ -1129,7 +1129,9 @@ class Storage:
                 ids.update(dict(conn.execute(query).all()))
 
         look_up(list(wanted))
-        missing = [fp for fp in wanted if fp not in ids]
+        # Sorted: two composers inserting the same new cards in different orders would
+        # each wait for the other's row on PostgreSQL's unique index (a deadlock).
+        missing = sorted(fp for fp in wanted if fp not in ids)
         if missing:
             # A concurrent composer may store the same card first: keep its row.
             upsert = _dialect_insert(self.engine.dialect.name, paper_cards)
