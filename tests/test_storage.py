@@ -219,3 +219,18 @@ def test_reading_goes_on_while_another_process_writes(storage: Storage, settings
         writer.close()
     after = storage.subscriber_by_email("r@example.org")
     assert after is not None and after.name == "being written"
+
+
+def test_reset_empties_every_table_it_owns(storage: Storage, settings: Settings) -> None:
+    pipeline.ingest(storage, "s", seed_bytes(0), NOW - timedelta(hours=1))
+    storage.save_subscriber("z@example.org", None, [Interest("rl", "robot")], NOW)
+    pipeline.compose_digests(storage, settings, NOW)
+    assert storage.count_papers() and storage.digest_counts()
+    storage.reset()
+    assert storage.count_papers() == 0
+    assert storage.subscribers() == [] and storage.digest_counts() == {}
+    with storage.engine.connect() as conn:
+        for table in ("deliveries", "paper_cards", "sightings", "payloads", "ingest_runs"):
+            assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 0
+    # And it is usable again at once.
+    assert pipeline.ingest(storage, "s", seed_bytes(0), NOW).new > 0
