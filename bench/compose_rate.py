@@ -13,17 +13,14 @@ ratio are printed, so a noisy machine affects both alike.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from checkouts import run_child
 from synthetic import embed_interests, listing, populate
 
 from notifier import pipeline
@@ -62,25 +59,6 @@ def environment(state: str, database: str, matching: str) -> dict[str, str]:
     }
 
 
-def compose_once(code: Path, template: Path, matching: str) -> dict[str, float]:
-    """Compose in a fresh copy of the prepared database with the code in code/."""
-    with tempfile.TemporaryDirectory() as state:
-        database = Path(state) / "bench.db"
-        shutil.copy(template, database)
-        env = environment(state, f"sqlite:///{database}", matching)
-        env["PYTHONPATH"] = str(code)
-        done = subprocess.run(
-            [sys.executable, "-c", CHILD, NOW.isoformat()],
-            env=env,
-            cwd=state,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        result: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
-        return result
-
-
 def main() -> None:
     """Prepare the database, then time compose runs (alternating with --reference)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -116,7 +94,13 @@ def main() -> None:
         seconds: dict[str, list[float]] = {name: [] for name in codes}
         for run in range(args.runs):
             for name, code in codes.items():
-                result = compose_once(code, template, args.matching)
+                result = run_child(
+                    CHILD,
+                    code,
+                    template,
+                    lambda state, url: environment(state, url, args.matching),
+                    NOW.isoformat(),
+                )
                 seconds[name].append(result["seconds"])
                 rate = result["created"] / result["seconds"]
                 print(

@@ -14,16 +14,13 @@ ratio are printed, so a noisy machine affects both alike.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from checkouts import run_child
 from synthetic import listing, populate
 
 from notifier import pipeline
@@ -72,25 +69,6 @@ def environment(state: str, database: str) -> dict[str, str]:
     }
 
 
-def run_once(code: Path, template: Path) -> dict[str, float]:
-    """Claim and render every digest in a fresh copy of the prepared database with code/."""
-    with tempfile.TemporaryDirectory() as state:
-        database = Path(state) / "bench.db"
-        shutil.copy(template, database)
-        env = environment(state, f"sqlite:///{database}")
-        env["PYTHONPATH"] = str(code)
-        done = subprocess.run(
-            [sys.executable, "-c", CHILD, (NOW + timedelta(hours=1)).isoformat()],
-            env=env,
-            cwd=state,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        result: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
-        return result
-
-
 def main() -> None:
     """Prepare the digests, then time claim and render runs (alternating with --reference)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -118,7 +96,9 @@ def main() -> None:
         }
         for run in range(args.runs):
             for name, code in codes.items():
-                result = run_once(code, template)
+                result = run_child(
+                    CHILD, code, template, environment, (NOW + timedelta(hours=1)).isoformat()
+                )
                 count = result["count"]
                 claim, render = (1000 * result[k] / count for k in ("claim", "render"))
                 per_digest[name]["claim"].append(claim)

@@ -1662,6 +1662,20 @@ def _source_state(r: Any) -> SourceState:
     )
 
 
+def _sent_values() -> dict[str, Any]:
+    """Return what marking a digest sent sets: the moment and reply given as mark_now and
+    mark_reply, no error, no lease.
+    """
+    return {
+        "status": "sent",
+        "sent_at": bindparam("mark_now"),
+        "last_reply": bindparam("mark_reply"),
+        "last_error": None,
+        "lease_owner": None,
+        "lease_until": None,
+    }
+
+
 # Built once: a mark is one short UPDATE per accepted message, and building the
 # statement cost more than running it.
 _MARK_SENT = (
@@ -1671,14 +1685,7 @@ _MARK_SENT = (
         digests.c.lease_owner == bindparam("mark_owner"),
         digests.c.status == "sending",
     )
-    .values(
-        status="sent",
-        sent_at=bindparam("mark_now"),
-        last_reply=bindparam("mark_reply"),
-        last_error=None,
-        lease_owner=None,
-        lease_until=None,
-    )
+    .values(**_sent_values())
 )
 
 _RECOVER_SENT = (
@@ -1689,15 +1696,7 @@ _RECOVER_SENT = (
         digests.c.status != "sent",
         digests.c.status != "empty",
     )
-    .values(
-        status="sent",
-        sent_at=bindparam("mark_now"),
-        last_reply=bindparam("mark_reply"),
-        last_error=None,
-        lease_owner=None,
-        lease_until=None,
-        next_attempt_at=None,
-    )
+    .values(**_sent_values(), next_attempt_at=None)
 )
 
 # claim_digests' scan of due digests on SQLite. Without statistics SQLite reads every
