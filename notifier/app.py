@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from notifier.delivery import Transport
@@ -62,13 +65,8 @@ def secret_key(settings: Settings) -> bytes:
     path = settings.state_dir / "secret.key"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # made before, perhaps by a process starting at the same moment
-        else:
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_hex(32))
+        if not path.exists():
+            _create_key_file(path)
         key = path.read_bytes().strip()
     except OSError as e:
         raise ConfigError(
@@ -78,6 +76,26 @@ def secret_key(settings: Settings) -> bytes:
     if len(key) < 16:
         raise ConfigError(f"{str(path)!r} holds no usable key: delete it to make a new one")
     return key
+
+
+def _create_key_file(path: Path) -> None:
+    """Create path holding a new random key, unless another process creates it first.
+
+    The key is written whole to a private temporary file which is then hard-linked
+    into place: `notifier send --workers N` starts N processes at once, and with
+    O_EXCL on the real name one of them could read it before its creator had
+    written the key (seen in the daily-cycle benchmark as "holds no usable key").
+    """
+    fd, name = tempfile.mkstemp(prefix=".secret.key.", dir=path.parent)
+    temporary = Path(name)
+    try:
+        with os.fdopen(fd, "w") as out:  # mkstemp: readable by its owner only
+            out.write(secrets.token_hex(32))
+        # Another process was first: everyone uses its key.
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        temporary.unlink()
 
 
 def link_tokens(settings: Settings) -> LinkTokens:
