@@ -5,14 +5,18 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from notifier import pipeline
 from notifier.models import Interest
 from notifier.settings import Settings
-from notifier.storage import Storage
+from notifier.storage import MIGRATIONS, NewDigest, Storage
 from notifier.storage.schema import metadata
 from tests.conftest import NOW, seed_bytes
 
@@ -234,3 +238,123 @@ def test_reset_empties_every_table_it_owns(storage: Storage, settings: Settings)
             assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 0
     # And it is usable again at once.
     assert pipeline.ingest(storage, "s", seed_bytes(0), NOW).new > 0
+
+
+def _ledger(storage: Storage) -> dict[int, int]:
+    """Return how many ledger rows each subscriber id has."""
+    with storage.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT subscriber_id, count(*) FROM deliveries GROUP BY subscriber_id")
+        )
+        return {int(s): int(n) for s, n in rows}
+
+
+def _two_with_digests(storage: Storage, settings: Settings) -> tuple[int, int]:
+    pipeline.ingest(storage, "s", seed_bytes(0), NOW - timedelta(hours=1))
+    kept, _ = storage.save_subscriber("kept@example.org", None, [Interest("rl", "robot")], NOW)
+    gone, _ = storage.save_subscriber("gone@example.org", None, [Interest("rl", "robot")], NOW)
+    pipeline.compose_digests(storage, settings, NOW)
+    assert _ledger(storage).keys() == {kept.id, gone.id}
+    return kept.id, gone.id
+
+
+def test_deleting_a_subscriber_deletes_their_ledger_and_only_theirs(
+    storage: Storage, settings: Settings
+) -> None:
+    kept, gone = _two_with_digests(storage, settings)
+    before = _ledger(storage)[kept]
+    assert storage.delete_subscriber(gone) is True
+    assert _ledger(storage) == {kept: before}
+    assert storage.delete_subscriber(gone) is False
+    # The same address subscribing again is a new person: offered the papers afresh.
+    again, _ = storage.save_subscriber("gone@example.org", None, [Interest("rl", "robot")], NOW)
+    outcomes = {
+        d.subscriber.email: d.outcome for d in pipeline.compose_digests(storage, settings, NOW)
+    }
+    assert outcomes["gone@example.org"] == "created"
+    assert _ledger(storage)[again.id] == before
+
+
+def test_forgetting_an_unconfirmed_sign_up_deletes_the_ledger_it_had(
+    storage: Storage, settings: Settings
+) -> None:
+    # Added from the command line (never confirmed on the web), got digests, left,
+    # then typed their address into the sign-up form again and never confirmed.
+    kept, gone = _two_with_digests(storage, settings)
+    with storage.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE subscribers SET status = 'pending', confirmed_at = NULL WHERE id = :id"),
+            {"id": gone},
+        )
+    assert storage.forget_unconfirmed(NOW + timedelta(days=8)) == 1
+    assert _ledger(storage).keys() == {kept}
+    assert storage.subscriber_by_id(gone) is None
+
+
+def test_a_digest_for_a_subscriber_deleted_meanwhile_leaves_no_ledger_rows(
+    storage: Storage, settings: Settings
+) -> None:
+    # A composer read the batch, then the subscriber was deleted before it stored.
+    pipeline.ingest(storage, "s", seed_bytes(0), NOW - timedelta(hours=1))
+    subscriber, _ = storage.save_subscriber(
+        "late@example.org", None, [Interest("rl", "robot")], NOW
+    )
+    [composed] = pipeline.compose_digests(storage, settings, NOW, record=False)
+    assert composed.content is not None and composed.content.papers
+    storage.delete_subscriber(subscriber.id)
+    digest = NewDigest(composed.content, (), "<late@notifier.test>")
+    assert storage.record_digests([digest], NOW) == [None]
+    assert _ledger(storage) == {}
+    assert storage.digest_counts() == {}
+
+
+def test_the_ledger_still_refuses_a_paper_offered_twice(
+    storage: Storage, settings: Settings
+) -> None:
+    kept, _ = _two_with_digests(storage, settings)
+    with storage.engine.connect() as conn:
+        paper_id, digest_id = conn.execute(
+            text("SELECT paper_id, digest_id FROM deliveries WHERE subscriber_id = :s LIMIT 1"),
+            {"s": kept},
+        ).one()
+    with pytest.raises(IntegrityError), storage.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO deliveries (subscriber_id, paper_id, digest_id, interest, score,"
+                " reason, shown, created_at) VALUES (:s, :p, :d, 'rl', 1, 'again', true, :t)"
+            ),
+            {"s": kept, "p": paper_id, "d": digest_id, "t": NOW},
+        )
+
+
+def _alembic(storage: Storage, action: str, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with storage.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        getattr(command, action)(config, revision)
+
+
+def test_upgrading_a_0007_ledger_keeps_every_row_and_its_key(
+    storage: Storage, settings: Settings
+) -> None:
+    kept, gone = _two_with_digests(storage, settings)
+    columns = "subscriber_id, paper_id, digest_id, interest, score, reason, shown"
+    with storage.engine.connect() as conn:
+        rows = sorted(conn.execute(text(f"SELECT {columns} FROM deliveries")).all())
+    _alembic(storage, "downgrade", "0007")
+    with storage.engine.connect() as conn:
+        assert sorted(conn.execute(text(f"SELECT {columns} FROM deliveries")).all()) == rows
+        ids = conn.execute(text("SELECT count(DISTINCT id) FROM deliveries")).scalar_one()
+        assert ids == len(rows)
+    _alembic(storage, "upgrade", "head")
+    assert storage.schema_revision() == "0008"
+    with storage.engine.connect() as conn:
+        assert sorted(conn.execute(text(f"SELECT {columns} FROM deliveries")).all()) == rows
+        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert differences == []
+    # And the upgraded ledger works as before: nothing offered twice, deletes reach it.
+    again = pipeline.compose_digests(storage, settings, NOW + timedelta(days=1))
+    assert {d.outcome for d in again} == {"empty"}
+    storage.delete_subscriber(gone)
+    assert _ledger(storage).keys() == {kept}

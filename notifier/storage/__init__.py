@@ -824,15 +824,21 @@ class Storage:
         """
         last_email = func.coalesce(subscribers.c.confirm_sent_at, subscribers.c.created_at)
         with self._tx() as conn:
-            return int(
+            gone = list(
                 conn.execute(
-                    delete(subscribers).where(
+                    delete(subscribers)
+                    .where(
                         subscribers.c.status == "pending",
                         subscribers.c.confirmed_at.is_(None),
                         last_email < before,
                     )
-                ).rowcount
+                    .returning(subscribers.c.id)
+                ).scalars()
             )
+            # One added from the command line, unsubscribed, then signing up again
+            # on the web has a ledger and was never confirmed on the web.
+            _delete_ledgers(conn, gone)
+            return len(gone)
 
     def confirm_subscriber(self, subscriber_id: int, now: datetime) -> bool:
         """Turn a pending subscriber active; return whether this call did it."""
@@ -898,10 +904,10 @@ class Storage:
     def delete_subscriber(self, subscriber_id: int) -> bool:
         """Delete a subscriber with their interests, digests and ledger; say if one existed."""
         with self._tx() as conn:
-            # Interests, their vectors, digests and the ledger go by ON DELETE CASCADE.
-            return bool(
-                conn.execute(delete(subscribers).where(subscribers.c.id == subscriber_id)).rowcount
-            )
+            # Interests, their vectors and digests go by ON DELETE CASCADE.
+            found = conn.execute(delete(subscribers).where(subscribers.c.id == subscriber_id))
+            _delete_ledgers(conn, [subscriber_id])
+            return bool(found.rowcount)
 
     @staticmethod
     def _subscribers(conn: Connection, condition: Any) -> list[Subscriber]:
@@ -1906,6 +1912,17 @@ def _replace_interests(conn: Connection, subscriber_id: int, chosen: Sequence[In
             conn.execute(
                 insert(interests).values(subscriber_id=subscriber_id, name=interest.name, **fields)
             )
+
+
+def _delete_ledgers(conn: Connection, subscriber_ids: Sequence[int]) -> None:
+    """Delete the ledger rows of subscribers just deleted in this transaction.
+
+    Called after deleting the subscribers: on PostgreSQL that DELETE waits for a
+    composer still writing one of their digests, so this statement, with a newer
+    snapshot, sees and deletes the ledger rows that composer committed.
+    """
+    for chunk in _chunks(sorted(subscriber_ids), 500):
+        conn.execute(delete(deliveries).where(deliveries.c.subscriber_id.in_(chunk)))
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
