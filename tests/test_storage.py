@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import timedelta
 
@@ -358,3 +359,20 @@ def test_upgrading_a_0007_ledger_keeps_every_row_and_its_key(
     assert {d.outcome for d in again} == {"empty"}
     storage.delete_subscriber(gone)
     assert _ledger(storage).keys() == {kept}
+
+
+def test_a_digest_offering_a_paper_already_offered_is_dropped_whole(
+    storage: Storage, settings: Settings
+) -> None:
+    # As when a concurrent composer offered the papers first: the ledger's key refuses
+    # them (on PostgreSQL inside a COPY), and the digest goes with its ledger rows.
+    pipeline.ingest(storage, "s", seed_bytes(0), NOW - timedelta(hours=1))
+    subscriber, _ = storage.save_subscriber("k@example.org", None, [Interest("rl", "robot")], NOW)
+    [drafted] = pipeline.compose_digests(storage, settings, NOW, record=False)
+    [stored] = pipeline.compose_digests(storage, settings, NOW)
+    assert drafted.content is not None and stored.content is not None
+    ledger = _ledger(storage)
+    later = dataclasses.replace(drafted.content, period="2026-W99")
+    assert storage.record_digests([NewDigest(later, (), "<again@notifier.test>")], NOW) == [None]
+    assert _ledger(storage) == ledger
+    assert [d.period for d in storage.digest_history(subscriber.id, 10)] == [stored.content.period]
