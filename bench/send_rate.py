@@ -9,7 +9,7 @@ the ceiling of this machine. Printed per row: digests per second (raw, and
 without the process start-up measured by a `send` with nothing due), the
 ceiling, the ratio, and the peak RSS of the largest process.
 
-Run: .venv/bin/python bench/send_rate.py [--digests N] [--database URL]
+Run: .venv/bin/python bench/send_rate.py [--digests N] [--database URL] [--runs 2x1,2x2]
 """
 
 from __future__ import annotations
@@ -126,7 +126,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--digests", type=int, default=20_000)
     parser.add_argument("--database", help="database URL (default: SQLite in a temp dir)")
+    parser.add_argument(
+        "--runs",
+        default=",".join(f"{w}x{c}" for w, c in RUNS),
+        help="workers x connections pairs to time, e.g. 2x1,2x2",
+    )
     args = parser.parse_args()
+    pairs = [tuple(int(n) for n in pair.split("x")) for pair in args.runs.split(",")]
 
     tools = postfix_tools(DEFAULT_CACHE_DIR)
     with tempfile.TemporaryDirectory() as state, sink(tools) as server:
@@ -150,7 +156,7 @@ def main() -> None:
             "workers x conns | digests/s (raw) | digests/s (no start-up) | "
             "smtp-source ceiling | ratio | peak RSS"
         )
-        for workers, connections in RUNS:
+        for workers, connections in pairs:
             reset(database)
             env["NOTIFIER_SMTP_CONNECTIONS"] = str(connections)
             before = server.messages()
