@@ -10,7 +10,6 @@ import asyncio
 import collections
 import contextlib
 import functools
-import gc
 import hashlib
 import multiprocessing
 import os
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from notifier import collector
 from notifier import evaluate as evaluation
 from notifier.delivery import Transport
 from notifier.delivery.files import write_atomic
@@ -573,7 +573,7 @@ class _ComposeRun:
         self, batch: Sequence[Subscriber], period: str, record: bool
     ) -> Iterator[ComposedDigest]:
         """Compose (and with record, store) one batch of subscribers' digests for period."""
-        with _collector_paused():
+        with collector.paused():
             done = self._compose_batch(batch, period, record)
         for subscriber in batch:
             yield done[subscriber.id]
@@ -642,25 +642,6 @@ class _ComposeRun:
                 outcome = "empty" if content.is_empty else "created"
                 done[subscriber.id] = ComposedDigest(subscriber, content, outcome, content.reason)
         return done
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector for a block, restoring it after.
-
-    Composing a batch allocates hundreds of thousands of small objects (digest
-    entries, JSON, ledger rows), each triggering collections that walk the run's
-    long-lived index and caches: a quarter of composing's CPU (docs/benchmarks.md).
-    They form no reference cycles, so reference counting frees them; what a
-    batch might leave in cycles is collected once the collector is back on.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 @dataclass

@@ -45,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from notifier import collector
 from notifier.errors import StorageError, SubscriberError
 from notifier.models import (
     ChangeKind,
@@ -1206,6 +1207,14 @@ class Storage:
         has one writer, and every transaction here starts with BEGIN IMMEDIATE.
         Each digest's subscriber comes without interests: rendering does not use them.
         """
+        # A claim builds a hundred digests' objects that live until they are sent.
+        with collector.paused():
+            return self._lease_and_load(worker, limit, now, lease, due_by)
+
+    def _lease_and_load(
+        self, worker: str, limit: int, now: datetime, lease: timedelta, due_by: datetime | None
+    ) -> list[StoredDigest]:
+        """Lease due digests and load them with their subscribers and cards (claim_digests)."""
         expired = and_(digests.c.status == "sending", digests.c.lease_until < now)
         due = and_(
             digests.c.status.in_(("pending", "unknown")),
