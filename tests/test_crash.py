@@ -202,7 +202,12 @@ def test_a_stopped_sender_finishes_what_is_in_flight_and_gives_the_rest_back(
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2.5)  # start-up, then a few messages
+    # Signal once sending is under way: start-up alone took over 2.5 s on a loaded
+    # machine, and a signal before the handlers are installed kills the process.
+    deadline = time.monotonic() + 60
+    while not smtp_server.handler.received and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert smtp_server.handler.received, "the sender sent nothing within 60 s"
     process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
