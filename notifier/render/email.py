@@ -22,6 +22,7 @@ from notifier.models import DigestContent, DigestPaper, OutgoingMessage, Subscri
 from notifier.papers import clean_text
 from notifier.render.feed import feed_url, private_feed_name
 from notifier.render.mime import Chunk, build_message, chunk, header_text, joined, mailbox
+from notifier.render.shell import InlinedTemplate
 from notifier.tokens import LinkTokens, Purpose
 
 _LINE_BREAK = chunk("\n")
@@ -108,14 +109,14 @@ class EmailRenderer:
     def __init__(self, env: Environment, identity: MailIdentity, blocks: int = 20_000) -> None:
         self.identity = identity
         try:
-            self._html = env.get_template("email/digest.html.j2")
+            self._inliner = css_inline.CSSInliner(keep_style_tags=False)
+            self._html = InlinedTemplate(env, "email/digest.html.j2", self._inliner)
             self._text = env.get_template("email/digest.txt.j2")
             paper_html = env.get_template("email/paper.html.j2")
             paper_text = env.get_template("email/paper.txt.j2")
             css = env.get_template("email/digest.css").render()
         except TemplateError as e:
             raise RenderError(f"email template problem: {e}") from e
-        self._inliner = css_inline.CSSInliner(keep_style_tags=False)
         self._from = mailbox(clean_text(identity.sender_name), identity.sender_address, "From")
         self._list_id = f"notifier digests <digests.{identity.domain}>"
 
@@ -129,27 +130,49 @@ class EmailRenderer:
             return chunk(html.rstrip("\n")), chunk(paper_text.render(paper=paper))
 
         self._paper_blocks = paper_blocks
+        # A section's papers joined, by the identity of its papers: claims share one
+        # frozen paper between digests (storage/codec.py), so subscribers with the same
+        # interest share the whole section. An entry holds its papers, so no id in a
+        # key can be reused by another object while the entry exists.
+        self._sections: dict[tuple[int, ...], tuple[tuple[DigestPaper, ...], Chunk, Chunk]] = {}
+        self._sections_limit = blocks
         # Where a section's papers go in the rendered shells. Random per renderer, so
         # no text a subscriber controls (their name, an interest's) can stand for one.
         self._marker = f"notifier-section-{secrets.token_hex(8)}-"
         self._html_marks = re.compile(f"<!--{self._marker}(\\d+)-->")
         self._text_marks = re.compile(f"{self._marker}(\\d+)")
 
+    def _section_blocks(
+        self, papers: tuple[DigestPaper, ...]
+    ) -> tuple[tuple[DigestPaper, ...], Chunk, Chunk]:
+        """Return a section's papers with their HTML and text blocks joined."""
+        key = tuple(map(id, papers))
+        known = self._sections.get(key)
+        if known is None:
+            blocks = [self._paper_blocks(paper) for paper in papers]
+            html = joined(_between((html for html, _ in blocks), _LINE_BREAK))
+            known = (papers, html, joined(text for _, text in blocks))
+            if len(self._sections) >= self._sections_limit:
+                self._sections.clear()
+            self._sections[key] = known
+        return known
+
     def render(
         self, content: DigestContent, subscriber: Subscriber, message_id: str, now: datetime
     ) -> OutgoingMessage:
         """Return the digest as a message ready for SMTP or the outbox."""
         links = subscriber_links(self.identity, subscriber)
-        # The shells are rendered (and the HTML one inlined) per message with a marker
-        # per section; the paper blocks, ready once per run, are joined in afterwards.
+        # The shells are rendered per message with a marker per section (the HTML one
+        # inlined once per shape, render/shell.py); the paper blocks, ready once per
+        # run, are joined in afterwards.
         sections: list[SectionView] = []
         papers_html: list[Chunk] = []
         papers_text: list[Chunk] = []
         try:
             for number, section in enumerate(content.sections):
-                blocks = [self._paper_blocks(paper) for paper in section.papers]
-                papers_html.append(joined(_between((html for html, _ in blocks), _LINE_BREAK)))
-                papers_text.append(joined(text for _, text in blocks))
+                _, html, text = self._section_blocks(section.papers)
+                papers_html.append(html)
+                papers_text.append(text)
                 sections.append(
                     SectionView(
                         section.interest,
@@ -174,7 +197,7 @@ class EmailRenderer:
         }
         try:
             text_shell = self._text.render(context)
-            html_shell = self._inliner.inline(self._html.render(context))
+            html_shell = self._html.render(context)
         except TemplateError as e:
             raise RenderError(f"email template problem: {e}") from e
         text = _filled(self._text_marks.split(text_shell), papers_text)
@@ -184,7 +207,7 @@ class EmailRenderer:
             ("From", self._from),
             ("To", mailbox(display_name, subscriber.email)),
             ("Subject", header_text(subject)),
-            ("Date", format_datetime(now)),
+            ("Date", _date_header(now.replace(microsecond=0))),
             ("Message-ID", message_id),
             ("List-Id", self._list_id),
             # No mailto: alternative, since no one reads replies to the sender address;
@@ -249,6 +272,12 @@ class NoticeRenderer:
         if self.identity.dkim is not None:
             data = sign(data, self.identity.dkim)
         return OutgoingMessage(self.identity.sender_address, subscriber.email, message_id, data)
+
+
+@functools.lru_cache(maxsize=4)
+def _date_header(now: datetime) -> str:
+    """Return now (whole seconds) as a Date header; a run renders many messages a second."""
+    return format_datetime(now)
 
 
 def _between(chunks: Iterable[Chunk], separator: Chunk) -> Iterator[Chunk]:

@@ -16,6 +16,7 @@ is not searched, encoded and scanned for long lines again for every subscriber.
 from __future__ import annotations
 
 import binascii
+import functools
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -84,6 +85,8 @@ def joined(chunks: Iterable[Chunk]) -> Chunk:
     return Chunk(b"".join(data), head, tail, longest, breaks)
 
 
+# Digests of the same interests share a subject, so a run encodes each one once.
+@functools.lru_cache(maxsize=4096)
 def header_text(value: str, name: str = "Subject") -> str:
     """Return free text as the value of header name: folded, RFC 2047-encoded when not ASCII."""
     value = _shorten(value)
