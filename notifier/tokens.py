@@ -36,6 +36,13 @@ class _ClockSigner(TimestampSigner):
     def __init__(self, secret: bytes, salt: str, clock: Callable[[], float]) -> None:
         super().__init__(secret, salt=salt, digest_method=hashlib.sha256)
         self._clock = clock
+        self._key = super().derive_key()
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        """Return the signing key, derived once: a sender signs two links per message."""
+        if secret_key is None:
+            return self._key
+        return super().derive_key(secret_key)
 
     def get_timestamp(self) -> int:
         """Return the current moment of the injected clock."""

@@ -178,3 +178,16 @@ def test_a_line_over_998_octets_made_of_two_pieces_is_sent_quoted_printable() ->
     assert (
         plain is not None and plain.get_content() == "intro\n" + "a" * 600 + "b" * 600 + "\nend\n"
     )
+
+
+def test_long_ascii_subjects_fold_at_spaces_and_read_back_whole() -> None:
+    rng = random.Random(7)
+    lengths = (1, 3, 8, 20, 60, 70, 77, 90)
+    for _ in range(300):
+        words = ["".join(rng.choices("abcXYZ019(),.:-'", k=rng.choice(lengths))) for _ in range(12)]
+        subject = " ".join(words)[:199].strip()
+        head = build([("Subject", header_text(subject))]).split(b"\r\n\r\n", 1)[0]
+        assert str(parse_message(head + b"\r\n\r\n")["Subject"]) == subject
+        for line in head.removeprefix(b"Subject: ").split(b"\r\n"):
+            # A line is only longer than 78 octets when one word alone is.
+            assert len(line) <= 78 or b" " not in line.strip(), line

@@ -166,6 +166,25 @@ def test_a_dead_workers_lease_expires_and_its_late_result_is_ignored(
     assert len(smtp_server.handler.received) == 1
 
 
+def test_a_group_of_marks_records_each_reply_and_skips_leases_taken_over(
+    storage: Storage, settings: Settings
+) -> None:
+    compose_for(storage, settings, ["a@example.org", "b@example.org", "c@example.org"])
+    a, b = storage.claim_digests("w1", 2, NOW, timedelta(minutes=5))
+    [c] = storage.claim_digests("w1", 1, NOW - timedelta(minutes=10), timedelta(minutes=5))
+    # c's lease expired and w2 took it over before w1's marks were committed.
+    [taken] = storage.claim_digests("w2", 10, NOW, timedelta(minutes=5))
+    assert taken.id == c.id
+    marks = [(a.id, "250 queued as A"), (b.id, "250 queued as B"), (c.id, "250 queued as C")]
+    assert storage.finish_sent("w1", marks, NOW) == 2
+    with storage.engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, status, last_reply, lease_owner FROM digests"))
+        found = {r[0]: tuple(r[1:]) for r in rows}
+    assert found[a.id] == ("sent", "250 queued as A", None)
+    assert found[b.id] == ("sent", "250 queued as B", None)
+    assert found[c.id] == ("sending", None, "w2")
+
+
 def test_stopping_finishes_what_is_in_flight_and_gives_the_rest_back(
     storage: Storage, settings: Settings, smtp_server: SmtpServer
 ) -> None:

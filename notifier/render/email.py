@@ -106,7 +106,9 @@ class SectionView:
 class EmailRenderer:
     """Render digests: templates compiled once, each paper's block rendered and inlined once."""
 
-    def __init__(self, env: Environment, identity: MailIdentity, blocks: int = 20_000) -> None:
+    def __init__(
+        self, env: Environment, identity: MailIdentity, blocks: int = 20_000, sections: int = 1_000
+    ) -> None:
         self.identity = identity
         try:
             self._inliner = css_inline.CSSInliner(keep_style_tags=False)
@@ -133,9 +135,10 @@ class EmailRenderer:
         # A section's papers joined, by the identity of its papers: claims share one
         # frozen paper between digests (storage/codec.py), so subscribers with the same
         # interest share the whole section. An entry holds its papers, so no id in a
-        # key can be reused by another object while the entry exists.
+        # key can be reused by another object while the entry exists. A section is
+        # about 20 kB, so this holds at most some 20 MB.
         self._sections: dict[tuple[int, ...], tuple[tuple[DigestPaper, ...], Chunk, Chunk]] = {}
-        self._sections_limit = blocks
+        self._sections_limit = sections
         # Where a section's papers go in the rendered shells. Random per renderer, so
         # no text a subscriber controls (their name, an interest's) can stand for one.
         self._marker = f"notifier-section-{secrets.token_hex(8)}-"

@@ -28,9 +28,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Connection,
     Engine,
+    Integer,
     Select,
     Table,
     and_,
+    any_,
     bindparam,
     create_engine,
     delete,
@@ -1248,7 +1250,7 @@ class Storage:
             # One round trip leases and reads them (RETURNING: PostgreSQL, SQLite 3.35+).
             leased = conn.execute(
                 update(digests)
-                .where(digests.c.id.in_(ids))
+                .where(self._among(digests.c.id, ids))
                 .values(
                     status="sending",
                     lease_owner=worker,
@@ -1264,15 +1266,25 @@ class Storage:
                 r.id: codec.subscriber(r, ())
                 for r in conn.execute(
                     select(subscribers).where(
-                        subscribers.c.id.in_(sorted({r.subscriber_id for r in rows}))
+                        self._among(subscribers.c.id, sorted({r.subscriber_id for r in rows}))
                     )
                 )
             }
             cards = self._cards(conn, {i for r in rows for i in codec.card_ids(r.content)})
         return [codec.stored_digest(r, owners[r.subscriber_id], cards) for r in rows]
 
-    @staticmethod
-    def _cards(conn: Connection, card_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    def _among(self, column: Any, ids: list[int]) -> Any:
+        """Return the condition column IN ids; on PostgreSQL with the ids as one array.
+
+        An IN list is a placeholder per id, so every batch size is another statement
+        for SQLAlchemy to compile and psycopg to parse (a fifth of a claim's time);
+        `= ANY(array)` is one statement whatever the count, prepared once.
+        """
+        if self.engine.dialect.name == "postgresql":
+            return column == any_(bindparam(None, ids, type_=postgresql.ARRAY(Integer)))
+        return column.in_(ids)
+
+    def _cards(self, conn: Connection, card_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
         """Return stored paper cards by id, reading each card's JSON once per process.
 
         Every batch of a day's digests refers to the same few hundred cards; only
@@ -1283,7 +1295,7 @@ class Storage:
         missing: dict[str, int] = {}
         for chunk in _chunks(sorted(card_ids), 500):
             query = select(paper_cards.c.id, paper_cards.c.fingerprint).where(
-                paper_cards.c.id.in_(chunk)
+                self._among(paper_cards.c.id, chunk)
             )
             for card_id, fingerprint in conn.execute(query):
                 card = _CARD_CACHE.get(fingerprint)
@@ -1307,10 +1319,6 @@ class Storage:
         """
         if not sent:
             return 0
-        marks = [
-            {"mark_id": digest_id, "mark_owner": worker, "mark_now": now, "mark_reply": reply}
-            for digest_id, reply in sent
-        ]
         try:
             with self._tx() as conn:
                 if self.engine.dialect.name == "postgresql":
@@ -1318,6 +1326,18 @@ class Storage:
                     # database server itself could drop the last marks, and that means
                     # resending those messages (same Message-ID), never skipping them.
                     conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                    # One statement with the marks as arrays, not one per mark
+                    # (executemany), which psycopg builds and sends in Python.
+                    ids, replies = zip(*sent, strict=True)
+                    marked = conn.execute(
+                        _PG_MARK_SENT,
+                        {"ids": list(ids), "replies": list(replies), "owner": worker, "now": now},
+                    )
+                    return int(marked.rowcount)
+                marks = [
+                    {"mark_id": digest_id, "mark_owner": worker, "mark_now": now, "mark_reply": r}
+                    for digest_id, r in sent
+                ]
                 return int(conn.execute(_MARK_SENT, marks).rowcount)
         except SQLAlchemyError as e:
             # The sender stops on this: say what the database said, on one line.
@@ -1723,6 +1743,14 @@ _MARK_SENT = (
     )
     .values(**_sent_values())
 )
+
+# _MARK_SENT on PostgreSQL: every mark of a group commit in one statement.
+_PG_MARK_SENT = text(
+    "UPDATE digests SET status = 'sent', sent_at = :now, last_reply = m.reply,"
+    " last_error = NULL, lease_owner = NULL, lease_until = NULL"
+    " FROM unnest(CAST(:ids AS integer[]), CAST(:replies AS text[])) AS m(id, reply)"
+    " WHERE digests.id = m.id AND digests.lease_owner = :owner AND digests.status = 'sending'"
+).bindparams(bindparam("now", type_=UtcDateTime()))
 
 _RECOVER_SENT = (
     update(digests)
