@@ -77,8 +77,9 @@ READERS = [
     {"name": 'Zoë "quoted"', "email": "z@example.org", "link": "https://x.example/u/4"},
     {"name": "<script>alert(1)</script>", "email": "s@example.org", "link": "javascript:x"},
     {"name": "tab\there", "email": "t@example.org", "link": "https://x.example/u/5"},
-    {"name": "nul\x00bell\x07", "email": "c@example.org", "link": "https://x.example/u/6"},
-    {"name": "   ", "email": "w@example.org", "link": "https://x.example/u/7"},
+    {"name": "nul\x00bell\x07 <b>&", "email": "c@example.org", "link": "https://x.example/u/6"},
+    {"name": "  <  ", "email": "w@example.org", "link": "https://x.example/u/7"},
+    {"name": "   ", "email": "v@example.org", "link": "https://x.example/u/8"},
 ]
 
 
@@ -93,6 +94,7 @@ def test_a_shared_shape_gives_each_reader_the_page_inlined_whole(reader: dict[st
     assert parsed(page) == parsed(whole(env, "page.html", context))
     assert 'style="color: #111;"' in page  # the lead paragraph's rule, inlined
     assert "<style" not in page
+    assert "&amp;lt;" not in page and "&amp;amp;" not in page  # escaped once, not twice
 
 
 def test_readers_with_the_same_branches_share_one_inlining() -> None:

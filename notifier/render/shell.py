@@ -60,11 +60,11 @@ class InlinedTemplate:
             """Return a marker for value and keep value escaped, unless CSS could see it."""
             if hasattr(value, "__html__"):
                 return value  # markup: its elements may be styled, so it is inlined too
-            escaped = str(escape(value))
+            escaped = escape(value)
             if not escaped.strip() or _PARSER_CHANGES.search(escaped):
-                return escaped
+                return escaped  # Markup, so the template does not escape it twice
             slots: list[str] = context[_SLOTS]
-            slots.append(escaped)
+            slots.append(str(escaped))
             return f"{marker}{len(slots) - 1}e"
 
         # Not reloaded: the template itself is compiled once, so its includes are too
