@@ -31,9 +31,11 @@ from sqlalchemy import (
     Integer,
     Select,
     Table,
+    Text,
     and_,
     any_,
     bindparam,
+    cast,
     create_engine,
     delete,
     event,
@@ -1331,7 +1333,12 @@ class Storage:
                     ids, replies = zip(*sent, strict=True)
                     marked = conn.execute(
                         _PG_MARK_SENT,
-                        {"ids": list(ids), "replies": list(replies), "owner": worker, "now": now},
+                        {
+                            "mark_ids": list(ids),
+                            "mark_replies": list(replies),
+                            "mark_owner": worker,
+                            "mark_now": now,
+                        },
                     )
                     return int(marked.rowcount)
                 marks = [
@@ -1744,13 +1751,25 @@ _MARK_SENT = (
     .values(**_sent_values())
 )
 
-# _MARK_SENT on PostgreSQL: every mark of a group commit in one statement.
-_PG_MARK_SENT = text(
-    "UPDATE digests SET status = 'sent', sent_at = :now, last_reply = m.reply,"
-    " last_error = NULL, lease_owner = NULL, lease_until = NULL"
-    " FROM unnest(CAST(:ids AS integer[]), CAST(:replies AS text[])) AS m(id, reply)"
-    " WHERE digests.id = m.id AND digests.lease_owner = :owner AND digests.status = 'sending'"
-).bindparams(bindparam("now", type_=UtcDateTime()))
+# _MARK_SENT on PostgreSQL: every mark of a group commit in one statement, the ids and
+# replies as two arrays (UPDATE ... FROM unnest(...) AS m(id, reply)).
+_PG_MARKS = (
+    func.unnest(
+        cast(bindparam("mark_ids"), postgresql.ARRAY(Integer)),
+        cast(bindparam("mark_replies"), postgresql.ARRAY(Text)),
+    )
+    .table_valued("id", "reply")
+    .render_derived(name="m")
+)
+_PG_MARK_SENT = (
+    update(digests)
+    .where(
+        digests.c.id == _PG_MARKS.c.id,
+        digests.c.lease_owner == bindparam("mark_owner"),
+        digests.c.status == "sending",
+    )
+    .values(**(_sent_values() | {"last_reply": _PG_MARKS.c.reply}))
+)
 
 _RECOVER_SENT = (
     update(digests)
