@@ -9,7 +9,13 @@ the ceiling of this machine. Printed per row: digests per second (raw, and
 without the process start-up measured by a `send` with nothing due), the
 ceiling, the ratio, and the peak RSS of the largest process.
 
+With --reference DIR (another checkout, e.g. a `git worktree` of main) each
+pair is timed --repeat times, alternating the two checkouts on the same
+digests, and the medians and their ratio are printed: the machine's noise
+falls on both alike.
+
 Run: .venv/bin/python bench/send_rate.py [--digests N] [--database URL] [--runs 2x1,2x2]
+     [--repeat 3 --reference /tmp/base]
 """
 
 from __future__ import annotations
@@ -93,8 +99,14 @@ def reset(database: str) -> None:
     storage.close()
 
 
-def timed_send(env: dict[str, str], workers: int) -> tuple[float, dict[str, int], int]:
-    """Run `notifier send`; return wall seconds, its totals and the largest process's peak RSS."""
+def timed_send(
+    env: dict[str, str], workers: int, code: Path | None = None
+) -> tuple[float, dict[str, int], int]:
+    """Run `notifier send` (of the checkout code, else this one); return wall seconds, its
+    totals and the largest process's peak RSS.
+    """
+    if code is not None:
+        env = env | {"PYTHONPATH": str(code)}
     # A wrapper process so the peak RSS is this run's alone (ru_maxrss of children
     # only grows within one process).
     wrapper = (
@@ -121,6 +133,19 @@ def timed_send(env: dict[str, str], workers: int) -> tuple[float, dict[str, int]
     return float(wall), totals, int(rss)
 
 
+def print_medians(medians: dict[tuple[int, ...], dict[str, float]]) -> None:
+    """Print each pair's median rate per checkout, and this one's ratio to the reference."""
+    print("\nmedians (no start-up):")
+    for (workers, connections), by_code in medians.items():
+        shown = "  ".join(f"{name} {rate:,.0f}/s" for name, rate in by_code.items())
+        ratio = (
+            f"  this is {by_code['this'] / by_code['reference']:.2f}x the reference"
+            if "reference" in by_code
+            else ""
+        )
+        print(f"{workers} x {connections}: {shown}{ratio}")
+
+
 def main() -> None:
     """Prepare the digests, then print the send rate of each run beside the ceiling."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -131,8 +156,13 @@ def main() -> None:
         default=",".join(f"{w}x{c}" for w, c in RUNS),
         help="workers x connections pairs to time, e.g. 2x1,2x2",
     )
+    parser.add_argument("--repeat", type=int, default=1, help="times each pair is timed")
+    parser.add_argument("--reference", type=Path, help="another checkout to alternate with")
     args = parser.parse_args()
     pairs = [tuple(int(n) for n in pair.split("x")) for pair in args.runs.split(",")]
+    codes: dict[str, Path | None] = {"this": None}
+    if args.reference is not None:
+        codes = {"reference": args.reference.resolve(), **codes}
 
     tools = postfix_tools(DEFAULT_CACHE_DIR)
     with tempfile.TemporaryDirectory() as state, sink(tools) as server:
@@ -150,33 +180,47 @@ def main() -> None:
         print(f"setup {time.perf_counter() - started:.1f} s; database {database.split(':')[0]}")
         reset(database)
         timed_send(env, 1)  # a warm-up run: the database pages and the binaries in the cache
-        startup, _, _ = timed_send(env, 1)  # nothing is due now
-        print(f"`notifier send` with nothing due: {startup:.2f} s (start-up, subtracted below)\n")
+        startups = {name: timed_send(env, 1, code)[0] for name, code in codes.items()}
+        for name, startup in startups.items():
+            print(f"`notifier send` ({name}) with nothing due: {startup:.2f} s (start-up)")
+        print("(subtracted in the 'no start-up' column)\n")
         print(
-            "workers x conns | digests/s (raw) | digests/s (no start-up) | "
+            "workers x conns | code      | digests/s (raw) | digests/s (no start-up) | "
             "smtp-source ceiling | ratio | peak RSS"
         )
-        for workers, connections in pairs:
-            reset(database)
+        medians: dict[tuple[int, ...], dict[str, float]] = {}
+        for pair in pairs:
+            workers, connections = pair
             env["NOTIFIER_SMTP_CONNECTIONS"] = str(connections)
-            before = server.messages()
-            wall, totals, rss = timed_send(env, workers)
-            arrived = server.messages() - before
-            if totals.get("sent") != count or arrived != count:
-                raise SystemExit(f"expected {count} sent, got {totals} and {arrived} at the sink")
-            ceiling = source_rate(
-                tools,
-                server.host,
-                server.port,
-                messages=count,
-                size=size,
-                connections=workers * connections,
-            )
-            net = count / max(wall - startup, 1e-9)
-            print(
-                f"{workers} x {connections}           | {count / wall:15,.0f} | {net:23,.0f} | "
-                f"{ceiling:19,.0f} | {net / ceiling:5.2f} | {rss / 1024:.0f} MiB"
-            )
+            rates: dict[str, list[float]] = {name: [] for name in codes}
+            for _ in range(args.repeat):
+                for name, code in codes.items():
+                    reset(database)
+                    before = server.messages()
+                    wall, totals, rss = timed_send(env, workers, code)
+                    arrived = server.messages() - before
+                    if totals.get("sent") != count or arrived != count:
+                        raise SystemExit(
+                            f"expected {count} sent, got {totals} and {arrived} at the sink"
+                        )
+                    ceiling = source_rate(
+                        tools,
+                        server.host,
+                        server.port,
+                        messages=count,
+                        size=size,
+                        connections=workers * connections,
+                    )
+                    net = count / max(wall - startups[name], 1e-9)
+                    rates[name].append(net)
+                    print(
+                        f"{workers} x {connections}           | {name:<9} | "
+                        f"{count / wall:15,.0f} | {net:23,.0f} | "
+                        f"{ceiling:19,.0f} | {net / ceiling:5.2f} | {rss / 1024:.0f} MiB"
+                    )
+            medians[pair] = {name: statistics.median(values) for name, values in rates.items()}
+    if args.repeat > 1 or args.reference is not None:
+        print_medians(medians)
     setup_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS of this script (composing the digests): {setup_rss:.0f} MiB")
 

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -49,7 +50,6 @@ from notifier.models import DigestContent, IngestSummary, Interest, Subscriber
 from notifier.papers import clean_text
 from notifier.render.email import subscriber_links
 from notifier.schedule import CADENCES, next_due, parse_send_time, parse_weekday, zone
-from notifier.scheduler import Daemon
 from notifier.settings import Settings, SourceConfig, load_settings, parse_duration
 from notifier.storage import Storage
 
@@ -686,14 +686,29 @@ def _worker_process(config_file: Path | None, results: Any) -> None:
         context.close()
 
 
+def _start_method() -> str:
+    """Return how to start worker processes: fork when it is safe here, else spawn.
+
+    A forked worker starts at once with every module this process imported; a
+    spawned one imports them again (about a second of CPU per worker). Fork is
+    safe only in a process with no other thread (a lock held by another thread
+    would stay held in the child for ever) and where the platform has it.
+    """
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
+
+
 def _send_in_processes(config_file: Path | None, workers: int) -> pipeline.SendReport:
     """Run workers sending processes and add up what they did."""
-    spawn = multiprocessing.get_context("spawn")
-    results = spawn.Queue()
+    starter = multiprocessing.get_context(_start_method())
+    results = starter.Queue()
     processes = [
-        spawn.Process(target=_worker_process, args=(config_file, results), daemon=False)
+        starter.Process(target=_worker_process, args=(config_file, results), daemon=False)
         for _ in range(workers)
     ]
+    sys.stdout.flush()  # a forked child would print what is still buffered a second time
+    sys.stderr.flush()
     for process in processes:
         process.start()
 
@@ -893,6 +908,9 @@ def run_service(context: Context) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+    # Imported here: APScheduler is for the daemon alone, not every command.
+    from notifier.scheduler import Daemon
 
     async def serve() -> None:
         daemon = Daemon(

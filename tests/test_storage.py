@@ -11,13 +11,14 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from notifier import pipeline
 from notifier.models import Interest
 from notifier.settings import Settings
-from notifier.storage import MIGRATIONS, NewDigest, Storage
+from notifier.storage import MIGRATIONS, SCHEMA_HEAD, NewDigest, Storage
 from notifier.storage.schema import metadata
 from tests.conftest import NOW, seed_bytes
 
@@ -334,6 +335,22 @@ def _alembic(storage: Storage, action: str, revision: str) -> None:
     with storage.engine.begin() as conn:
         config.attributes["connection"] = conn
         getattr(command, action)(config, revision)
+
+
+def test_the_schema_head_is_the_newest_migration() -> None:
+    # A new migration without SCHEMA_HEAD moved on would never be applied to an
+    # existing database: migrate() compares against the constant, not the files.
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_HEAD
+
+
+def test_a_database_one_migration_behind_is_brought_to_the_head(storage: Storage) -> None:
+    _alembic(storage, "downgrade", "0007")
+    assert storage.schema_revision() == "0007"
+    assert storage.migrate() is True
+    assert storage.schema_revision() == SCHEMA_HEAD
+    assert storage.migrate() is False  # up to date: nothing applied, Alembic not needed
 
 
 def test_upgrading_a_0007_ledger_keeps_every_row_and_its_key(
