@@ -89,10 +89,14 @@ def main() -> None:
         )
         storage.close()
         before = server.messages()
-        wall, totals, rss = timed_send(env, args.workers)
+        run = timed_send(env, args.workers)
         arrived = server.messages() - before
         stages.append(
-            (f"send ({totals['sent']:,} sent, {arrived:,} at the sink)", wall, rss / 1024)
+            (
+                f"send ({run.totals['sent']:,} sent, {arrived:,} at the sink)",
+                run.wall,
+                run.rss / 1024,
+            )
         )
         if arrived != outcomes["created"]:
             raise SystemExit(f"{outcomes['created']} digests composed but {arrived} arrived")

@@ -7,7 +7,9 @@ from start to exit, against smtp-sink. In the same run, Postfix's smtp-source
 sends the same number of messages of the same size over the same connections:
 the ceiling of this machine. Printed per row: digests per second (raw, and
 without the process start-up measured by a `send` with nothing due), the
-ceiling, the ratio, and the peak RSS of the largest process.
+ceiling, the ratio, the peak RSS of the largest process, and the CPU time
+of every sending process per digest (less disturbed by other load on the
+machine than wall time).
 
 With --reference DIR (another checkout, e.g. a `git worktree` of main) each
 pair is timed --repeat times, alternating the two checkouts on the same
@@ -29,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -99,22 +102,30 @@ def reset(database: str) -> None:
     storage.close()
 
 
-def timed_send(
-    env: dict[str, str], workers: int, code: Path | None = None
-) -> tuple[float, dict[str, int], int]:
-    """Run `notifier send` (of the checkout code, else this one); return wall seconds, its
-    totals and the largest process's peak RSS.
-    """
+@dataclass(frozen=True)
+class SendRun:
+    """What one `notifier send` took: wall and CPU seconds, its totals, the peak RSS in KiB."""
+
+    wall: float
+    cpu: float  # user + system of the command and every worker process it started
+    totals: dict[str, int]
+    rss: int  # of the largest process
+
+
+def timed_send(env: dict[str, str], workers: int, code: Path | None = None) -> SendRun:
+    """Run `notifier send` (of the checkout code, else this one) and time it."""
     if code is not None:
         env = env | {"PYTHONPATH": str(code)}
     # A wrapper process so the peak RSS is this run's alone (ru_maxrss of children
-    # only grows within one process).
+    # only grows within one process). CPU time is less disturbed than wall time by
+    # the rest of a noisy machine.
     wrapper = (
         "import resource, subprocess, sys, time;"
         "t = time.perf_counter();"
         "r = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
         "w = time.perf_counter() - t;"
-        "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode);"
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN);"
+        "print(w, u.ru_utime + u.ru_stime, u.ru_maxrss, r.returncode);"
         "print(r.stderr)"
     )
     command = [str(NOTIFIER), "send", "--json", "--workers", str(workers)]
@@ -126,28 +137,32 @@ def timed_send(
         check=False,
     )
     first, _, rest = done.stdout.partition("\n")
-    wall, rss, code = first.split()
-    if code != "0":
+    wall, cpu, rss, status = first.split()
+    if status != "0":
         raise SystemExit(f"notifier send failed: {rest.strip()}")
     totals = json.loads(rest.strip().splitlines()[-1])  # --json puts the totals on stderr
-    return float(wall), totals, int(rss)
+    return SendRun(float(wall), float(cpu), totals, int(rss))
 
 
-def print_medians(medians: dict[tuple[int, ...], dict[str, float]]) -> None:
-    """Print each pair's median rate per checkout, and this one's ratio to the reference."""
-    print("\nmedians (no start-up):")
+def print_medians(medians: dict[tuple[int, ...], dict[str, tuple[float, float]]]) -> None:
+    """Print each pair's median rate and CPU per digest per checkout, and their ratios."""
+    print("\nmedians (rate without start-up; CPU of every sending process, start-up included):")
     for (workers, connections), by_code in medians.items():
-        shown = "  ".join(f"{name} {rate:,.0f}/s" for name, rate in by_code.items())
-        ratio = (
-            f"  this is {by_code['this'] / by_code['reference']:.2f}x the reference"
-            if "reference" in by_code
-            else ""
+        shown = "  ".join(
+            f"{name} {rate:,.0f}/s {cpu:.3f} ms" for name, (rate, cpu) in by_code.items()
         )
+        ratio = ""
+        if "reference" in by_code:
+            (rate, cpu), (reference_rate, reference_cpu) = by_code["this"], by_code["reference"]
+            ratio = (
+                f"  this is {rate / reference_rate:.2f}x the reference's rate, "
+                f"{cpu / reference_cpu:.2f}x its CPU"
+            )
         print(f"{workers} x {connections}: {shown}{ratio}")
 
 
-def main() -> None:
-    """Prepare the digests, then print the send rate of each run beside the ceiling."""
+def parse_arguments() -> argparse.Namespace:
+    """Return the command line's options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--digests", type=int, default=20_000)
     parser.add_argument("--database", help="database URL (default: SQLite in a temp dir)")
@@ -158,7 +173,12 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=1, help="times each pair is timed")
     parser.add_argument("--reference", type=Path, help="another checkout to alternate with")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    """Prepare the digests, then print the send rate of each run beside the ceiling."""
+    args = parse_arguments()
     pairs = [tuple(int(n) for n in pair.split("x")) for pair in args.runs.split(",")]
     codes: dict[str, Path | None] = {"this": None}
     if args.reference is not None:
@@ -180,28 +200,29 @@ def main() -> None:
         print(f"setup {time.perf_counter() - started:.1f} s; database {database.split(':')[0]}")
         reset(database)
         timed_send(env, 1)  # a warm-up run: the database pages and the binaries in the cache
-        startups = {name: timed_send(env, 1, code)[0] for name, code in codes.items()}
+        startups = {name: timed_send(env, 1, code).wall for name, code in codes.items()}
         for name, startup in startups.items():
             print(f"`notifier send` ({name}) with nothing due: {startup:.2f} s (start-up)")
         print("(subtracted in the 'no start-up' column)\n")
         print(
             "workers x conns | code      | digests/s (raw) | digests/s (no start-up) | "
-            "smtp-source ceiling | ratio | peak RSS"
+            "smtp-source ceiling | ratio | peak RSS | CPU per digest"
         )
-        medians: dict[tuple[int, ...], dict[str, float]] = {}
+        medians: dict[tuple[int, ...], dict[str, tuple[float, float]]] = {}
         for pair in pairs:
             workers, connections = pair
             env["NOTIFIER_SMTP_CONNECTIONS"] = str(connections)
             rates: dict[str, list[float]] = {name: [] for name in codes}
+            cpus: dict[str, list[float]] = {name: [] for name in codes}
             for _ in range(args.repeat):
                 for name, code in codes.items():
                     reset(database)
                     before = server.messages()
-                    wall, totals, rss = timed_send(env, workers, code)
+                    run = timed_send(env, workers, code)
                     arrived = server.messages() - before
-                    if totals.get("sent") != count or arrived != count:
+                    if run.totals.get("sent") != count or arrived != count:
                         raise SystemExit(
-                            f"expected {count} sent, got {totals} and {arrived} at the sink"
+                            f"expected {count} sent, got {run.totals} and {arrived} at the sink"
                         )
                     ceiling = source_rate(
                         tools,
@@ -211,14 +232,20 @@ def main() -> None:
                         size=size,
                         connections=workers * connections,
                     )
-                    net = count / max(wall - startups[name], 1e-9)
+                    net = count / max(run.wall - startups[name], 1e-9)
+                    cpu = 1000 * run.cpu / count
                     rates[name].append(net)
+                    cpus[name].append(cpu)
                     print(
                         f"{workers} x {connections}           | {name:<9} | "
-                        f"{count / wall:15,.0f} | {net:23,.0f} | "
-                        f"{ceiling:19,.0f} | {net / ceiling:5.2f} | {rss / 1024:.0f} MiB"
+                        f"{count / run.wall:15,.0f} | {net:23,.0f} | "
+                        f"{ceiling:19,.0f} | {net / ceiling:5.2f} | {run.rss / 1024:4.0f} MiB | "
+                        f"{cpu:.3f} ms"
                     )
-            medians[pair] = {name: statistics.median(values) for name, values in rates.items()}
+            medians[pair] = {
+                name: (statistics.median(rates[name]), statistics.median(cpus[name]))
+                for name in codes
+            }
     if args.repeat > 1 or args.reference is not None:
         print_medians(medians)
     setup_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

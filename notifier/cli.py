@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
+from multiprocessing.context import ForkContext, SpawnContext
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -686,7 +687,7 @@ def _worker_process(config_file: Path | None, results: Any) -> None:
         context.close()
 
 
-def _start_method() -> str:
+def _worker_starter() -> ForkContext | SpawnContext:
     """Return how to start worker processes: fork when it is safe here, else spawn.
 
     A forked worker starts at once with every module this process imported; a
@@ -695,13 +696,13 @@ def _start_method() -> str:
     would stay held in the child for ever) and where the platform has it.
     """
     if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
-        return "fork"
-    return "spawn"
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
 
 
 def _send_in_processes(config_file: Path | None, workers: int) -> pipeline.SendReport:
     """Run workers sending processes and add up what they did."""
-    starter = multiprocessing.get_context(_start_method())
+    starter = _worker_starter()
     results = starter.Queue()
     processes = [
         starter.Process(target=_worker_process, args=(config_file, results), daemon=False)

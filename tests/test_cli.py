@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
 
-from notifier.cli import cli
+from notifier.cli import _worker_starter, cli
 from notifier.settings import load_settings
 from tests.conftest import SEED_FILES, Cli
 
@@ -262,3 +263,16 @@ def test_eval_prints_the_three_scorers_side_by_side(run: Cli) -> None:
     hybrid_f1 = float(mean.split("|")[3].split()[2])
     assert hybrid_f1 >= 0.77
     assert sum(1 for line in lines[2:] if "|" in line) == 8  # 7 interests and the mean
+
+
+def test_send_workers_are_spawned_when_another_thread_could_hold_a_lock() -> None:
+    # Forking beside a running thread could copy a lock that thread holds into the
+    # child, held for ever; a spawned worker starts from nothing instead.
+    release = threading.Event()
+    waiter = threading.Thread(target=release.wait)
+    waiter.start()
+    try:
+        assert _worker_starter().get_start_method() == "spawn"
+    finally:
+        release.set()
+        waiter.join()
