@@ -130,7 +130,13 @@ class EmailRenderer:
             html = css_inline.inline_fragment(paper_html.render(paper=paper), css)
             return chunk(html.rstrip("\n")), chunk(paper_text.render(paper=paper))
 
-        self._paper_blocks = paper_blocks
+        self._paper_blocks_of = paper_blocks
+        # The same blocks by the identity of the paper: claims share one frozen paper
+        # between digests (storage/codec.py), and hashing a DigestPaper (every field,
+        # its abstract included) was most of a section's cost. An entry holds its paper,
+        # so no id can be reused by another object while the entry exists.
+        self._blocks_by_id: dict[int, tuple[DigestPaper, tuple[Chunk, Chunk]]] = {}
+        self._blocks_limit = blocks
         # A section's papers joined, by the identity of its papers: claims share one
         # frozen paper between digests (storage/codec.py), so subscribers with the same
         # interest share the whole section. An entry holds its papers, so no id in a
@@ -158,6 +164,17 @@ class EmailRenderer:
                 self._sections.clear()
             self._sections[key] = known
         return known
+
+    def _paper_blocks(self, paper: DigestPaper) -> tuple[Chunk, Chunk]:
+        """Return a paper's HTML and text blocks, rendered and inlined once per run."""
+        known = self._blocks_by_id.get(id(paper))
+        if known is not None and known[0] is paper:
+            return known[1]
+        blocks = self._paper_blocks_of(paper)
+        if len(self._blocks_by_id) >= self._blocks_limit:
+            self._blocks_by_id.clear()
+        self._blocks_by_id[id(paper)] = (paper, blocks)
+        return blocks
 
     def render(
         self, content: DigestContent, subscriber: Subscriber, message_id: str, now: datetime

@@ -29,7 +29,7 @@ from typing import Any
 import css_inline
 from jinja2 import Environment, pass_context
 from jinja2.runtime import Context
-from markupsafe import escape
+from markupsafe import Markup, escape
 
 # The context variable that carries one render's slot values to finalize.
 _SLOTS = "_notifier_shell_slots"
@@ -55,17 +55,21 @@ class InlinedTemplate:
         self._slot_pattern = re.compile(f"{self._marker}(\\d+)e")
         marker = self._marker
 
+        # Markers are Markup, so the template does not escape them again; made once.
+        markers = [Markup(f"{marker}{number}e") for number in range(64)]
+
         @pass_context
         def slot(context: Context, value: Any) -> Any:
             """Return a marker for value and keep value escaped, unless CSS could see it."""
             if hasattr(value, "__html__"):
                 return value  # markup: its elements may be styled, so it is inlined too
             escaped = escape(value)
-            if not escaped.strip() or _PARSER_CHANGES.search(escaped):
+            if not escaped or escaped.isspace() or _PARSER_CHANGES.search(escaped):
                 return escaped  # Markup, so the template does not escape it twice
             slots: list[str] = context[_SLOTS]
-            slots.append(str(escaped))
-            return f"{marker}{len(slots) - 1}e"
+            number = len(slots)
+            slots.append(escaped)
+            return markers[number] if number < len(markers) else Markup(f"{marker}{number}e")
 
         # Not reloaded: the template itself is compiled once, so its includes are too
         # (with auto_reload, each render would stat every included file).
