@@ -89,8 +89,28 @@ def compose(
 
 
 def _digest_paper(ranked: _Ranked) -> DigestPaper:
-    """Freeze one ranked paper for the digest."""
+    """Freeze one ranked paper for the digest, or return the same one frozen before.
+
+    A day's digests show a few hundred papers, each for a handful of reasons
+    (reasons are built once per interest and paper), so subscribers shown a paper
+    for the same reason share one frozen paper instead of building thousands.
+    """
     paper, best = ranked.paper, ranked.best
+    also = tuple(m.interest for m in ranked.others)
+    key = (id(paper), best.score, best.reason, best.terms, also)
+    known = _FROZEN.get(key)
+    if known is not None and known[0] is paper:
+        return known[1]
+    frozen = _freeze(paper, best, also)
+    if len(_FROZEN) >= _FROZEN_LIMIT:
+        _FROZEN.clear()
+    # The paper is kept with its frozen copy, so its id() cannot be reused meanwhile.
+    _FROZEN[key] = (paper, frozen)
+    return frozen
+
+
+def _freeze(paper: Paper, best: Match, also: tuple[str, ...]) -> DigestPaper:
+    """Return one paper as a digest shows it, for the reason best gives."""
     return DigestPaper(
         paper_id=paper.id,
         guid=paper.guid,
@@ -100,12 +120,17 @@ def _digest_paper(ranked: _Ranked) -> DigestPaper:
         score=best.score,
         reason=best.reason,
         terms=best.terms,
-        also_matches=tuple(m.interest for m in ranked.others),
+        also_matches=also,
         authors=paper.authors,
         upvotes=paper.meta.get("upvotes"),
         code_url=paper.meta.get("github"),
         summary=paper.meta.get("ai_summary"),
     )
+
+
+_FrozenKey = tuple[int, float, str, tuple[str, ...], tuple[str, ...]]
+_FROZEN: dict[_FrozenKey, tuple[Paper, DigestPaper]] = {}
+_FROZEN_LIMIT = 65_536  # a day needs a few thousand; about 20 MB at most
 
 
 def _reason(candidates: int, fresh: int, shown: int, overflow: int) -> str:
