@@ -660,6 +660,9 @@ class Decision:
     positions: npt.NDArray[np.intp]
     scores: Vector
     scored: Scored  # kept so reasons need no second scoring pass
+    # The matches without reasons, built once: every subscriber with this interest
+    # shares them (subscriber_matches), instead of building their own.
+    matches: tuple[Match, ...]
 
     def explain(self, index: PaperIndex, positions: Sequence[int]) -> list[Match]:
         """Return the Matches, with reasons, of the given positions."""
@@ -690,7 +693,12 @@ def match_many(
             similarity = rows.get(k) if rows is not None else None
             scored = score(index, interest, params, similarity)
             chosen = _chosen(index, interest, params, scored)
-            yield Decision(interest, chosen, scored[1][chosen], scored)
+            fused = scored[1][chosen]
+            matches = tuple(
+                Match(interest.name, round(value, 4), (), "", position)
+                for position, value in zip(chosen.tolist(), fused.tolist(), strict=True)
+            )
+            yield Decision(interest, chosen, fused, scored, matches)
 
 
 def subscriber_matches(decisions: Sequence[Decision], exclude: Collection[int] = ()) -> list[Match]:
@@ -701,14 +709,7 @@ def subscriber_matches(decisions: Sequence[Decision], exclude: Collection[int] =
     deciding, so they are built later, only for the papers a digest shows
     (see explainer).
     """
-    return [
-        Match(decision.interest.name, round(fused, 4), (), "", position)
-        for decision in decisions
-        for position, fused in zip(
-            decision.positions.tolist(), decision.scores.tolist(), strict=True
-        )
-        if position not in exclude
-    ]
+    return [m for decision in decisions for m in decision.matches if m.paper not in exclude]
 
 
 def explainer(
