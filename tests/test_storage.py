@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from alembic import command
@@ -12,14 +12,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from notifier import pipeline
 from notifier.models import Interest
 from notifier.settings import Settings
 from notifier.storage import MIGRATIONS, SCHEMA_HEAD, NewDigest, Storage
-from notifier.storage.schema import metadata
+from notifier.storage.schema import deliveries, digests, metadata
 from tests.conftest import NOW, seed_bytes
 
 
@@ -258,6 +258,22 @@ def _two_with_digests(storage: Storage, settings: Settings) -> tuple[int, int]:
     pipeline.compose_digests(storage, settings, NOW)
     assert _ledger(storage).keys() == {kept.id, gone.id}
     return kept.id, gone.id
+
+
+def test_the_ledger_records_the_moment_of_composing_as_other_tables_do(
+    storage: Storage, settings: Settings
+) -> None:
+    # The batch's moment is turned into a parameter once for all its rows; it must
+    # read back as that moment and, on SQLite, be stored as the text sqlite3 itself
+    # made of it when it adapted every row (what earlier versions wrote).
+    _two_with_digests(storage, settings)
+    with storage.engine.connect() as conn:
+        ledger = conn.execute(select(deliveries.c.created_at).distinct()).scalars().all()
+        digest = conn.execute(select(digests.c.created_at).distinct()).scalars().all()
+        assert ledger == digest == [NOW]
+        if storage.engine.dialect.name == "sqlite":
+            stored = conn.execute(text("SELECT DISTINCT created_at FROM deliveries")).scalars()
+            assert stored.all() == [NOW.astimezone(UTC).replace(tzinfo=None).isoformat(" ")]
 
 
 def test_deleting_a_subscriber_deletes_their_ledger_and_only_theirs(
