@@ -153,6 +153,18 @@ class Daemon:
         task = asyncio.current_task()
         assert task is not None
         self._running.add(task)
+        try:
+            await self._run_and_record(name, work, *args)
+        finally:
+            # Only once the run is recorded: on stop, serve() waits for every job in
+            # _running before the loop ends, so none is cancelled while recording
+            # (a run left "running" in job_runs, and a traceback after "stopped").
+            self._running.discard(task)
+
+    async def _run_and_record(
+        self, name: str, work: Callable[..., Awaitable[str]], *args: Any
+    ) -> None:
+        """Record the start of a job, run it, record how it ended and log it."""
         started = time.perf_counter()
         run_id = await asyncio.to_thread(self.storage.start_job, name, self.host, self.clock())
         status, detail = "ok", ""
@@ -162,8 +174,6 @@ class Daemon:
             status, detail = "failed", str(e)
         except Exception as e:  # a job must never take the daemon down; the next run retries
             status, detail = "failed", f"unexpected {type(e).__name__}: {e}"
-        finally:
-            self._running.discard(task)
         with contextlib.suppress(NotifierError):
             await asyncio.to_thread(self.storage.finish_job, run_id, status, detail, self.clock())
         line = f"{name}: {status} in {time.perf_counter() - started:.1f} s: {detail}"

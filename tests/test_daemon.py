@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 import sqlalchemy
 
+from notifier import scheduler
+from notifier.settings import Settings
+from notifier.storage import Storage
 from tests.conftest import PG_URL, SEED_FILES, Cli, SmtpServer
 from tests.test_delivery import ROBOTS
 
@@ -228,3 +233,39 @@ def test_a_leader_whose_lock_connection_dies_stops_and_exits_1(
         "notifier: error: lost the leader lock (its database connection died); stopped so "
         "that the service manager restarts notifier run, which then waits as a standby"
     )
+
+
+def test_a_job_counts_as_running_until_its_run_is_recorded(
+    settings: Settings, storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On SIGTERM the daemon waits for the jobs it counts as running, then ends the
+    # loop; a job dropped from that count before recording its end was cancelled
+    # half-way, its run left "running" for `notifier status`.
+    recording = threading.Event()
+    release = threading.Event()
+    finish = storage.finish_job
+
+    def slow_finish(*args: Any) -> None:
+        recording.set()
+        release.wait(10)
+        finish(*args)
+
+    monkeypatch.setattr(storage, "finish_job", slow_finish)
+    daemon = scheduler.Daemon(settings, storage, None, None, list)  # type: ignore[arg-type]
+
+    async def work() -> str:
+        return "did it"
+
+    async def scenario() -> None:
+        job = asyncio.create_task(daemon._job("probe", work))
+        while not recording.is_set():
+            await asyncio.sleep(0.01)
+        assert job in daemon._running  # its work is done, its record is not
+        release.set()
+        await job
+        assert job not in daemon._running
+
+    asyncio.run(scenario())
+    with storage.engine.connect() as conn:
+        runs = conn.execute(sqlalchemy.text("SELECT job, status, detail FROM job_runs")).all()
+    assert [tuple(r) for r in runs] == [("probe", "ok", "did it")]
