@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
+from notifier.memo import IdentityMemo
 from notifier.models import DigestContent, DigestPaper, DigestSection, Match, Paper
 
 DEFAULT_MAX_PAPERS = 30
@@ -99,14 +100,9 @@ def _digest_paper(ranked: _Ranked) -> DigestPaper:
     also = tuple(m.interest for m in ranked.others)
     key = (id(paper), best.score, best.reason, best.terms, also)
     known = _FROZEN.get(key)
-    if known is not None and known[0] is paper:
-        return known[1]
-    frozen = _freeze(paper, best, also)
-    if len(_FROZEN) >= _FROZEN_LIMIT:
-        _FROZEN.clear()
-    # The paper is kept with its frozen copy, so its id() cannot be reused meanwhile.
-    _FROZEN[key] = (paper, frozen)
-    return frozen
+    if known is not None:
+        return known
+    return _FROZEN.put(key, paper, _freeze(paper, best, also))
 
 
 def _freeze(paper: Paper, best: Match, also: tuple[str, ...]) -> DigestPaper:
@@ -128,9 +124,7 @@ def _freeze(paper: Paper, best: Match, also: tuple[str, ...]) -> DigestPaper:
     )
 
 
-_FrozenKey = tuple[int, float, str, tuple[str, ...], tuple[str, ...]]
-_FROZEN: dict[_FrozenKey, tuple[Paper, DigestPaper]] = {}
-_FROZEN_LIMIT = 65_536  # a day needs a few thousand; about 20 MB at most
+_FROZEN: IdentityMemo[DigestPaper] = IdentityMemo(65_536)  # about 20 MB at most
 
 
 def _reason(candidates: int, fresh: int, shown: int, overflow: int) -> str:

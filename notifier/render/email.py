@@ -17,6 +17,7 @@ from jinja2 import Environment, TemplateError
 from markupsafe import Markup
 
 from notifier.errors import RenderError
+from notifier.memo import IdentityMemo
 from notifier.models import DigestContent, DigestPaper, OutgoingMessage, Subscriber
 from notifier.papers import clean_text
 from notifier.render.feed import feed_url, private_feed_name
@@ -131,50 +132,35 @@ class EmailRenderer:
             return chunk(html.rstrip("\n")), chunk(paper_text.render(paper=paper))
 
         self._paper_blocks_of = paper_blocks
-        # The same blocks by the identity of the paper: claims share one frozen paper
-        # between digests (storage/codec.py), and hashing a DigestPaper (every field,
-        # its abstract included) was most of a section's cost. An entry holds its paper,
-        # so no id can be reused by another object while the entry exists.
-        self._blocks_by_id: dict[int, tuple[DigestPaper, tuple[Chunk, Chunk]]] = {}
-        self._blocks_limit = blocks
-        # A section's papers joined, by the identity of its papers: claims share one
-        # frozen paper between digests (storage/codec.py), so subscribers with the same
-        # interest share the whole section. An entry holds its papers, so no id in a
-        # key can be reused by another object while the entry exists. A section is
-        # about 20 kB, so this holds at most some 20 MB.
-        self._sections: dict[tuple[int, ...], tuple[tuple[DigestPaper, ...], Chunk, Chunk]] = {}
-        self._sections_limit = sections
+        # The same blocks by the identity of the paper, and a section's papers joined
+        # by the identity of its papers: claims share one frozen paper between digests
+        # (storage/codec.py), so subscribers with the same interest share the whole
+        # section, and hashing a DigestPaper (every field, its abstract included) was
+        # most of a section's cost. A section is about 20 kB, so at most some 20 MB.
+        self._blocks: IdentityMemo[tuple[Chunk, Chunk]] = IdentityMemo(blocks)
+        self._sections: IdentityMemo[tuple[Chunk, Chunk]] = IdentityMemo(sections)
         # Where a section's papers go in the rendered shells. Random per renderer, so
         # no text a subscriber controls (their name, an interest's) can stand for one.
         self._marker = f"notifier-section-{secrets.token_hex(8)}-"
         self._html_marks = re.compile(f"<!--{self._marker}(\\d+)-->")
         self._text_marks = re.compile(f"{self._marker}(\\d+)")
 
-    def _section_blocks(
-        self, papers: tuple[DigestPaper, ...]
-    ) -> tuple[tuple[DigestPaper, ...], Chunk, Chunk]:
-        """Return a section's papers with their HTML and text blocks joined."""
+    def _section_blocks(self, papers: tuple[DigestPaper, ...]) -> tuple[Chunk, Chunk]:
+        """Return a section's HTML and text blocks, its papers' blocks joined."""
         key = tuple(map(id, papers))
         known = self._sections.get(key)
-        if known is None:
-            blocks = [self._paper_blocks(paper) for paper in papers]
-            html = joined(_between((html for html, _ in blocks), _LINE_BREAK))
-            known = (papers, html, joined(text for _, text in blocks))
-            if len(self._sections) >= self._sections_limit:
-                self._sections.clear()
-            self._sections[key] = known
-        return known
+        if known is not None:
+            return known
+        blocks = [self._paper_blocks(paper) for paper in papers]
+        html = joined(_between((html for html, _ in blocks), _LINE_BREAK))
+        return self._sections.put(key, papers, (html, joined(text for _, text in blocks)))
 
     def _paper_blocks(self, paper: DigestPaper) -> tuple[Chunk, Chunk]:
         """Return a paper's HTML and text blocks, rendered and inlined once per run."""
-        known = self._blocks_by_id.get(id(paper))
-        if known is not None and known[0] is paper:
-            return known[1]
-        blocks = self._paper_blocks_of(paper)
-        if len(self._blocks_by_id) >= self._blocks_limit:
-            self._blocks_by_id.clear()
-        self._blocks_by_id[id(paper)] = (paper, blocks)
-        return blocks
+        known = self._blocks.get(id(paper))
+        if known is not None:
+            return known
+        return self._blocks.put(id(paper), paper, self._paper_blocks_of(paper))
 
     def render(
         self, content: DigestContent, subscriber: Subscriber, message_id: str, now: datetime
@@ -189,7 +175,7 @@ class EmailRenderer:
         papers_text: list[Chunk] = []
         try:
             for number, section in enumerate(content.sections):
-                _, html, text = self._section_blocks(section.papers)
+                html, text = self._section_blocks(section.papers)
                 papers_html.append(html)
                 papers_text.append(text)
                 sections.append(

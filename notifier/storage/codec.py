@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from notifier.memo import IdentityMemo
 from notifier.models import (
     DigestContent,
     DigestPaper,
@@ -232,14 +233,9 @@ def _digest_paper(entry: dict[str, Any], cards: Mapping[int, dict[str, Any]]) ->
         tuple(entry["also_matches"]),
     )
     known = _PAPERS.get(key)
-    if known is not None and known[0] is shown:
-        return known[1]
-    paper = _new_digest_paper(entry, shown)
-    if len(_PAPERS) >= _PAPERS_LIMIT:
-        _PAPERS.clear()
-    # The card is kept with the paper, so its id() cannot be reused while the key exists.
-    _PAPERS[key] = (shown, paper)
-    return paper
+    if known is not None:
+        return known
+    return _PAPERS.put(key, shown, _new_digest_paper(entry, shown))
 
 
 def _new_digest_paper(entry: dict[str, Any], shown: Mapping[str, Any]) -> DigestPaper:
@@ -262,6 +258,4 @@ def _new_digest_paper(entry: dict[str, Any], shown: Mapping[str, Any]) -> Digest
     )
 
 
-_PaperKey = tuple[int, float, str, tuple[str, ...], tuple[str, ...]]
-_PAPERS: dict[_PaperKey, tuple[Mapping[str, Any], DigestPaper]] = {}
-_PAPERS_LIMIT = 65_536  # about 20 MB at most; a day needs a few thousand
+_PAPERS: IdentityMemo[DigestPaper] = IdentityMemo(65_536)  # about 20 MB at most
