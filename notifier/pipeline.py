@@ -855,14 +855,39 @@ class _Delivery:
         queue = collections.deque(claimed)
         tried: set[int] = set()
 
+        def rendered(digest: StoredDigest) -> OutgoingMessage:
+            return self.renderer.render(
+                digest.content, digest.subscriber, digest.message_id, self.clock()
+            )
+
+        def render_next() -> tuple[StoredDigest, OutgoingMessage] | None:
+            """Take the next digest and render it, or leave it queued if that fails:
+            its error is then raised in its turn, after the message before it went out.
+            """
+            digest = queue.popleft()
+            try:
+                return digest, rendered(digest)
+            except Exception:
+                queue.appendleft(digest)
+                return None
+
         async def lane(transport: Transport) -> None:
             marked: asyncio.Future[bool] | None = None  # this lane's last mark
+            # The lane's next message, rendered while this one is on the wire, so its
+            # envelope can go out with this one's data (delivery/smtp.py). Until its
+            # own send it is not tried: a lane that stops gives it back.
+            upcoming: tuple[StoredDigest, OutgoingMessage] | None = None
             try:
-                while queue and not self._stopping():
-                    digest = queue.popleft()
-                    message = self.renderer.render(
-                        digest.content, digest.subscriber, digest.message_id, self.clock()
-                    )
+                while not self._stopping():
+                    if upcoming is not None:
+                        (digest, message), upcoming = upcoming, None
+                    elif queue:
+                        digest = queue.popleft()
+                        message = rendered(digest)
+                    else:
+                        break
+                    if queue:
+                        upcoming = render_next()
                     if self.limit is not None:
                         await self.limit.wait()
                     # Without a journal a lane sends again only once its last mark is
@@ -874,7 +899,8 @@ class _Delivery:
                     if self._stopping():
                         return  # not on the wire yet: given back below
                     tried.add(digest.id)
-                    marked = await self._send(transport, digest, message)
+                    following = upcoming[1] if upcoming is not None else None
+                    marked = await self._send(transport, digest, message, following)
             except BaseException:
                 self.halted = True  # the other lanes finish the message they are on
                 raise
@@ -894,13 +920,19 @@ class _Delivery:
                 raise outcome
 
     async def _send(
-        self, transport: Transport, digest: StoredDigest, message: OutgoingMessage
+        self,
+        transport: Transport,
+        digest: StoredDigest,
+        message: OutgoingMessage,
+        following: OutgoingMessage | None,
     ) -> asyncio.Future[bool] | None:
-        """Send one digest and record what happened to it; return its mark if it was accepted."""
+        """Send one digest (following: the lane's next message) and record what happened
+        to it; return its mark if it was accepted.
+        """
         storage, report, email = self.storage, self.report, digest.subscriber.email
         marked = None
         try:
-            reply = await transport.send(message)
+            reply = await transport.send(message, following)
         except RecipientRejected as e:
             bounced = storage.finish_failed(
                 self.worker, digest.id, str(e), True, self.policy.bounce_limit

@@ -128,13 +128,32 @@ def parse_message(data: bytes) -> EmailMessage:
 
 @dataclass
 class RecordingHandler:
-    """An aiosmtpd handler that stores messages and can refuse chosen recipients."""
+    """An aiosmtpd handler that stores messages and can refuse chosen recipients.
 
+    It offers PIPELINING, as the servers digests go to do (aiosmtpd reads pipelined
+    commands either way but does not say so), so the sender's usual path is the
+    one tested; pipelining=False tests the one-command-at-a-time path.
+    """
+
+    pipelining: bool = True
     received: list[Received] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)  # address -> SMTP reply at RCPT
     data_reply: dict[str, str] = field(default_factory=dict)  # address -> reply at DATA
     drop_after_data: set[str] = field(default_factory=set)  # keep it, then hang up
     stall: dict[str, float] = field(default_factory=dict)  # address -> seconds before replying
+
+    async def handle_EHLO(
+        self,
+        server: SMTPProtocol,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(
         self, server: SMTPProtocol, session: Session, envelope: Envelope, address: str, options: Any

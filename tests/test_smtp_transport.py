@@ -1,9 +1,9 @@
 """SmtpTransport against real servers: aiosmtpd with and without PIPELINING, and a scripted one.
 
-aiosmtpd does not advertise PIPELINING, so the shared smtp_server fixture
-exercises the one-command-at-a-time path; the "pipelining" servers here add
-the keyword to its EHLO reply (aiosmtpd reads pipelined commands correctly
-either way). The scripted server records what arrived in each read, to show
+aiosmtpd does not advertise PIPELINING; the shared handler (conftest.py)
+adds the keyword to its EHLO reply unless told not to (aiosmtpd reads
+pipelined commands correctly either way), and the tests here run with and
+without it. The scripted server records what arrived in each read, to show
 what went out in one write and what never went out.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import ssl
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
@@ -40,24 +41,10 @@ OTHER_SENDER = "other@notifier.test.example"
 
 @dataclass
 class Handler(RecordingHandler):
-    """RecordingHandler that can advertise PIPELINING, refuse senders and tell connections apart."""
+    """RecordingHandler that can refuse senders and tell connections apart."""
 
-    pipelining: bool = False
     refuse_sender: dict[str, str] = field(default_factory=dict)  # address -> reply at MAIL
     peers: list[Any] = field(default_factory=list)  # the client address of each message
-
-    async def handle_EHLO(
-        self,
-        server: SMTPProtocol,
-        session: Session,
-        envelope: Envelope,
-        hostname: str,
-        responses: list[str],
-    ) -> list[str]:
-        session.host_name = hostname
-        if self.pipelining:
-            responses.insert(-1, "250-PIPELINING")
-        return responses
 
     async def handle_MAIL(
         self,
@@ -118,12 +105,17 @@ def message(recipient: str, data: bytes | None = None, sender: str = SENDER) -> 
     return OutgoingMessage(sender, recipient, "<m@x>", data)
 
 
-async def sends(smtp: SmtpTransport, *messages: OutgoingMessage) -> list[object]:
-    """Send messages in order; return each reply or the error it raised."""
+async def sends(
+    smtp: SmtpTransport, *messages: OutgoingMessage, ahead: bool = True
+) -> list[object]:
+    """Send messages in order, each with the next as following (as a sending lane does)
+    unless ahead is False; return each reply or the error it raised.
+    """
     outcomes: list[object] = []
-    for m in messages:
+    followers = [*messages[1:], None] if ahead else [None] * len(messages)
+    for m, following in zip(messages, followers, strict=True):
         try:
-            outcomes.append(await smtp.send(m))
+            outcomes.append(await smtp.send(m, following))
         except Exception as e:
             outcomes.append(e)
     return outcomes
@@ -297,18 +289,27 @@ def test_internationalised_addresses_use_smtputf8_when_offered(server: SmtpServe
 @pytest.mark.parametrize("pipelining", [True, False])
 def test_internationalised_addresses_are_refused_without_smtputf8(pipelining: bool) -> None:
     with start_server(Handler(pipelining=pipelining), enable_SMTPUTF8=False) as server:
+        # jörg's message follows another one too, where its envelope cannot go ahead.
         results = asyncio.run(
-            send_all(server.port, message("jörg@example.org"), message("a@example.org"))
+            send_all(
+                server.port,
+                message("jörg@example.org"),
+                message("a@example.org"),
+                message("jörg@example.org"),
+                message("b@example.org"),
+            )
         )
-        assert [outcome(r) for r in results] == [
-            (
-                "RecipientRejected",
-                f"mail server 127.0.0.1:{server.port} does not accept internationalised "
-                "addresses (no SMTPUTF8), so 'jörg@example.org' cannot be reached",
-            ),
-            ("sent", "250 Message accepted for delivery"),
+        refused = (
+            "RecipientRejected",
+            f"mail server 127.0.0.1:{server.port} does not accept internationalised "
+            "addresses (no SMTPUTF8), so 'jörg@example.org' cannot be reached",
+        )
+        sent = ("sent", "250 Message accepted for delivery")
+        assert [outcome(r) for r in results] == [refused, sent, refused, sent]
+        assert [r.rcpt_tos for r in server.handler.received] == [
+            ["a@example.org"],
+            ["b@example.org"],
         ]
-        assert [r.rcpt_tos for r in server.handler.received] == [["a@example.org"]]
 
 
 @pytest.mark.parametrize(
@@ -501,10 +502,70 @@ def test_after_a_refused_recipient_the_body_never_goes_out_and_rset_follows() ->
 def test_a_reply_nobody_asked_for_is_not_taken_for_the_next_ones() -> None:
     script = Scripted(pipelining=True, after_message=b"250 2.0.0 one more thing\r\n")
     results = run_scripted(
-        script, lambda smtp: sends(smtp, message("a@example.org"), message("b@example.org"))
+        script,
+        lambda smtp: sends(smtp, message("a@example.org"), message("b@example.org"), ahead=False),
     )
     assert results == ["250 2.0.0 queued as X"] * 2
     assert len(script.messages) == 2
+
+
+def test_with_pipelining_the_next_envelope_goes_out_with_the_data() -> None:
+    script = Scripted(pipelining=True)
+    first, second = message("a@example.org"), message("b@example.org")
+    results = run_scripted(script, lambda smtp: sends(smtp, first, second))
+    assert results == ["250 2.0.0 queued as X"] * 2
+    assert script.messages == [first.data, second.data]
+    # One round trip per message: b's MAIL, RCPT and DATA follow a's final dot.
+    assert script.after_ehlo() == [
+        f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<a@example.org>\r\nDATA\r\n".encode(),
+        first.data + f".\r\nMAIL FROM:<{SENDER}>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n".encode(),
+        second.data + b".\r\n",
+        b"QUIT\r\n",
+    ]
+
+
+def test_an_envelope_sent_ahead_for_a_message_never_sent_delivers_nothing() -> None:
+    """A lane that stops after a message leaves the next one's transaction open: hang up."""
+    script = Scripted(pipelining=True)
+    first, never = message("a@example.org"), message("never@example.org")
+
+    async def scenario(smtp: SmtpTransport) -> list[object]:
+        return [await smtp.send(first, never)]
+
+    assert run_scripted(script, scenario) == ["250 2.0.0 queued as X"]
+    assert script.messages == [first.data]
+    # No QUIT, which a server reading data would take for text; no final dot.
+    assert script.after_ehlo()[-1].endswith(b"RCPT TO:<never@example.org>\r\nDATA\r\n")
+
+
+def test_a_message_other_than_the_one_sent_ahead_goes_over_a_new_connection() -> None:
+    script = Scripted(pipelining=True)
+    first, skipped, other = (message(f"{n}@example.org") for n in ("a", "skipped", "other"))
+
+    async def scenario(smtp: SmtpTransport) -> list[object]:
+        return [await smtp.send(first, skipped), await smtp.send(other)]
+
+    assert run_scripted(script, scenario) == ["250 2.0.0 queued as X"] * 2
+    assert script.messages == [first.data, other.data]
+    assert sum(r.startswith(b"EHLO") for r in script.reads) == 2
+
+
+def test_a_reply_nobody_asked_for_puts_envelopes_sent_ahead_out_of_step_once() -> None:
+    """The extra reply is taken for the next MAIL's: that message waits for a later run,
+    the connection is replaced and no envelope goes ahead any more.
+    """
+    script = Scripted(pipelining=True, after_message=b"250 2.0.0 one more thing\r\n")
+    messages = [message(f"{n}@example.org") for n in ("a", "b", "c", "d")]
+    results = run_scripted(script, lambda smtp: sends(smtp, *messages))
+    assert [outcome(r)[0] for r in results] == ["sent", "TemporaryDeliveryError", "sent", "sent"]
+    assert re.fullmatch(
+        r"mail server 127\.0\.0\.1:\d+ answered DATA with 250 ok, out of step with the "
+        r"commands sent; the message is retried later",
+        str(results[1]),
+    )
+    assert script.messages == [messages[0].data, messages[2].data, messages[3].data]
+    assert sum(r.startswith(b"EHLO") for r in script.reads) == 2
+    assert not any(r.startswith(messages[2].data) and b"MAIL" in r for r in script.reads)
 
 
 def test_a_refused_data_command_is_temporary_and_the_connection_is_reset() -> None:

@@ -22,5 +22,9 @@ class Transport(Protocol):
     ) -> None:
         """Close it."""
 
-    async def send(self, message: OutgoingMessage) -> str:
-        """Deliver one message; return the server's reply or where it went."""
+    async def send(self, message: OutgoingMessage, following: OutgoingMessage | None = None) -> str:
+        """Deliver one message; return the server's reply or where it went.
+
+        following is the message this transport will be given next, when known:
+        a transport may start on it early (SMTP sends its envelope ahead).
+        """

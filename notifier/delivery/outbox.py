@@ -33,7 +33,7 @@ class OutboxTransport:
     ) -> None:
         """Nothing to close."""
 
-    async def send(self, message: OutgoingMessage) -> str:
+    async def send(self, message: OutgoingMessage, following: OutgoingMessage | None = None) -> str:
         """Write the message; a retry of the same Message-ID overwrites, never duplicates."""
         path = self.directory / self.file_name(message)
         write_atomic(path, message.data)

@@ -8,6 +8,12 @@ awaits pickup and leaves a second reply from the same packet unparsed until
 more bytes come. Its DATA path also runs two regexes over every message (0.35
 of 0.82 ms per message); rendered messages have CRLF line ends already
 (render/mime.py), so dot-stuffing is a bytes replace here.
+
+With PIPELINING, the envelope of the message a lane sends next goes out in the
+same write as this message's data (RFC 2920 3.1: "the actual transfer of
+message content is explicitly allowed to be the first 'command' in a group"),
+so each message costs one round trip, not two, and the server and the sender
+are woken once per message instead of twice.
 """
 
 from __future__ import annotations
@@ -55,6 +61,11 @@ class SmtpTransport:
         self.timeout = timeout
         self._conn: _Connection | None = None
         self._mail_from: tuple[tuple[str, bool] | None, bytes] = (None, b"")
+        # The message whose MAIL, RCPT and DATA went out after the last message's
+        # data, and on which connection; its send reads their replies.
+        self._ahead: tuple[OutgoingMessage, _Connection] | None = None
+        # Cleared for good when a server puts envelopes sent ahead out of step.
+        self._send_ahead = True
 
     async def __aenter__(self) -> Self:
         """Connect (and log in) now, so a dead server stops the run before any work."""
@@ -69,6 +80,13 @@ class SmtpTransport:
     ) -> None:
         """Say QUIT politely; a server that already went away is fine."""
         conn, self._conn = self._conn, None
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[1] is conn:
+            # A transaction was opened for a message that will not be sent: the server
+            # may wait for its data, where QUIT would be taken for text. Hanging up
+            # aborts the transaction (RFC 5321 3.8); nothing is delivered.
+            self._drop(ahead[1])
+            return
         if conn is not None and conn.is_open:
             try:
                 conn.write(b"QUIT\r\n")
@@ -123,33 +141,25 @@ class SmtpTransport:
         self._conn = conn
         return conn
 
-    async def send(self, message: OutgoingMessage) -> str:
+    async def send(self, message: OutgoingMessage, following: OutgoingMessage | None = None) -> str:
         """Send one message; raise a DeliveryError subclass when it is not accepted.
 
         MAIL, RCPT and DATA go out in one write when the server offers PIPELINING,
         else one by one; either way every reply is read and a failure is
-        classified by the command it answers. After the data went out, a lost
-        connection leaves the outcome unknown, not failed (RFC 5321 4.5.3.2: a
-        spurious timeout there "would typically result in delivery of multiple
-        copies").
+        classified by the command it answers. following, the message this
+        transport will be given next, has its MAIL, RCPT and DATA sent right
+        after this message's data when the server pipelines; its own send reads
+        their replies. After the data went out, a lost connection leaves the
+        outcome unknown, not failed (RFC 5321 4.5.3.2: a spurious timeout there
+        "would typically result in delivery of multiple copies").
         """
-        conn = self._conn
-        if conn is None or not conn.is_open:
-            conn = await self._connect()
-        smtputf8 = message.needs_smtputf8
-        if smtputf8 and "smtputf8" not in conn.extensions:
-            raise RecipientRejected(
-                f"mail server {self.target.describe()} does not accept internationalised "
-                f"addresses (no SMTPUTF8), so {message.recipient!r} cannot be reached"
-            )
-        commands = (
-            self._mail_command(message.sender, smtputf8),
-            b"RCPT TO:" + _address(message.recipient, smtputf8) + b"\r\n",
-            b"DATA\r\n",
-        )
-        body = await self._envelope(conn, commands, message)
+        conn, commands = await self._transaction(message)
+        then = self._commands_ahead(conn, following)
+        body = await self._envelope(conn, commands, message, then)
         try:
-            conn.write(body)
+            conn.write(body, replies=4 if then else 1)
+            if following is not None and then:
+                self._ahead = (following, conn)
             code, text = await conn.reply(self.timeout)
         except (aiosmtplib.SMTPException, OSError) as e:
             self._drop(conn)
@@ -162,12 +172,64 @@ class SmtpTransport:
             raise _by_code(code, f"{code} {text}")
         return f"{code} {text}"
 
-    async def _envelope(
-        self, conn: _Connection, commands: tuple[bytes, bytes, bytes], message: OutgoingMessage
-    ) -> bytes:
-        """Send MAIL, RCPT and DATA; return the body to send once DATA got 354, else raise.
+    async def _transaction(
+        self, message: OutgoingMessage
+    ) -> tuple[_Connection, tuple[bytes, bytes, bytes] | None]:
+        """Return the connection to send message over and its MAIL, RCPT and DATA lines,
+        None for those when they went out ahead, after the previous message's data.
+        """
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            opened, ahead_on = ahead
+            if opened is message and ahead_on is self._conn and ahead_on.is_open:
+                return ahead_on, None
+            # Opened for another message, or on a connection since lost: only hanging
+            # up ends that transaction.
+            self._drop(ahead_on)
+        conn = self._conn
+        if conn is None or not conn.is_open:
+            conn = await self._connect()
+        smtputf8 = message.needs_smtputf8
+        if smtputf8 and "smtputf8" not in conn.extensions:
+            raise RecipientRejected(
+                f"mail server {self.target.describe()} does not accept internationalised "
+                f"addresses (no SMTPUTF8), so {message.recipient!r} cannot be reached"
+            )
+        return conn, self._commands(message, smtputf8)
 
-        The body is prepared while the server answers the first command.
+    def _commands(self, message: OutgoingMessage, smtputf8: bool) -> tuple[bytes, bytes, bytes]:
+        """Return the MAIL, RCPT and DATA lines of message's transaction."""
+        return (
+            self._mail_command(message.sender, smtputf8),
+            b"RCPT TO:" + _address(message.recipient, smtputf8) + b"\r\n",
+            b"DATA\r\n",
+        )
+
+    def _commands_ahead(self, conn: _Connection, following: OutgoingMessage | None) -> bytes:
+        """Return following's MAIL, RCPT and DATA to send after this message's data, or b""
+        when they cannot go ahead: no PIPELINING, or an address its own send refuses.
+        """
+        if following is None or not conn.pipelining or not self._send_ahead:
+            return b""
+        smtputf8 = following.needs_smtputf8
+        if smtputf8 and "smtputf8" not in conn.extensions:
+            return b""
+        try:
+            return b"".join(self._commands(following, smtputf8))
+        except ValueError:
+            return b""
+
+    async def _envelope(
+        self,
+        conn: _Connection,
+        commands: tuple[bytes, bytes, bytes] | None,
+        message: OutgoingMessage,
+        then: bytes,
+    ) -> bytes:
+        """Send MAIL, RCPT and DATA (unless they went out ahead: commands None); return the
+        data to send once DATA got 354, followed by then, else raise.
+
+        The data is prepared while the server answers the first command.
         """
         failure: tuple[int, Reply] | None = None  # (command index, reply)
         data_open = False
@@ -175,18 +237,20 @@ class SmtpTransport:
             if conn.pipelining:
                 # RFC 2920: the group goes out at once and every reply is read, in
                 # order, so the connection stays in step whatever the server refused.
-                conn.write(b"".join(commands), replies=3)
-                body = dot_stuffed(message.data)
+                if commands is not None:
+                    conn.write(b"".join(commands), replies=3)
+                body = dot_stuffed(message.data, then)
                 for step, ok in enumerate((MAIL_OK, RCPT_OK, DATA_OK)):
                     reply = await conn.reply(self.timeout)
                     if failure is None and reply[0] not in ok:
                         failure = (step, reply)
                 data_open = reply[0] == 354
             else:
+                assert commands is not None  # nothing goes ahead without PIPELINING
                 for step, ok in enumerate((MAIL_OK, RCPT_OK, DATA_OK)):
                     conn.write(commands[step])
                     if step == 0:
-                        body = dot_stuffed(message.data)
+                        body = dot_stuffed(message.data, then)
                     reply = await conn.reply(self.timeout)
                     if reply[0] not in ok:
                         failure = (step, reply)
@@ -198,7 +262,20 @@ class SmtpTransport:
             raise self._refusal(failure, message.sender) from e
         if failure is None:
             return body
-        if data_open or failure[1][0] == CLOSING:
+        step, (code, text) = failure
+        if step == 2 and code < 400:
+            # DATA is never answered so: a reply nobody asked for (an extra one after
+            # a message's) was taken for one of ours, and the server may be reading
+            # data. Only a new connection is in step; with envelopes sent ahead such
+            # a reply is always mistaken, so none go ahead from now on.
+            self._drop(conn)
+            if commands is None:
+                self._send_ahead = False
+            raise TemporaryDeliveryError(
+                f"mail server {self.target.describe()} answered DATA with {code} {text}, "
+                "out of step with the commands sent; the message is retried later"
+            )
+        if data_open or code == CLOSING:
             # A server that opened DATA after refusing MAIL or RCPT: hanging up
             # mid-DATA aborts the transaction (RFC 5321 3.8); a "." would not.
             self._drop(conn)
@@ -357,8 +434,9 @@ class _Connection(asyncio.Protocol):
             )
 
 
-def dot_stuffed(data: bytes) -> bytes:
-    """Return message bytes as sent after DATA: dots doubled, ended by CRLF.CRLF.
+def dot_stuffed(data: bytes, then: bytes = b"") -> bytes:
+    """Return message bytes as sent after DATA: dots doubled, ended by CRLF.CRLF,
+    followed by then (the next commands of a pipelined group), in one buffer.
 
     data must use CRLF line ends only, as rendered messages do (render/mime.py
     normalises every body and refuses line breaks in header values; the DKIM
@@ -369,7 +447,7 @@ def dot_stuffed(data: bytes) -> bytes:
     stuffed = data.replace(b"\r\n.", b"\r\n..")
     head = b"." if stuffed[:1] == b"." else b""
     tail = b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n"
-    return b"".join((head, stuffed, tail))
+    return b"".join((head, stuffed, tail, then))
 
 
 def _address(address: str, smtputf8: bool) -> bytes:
