@@ -81,12 +81,11 @@ class SmtpTransport:
         """Say QUIT politely; a server that already went away is fine."""
         conn, self._conn = self._conn, None
         ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[1] is conn:
+        if ahead is not None:
             # A transaction was opened for a message that will not be sent: the server
             # may wait for its data, where QUIT would be taken for text. Hanging up
             # aborts the transaction (RFC 5321 3.8); nothing is delivered.
             self._drop(ahead[1])
-            return
         if conn is not None and conn.is_open:
             try:
                 conn.write(b"QUIT\r\n")
