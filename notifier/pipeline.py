@@ -856,6 +856,7 @@ class _Delivery:
         tried: set[int] = set()
 
         def rendered(digest: StoredDigest) -> OutgoingMessage:
+            """Return digest as the message to send now."""
             return self.renderer.render(
                 digest.content, digest.subscriber, digest.message_id, self.clock()
             )
@@ -873,7 +874,7 @@ class _Delivery:
 
         async def lane(transport: Transport) -> None:
             marked: asyncio.Future[bool] | None = None  # this lane's last mark
-            # The lane's next message, rendered while this one is on the wire, so its
+            # The lane's next message, rendered before this one is sent, so its
             # envelope can go out with this one's data (delivery/smtp.py). Until its
             # own send it is not tried: a lane that stops gives it back.
             upcoming: tuple[StoredDigest, OutgoingMessage] | None = None
