@@ -78,7 +78,9 @@ class SmtpTransport:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Say QUIT politely; a server that already went away is fine."""
+        """Say QUIT politely (hang up instead on a transaction opened ahead); a server
+        that already went away is fine.
+        """
         conn, self._conn = self._conn, None
         ahead, self._ahead = self._ahead, None
         if ahead is not None:
@@ -188,13 +190,12 @@ class SmtpTransport:
         conn = self._conn
         if conn is None or not conn.is_open:
             conn = await self._connect()
-        smtputf8 = message.needs_smtputf8
-        if smtputf8 and "smtputf8" not in conn.extensions:
+        if conn.cannot_carry(message):
             raise RecipientRejected(
                 f"mail server {self.target.describe()} does not accept internationalised "
                 f"addresses (no SMTPUTF8), so {message.recipient!r} cannot be reached"
             )
-        return conn, self._commands(message, smtputf8)
+        return conn, self._commands(message, message.needs_smtputf8)
 
     def _commands(self, message: OutgoingMessage, smtputf8: bool) -> tuple[bytes, bytes, bytes]:
         """Return the MAIL, RCPT and DATA lines of message's transaction."""
@@ -210,11 +211,10 @@ class SmtpTransport:
         """
         if following is None or not conn.pipelining or not self._send_ahead:
             return b""
-        smtputf8 = following.needs_smtputf8
-        if smtputf8 and "smtputf8" not in conn.extensions:
+        if conn.cannot_carry(following):
             return b""
         try:
-            return b"".join(self._commands(following, smtputf8))
+            return b"".join(self._commands(following, following.needs_smtputf8))
         except ValueError:
             return b""
 
@@ -340,6 +340,10 @@ class _Connection(asyncio.Protocol):
     def is_open(self) -> bool:
         """Tell whether commands can still be sent."""
         return self._error is None and not self.transport.is_closing()
+
+    def cannot_carry(self, message: OutgoingMessage) -> bool:
+        """Tell whether message needs SMTPUTF8 (an internationalised address) the server lacks."""
+        return message.needs_smtputf8 and "smtputf8" not in self.extensions
 
     def write(self, data: bytes, replies: int = 1) -> None:
         """Send commands (the transport writes what it can at once) that owe replies."""
