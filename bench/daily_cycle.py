@@ -5,7 +5,8 @@ embeddings, as a previous day leaves them. Timed, one stage after the other as
 `notifier run-once` would: ingest the day's listing (parse, diff, store),
 compose every digest (embed the new papers, match, record digests and ledger),
 and send them all with `notifier send --workers 2` to Postfix's smtp-sink,
-until the last message is accepted. Printed: wall time and peak RSS per stage.
+until the last message is accepted. Printed: wall time, peak RSS and the
+share of CPU time the hypervisor took (bench/machine.py), per stage.
 
 Run: .venv/bin/python bench/daily_cycle.py [--subscribers N] [--database URL]
 """
@@ -19,6 +20,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 
+from machine import cpu_ticks, steal_share
 from postfix import DEFAULT_CACHE_DIR, postfix_tools, sink
 from send_rate import bench_env, timed_send
 from synthetic import embed_interests, listing, populate
@@ -38,6 +40,19 @@ def rss_mib() -> float:
 def children_rss_mib() -> float:
     """Return the largest peak RSS of the finished child processes (compose workers), MiB."""
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def print_stages(stages: list[tuple[str, float, float, str]], total_steal: str) -> None:
+    """Print each stage's wall time, peak RSS and steal, then the totals."""
+    width = max(len(name) for name, _, _, _ in stages)
+    for name, seconds, peak, stolen in stages:
+        print(f"{name:<{width}}  {seconds:7.1f} s   peak RSS {peak:6.0f} MiB   steal {stolen}")
+    total = sum(seconds for _, seconds, _, _ in stages)
+    peak = max(p for _, _, p, _ in stages)
+    print(
+        f"{'total':<{width}}  {total:7.1f} s   peak RSS {peak:6.0f} MiB   steal {total_steal} "
+        "(peak: the largest process)"
+    )
 
 
 def main() -> None:
@@ -72,41 +87,36 @@ def main() -> None:
         )
         data = listing(args.papers, seed=1)
 
-        stages: list[tuple[str, float, float]] = []
+        stages: list[tuple[str, float, float, str]] = []
+        ticks = [cpu_ticks()]
+
+        def stage(name: str, seconds: float, peak: float) -> None:
+            ticks.append(cpu_ticks())
+            stages.append((name, seconds, peak, steal_share(ticks[-2], ticks[-1])))
+
         t0 = time.perf_counter()
         summary = pipeline.ingest(storage, "daily", data, NOW - timedelta(minutes=5))
         t1 = time.perf_counter()
-        stages.append((f"ingest ({summary.new} new papers)", t1 - t0, rss_mib()))
+        stage(f"ingest ({summary.new} new papers)", t1 - t0, rss_mib())
         outcomes = pipeline.compose_due(storage, settings, NOW, matching)
         t2 = time.perf_counter()
         composed = ", ".join(f"{n:,} {k}" for k, n in outcomes.items() if n)
-        stages.append(
-            (
-                f"compose ({args.compose_workers} processes: {composed})",
-                t2 - t1,
-                max(rss_mib(), children_rss_mib()),
-            )
+        stage(
+            f"compose ({args.compose_workers} processes: {composed})",
+            t2 - t1,
+            max(rss_mib(), children_rss_mib()),
         )
         storage.close()
         before = server.messages()
         run = timed_send(env, args.workers)
         arrived = server.messages() - before
-        stages.append(
-            (
-                f"send ({run.totals['sent']:,} sent, {arrived:,} at the sink)",
-                run.wall,
-                run.rss / 1024,
-            )
+        stage(
+            f"send ({run.totals['sent']:,} sent, {arrived:,} at the sink)", run.wall, run.rss / 1024
         )
         if arrived != outcomes["created"]:
             raise SystemExit(f"{outcomes['created']} digests composed but {arrived} arrived")
 
-    width = max(len(name) for name, _, _ in stages)
-    for name, seconds, peak in stages:
-        print(f"{name:<{width}}  {seconds:7.1f} s   peak RSS {peak:6.0f} MiB")
-    total = sum(seconds for _, seconds, _ in stages)
-    peak = max(p for _, _, p in stages)
-    print(f"{'total':<{width}}  {total:7.1f} s   peak RSS {peak:6.0f} MiB (largest process)")
+    print_stages(stages, steal_share(ticks[0], ticks[-1]))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ the ceiling of this machine. Printed per row: digests per second (raw, and
 without the process start-up measured by a `send` with nothing due), the
 ceiling, the ratio, the peak RSS of the largest process, and the CPU time
 of every sending process per digest (less disturbed by other load on the
-machine than wall time).
+machine than wall time), and the share of CPU time the hypervisor took
+during the send (bench/machine.py).
 
 With --reference DIR (another checkout, e.g. a `git worktree` of main) each
 pair is timed --repeat times, alternating the two checkouts on the same
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from machine import cpu_ticks, steal_share
 from postfix import DEFAULT_CACHE_DIR, postfix_tools, sink, source_rate
 from sqlalchemy import text
 from synthetic import listing, populate
@@ -206,7 +208,7 @@ def main() -> None:
         print("(subtracted in the 'no start-up' column)\n")
         print(
             "workers x conns | code      | digests/s (raw) | digests/s (no start-up) | "
-            "smtp-source ceiling | ratio | peak RSS | CPU per digest"
+            "smtp-source ceiling | ratio | peak RSS | CPU per digest | steal"
         )
         medians: dict[tuple[int, ...], dict[str, tuple[float, float]]] = {}
         for pair in pairs:
@@ -218,7 +220,9 @@ def main() -> None:
                 for name, code in codes.items():
                     reset(database)
                     before = server.messages()
+                    ticks = cpu_ticks()
                     run = timed_send(env, workers, code)
+                    stolen = steal_share(ticks, cpu_ticks())
                     arrived = server.messages() - before
                     if run.totals.get("sent") != count or arrived != count:
                         raise SystemExit(
@@ -240,7 +244,7 @@ def main() -> None:
                         f"{workers} x {connections}           | {name:<9} | "
                         f"{count / run.wall:15,.0f} | {net:23,.0f} | "
                         f"{ceiling:19,.0f} | {net / ceiling:5.2f} | {run.rss / 1024:4.0f} MiB | "
-                        f"{cpu:.3f} ms"
+                        f"{cpu:.3f} ms       | {stolen}"
                     )
             medians[pair] = {
                 name: (statistics.median(rates[name]), statistics.median(cpus[name]))
