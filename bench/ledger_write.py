@@ -8,15 +8,21 @@ schema before migration 0008 (a surrogate id, three foreign keys, a unique
 key and an index on digest_id), steps in between, and the schema of 0008
 (the unique key as the primary key, nothing else). Best of --runs.
 
+Then, into the 0008 table, text COPY against binary COPY (what storage writes
+now), with the CPU time of this client and of the server's backend apart.
+
 Run: .venv/bin/python bench/ledger_write.py [--subscribers N] [--url URL]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import statistics
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 
@@ -60,6 +66,7 @@ VARIANTS = {
             {PAYLOAD}, PRIMARY KEY (subscriber_id, paper_id))""",
 }
 COLUMNS = "subscriber_id, paper_id, digest_id, interest, score, reason, shown, created_at"
+TYPES = ["int4", "int4", "int4", "varchar", "float8", "text", "bool", "timestamptz"]
 PER_SUBSCRIBER = 30
 BATCH = 1_000 * PER_SUBSCRIBER
 
@@ -74,6 +81,34 @@ def ledger(subscribers: int) -> list[tuple[object, ...]]:
         for s in range(1, subscribers + 1)
         for j, paper in enumerate(rng.sample(range(1, 501), PER_SUBSCRIBER))
     ]
+
+
+def backend_cpu(conn: psycopg.Connection) -> float:
+    """Return the CPU seconds the connection's server process has used (same machine)."""
+    fields = Path(f"/proc/{conn.info.backend_pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def copy_ledger(
+    conn: psycopg.Connection, rows: list[tuple[object, ...]], binary: bool
+) -> tuple[float, float, float]:
+    """COPY rows into the scratch ledger in batches; return wall, client CPU, server CPU."""
+    statement = f"COPY {SCHEMA}.deliveries ({COLUMNS}) FROM STDIN"
+    if binary:
+        statement += " (FORMAT BINARY)"
+    wall, client, server = time.perf_counter(), time.process_time(), backend_cpu(conn)
+    with conn.transaction(), conn.cursor() as cursor:
+        for start in range(0, len(rows), BATCH):
+            with cursor.copy(statement) as copy:
+                if binary:
+                    copy.set_types(TYPES)
+                for row in rows[start : start + BATCH]:
+                    copy.write_row(row)
+    return (
+        time.perf_counter() - wall,
+        time.process_time() - client,
+        backend_cpu(conn) - server,
+    )
 
 
 def main() -> None:
@@ -91,16 +126,26 @@ def main() -> None:
                 for _ in range(args.runs):
                     conn.execute(PARENTS % {"n": args.subscribers})
                     conn.execute(table)
-                    started = time.perf_counter()
-                    with conn.transaction(), conn.cursor() as cursor:
-                        for start in range(0, len(rows), BATCH):
-                            statement = f"COPY {SCHEMA}.deliveries ({COLUMNS}) FROM STDIN"
-                            with cursor.copy(statement) as copy:
-                                for row in rows[start : start + BATCH]:
-                                    copy.write_row(row)
-                    seconds.append(time.perf_counter() - started)
+                    seconds.append(copy_ledger(conn, rows, binary=False)[0])
                 best = min(seconds)
                 print(f"{name:<52} {best * 1e6 / args.subscribers:6.0f} µs per subscriber")
+            print(
+                "\n0008 table, COPY format: wall, client CPU, server CPU per subscriber (medians)"
+            )
+            for binary in (False, True):
+                figures = []
+                for _ in range(args.runs):
+                    conn.execute(PARENTS % {"n": args.subscribers})
+                    conn.execute(VARIANTS["0008: (subscriber, paper) primary key only"])
+                    figures.append(copy_ledger(conn, rows, binary))
+                wall, client, server = (
+                    statistics.median(f) * 1e6 / args.subscribers
+                    for f in zip(*figures, strict=True)
+                )
+                print(
+                    f"{'binary' if binary else 'text':<8} {wall:6.0f} µs   client {client:6.0f} µs"
+                    f"   server {server:6.0f} µs"
+                )
         finally:
             conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
 

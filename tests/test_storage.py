@@ -144,6 +144,26 @@ def test_digests_share_one_stored_card_per_paper_and_keep_it_when_the_paper_chan
     assert [d.content for d in claimed] == [c.content for c in composed]
 
 
+def test_digests_and_ledger_keep_every_character_of_an_interest_name(
+    storage: Storage, settings: Settings
+) -> None:
+    # Backslashes, tabs, newlines and "\\N" are what a text COPY must escape; the
+    # rows go by binary COPY on PostgreSQL and by INSERT on SQLite.
+    name = 'back\\slash\ttab "quoted" \\N Ünïcode\nnext line'
+    pipeline.ingest(storage, "s", seed_bytes(0), NOW - timedelta(hours=1))
+    storage.save_subscriber("s@example.org", None, [Interest(name, "reinforcement OR robot")], NOW)
+    [composed] = pipeline.compose_digests(storage, settings, NOW)
+    assert composed.outcome == "created" and composed.content is not None
+
+    with storage.engine.connect() as conn:
+        ledger = conn.execute(select(deliveries.c.interest, deliveries.c.shown)).all()
+    assert {interest for interest, _ in ledger} == {name}
+    assert sum(shown for _, shown in ledger) == composed.content.paper_count
+    [claimed] = storage.claim_digests("w", 10, NOW, timedelta(minutes=5))
+    assert claimed.content == composed.content
+    assert [section.interest for section in claimed.content.sections] == [name]
+
+
 def test_importing_subscribers_skips_known_addresses_and_keeps_interest_order(
     storage: Storage,
 ) -> None:
