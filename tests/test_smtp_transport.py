@@ -606,7 +606,7 @@ def test_a_connection_lost_before_the_data_is_temporary_and_the_next_send_reconn
 
 
 def test_rendered_messages_use_crlf_line_ends_only() -> None:
-    """The transport dot-stuffs with a bytes replace, which is right for CRLF-only data."""
+    """The transport dot-stuffs after each CRLF only, which is right for CRLF-only data."""
     hostile = "one\rtwo\nthree\r\nfour\n.\r.\n\u2028five\x85six"
     data = build_message(
         [("From", SENDER), ("Subject", "a very long subject " * 8)], hostile, hostile

@@ -437,6 +437,9 @@ class _Connection(asyncio.Protocol):
             )
 
 
+_LINE_STARTING_WITH_DOT = re.compile(rb"\r\n\.")
+
+
 def dot_stuffed(data: bytes, then: bytes = b"") -> bytes:
     """Return message bytes as sent after DATA: dots doubled, ended by CRLF.CRLF,
     followed by then (the next commands of a pipelined group), in one buffer.
@@ -447,7 +450,9 @@ def dot_stuffed(data: bytes, then: bytes = b"") -> bytes:
     here would cost three scans, about 0.08 ms for a 40 KB digest; the tests
     check the renderer instead.
     """
-    stuffed = data.replace(b"\r\n.", b"\r\n..")
+    # A regex, not bytes.replace: replace's search slows down on text full of "\r" and
+    # "." (about 40 us for a digest), the regex's literal search does not (about 17).
+    stuffed = _LINE_STARTING_WITH_DOT.sub(b"\r\n..", data)
     head = b"." if stuffed[:1] == b"." else b""
     tail = b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n"
     return b"".join((head, stuffed, tail, then))
