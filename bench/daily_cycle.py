@@ -6,7 +6,8 @@ embeddings, as a previous day leaves them. Timed, one stage after the other as
 compose every digest (embed the new papers, match, record digests and ledger),
 and send them all with `notifier send --workers 2` to Postfix's smtp-sink,
 until the last message is accepted. Printed: wall time, peak RSS and the
-share of CPU time the hypervisor took (bench/machine.py), per stage.
+share of CPU time the hypervisor took (bench/machine.py), per stage; on
+PostgreSQL also the WAL the server wrote and the checkpoints it made.
 
 Run: .venv/bin/python bench/daily_cycle.py [--subscribers N] [--database URL]
 """
@@ -42,21 +43,46 @@ def children_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
-def print_stages(stages: list[tuple[str, float, float, str]], total_steal: str) -> None:
-    """Print each stage's wall time, peak RSS and steal, then the totals."""
-    width = max(len(name) for name, _, _, _ in stages)
-    for name, seconds, peak, stolen in stages:
-        print(f"{name:<{width}}  {seconds:7.1f} s   peak RSS {peak:6.0f} MiB   steal {stolen}")
-    total = sum(seconds for _, seconds, _, _ in stages)
-    peak = max(p for _, _, p, _ in stages)
+class WalMeter:
+    """Read how much WAL a PostgreSQL server has written and how many checkpoints it made."""
+
+    def __init__(self, database: str) -> None:
+        self._url = database.replace("postgresql+psycopg://", "postgresql://", 1)
+
+    def reading(self) -> tuple[int, int]:
+        """Return (WAL position in bytes, checkpoints so far)."""
+        import psycopg
+
+        with psycopg.connect(self._url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn,"
+                " checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+            ).fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    @staticmethod
+    def between(before: tuple[int, int], after: tuple[int, int]) -> str:
+        """Return the WAL written and the checkpoints made between two readings."""
+        checkpoints = after[1] - before[1]
+        return f"   WAL {(after[0] - before[0]) / 2**20:6,.0f} MiB, {checkpoints} checkpoint(s)"
+
+
+def print_stages(stages: list[tuple[str, float, float, str, str]], total_steal: str) -> None:
+    """Print each stage's wall time, peak RSS, steal and WAL, then the totals."""
+    width = max(len(stage[0]) for stage in stages)
+    for name, seconds, peak, stolen, wal in stages:
+        print(f"{name:<{width}}  {seconds:7.1f} s   peak RSS {peak:6.0f} MiB   steal {stolen}{wal}")
+    total = sum(stage[1] for stage in stages)
+    peak = max(stage[2] for stage in stages)
     print(
         f"{'total':<{width}}  {total:7.1f} s   peak RSS {peak:6.0f} MiB   steal {total_steal} "
         "(peak: the largest process)"
     )
 
 
-def main() -> None:
-    """Set up the subscribers, then time ingest, compose and send."""
+def parse_arguments() -> argparse.Namespace:
+    """Return the command line's options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--papers", type=int, default=500)
@@ -64,8 +90,12 @@ def main() -> None:
     parser.add_argument("--compose-workers", type=int, default=2, help="composing processes")
     parser.add_argument("--matching", default="hybrid", choices=("lexical", "semantic", "hybrid"))
     parser.add_argument("--database", help="database URL (default: SQLite in a temp dir)")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def main() -> None:
+    """Set up the subscribers, then time ingest, compose and send."""
+    args = parse_arguments()
     tools = postfix_tools(DEFAULT_CACHE_DIR)
     with tempfile.TemporaryDirectory() as state, sink(tools) as server:
         database = args.database or f"sqlite:///{state}/bench.db"
@@ -87,12 +117,18 @@ def main() -> None:
         )
         data = listing(args.papers, seed=1)
 
-        stages: list[tuple[str, float, float, str]] = []
+        stages: list[tuple[str, float, float, str, str]] = []
         ticks = [cpu_ticks()]
+        meter = WalMeter(database) if database.startswith("postgresql") else None
+        wal = [meter.reading()] if meter else []
 
         def stage(name: str, seconds: float, peak: float) -> None:
             ticks.append(cpu_ticks())
-            stages.append((name, seconds, peak, steal_share(ticks[-2], ticks[-1])))
+            written = ""
+            if meter is not None:
+                wal.append(meter.reading())
+                written = meter.between(wal[-2], wal[-1])
+            stages.append((name, seconds, peak, steal_share(ticks[-2], ticks[-1]), written))
 
         t0 = time.perf_counter()
         summary = pipeline.ingest(storage, "daily", data, NOW - timedelta(minutes=5))
