@@ -1974,8 +1974,8 @@ def _copy_rows(
 
     # COPY, not an executemany (even pipelined): a batch's 30,000 ledger rows took
     # 0.6 s that way and take a tenth of that by COPY. Binary, not text: psycopg
-    # formats a ledger row in a fifth of the time and the server parses it in two
-    # thirds (bench/ledger_write.py --format).
+    # formats a ledger row in a seventh of the time and the server reads it in two
+    # thirds (bench/ledger_write.py).
     statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
     cursor = conn.connection.cursor()
     try:
