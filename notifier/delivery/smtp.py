@@ -7,7 +7,7 @@ it parses one reply per wait, drops bytes that arrive while a parsed reply
 awaits pickup and leaves a second reply from the same packet unparsed until
 more bytes come. Its DATA path also runs two regexes over every message (0.35
 of 0.82 ms per message); rendered messages have CRLF line ends already
-(render/mime.py), so dot-stuffing is a bytes replace here.
+(render/mime.py), so dot-stuffing is one substitution after each CRLF here.
 
 With PIPELINING, the envelope of the message a lane sends next goes out in the
 same write as this message's data (RFC 2920 3.1: "the actual transfer of
