@@ -5,9 +5,11 @@ embeddings, as a previous day leaves them. Timed, one stage after the other as
 `notifier run-once` would: ingest the day's listing (parse, diff, store),
 compose every digest (embed the new papers, match, record digests and ledger),
 and send them all with `notifier send --workers 2` to Postfix's smtp-sink,
-until the last message is accepted. Printed: wall time, peak RSS and the
-share of CPU time the hypervisor took (bench/machine.py), per stage; on
-PostgreSQL also the WAL the server wrote and the checkpoints it made.
+until the last message is accepted. Printed per stage: wall time, peak RSS,
+the share of CPU time the hypervisor took and the share left idle, the CPU
+time of the busiest programs (bench/machine.py: python is this script and the
+`notifier send` workers, postgres the server); on PostgreSQL also the WAL the
+server wrote and the checkpoints it made.
 
 Run: .venv/bin/python bench/daily_cycle.py [--subscribers N] [--database URL]
 """
@@ -21,7 +23,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 
-from machine import cpu_ticks, steal_share
+from machine import cpu_by_program, cpu_shares, cpu_ticks, program_shares
 from postfix import DEFAULT_CACHE_DIR, postfix_tools, sink
 from send_rate import bench_env, timed_send
 from synthetic import embed_interests, listing, populate
@@ -68,15 +70,18 @@ class WalMeter:
         return f"   WAL {(after[0] - before[0]) / 2**20:6,.0f} MiB, {checkpoints} checkpoint(s)"
 
 
-def print_stages(stages: list[tuple[str, float, float, str, str]], total_steal: str) -> None:
-    """Print each stage's wall time, peak RSS, steal and WAL, then the totals."""
+def print_stages(stages: list[tuple[str, float, float, str, str, str]], total_shares: str) -> None:
+    """Print each stage's wall time, peak RSS, CPU steal and idle, WAL and the CPU
+    time of its busiest programs, then the totals.
+    """
     width = max(len(stage[0]) for stage in stages)
-    for name, seconds, peak, stolen, wal in stages:
-        print(f"{name:<{width}}  {seconds:7.1f} s   peak RSS {peak:6.0f} MiB   steal {stolen}{wal}")
+    for name, seconds, peak, shares, wal, programs in stages:
+        print(f"{name:<{width}}  {seconds:7.1f} s   peak RSS {peak:6.0f} MiB   {shares}{wal}")
+        print(f"{'':<{width}}  CPU time: {programs}")
     total = sum(stage[1] for stage in stages)
     peak = max(stage[2] for stage in stages)
     print(
-        f"{'total':<{width}}  {total:7.1f} s   peak RSS {peak:6.0f} MiB   steal {total_steal} "
+        f"{'total':<{width}}  {total:7.1f} s   peak RSS {peak:6.0f} MiB   {total_shares} "
         "(peak: the largest process)"
     )
 
@@ -117,18 +122,22 @@ def main() -> None:
         )
         data = listing(args.papers, seed=1)
 
-        stages: list[tuple[str, float, float, str, str]] = []
+        stages: list[tuple[str, float, float, str, str, str]] = []
         ticks = [cpu_ticks()]
+        programs = [cpu_by_program()]
         meter = WalMeter(database) if database.startswith("postgresql") else None
         wal = [meter.reading()] if meter else []
 
         def stage(name: str, seconds: float, peak: float) -> None:
             ticks.append(cpu_ticks())
+            programs.append(cpu_by_program())
             written = ""
             if meter is not None:
                 wal.append(meter.reading())
                 written = meter.between(wal[-2], wal[-1])
-            stages.append((name, seconds, peak, steal_share(ticks[-2], ticks[-1]), written))
+            shares = cpu_shares(ticks[-2], ticks[-1])
+            spent = program_shares(programs[-2], programs[-1])
+            stages.append((name, seconds, peak, shares, written, spent))
 
         t0 = time.perf_counter()
         summary = pipeline.ingest(storage, "daily", data, NOW - timedelta(minutes=5))
@@ -152,7 +161,7 @@ def main() -> None:
         if arrived != outcomes["created"]:
             raise SystemExit(f"{outcomes['created']} digests composed but {arrived} arrived")
 
-    print_stages(stages, steal_share(ticks[0], ticks[-1]))
+    print_stages(stages, cpu_shares(ticks[0], ticks[-1]))
 
 
 if __name__ == "__main__":
