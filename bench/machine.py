@@ -70,7 +70,8 @@ def cpu_by_program() -> dict[int, tuple[str, float]]:
             text = stat.read_text()
         except OSError:
             continue  # it exited meanwhile: its parent's cutime has it
-        name = text[text.index("(") + 1 : text.rindex(")")]
+        # python3 and python are one program: a child's time moves to its parent's.
+        name = text[text.index("(") + 1 : text.rindex(")")].rstrip("0123456789.")
         fields = text[text.rindex(")") + 2 :].split()
         # utime stime cutime cstime: the 14th-17th fields, 12th-15th after the name.
         seconds = sum(int(n) for n in fields[11:15]) / ticks_per_second
@@ -85,5 +86,9 @@ def program_shares(
     spent: dict[str, float] = {}
     for pid, (name, seconds) in after.items():
         spent[name] = spent.get(name, 0.0) + seconds - before.get(pid, (name, 0.0))[1]
+    for pid, (name, seconds) in before.items():
+        if pid not in after:
+            # Its parent's cutime now holds its whole life: take off what came before.
+            spent[name] = spent.get(name, 0.0) - seconds
     busiest = sorted(spent.items(), key=lambda item: -item[1])[:top]
     return ", ".join(f"{name} {seconds:.0f} s" for name, seconds in busiest if seconds >= 0.5)
