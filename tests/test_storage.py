@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from notifier import pipeline
-from notifier.models import Interest
+from notifier.models import Interest, Subscriber
 from notifier.settings import Settings
 from notifier.storage import MIGRATIONS, SCHEMA_HEAD, NewDigest, Storage
 from notifier.storage.schema import deliveries, digests, metadata
@@ -245,6 +245,39 @@ def test_reading_goes_on_while_another_process_writes(storage: Storage, settings
         writer.close()
     after = storage.subscriber_by_email("r@example.org")
     assert after is not None and after.name == "being written"
+
+
+def test_batches_and_pages_bring_each_subscriber_with_exactly_their_interests_in_order(
+    storage: Storage,
+) -> None:
+    # Interests are read for a whole batch at once (by id range and list); a
+    # subscriber must get their own, in the order they chose, never a neighbour's.
+    new = [
+        (
+            f"s{n}@example.org",
+            None,
+            [Interest(f"topic {n}.{k}", f"word{n}x{k}") for k in reversed(range(n % 4))],
+        )
+        for n in range(25)
+    ]
+    assert storage.add_subscribers(new, NOW) == 25
+    expected = {email: [i.name for i in chosen] for email, _, chosen in new}
+
+    def seen(subscribers: list[Subscriber]) -> dict[str, list[str]]:
+        return {s.email: [i.name for i in s.interests] for s in subscribers}
+
+    everyone = [s for batch in storage.subscriber_batches(4) for s in batch]
+    assert seen(everyone) == expected
+    assert [s.id for s in everyone] == sorted(s.id for s in everyone)
+    # Sharded batches skip every other id, so a batch's ids are not a contiguous range.
+    halves = [
+        [s for batch in storage.subscriber_batches(3, shard=(k, 2)) for s in batch]
+        for k in range(2)
+    ]
+    assert seen(halves[0]) | seen(halves[1]) == expected
+    assert {s.id % 2 for s in halves[0]} == {0} and {s.id % 2 for s in halves[1]} == {1}
+    paged = storage.subscriber_page(everyone[4].id, 7)
+    assert seen(paged) == {s.email: expected[s.email] for s in everyone[5:12]}
 
 
 def test_reset_empties_every_table_it_owns(storage: Storage, settings: Settings) -> None:

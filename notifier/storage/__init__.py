@@ -740,15 +740,7 @@ class Storage:
         if status is not None:
             condition = and_(condition, subscribers.c.status == status)
         with self._read() as conn:
-            ids = list(
-                conn.execute(
-                    select(subscribers.c.id)
-                    .where(condition)
-                    .order_by(subscribers.c.id)
-                    .limit(limit)
-                ).scalars()
-            )
-            return self._subscribers(conn, subscribers.c.id.in_(ids)) if ids else []
+            return self._subscribers(conn, condition, limit)
 
     def request_subscription(
         self,
@@ -915,22 +907,40 @@ class Storage:
             _delete_ledgers(conn, [subscriber_id])
             return bool(found.rowcount)
 
-    @staticmethod
-    def _subscribers(conn: Connection, condition: Any) -> list[Subscriber]:
-        """Load subscribers matching condition with their interests."""
-        query = select(subscribers).order_by(subscribers.c.id)
+    def _subscribers(
+        self, conn: Connection, condition: Any, limit: int | None = None
+    ) -> list[Subscriber]:
+        """Load subscribers matching condition (the first limit of them by id) with their
+        interests.
+
+        One query for the subscribers and one for their interests: asking for the
+        ids first and then for their rows cost composing a fifth of its time, mostly
+        in building and parsing statements with a thousand placeholders.
+        """
+        query = select(subscribers).order_by(subscribers.c.id).limit(limit)
         if condition is not None:
             query = query.where(condition)
-        rows = list(conn.execute(query))
+        # .all(): fetched in one call, not row by row (a tenth of loading them).
+        rows = conn.execute(query).all()
         by_subscriber: dict[int, list[Interest]] = {r.id: [] for r in rows}
-        for chunk in _chunks(list(by_subscriber), 500):
-            for i in conn.execute(
-                select(interests)
-                .where(interests.c.subscriber_id.in_(chunk))
+        for chunk in self._id_chunks(by_subscriber):
+            theirs = (
+                select(
+                    interests.c.subscriber_id,
+                    interests.c.name,
+                    interests.c.query,
+                    interests.c.about,
+                    interests.c.sensitivity,
+                    interests.c.id,
+                )
+                .where(self._within(interests.c.subscriber_id, chunk))
                 .order_by(interests.c.subscriber_id, interests.c.position)
-            ):
-                by_subscriber[i.subscriber_id].append(
-                    Interest(i.name, i.query, i.about, i.sensitivity, interest_id=i.id)
+            )
+            for subscriber_id, name, text_query, about, sensitivity, interest_id in conn.execute(
+                theirs
+            ).all():
+                by_subscriber[subscriber_id].append(
+                    Interest(name, text_query, about, sensitivity, interest_id=interest_id)
                 )
         return [codec.subscriber(r, tuple(by_subscriber[r.id])) for r in rows]
 
@@ -987,15 +997,7 @@ class Storage:
         last = 0
         while True:
             with self._read() as conn:
-                ids = list(
-                    conn.execute(
-                        select(subscribers.c.id)
-                        .where(subscribers.c.id > last, condition)
-                        .order_by(subscribers.c.id)
-                        .limit(size)
-                    ).scalars()
-                )
-                batch = self._subscribers(conn, subscribers.c.id.in_(ids)) if ids else []
+                batch = self._subscribers(conn, and_(subscribers.c.id > last, condition), size)
             if not batch:
                 return
             yield batch
@@ -1013,13 +1015,14 @@ class Storage:
         # subscriber on the (subscriber_id, paper_id) key instead of a long IN list.
         lowest = min(wanted)
         with self._read() as conn:
-            for chunk in _chunks(sorted(set(subscriber_ids)), 500):
+            for chunk in self._id_chunks(subscriber_ids):
                 rows = conn.execute(
                     select(deliveries.c.subscriber_id, deliveries.c.paper_id).where(
-                        deliveries.c.subscriber_id.in_(chunk), deliveries.c.paper_id >= lowest
+                        self._within(deliveries.c.subscriber_id, chunk),
+                        deliveries.c.paper_id >= lowest,
                     )
                 )
-                for subscriber_id, paper_id in rows:
+                for subscriber_id, paper_id in rows.all():
                     if paper_id in wanted:
                         found.setdefault(subscriber_id, set()).add(paper_id)
         return found
@@ -1028,10 +1031,10 @@ class Storage:
         """Return the status of each subscriber's digest for period (absent: none yet)."""
         found: dict[int, str] = {}
         with self._read() as conn:
-            for chunk in _chunks(sorted(set(subscriber_ids)), 500):
+            for chunk in self._id_chunks(subscriber_ids):
                 rows = conn.execute(
                     select(digests.c.subscriber_id, digests.c.status).where(
-                        digests.c.subscriber_id.in_(chunk), digests.c.period == period
+                        self._within(digests.c.subscriber_id, chunk), digests.c.period == period
                     )
                 )
                 found.update(dict(rows.all()))
@@ -1078,12 +1081,12 @@ class Storage:
         """Insert (or replace empty) digests, their cards and their ledger rows."""
         existing: dict[tuple[int, str], tuple[int, str]] = {}
         periods = {item.content.period for item in composed}
-        for chunk in _chunks(sorted({item.content.subscriber_id for item in composed}), 500):
+        for chunk in self._id_chunks(item.content.subscriber_id for item in composed):
             for row in conn.execute(
                 select(
                     digests.c.id, digests.c.subscriber_id, digests.c.period, digests.c.status
-                ).where(digests.c.subscriber_id.in_(chunk), digests.c.period.in_(periods))
-            ):
+                ).where(self._within(digests.c.subscriber_id, chunk), digests.c.period.in_(periods))
+            ).all():
                 existing[(row.subscriber_id, row.period)] = (row.id, row.status)
         cards = self._save_cards(conn, [p for item in composed for p in item.content.papers], now)
         results: list[int | None] = [None] * len(composed)
@@ -1262,7 +1265,7 @@ class Storage:
                 )
                 .returning(*_CLAIMED)
             )
-            rows = sorted(leased, key=lambda r: int(r.id))
+            rows = sorted(leased.all(), key=lambda r: int(r.id))
             # Without interests: rendering needs only the address, name and tokens,
             # and the interests were a second query and most of the objects built.
             owners = {
@@ -1271,7 +1274,7 @@ class Storage:
                     select(subscribers).where(
                         self._among(subscribers.c.id, sorted({r.subscriber_id for r in rows}))
                     )
-                )
+                ).all()
             }
             cards = self._cards(conn, {i for r in rows for i in codec.card_ids(r.content)})
         return [codec.stored_digest(r, owners[r.subscriber_id], cards) for r in rows]
@@ -1286,6 +1289,26 @@ class Storage:
         if self.engine.dialect.name == "postgresql":
             return column == any_(bindparam(None, ids, type_=postgresql.ARRAY(Integer)))
         return column.in_(ids)
+
+    def _id_chunks(self, ids: Iterable[int]) -> list[list[int]]:
+        """Return the distinct ids sorted, in chunks to look up with _within: one on
+        PostgreSQL (an array takes any number), 500 on SQLite (its old limit of 999
+        variables per statement).
+        """
+        ordered = sorted(set(ids))
+        if self.engine.dialect.name == "postgresql":
+            return [ordered] if ordered else []
+        return list(_chunks(ordered, 500))
+
+    def _within(self, column: Any, chunk: list[int]) -> Any:
+        """Return the condition column among the sorted ids of chunk, their range stated too.
+
+        The range is for PostgreSQL's planner on a column that is not unique (a
+        subscriber's interests, ledger rows, digests): without statistics it took a
+        thousand ids to match a fifth of the table and scanned all of it (36 ms per
+        thousand subscribers' interests, against 2.6 ms by the index).
+        """
+        return and_(column.between(chunk[0], chunk[-1]), self._among(column, chunk))
 
     def _cards(self, conn: Connection, card_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
         """Return stored paper cards by id, reading each card's JSON once per process.
