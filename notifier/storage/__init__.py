@@ -913,14 +913,16 @@ class Storage:
         """Load subscribers matching condition (the first limit of them by id) with their
         interests.
 
-        One query for the subscribers and one for their interests: asking for the
-        ids first and then for their rows cost composing a fifth of its time, mostly
-        in building and parsing statements with a thousand placeholders.
+        One query for the subscribers and one for their interests (_within). Asking
+        for the ids first, then for their rows and interests by IN lists, was a fifth
+        of a compose worker's time: statements of a thousand placeholders to build
+        and parse, rows fetched one at a time, and on PostgreSQL a scan of every
+        interest per batch.
         """
         query = select(subscribers).order_by(subscribers.c.id).limit(limit)
         if condition is not None:
             query = query.where(condition)
-        # .all(): fetched in one call, not row by row (a tenth of loading them).
+        # .all(): fetched in one call; row by row was a fifth of loading them.
         rows = conn.execute(query).all()
         by_subscriber: dict[int, list[Interest]] = {r.id: [] for r in rows}
         for chunk in self._id_chunks(by_subscriber):
