@@ -22,6 +22,7 @@ import resource
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from machine import cpu_by_program, cpu_shares, cpu_ticks, program_shares
 from postfix import DEFAULT_CACHE_DIR, postfix_tools, sink
@@ -70,16 +71,30 @@ class WalMeter:
         return f"   WAL {(after[0] - before[0]) / 2**20:6,.0f} MiB, {checkpoints} checkpoint(s)"
 
 
-def print_stages(stages: list[tuple[str, float, float, str, str, str]], total_shares: str) -> None:
+class Stage(NamedTuple):
+    """What was measured of one stage of the cycle."""
+
+    name: str
+    seconds: float
+    peak_mib: float
+    cpu_shares: str  # steal and idle
+    wal: str  # PostgreSQL only, else ""
+    programs: str  # CPU seconds of the busiest programs
+
+
+def print_stages(stages: list[Stage], total_shares: str) -> None:
     """Print each stage's wall time, peak RSS, CPU steal and idle, WAL and the CPU
     time of its busiest programs, then the totals.
     """
-    width = max(len(stage[0]) for stage in stages)
-    for name, seconds, peak, shares, wal, programs in stages:
-        print(f"{name:<{width}}  {seconds:7.1f} s   peak RSS {peak:6.0f} MiB   {shares}{wal}")
-        print(f"{'':<{width}}  CPU time: {programs}")
-    total = sum(stage[1] for stage in stages)
-    peak = max(stage[2] for stage in stages)
+    width = max(len(stage.name) for stage in stages)
+    for stage in stages:
+        print(
+            f"{stage.name:<{width}}  {stage.seconds:7.1f} s   peak RSS {stage.peak_mib:6.0f} MiB"
+            f"   {stage.cpu_shares}{stage.wal}"
+        )
+        print(f"{'':<{width}}  CPU time: {stage.programs}")
+    total = sum(stage.seconds for stage in stages)
+    peak = max(stage.peak_mib for stage in stages)
     print(
         f"{'total':<{width}}  {total:7.1f} s   peak RSS {peak:6.0f} MiB   {total_shares} "
         "(peak: the largest process)"
@@ -122,7 +137,7 @@ def main() -> None:
         )
         data = listing(args.papers, seed=1)
 
-        stages: list[tuple[str, float, float, str, str, str]] = []
+        stages: list[Stage] = []
         ticks = [cpu_ticks()]
         programs = [cpu_by_program()]
         meter = WalMeter(database) if database.startswith("postgresql") else None
@@ -137,7 +152,7 @@ def main() -> None:
                 written = meter.between(wal[-2], wal[-1])
             shares = cpu_shares(ticks[-2], ticks[-1])
             spent = program_shares(programs[-2], programs[-1])
-            stages.append((name, seconds, peak, shares, written, spent))
+            stages.append(Stage(name, seconds, peak, shares, written, spent))
 
         t0 = time.perf_counter()
         summary = pipeline.ingest(storage, "daily", data, NOW - timedelta(minutes=5))

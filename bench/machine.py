@@ -18,8 +18,10 @@ _STAT = Path("/proc/stat")
 # The numbers on the "cpu" line: user nice system idle iowait irq softirq steal.
 _IDLE, _IOWAIT, _STEAL = 3, 4, 7
 
+Ticks = tuple[int, int, int]  # steal, idle (iowait included), total
 
-def cpu_ticks() -> tuple[int, int, int] | None:
+
+def cpu_ticks() -> Ticks | None:
     """Return (steal, idle, total) clock ticks of all CPUs since boot, or None without /proc/stat.
 
     Idle counts iowait too: a core waiting for the disk is a core the work left unused.
@@ -32,24 +34,22 @@ def cpu_ticks() -> tuple[int, int, int] | None:
     return ticks[_STEAL], ticks[_IDLE] + ticks[_IOWAIT], sum(ticks)
 
 
-def steal_share(before: tuple[int, int, int] | None, after: tuple[int, int, int] | None) -> str:
+def steal_share(before: Ticks | None, after: Ticks | None) -> str:
     """Return the share of CPU time stolen between two cpu_ticks() readings, as "12 %"."""
     return _share(before, after, 0)
 
 
-def idle_share(before: tuple[int, int, int] | None, after: tuple[int, int, int] | None) -> str:
+def idle_share(before: Ticks | None, after: Ticks | None) -> str:
     """Return the share of CPU time left idle between two cpu_ticks() readings, as "12 %"."""
     return _share(before, after, 1)
 
 
-def cpu_shares(before: tuple[int, int, int] | None, after: tuple[int, int, int] | None) -> str:
+def cpu_shares(before: Ticks | None, after: Ticks | None) -> str:
     """Return the steal and idle shares between two cpu_ticks() readings, as one phrase."""
     return f"steal {steal_share(before, after)}, idle {idle_share(before, after)}"
 
 
-def _share(
-    before: tuple[int, int, int] | None, after: tuple[int, int, int] | None, kind: int
-) -> str:
+def _share(before: Ticks | None, after: Ticks | None, kind: int) -> str:
     """Return the share of one kind of ticks between two readings, or "n/a"."""
     if before is None or after is None or after[2] <= before[2]:
         return "n/a"
@@ -91,4 +91,5 @@ def program_shares(
             # Its parent's cutime now holds its whole life: take off what came before.
             spent[name] = spent.get(name, 0.0) - seconds
     busiest = sorted(spent.items(), key=lambda item: -item[1])[:top]
-    return ", ".join(f"{name} {seconds:.0f} s" for name, seconds in busiest if seconds >= 0.5)
+    shown = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in busiest if seconds >= 0.5)
+    return shown or "under 0.5 s for every program"
