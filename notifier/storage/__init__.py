@@ -1293,9 +1293,9 @@ class Storage:
         return column.in_(ids)
 
     def _id_chunks(self, ids: Iterable[int]) -> list[list[int]]:
-        """Return the distinct ids sorted, in chunks to look up with _within: one on
-        PostgreSQL (an array takes any number), 500 on SQLite (its old limit of 999
-        variables per statement).
+        """Return the distinct ids sorted, in chunks to look up with _among or _within:
+        one on PostgreSQL (an array takes any number), 500 on SQLite (its old limit of
+        999 variables per statement).
         """
         ordered = sorted(set(ids))
         if self.engine.dialect.name == "postgresql":
@@ -1321,7 +1321,7 @@ class Storage:
         """
         found: dict[int, dict[str, Any]] = {}
         missing: dict[str, int] = {}
-        for chunk in _chunks(sorted(card_ids), 500):
+        for chunk in self._id_chunks(card_ids):
             query = select(paper_cards.c.id, paper_cards.c.fingerprint).where(
                 self._among(paper_cards.c.id, chunk)
             )
