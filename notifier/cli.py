@@ -1103,13 +1103,14 @@ def db_current(context: Context) -> None:
     help="Directory with interests.toml and judgments/*.tsv.",
 )
 @click.option("--tune", is_flag=True, help="Search weights and thresholds and print the best.")
-def evaluate_matching(data_dir: Path, tune: bool) -> None:
+@pass_context
+def evaluate_matching(context: Context, data_dir: Path, tune: bool) -> None:
     """Measure matching on judged papers: precision, recall, F1, nDCG@10 per interest.
 
     The lexical, semantic and hybrid scorers are shown side by side at their
     default settings (or, with --tune, at the best settings found).
     """
-    report = pipeline.run_eval(data_dir, tune=tune)
+    report = pipeline.run_eval(data_dir, tune=tune, cache_dir=context.settings.cache_dir)
     modes = list(report.results)
     header = f"{'interest':<20}" + "".join(f" | {m:^29}" for m in modes)
     click.echo(header)

@@ -320,7 +320,8 @@ class Matching:
 
 def matching_for(settings: Settings) -> Matching:
     """Return the matching configured in settings (the model is shared per process)."""
-    return Matching(default_params(settings.matching), shared_embedder(settings.matching))
+    embedder = shared_embedder(settings.matching, settings.cache_dir)
+    return Matching(default_params(settings.matching), embedder)
 
 
 def paper_index(storage: Storage, matching: Matching, papers: Sequence[Paper]) -> PaperIndex:
@@ -1368,9 +1369,9 @@ class EvalReport:
     tunings: dict[str, evaluation.Tuning]
 
 
-def run_eval(data_dir: Path, tune: bool = False) -> EvalReport:
+def run_eval(data_dir: Path, tune: bool = False, cache_dir: Path | None = None) -> EvalReport:
     """Score the judged evaluation set with each mode's defaults (and tune them if asked)."""
-    embedder = shared_embedder("hybrid")
+    embedder = shared_embedder("hybrid", cache_dir)
     assert embedder is not None
     evalset = evaluation.load_eval_set(data_dir, seed_papers())
     index = evaluation.build_index(evalset, embedder)

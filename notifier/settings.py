@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import tomllib
 from dataclasses import dataclass
 from datetime import timedelta
@@ -110,6 +111,16 @@ class SmtpTarget:
         return f"{self.host}:{self.port}"
 
 
+def user_cache_dir() -> Path:
+    """Return this user's cache directory: $XDG_CACHE_HOME/notifier, else ~/.cache/notifier."""
+    if base := os.environ.get("XDG_CACHE_HOME"):
+        return Path(base) / "notifier"
+    try:
+        return Path.home() / ".cache" / "notifier"
+    except RuntimeError:  # no home directory (a service user without one)
+        return Path(tempfile.gettempdir()) / "notifier-cache"
+
+
 class Settings(BaseSettings):
     """Every setting notifier reads; see deploy/notifier.example.toml for each one."""
 
@@ -169,6 +180,10 @@ class Settings(BaseSettings):
     # hybrid: query filter + BM25F fused with sentence embeddings (the default);
     # lexical: no model needed; semantic: embeddings only. See docs/matching.md.
     matching: Literal["hybrid", "semantic", "lexical"] = "hybrid"
+    # Files derived once per machine and kept across runs: the embedding model
+    # quantized for this CPU (notifier/embedding/). Unwritable, it is rebuilt
+    # in memory by each process that embeds, which only costs start-up time.
+    cache_dir: Path = Field(default_factory=user_cache_dir)
     sources: tuple[SourceConfig, ...] = ()
     fetch_timeout: float = Field(default=30.0, gt=0)
     fetch_attempts: int = Field(default=3, ge=1, le=10)

@@ -10,7 +10,13 @@ from sqlalchemy import text
 
 from notifier import pipeline
 from notifier.app import make_renderer
-from notifier.embedding import EmbeddingError, MiniLmEmbedder, Vectors, shared_embedder
+from notifier.embedding import (
+    MODEL_ID,
+    EmbeddingError,
+    MiniLmEmbedder,
+    Vectors,
+    shared_embedder,
+)
 from notifier.evaluate import mean
 from notifier.match import default_params
 from notifier.models import Interest
@@ -52,6 +58,65 @@ def test_a_model_file_with_the_wrong_hash_is_refused(tmp_path: Path) -> None:
     fake.write_bytes(b"not a model")
     with pytest.raises(EmbeddingError, match="does not match its pinned sha256"):
         MiniLmEmbedder(model_path=fake).embed(["anything"])
+
+
+TEXTS = ["robots grasp cups", "robotic grasping of mugs", "a survey of poetry"]
+
+
+@pytest.fixture(scope="module")
+def built_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Vectors]:
+    """Return a cache directory holding the quantized model, and TEXTS' vectors from it."""
+    cache = tmp_path_factory.mktemp("model-cache")
+    return cache, MiniLmEmbedder(cache_dir=cache).embed(TEXTS)
+
+
+def test_the_quantized_model_is_built_once_per_cache_directory(
+    built_cache: tuple[Path, Vectors],
+) -> None:
+    cache, first = built_cache
+    [model] = cache.glob("*.onnx")
+    assert model.name.startswith(MODEL_ID)
+    written = model.stat().st_mtime_ns
+    again = MiniLmEmbedder(cache_dir=cache).embed(TEXTS)
+    assert model.stat().st_mtime_ns == written  # read back, not built again
+    assert (again == first).all()
+    # Built anywhere (the user's cache of the other tests, or in memory), it is the same model.
+    shared = shared_embedder("hybrid")
+    assert shared is not None
+    assert (shared.embed(TEXTS) == first).all()
+
+
+def test_a_damaged_cached_model_is_built_again(
+    built_cache: tuple[Path, Vectors], tmp_path: Path
+) -> None:
+    cache, first = built_cache
+    for file in cache.iterdir():
+        (tmp_path / file.name).write_bytes(file.read_bytes())
+    [model] = tmp_path.glob("*.onnx")
+    whole = model.read_bytes()
+    model.write_bytes(whole[: len(whole) // 2])  # a disk that filled up, a copy cut short
+    assert (MiniLmEmbedder(cache_dir=tmp_path).embed(TEXTS) == first).all()
+    assert model.read_bytes() == whole
+
+
+def test_an_unwritable_cache_directory_costs_only_start_up(
+    built_cache: tuple[Path, Vectors], tmp_path: Path
+) -> None:
+    _, first = built_cache
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    assert (MiniLmEmbedder(cache_dir=blocked / "cache").embed(TEXTS) == first).all()
+    assert blocked.read_text() == "not a directory"
+
+
+def test_the_quantized_model_keeps_the_float_models_meaning(
+    built_cache: tuple[Path, Vectors],
+) -> None:
+    _, vectors = built_cache
+    # The pinned file run as it is (float products) gives 0.773 and 0.031 for these
+    # pairs; the eval below checks what matters, that the matching figures hold.
+    assert abs(float(vectors[0] @ vectors[1]) - 0.773) < 0.02
+    assert abs(float(vectors[0] @ vectors[2]) - 0.031) < 0.02
 
 
 def test_paper_and_interest_embeddings_are_computed_once(
