@@ -180,9 +180,9 @@ class Settings(BaseSettings):
     # hybrid: query filter + BM25F fused with sentence embeddings (the default);
     # lexical: no model needed; semantic: embeddings only. See docs/matching.md.
     matching: Literal["hybrid", "semantic", "lexical"] = "hybrid"
-    # Files derived once per machine and kept across runs: the embedding model
-    # quantized for this CPU (notifier/embedding/). Unwritable, it is rebuilt
-    # in memory by each process that embeds, which only costs start-up time.
+    # Files derived once per machine and kept across runs: the embedding model,
+    # quantized (notifier/embedding/). Unwritable, it is rebuilt in memory by
+    # each process that embeds, which only costs start-up time.
     cache_dir: Path = Field(default_factory=user_cache_dir)
     sources: tuple[SourceConfig, ...] = ()
     fetch_timeout: float = Field(default=30.0, gt=0)

@@ -8,8 +8,9 @@ model file's sha256 is checked before it is used.
 That file stores int8 weights that its graph turns back into floats, so every
 matrix product ran in float32. Before use it is dynamically quantized
 (onnxruntime.quantization: int8 weights per output channel, activations
-quantized as they come), so the products run as integer products: 1.6-1.8x
-faster on this project's 2-core machine, with the same matching figures
+quantized per run), so the products run as integer products; with each text
+run alone on a thread per core, 500 papers embed about 3x faster on this
+project's 2-core machine, the matching figures nearly unchanged
 (docs/matching.md). The result is a pure function of the pinned file and the
 onnxruntime version, kept in a cache directory so it is built once per machine.
 """
