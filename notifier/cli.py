@@ -43,6 +43,7 @@ from notifier.errors import (
     ServerUnavailable,
     SubscriberError,
 )
+from notifier.evaluate import Metrics
 from notifier.evaluate import mean as mean_metrics
 from notifier.ingest import KINDS, expand_paths, guess_kind, read_file
 from notifier.ingest.fetch import Fetcher
@@ -842,6 +843,13 @@ def status(context: Context, email: str | None) -> None:
             )
         elif subscriber.status == "suspended":
             click.echo("  suspended after repeated hard bounces: check the address, then --resume")
+        volumes, failing = pipeline.interest_volumes(
+            storage, context.settings, subscriber, utc_now()
+        )
+        for found in volumes:
+            click.echo(f"  interest {found.interest!r}: {pipeline.describe_volume(found)}")
+        if failing:
+            click.echo(f"  sources failing, so fewer papers than usual: {', '.join(failing)}")
         history = storage.digest_history(subscriber.id, limit=10)
         if not history:
             click.echo("  no digest composed yet: run `notifier digest`")
@@ -1107,32 +1115,43 @@ def db_current(context: Context) -> None:
 def evaluate_matching(context: Context, data_dir: Path, tune: bool) -> None:
     """Measure matching on judged papers: precision, recall, F1, nDCG@10 per interest.
 
-    The lexical, semantic and hybrid scorers are shown side by side at their
-    default settings (or, with --tune, at the best settings found).
+    Two tracks: each interest's description alone (as --about), and its query
+    alone. The lexical, semantic and hybrid scorers are shown side by side at
+    their default settings (or, with --tune, at the settings found best), then
+    the macro figures with each interest's cut chosen on the other interests.
     """
     report = pipeline.run_eval(data_dir, tune=tune, cache_dir=context.settings.cache_dir)
-    modes = list(report.results)
-    header = f"{'interest':<20}" + "".join(f" | {m:^29}" for m in modes)
-    click.echo(header)
-    click.echo(
-        f"{'':<20}" + " | {:>6} {:>6} {:>6} {:>7}".format("P", "R", "F1", "nDCG10") * len(modes)
-    )
-    names = list(report.results[modes[0]])
-    for name in [*names, "mean"]:
-        cells = []
-        for mode in modes:
-            m = report.results[mode][name] if name != "mean" else mean_metrics(report.results[mode])
-            cells.append(f" | {m.precision:6.3f} {m.recall:6.3f} {m.f1:6.3f} {m.ndcg10:7.3f}")
-        click.echo(f"{name:<20}" + "".join(cells))
+    for track, by_mode in report.results.items():
+        modes = list(by_mode)
+        click.echo(f"\n{track} alone ({len(by_mode[modes[0]])} interests)")
+        click.echo(f"{'interest':<20}" + "".join(f" | {m:^33}" for m in modes))
+        columns = " | {:>6} {:>6} {:>6} {:>7} {:>3}".format("P", "R", "F1", "nDCG10", "n")
+        click.echo(f"{'':<20}" + columns * len(modes))
+        rows = {name: [by_mode[m][name] for m in modes] for name in by_mode[modes[0]]}
+        rows["macro mean"] = [mean_metrics(by_mode[m]) for m in modes]
+        if track in report.held_out:
+            rows["held out"] = [mean_metrics(report.held_out[track][m]) for m in modes]
+        for name, cells in rows.items():
+            click.echo(f"{name:<20}" + "".join(_metric_cells(m) for m in cells))
+    if report.held_out:
+        click.echo(
+            "\nheld out: each interest's cut chosen on the other interests (macro mean); "
+            "n: papers delivered"
+        )
     for mode, tuning in report.tunings.items():
         p = tuning.params
+        tuned, held = mean_metrics(tuning.tuned), mean_metrics(tuning.held_out)
         click.echo(
-            f"tuned {mode}: macro F1 {tuning.f1:.3f} "
-            f"(leave-one-interest-out {tuning.loio_f1:.3f}); "
-            f"semantic_weight={p.semantic_weight} lexical_scale={p.lexical_scale} "
-            f"description_scale={p.description_scale} semantic_margin={p.semantic_margin} "
-            f"thresholds={dict(p.thresholds[mode])}"
+            f"tuned {mode}: macro F1 {tuned.f1:.3f} nDCG@10 {tuned.ndcg10:.3f}; "
+            f"held out F1 {held.f1:.3f} nDCG@10 {held.ndcg10:.3f}; "
+            f"semantic_weight={p.semantic_weight} description_scale={p.description_scale} "
+            f"semantic_margin={p.semantic_margin} thresholds={dict(p.thresholds[mode])}"
         )
+
+
+def _metric_cells(m: Metrics) -> str:
+    """Return one scorer's figures as table cells."""
+    return f" | {m.precision:6.3f} {m.recall:6.3f} {m.f1:6.3f} {m.ndcg10:7.3f} {m.retrieved:>3}"
 
 
 @cli.command()

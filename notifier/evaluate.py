@@ -1,9 +1,17 @@
 """Measure matching against judged papers: precision, recall, F1 and nDCG@10.
 
 Pure apart from reading the evaluation files; the embedder is passed in.
-A retrieved paper graded 1 or 2 counts as correct for precision; recall asks
-for the papers graded 2; nDCG@10 ranks every paper the query lets through and
-uses the grades as gains.
+The standard definitions, on what a subscriber would be sent:
+- relevant: a paper graded 1 (partly) or 2 (relevant);
+- precision: the share of delivered papers that are relevant;
+- recall: the share of relevant papers that are delivered;
+- nDCG@10: the delivered list, best first, with the grades as gains
+  (2^grade - 1), against the ten best-graded papers of the whole set.
+
+Two tracks, each interest alone: its plain-words description (`--about`)
+and, where the subscriber wrote one, its query. Thresholds are judged by
+leave-one-interest-out cross-validation: each interest is scored at the cut
+chosen on all the others, so a figure never rests on its own judgments.
 """
 
 from __future__ import annotations
@@ -12,13 +20,14 @@ import csv
 import itertools
 import math
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from notifier.embedding import Embedder
+from notifier.errors import ConfigError
 from notifier.match import (
     MODES,
     CompiledInterest,
@@ -35,21 +44,25 @@ from notifier.papers import embedding_input
 
 __all__ = [
     "MODES",
+    "TRACKS",
     "EvalSet",
     "Metrics",
     "Tuning",
     "build_index",
+    "cross_validate",
     "evaluate",
     "load_eval_set",
     "mean",
     "metrics",
+    "sweep",
     "tune",
     "with_vectors",
 ]
 
-
+TRACKS = ("description", "query")
 STRICT_PRECISION = 0.9
 BROAD_RECALL = 0.9
+_CUTS = tuple(round(float(c), 2) for c in np.arange(0.05, 0.95, 0.01))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,26 +78,41 @@ class Metrics:
 
 @dataclass(frozen=True, slots=True)
 class EvalSet:
-    """Interests, judged papers and their grades."""
+    """Interests of one track, judged papers and their grades."""
 
     interests: tuple[CompiledInterest, ...]
     papers: tuple[Paper, ...]
     grades: Mapping[tuple[str, str], int]  # (interest, paper key) -> 0/1/2
 
+    def grades_of(self, interest: str) -> dict[str, int]:
+        """Return one interest's grades by paper key."""
+        return {k: g for (name, k), g in self.grades.items() if name == interest}
 
-def load_eval_set(directory: Path, papers: Sequence[Paper]) -> EvalSet:
-    """Read interests.toml and judgments/*.tsv; papers are the judged ones."""
-    spec = tomllib.loads((directory / "interests.toml").read_text())
-    interests = tuple(
-        compile_interest(i["name"], i.get("query"), i.get("about"), i.get("sensitivity", "normal"))
-        for i in spec["interests"]
-    )
+
+def load_eval_set(directory: Path, papers: Sequence[Paper], track: str) -> EvalSet:
+    """Read interests.toml and judgments/*.tsv for one track (description or query)."""
+    spec = tomllib.loads((directory / "interests.toml").read_text(encoding="utf-8"))
+    field = {"description": "about", "query": "query"}[track]
+    interests = []
+    for entry in spec["interests"]:
+        if not entry.get(field):
+            continue
+        query, about = (None, entry["about"]) if track == "description" else (entry["query"], None)
+        interests.append(compile_interest(entry["name"], query, about))
     grades: dict[tuple[str, str], int] = {}
     for part in sorted((directory / "judgments").glob("*.tsv")):
-        with part.open(newline="") as handle:
+        with part.open(newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle, delimiter="\t"):
                 grades[(row["interest"], row["key"])] = int(row["grade"])
-    return EvalSet(interests, tuple(papers), grades)
+    keys = {p.key for p in papers}
+    for interest in interests:
+        judged = {k for (name, k) in grades if name == interest.name}
+        if missing := len(keys - judged):
+            raise ConfigError(
+                f"{directory}: interest {interest.name!r} lacks judgments for {missing} papers; "
+                "judge every paper for every interest"
+            )
+    return EvalSet(tuple(interests), tuple(papers), grades)
 
 
 def build_index(evalset: EvalSet, embedder: Embedder | None) -> PaperIndex:
@@ -105,119 +133,31 @@ def with_vectors(interest: CompiledInterest, embedder: Embedder) -> CompiledInte
 
 
 def evaluate(evalset: EvalSet, index: PaperIndex, params: MatchParams) -> dict[str, Metrics]:
-    """Return the metrics per interest for one scorer (params.mode) at its thresholds."""
+    """Return the metrics per interest of what each would deliver under params."""
     results = {}
     for interest in evalset.interests:
-        matches = match_interest(index, interest, params)
-        allowed, fused, _, _ = score(index, interest, params)
-        ranked = [int(i) for i in np.argsort(-fused, kind="stable") if allowed[i]][:10]
-        results[interest.name] = metrics(
-            _grades(evalset, interest.name),
-            [evalset.papers[m.paper].key for m in matches],
-            [evalset.papers[i].key for i in ranked],
-        )
+        delivered = [evalset.papers[m.paper].key for m in match_interest(index, interest, params)]
+        results[interest.name] = metrics(evalset.grades_of(interest.name), delivered)
     return results
 
 
-def _grades(evalset: EvalSet, interest: str) -> dict[str, int]:
-    """Return one interest's grades by paper key."""
-    return {k: g for (name, k), g in evalset.grades.items() if name == interest}
-
-
-@dataclass(frozen=True, slots=True)
-class Tuning:
-    """The best settings found for one mode, and how well they generalise."""
-
-    params: MatchParams
-    f1: float
-    loio_f1: float  # macro F1 when each interest's threshold is chosen on the others
-
-
-def tune(evalset: EvalSet, index: PaperIndex, mode: str, base: MatchParams) -> Tuning:
-    """Search fusion weights, scales and thresholds for one mode on the judged set.
-
-    normal maximises macro F1; strict is the lowest cut whose macro precision
-    reaches 0.9, broad the highest whose macro recall reaches 0.9, so each
-    level promises something measurable.
-    """
-    cuts = [round(float(c), 2) for c in np.arange(0.05, 0.95, 0.01)]
-    weights = [0.3, 0.4, 0.5, 0.6, 0.7] if mode == "hybrid" else [base.semantic_weight]
-    margins = [0.1, 0.15, 0.2, 0.25, 0.3, 1.0] if mode == "hybrid" else [base.semantic_margin]
-    scales = [1.0, 1.5, 2.5, 4.0] if mode != "semantic" else [base.lexical_scale]
-    description_scales = (
-        [0.2, 0.3, 0.5, 0.8, 1.2] if mode != "semantic" else [base.description_scale]
-    )
-    best: tuple[float, MatchParams, dict[str, dict[float, tuple[float, float, float]]]] | None = (
-        None
-    )
-    grid = itertools.product(weights, scales, description_scales, margins)
-    for w, scale, d_scale, margin in grid:
-        params = replace(
-            base,
-            mode=mode,
-            semantic_weight=w,
-            lexical_scale=scale,
-            description_scale=d_scale,
-            semantic_margin=margin,
-        )
-        table = _sweep(evalset, index, params, cuts)
-        f1 = max(float(np.mean([table[n][c][0] for n in table])) for c in cuts)
-        if best is None or f1 > best[0]:
-            best = (f1, params, table)
-    assert best is not None
-    f1, params, table = best
-    names = list(table)
-
-    def macro(cut: float, column: int) -> float:
-        return float(np.mean([table[n][cut][column] for n in names]))
-
-    normal = max(cuts, key=lambda c: macro(c, 0))
-    precise = [c for c in cuts if macro(c, 1) >= STRICT_PRECISION]
-    recalled = [c for c in cuts if macro(c, 2) >= BROAD_RECALL]
-    strict = min(precise) if precise else max(cuts, key=lambda c: macro(c, 1))
-    broad = max(recalled) if recalled else min(cuts)
-
-    loio = []
-    for name in names:
-        others = [n for n in names if n != name]
-        cut = max(cuts, key=lambda c: np.mean([table[n][c][0] for n in others]))
-        loio.append(table[name][cut][0])
-    levels = {"strict": max(strict, normal), "normal": normal, "broad": min(broad, normal)}
-    thresholds = {**params.thresholds, mode: levels}
-    return Tuning(replace(params, thresholds=thresholds), float(f1), float(np.mean(loio)))
-
-
-def _sweep(
-    evalset: EvalSet, index: PaperIndex, params: MatchParams, cuts: Sequence[float]
-) -> dict[str, dict[float, tuple[float, float, float]]]:
-    """Return, per interest and threshold, (F1, precision, recall)."""
-    table: dict[str, dict[float, tuple[float, float, float]]] = {}
-    for interest in evalset.interests:
-        grades = _grades(evalset, interest.name)
-        allowed, fused, _, _ = score(index, interest, params)
-        keys = [p.key for p in evalset.papers]
-        row = {}
-        for cut in cuts:
-            chosen = [keys[i] for i in np.flatnonzero(allowed & (fused >= cut))]
-            m = metrics(grades, chosen, [])
-            row[float(cut)] = (m.f1, m.precision, m.recall)
-        table[interest.name] = row
-    return table
-
-
-def metrics(grades: Mapping[str, int], retrieved: Sequence[str], ranked: Sequence[str]) -> Metrics:
-    """Return precision, recall, F1 and nDCG@10 of one interest's results."""
-    correct = sum(1 for k in retrieved if grades.get(k, 0) >= 1)
-    relevant = {k for k, g in grades.items() if g == 2}
-    found = sum(1 for k in retrieved if k in relevant)
-    precision = correct / len(retrieved) if retrieved else 0.0
+def metrics(grades: Mapping[str, int], delivered: Sequence[str]) -> Metrics:
+    """Return precision, recall, F1 and nDCG@10 of one interest's delivered list, best first."""
+    relevant = {k for k, g in grades.items() if g >= 1}
+    found = sum(1 for k in delivered if k in relevant)
+    precision = found / len(delivered) if delivered else 0.0
     recall = found / len(relevant) if relevant else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return Metrics(precision, recall, f1, _ndcg10(grades, delivered), len(delivered))
+
+
+def _ndcg10(grades: Mapping[str, int], ranked: Sequence[str]) -> float:
+    """Return nDCG@10 of a ranked list, with 2^grade - 1 as each paper's gain."""
     gains = [grades.get(k, 0) for k in ranked[:10]]
     ideal = sorted(grades.values(), reverse=True)[:10]
     dcg = sum((2**g - 1) / math.log2(i + 2) for i, g in enumerate(gains))
     idcg = sum((2**g - 1) / math.log2(i + 2) for i, g in enumerate(ideal))
-    return Metrics(precision, recall, f1, dcg / idcg if idcg else 0.0, len(retrieved))
+    return dcg / idcg if idcg else 0.0
 
 
 def mean(results: Mapping[str, Metrics]) -> Metrics:
@@ -231,3 +171,109 @@ def mean(results: Mapping[str, Metrics]) -> Metrics:
         sum(m.ndcg10 for m in values) / n,
         sum(m.retrieved for m in values),
     )
+
+
+# -- choosing thresholds and settings -------------------------------------------
+
+# Per interest and cut: the metrics of what that cut delivers.
+_Table = dict[str, dict[float, Metrics]]
+
+
+def sweep(evalset: EvalSet, index: PaperIndex, params: MatchParams) -> _Table:
+    """Return, per interest and cut, the metrics of the papers scoring at least the cut."""
+    keys = [p.key for p in evalset.papers]
+    table: _Table = {}
+    for interest in evalset.interests:
+        grades = evalset.grades_of(interest.name)
+        allowed, fused, _, _ = score(index, interest, params)
+        order = [int(i) for i in np.argsort(-fused, kind="stable") if allowed[i]]
+        table[interest.name] = {
+            cut: metrics(grades, [keys[i] for i in order if fused[i] >= cut]) for cut in _CUTS
+        }
+    return table
+
+
+def _macro(
+    table: _Table, names: Sequence[str], cut: float, pick: Callable[[Metrics], float]
+) -> float:
+    return float(np.mean([pick(table[n][cut]) for n in names]))
+
+
+def _f1(m: Metrics) -> float:
+    return m.f1
+
+
+def cross_validate(table: _Table) -> dict[str, Metrics]:
+    """Score each interest at the cut that maximises macro F1 over the other interests."""
+    names = list(table)
+    held_out = {}
+    for name in names:
+        others = [n for n in names if n != name] or names
+        cut = max(_CUTS, key=lambda c: _macro(table, others, c, _f1))
+        held_out[name] = table[name][cut]
+    return held_out
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """The settings chosen for one mode, and how they fare on interests not tuned on."""
+
+    params: MatchParams
+    tuned: dict[str, Metrics]  # every interest at the chosen settings
+    held_out: dict[str, Metrics]  # each interest with settings chosen on the others
+
+
+def tune(evalset: EvalSet, index: PaperIndex, mode: str, base: MatchParams) -> Tuning:
+    """Search fusion settings and cuts for one mode's descriptions, cross-validated.
+
+    normal maximises macro F1; strict and broad are the cuts that halve and
+    double normal's volume (the papers delivered over all interests), so each
+    step changes volume predictably. held_out chooses the settings and the
+    cut on all interests but one and scores that one, for every interest.
+    """
+    hybrid = mode == "hybrid"
+    grid = list(
+        itertools.product(
+            [0.3, 0.4, 0.5, 0.6, 0.7] if hybrid else [base.semantic_weight],
+            [0.1, 0.15, 0.2, 1.0] if hybrid else [base.semantic_margin],
+            [0.2, 0.3, 0.5, 0.8] if mode != "semantic" else [base.description_scale],
+        )
+    )
+    tables = []
+    for weight, margin, d_scale in grid:
+        params = replace(
+            base,
+            mode=mode,
+            semantic_weight=weight,
+            semantic_margin=margin,
+            description_scale=d_scale,
+        )
+        tables.append((params, sweep(evalset, index, params)))
+    names = [i.name for i in evalset.interests]
+
+    def best(among: Sequence[str]) -> tuple[MatchParams, _Table, float]:
+        return max(
+            ((p, t, c) for p, t in tables for c in _CUTS),
+            key=lambda ptc: _macro(ptc[1], among, ptc[2], _f1),
+        )
+
+    held_out = {}
+    for name in names:
+        _, table, cut = best([n for n in names if n != name] or names)
+        held_out[name] = table[name][cut]
+    params, table, normal = best(names)
+    thresholds = {**params.thresholds, mode: _levels(table, names, normal)}
+    tuned = {n: table[n][normal] for n in names}
+    return Tuning(replace(params, thresholds=thresholds), tuned, held_out)
+
+
+def _levels(table: _Table, names: Sequence[str], normal: float) -> dict[str, float]:
+    """Return the cuts of the three sensitivities: normal, half its volume, twice it."""
+
+    def volume(cut: float) -> int:
+        return sum(table[n][cut].retrieved for n in names)
+
+    base = volume(normal)
+    strict = min(_CUTS, key=lambda c: (abs(volume(c) - base / 2), -c))
+    broad = min(_CUTS, key=lambda c: (abs(volume(c) - base * 2), c))
+    return {"strict": max(strict, normal), "normal": normal, "broad": min(broad, normal)}

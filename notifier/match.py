@@ -1,27 +1,23 @@
-"""Interest matching: query syntax, a per-run paper index, hybrid scores and reasons. Pure.
+"""Interest matching: a per-run paper index, hybrid scores and reasons. Pure.
 
-A query is a hard filter:
-    words and "quoted phrases" must all appear (AND, implicit or written);
-    a OR b accepts either (OR binds tighter than AND: `x y OR z` is x AND (y OR z));
-    ( ) group; -term, -"phrase", -(group) or NOT term exclude, wherever they stand;
-    title:, abstract:, author: restrict a term to one field; reinforc* matches a prefix.
-Matching is case-insensitive on whole words over title and abstract.
-
-A paper the filter lets through (or any paper, for an interest without a
-query) is then scored: a lexical BM25F score (title weighted) fused with the
-cosine similarity of sentence embeddings, and kept when the fused score
-reaches the interest's sensitivity threshold. Evaluating queries paper by
-paper in Python does not scale, so a PaperIndex is built once per run over
-the candidate papers and every query is answered from its postings.
+An interest's query (notifier/query.py) is a hard filter: every paper it
+lets through is delivered, best first, with no score cut. A description in
+plain words is scored: a lexical BM25F score over its distinctive words and
+word pairs (title weighted) fused with the cosine similarity of sentence
+embeddings, and a paper is kept when the fused score reaches the interest's
+sensitivity threshold. With both, the query filters and the description
+ranks (docs/matching.md says what each sensitivity does then). Evaluating
+queries paper by paper in Python does not scale, so a PaperIndex is built
+once per run over the candidate papers and every query is answered from its
+postings.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,258 +25,14 @@ import numpy as np
 import numpy.typing as npt
 
 from notifier.errors import QueryError
-from notifier.models import Match
+from notifier.models import InterestVolume, Match
+from notifier.query import FIELDS, Expr, Node, Query, Term, parse_query
+from notifier.terms import is_filler, is_stopword, stem, words
 
-FIELDS = ("title", "abstract", "author")
+__all__ = ["Expr", "Node", "Query", "Term", "parse_query", "words"]
+
 SENSITIVITIES = ("strict", "normal", "broad")
-_WORD = re.compile(r"\w+")
-_QUERY_TOKEN = re.compile(r'\s*(?:(\()|(\))|(-?)"([^"]*)("?)|([^\s()"]+))')
 _PHRASE_SPLIT = re.compile(r"[,;:()]|\be\.g\.|\bsuch as\b|\bfor example\b", re.IGNORECASE)
-_STOPWORDS = frozenset(
-    "a an and are as at be by for from has have in into is it its of on or that the their "
-    "them these this those to was were with without via using use used we our us can about "
-    "also other such e g eg etc i ie".split()
-)
-
-
-def words(text: str) -> list[str]:
-    """Return the casefolded words of a text, as the index and the queries see them."""
-    return [w.casefold() for w in _WORD.findall(text)]
-
-
-# -- the query language -----------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Term:
-    """A word, phrase or prefix, optionally restricted to one field."""
-
-    text: str  # as the user wrote it, for reasons
-    tokens: tuple[str, ...]
-    field: str | None = None  # None: title or abstract
-    prefix: bool = False
-    # What the index caches the term under: a str hashes once, a dataclass every time.
-    key: str = dataclasses.field(default="", compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        key = f"{self.field or ''}|{'*' if self.prefix else ''}|{' '.join(self.tokens)}"
-        object.__setattr__(self, "key", key)
-
-
-@dataclass(frozen=True, slots=True)
-class Node:
-    """An AND or OR of terms and nodes."""
-
-    op: str  # "and" | "or"
-    children: tuple[Term | Node, ...]
-
-
-Expr = Term | Node
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    """A parsed query: what must match, and what excludes a paper wherever it appears."""
-
-    text: str
-    include: Expr | None  # None: only exclusions (next to a description)
-    exclude: tuple[Expr, ...]
-    positive: tuple[Term, ...] = ()  # the include's terms, in the order written
-
-    def __post_init__(self) -> None:
-        if self.include is not None and not self.positive:
-            object.__setattr__(self, "positive", tuple(_terms(self.include)))
-
-    def terms(self) -> tuple[Term, ...]:
-        """Return the positive terms, in the order written."""
-        return self.positive
-
-
-def _terms(expr: Expr) -> Iterable[Term]:
-    if isinstance(expr, Term):
-        yield expr
-    else:
-        for child in expr.children:
-            yield from _terms(child)
-
-
-MAX_NESTING = 20
-
-
-class _Parser:
-    """Recursive descent over the query text, remembering positions for errors."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.tokens = self._lex(text)
-        self.i = 0
-        self.depth = 0
-        self.excluded: list[Expr] = []
-
-    def _lex(self, text: str) -> list[tuple[str, str, int]]:
-        tokens: list[tuple[str, str, int]] = []
-        pos, end = 0, len(text.rstrip())
-        while pos < end:
-            m = _QUERY_TOKEN.match(text, pos)
-            assert m is not None
-            pos = m.end()
-            if m.group(1):
-                tokens.append(("(", "(", m.start(1)))
-            elif m.group(2):
-                tokens.append((")", ")", m.start(2)))
-            elif m.group(4) is not None:
-                start = m.start(4) - 1 - len(m.group(3))
-                if not m.group(5):
-                    raise QueryError(text, "unclosed quote", start + len(m.group(3)))
-                if not m.group(4).strip():
-                    raise QueryError(text, "empty phrase", start + len(m.group(3)))
-                kind = "-phrase" if m.group(3) else "phrase"
-                tokens.append((kind, m.group(4), start))
-            else:
-                word, start = m.group(6), m.start(6)
-                if word in ("OR", "AND", "NOT"):
-                    tokens.append((word, word, start))
-                elif word == "-" and text.startswith("(", pos):
-                    tokens.append(("-", "-", start))  # -(a OR b) excludes the group
-                elif word == "-":
-                    raise QueryError(text, "'-' must be followed by a word to exclude", start)
-                elif word.startswith("-"):
-                    tokens.append(("-", "-", start))
-                    tokens.append(("word", word[1:], start + 1))
-                else:
-                    tokens.append(("word", word, start))
-        return tokens
-
-    def peek(self) -> tuple[str, str, int] | None:
-        return self.tokens[self.i] if self.i < len(self.tokens) else None
-
-    def parse(self) -> Query:
-        if not self.tokens:
-            raise QueryError(self.text, "the query needs at least one word or phrase to look for")
-        include = self.conjunction(top=True)
-        if (token := self.peek()) is not None:
-            raise QueryError(self.text, "unmatched ')'", token[2])
-        return Query(self.text, include, tuple(self.excluded))
-
-    def conjunction(self, top: bool = False) -> Expr | None:
-        parts: list[Expr] = []
-        while (token := self.peek()) is not None and token[0] != ")":
-            if token[0] == "AND":
-                if not parts and not self.excluded_since_start(parts):
-                    raise QueryError(self.text, "AND needs a term on each side", token[2])
-                self.i += 1
-                nxt = self.peek()
-                if nxt is None or nxt[0] in (")", "AND", "OR"):
-                    raise QueryError(self.text, "AND needs a term on each side", token[2])
-                continue
-            if token[0] == "OR":
-                raise QueryError(self.text, "OR needs a term on each side", token[2])
-            part = self.disjunction()
-            if part is not None:
-                parts.append(part)
-        if not parts:
-            return None
-        return parts[0] if len(parts) == 1 else Node("and", tuple(parts))
-
-    def excluded_since_start(self, parts: list[Expr]) -> bool:
-        return bool(self.excluded)
-
-    def disjunction(self) -> Expr | None:
-        first = self.unary()
-        options = [first] if first is not None else []
-        while (token := self.peek()) is not None and token[0] == "OR":
-            if first is None:
-                raise QueryError(self.text, "an excluded term cannot be part of OR", token[2])
-            self.i += 1
-            nxt = self.peek()
-            if nxt is None or nxt[0] in (")", "OR", "AND"):
-                raise QueryError(self.text, "OR needs a term on each side", token[2])
-            if nxt[0] in ("-", "-phrase", "NOT"):
-                raise QueryError(self.text, "an excluded term cannot be part of OR", nxt[2])
-            option = self.unary()
-            assert option is not None
-            options.append(option)
-        if not options:
-            return None
-        return options[0] if len(options) == 1 else Node("or", tuple(options))
-
-    def unary(self) -> Expr | None:
-        token = self.peek()
-        assert token is not None
-        if token[0] in ("-", "NOT"):
-            self.i += 1
-            nxt = self.peek()
-            if nxt is None or nxt[0] in (")", "OR", "AND"):
-                raise QueryError(self.text, "'-' must be followed by a word to exclude", token[2])
-            excluded = self.unary()
-            if excluded is not None:
-                self.excluded.append(excluded)
-            return None
-        if token[0] == "-phrase":
-            self.i += 1
-            self.excluded.append(self.term(token[1], token[2], phrase=True))
-            return None
-        return self.atom()
-
-    def atom(self) -> Expr:
-        token = self.peek()
-        assert token is not None
-        kind, value, start = token
-        self.i += 1
-        if kind == "(":
-            # Each level is a few Python frames: refuse what no person writes
-            # before it can exhaust the stack (a 500-character web field can).
-            self.depth += 1
-            if self.depth > MAX_NESTING:
-                raise QueryError(
-                    self.text, f"parentheses nested more than {MAX_NESTING} deep", start
-                )
-            inner = self.conjunction()
-            self.depth -= 1
-            closing = self.peek()
-            if closing is None or closing[0] != ")":
-                raise QueryError(self.text, "unclosed '('", start)
-            self.i += 1
-            if inner is None:
-                raise QueryError(self.text, "empty parentheses", start)
-            return inner
-        if kind == ")":
-            raise QueryError(self.text, "unmatched ')'", start)
-        if kind == "phrase":
-            return self.term(value, start, phrase=True)
-        return self.term(value, start, phrase=False)
-
-    def term(self, value: str, start: int, phrase: bool) -> Term:
-        field_name = None
-        if not phrase and ":" in value:
-            head, _, rest = value.partition(":")
-            if head.lower() in FIELDS:
-                field_name = head.lower()
-                if not rest:
-                    nxt = self.peek()
-                    if nxt is None or nxt[0] != "phrase":
-                        raise QueryError(self.text, f"'{head}:' needs a word or phrase", start)
-                    self.i += 1
-                    return self._make(nxt[1], nxt[2], field_name, phrase=True)
-                value = rest
-        return self._make(value, start, field_name, phrase)
-
-    def _make(self, value: str, start: int, field_name: str | None, phrase: bool) -> Term:
-        prefix = not phrase and value.endswith("*")
-        stem = value.rstrip("*") if prefix else value
-        if "*" in stem:
-            raise QueryError(self.text, "'*' is only allowed at the end of a word", start)
-        tokens = tuple(words(stem))
-        if not tokens:
-            raise QueryError(self.text, f"{value!r} has no letters or digits to look for", start)
-        if prefix and (len(tokens) != 1 or len(tokens[0]) < 3):
-            raise QueryError(self.text, "a wildcard needs at least 3 letters before '*'", start)
-        return Term(value if not phrase else f'"{value}"', tokens, field_name, prefix)
-
-
-def parse_query(text: str) -> Query:
-    """Parse query text, or raise QueryError pointing at the position at fault."""
-    return _Parser(text).parse()
 
 
 # -- the paper index --------------------------------------------------------
@@ -339,6 +91,12 @@ class PaperIndex:
                 for pos, token in enumerate(tokens):
                     postings.setdefault(token, {}).setdefault(i, []).append(pos)
         self._vocabulary = {f: sorted(p) for f, p in self._postings.items()}
+        # Every form of a stem in each field: a folded term looks up all of them.
+        self._forms: dict[str, dict[str, list[str]]] = {f: {} for f in FIELDS}
+        for name, vocabulary in self._vocabulary.items():
+            for token in vocabulary:
+                self._forms[name].setdefault(stem(token), []).append(token)
+        self._folded: dict[tuple[str, str], dict[int, list[int]]] = {}
         self._avg = {
             f: max(float(v.mean()), 1.0) if self.n else 1.0 for f, v in self._lengths.items()
         }
@@ -405,10 +163,12 @@ class PaperIndex:
                 for paper, positions in postings[token].items():
                     found[paper] = found.get(paper, 0) + len(positions)
             return found
-        first = postings.get(term.tokens[0], {})
-        if len(term.tokens) == 1:
+        folded = term.folded and name != "author"
+        lists = [self._positions(name, token, folded) for token in term.tokens]
+        first = lists[0]
+        if len(lists) == 1:
             return {paper: len(positions) for paper, positions in first.items()}
-        rest = [postings.get(t, {}) for t in term.tokens[1:]]
+        rest = lists[1:]
         candidates = set(first).intersection(*rest)
         found = {}
         for paper in candidates:
@@ -421,6 +181,24 @@ class PaperIndex:
             if starts:
                 found[paper] = len(starts)
         return found
+
+    def _positions(self, name: str, token: str, folded: bool) -> dict[int, list[int]]:
+        """Return, per paper, where a word occurs in one field: any of its forms when folded."""
+        postings = self._postings[name]
+        if not folded:
+            return postings.get(token, {})
+        root = stem(token)
+        forms = self._forms[name].get(root, ())
+        if len(forms) <= 1:
+            return postings.get(forms[0], {}) if forms else {}
+        merged = self._folded.get((name, root))
+        if merged is None:
+            merged = {}
+            for form in forms:
+                for paper, positions in postings[form].items():
+                    merged.setdefault(paper, []).extend(positions)
+            self._folded[(name, root)] = merged
+        return merged
 
     def _saturated(self, counts: Mapping[str, Mapping[int, int]]) -> Vector:
         """Return BM25F's saturated, length-normalised term frequency for every paper."""
@@ -489,21 +267,22 @@ class MatchParams:
         return self.thresholds[mode][sensitivity]
 
 
-# Chosen with `notifier eval --tune` on tests/data/eval (2,877 judgments, 7 interests):
-# normal maximises macro F1; strict is the lowest cut with macro precision >= 0.9,
-# broad the highest with macro recall >= 0.9. docs/matching.md has the figures.
+# Chosen with `notifier eval --tune` on tests/data/eval (17 descriptions, 411 papers
+# each judged for each): normal maximises macro F1; strict and broad halve and
+# double normal's volume. Only descriptions are cut: a query delivers all it
+# matches. docs/matching.md has the figures, and those of interests not tuned on.
 _THRESHOLDS = {
-    "hybrid": {"strict": 0.44, "normal": 0.38, "broad": 0.27},
-    "semantic": {"strict": 0.58, "normal": 0.42, "broad": 0.20},
-    "lexical": {"strict": 0.44, "normal": 0.32, "broad": 0.12},
+    "hybrid": {"strict": 0.50, "normal": 0.44, "broad": 0.38},
+    "semantic": {"strict": 0.50, "normal": 0.45, "broad": 0.39},
+    "lexical": {"strict": 0.60, "normal": 0.52, "broad": 0.41},
 }
 _DEFAULTS = {
     "hybrid": MatchParams(
         "hybrid",
-        semantic_weight=0.3,
+        semantic_weight=0.5,
         lexical_scale=2.5,
-        description_scale=0.5,
-        semantic_margin=0.15,
+        description_scale=0.3,
+        semantic_margin=0.1,
         thresholds=_THRESHOLDS,
     ),
     "semantic": MatchParams("semantic", semantic_weight=1.0, thresholds=_THRESHOLDS),
@@ -511,7 +290,7 @@ _DEFAULTS = {
         "lexical",
         semantic_weight=0.0,
         lexical_scale=2.5,
-        description_scale=0.5,
+        description_scale=0.2,
         thresholds=_THRESHOLDS,
     ),
 }
@@ -562,20 +341,24 @@ def compile_interest(
 
 
 def description_terms(about: str) -> tuple[Term, ...]:
-    """Return the content words of a description and the pairs of adjacent ones.
+    """Return the distinctive words of a description and the pairs of adjacent words.
 
-    Pairs ("world models", "preference optimization") are precise evidence that
-    single words are not; the eval gained 0.06 F1 on description-only interests.
+    Function words and the filler of research prose ("making", "better",
+    "models") are left out: they would carry unrelated papers in and be quoted
+    as the reason. A pair may end in a filler word ("world models", "imitation
+    learning": English compounds put the head last) but not start with one
+    ("making world"); a pair is precise evidence that single words are not.
     """
     unigrams: list[Term] = []
     pairs: list[Term] = []
     for phrase in re.split(r"[,;:()]", about):
         content = words(phrase)
         for a, b in itertools.pairwise(content):
-            if a not in _STOPWORDS and b not in _STOPWORDS:
+            if not (is_filler(a) or is_stopword(b)):
                 pairs.append(Term(f"{a} {b}", (a, b)))
-        unigrams += [Term(w, (w,)) for w in content if w not in _STOPWORDS and len(w) > 1]
-    return tuple(dict.fromkeys(unigrams + pairs))
+        unigrams += [Term(w, (w,)) for w in content if not is_filler(w)]
+    # One term per stem: "policy" and "policies" in one description count once.
+    return tuple({t.key: t for t in reversed(unigrams + pairs)}.values())[::-1]
 
 
 def description_phrases(about: str) -> tuple[str, ...]:
@@ -633,6 +416,12 @@ def score(
         return allowed, lexical_norm, lexical, None
     if similarity is None:
         similarity = (index.embeddings @ interest.vector).astype(np.float64)
+    if interest.phrase_vectors is not None and len(interest.phrases) > 1:
+        # A description often lists facets ("grasping, dexterous hands, pick and
+        # place"); a paper about one of them is close to that phrase, not to the
+        # whole. Averaging the two lifted held-out macro F1 by 0.02 (docs/matching.md).
+        closest = (interest.phrase_vectors @ index.embeddings.T).max(axis=0)
+        similarity = (similarity + closest.astype(np.float64)) / 2
     if mode == "semantic":
         return allowed, similarity, lexical, similarity
     w = params.semantic_weight
@@ -646,10 +435,53 @@ def _chosen(
     params: MatchParams,
     scored: Scored,
 ) -> npt.NDArray[np.intp]:
-    """Return the positions that pass the filter and the sensitivity's threshold."""
+    """Return the positions that pass the filter and, for a description alone, the threshold.
+
+    A query is a hard filter: everything it lets through is delivered, ranked
+    (DESIGN.md invariant 7); only a plain-words description is cut by a score.
+    """
     allowed, fused, _, _ = scored
+    if interest.query is not None and interest.query.include is not None:
+        return np.flatnonzero(allowed)
     cut = params.cut(effective_mode(index, interest, params), interest.sensitivity)
     return np.flatnonzero(allowed & (fused >= cut))
+
+
+def volume(
+    index: PaperIndex,
+    interest: CompiledInterest,
+    params: MatchParams,
+    exclude: Collection[int] = (),
+    closest: int = 3,
+) -> InterestVolume:
+    """Say how many papers an interest finds and why not more: its query, then its cut.
+
+    exclude holds positions (papers already offered). The closest papers below
+    the cut are named with their scores, so "why so few" has an answer.
+    """
+    scored = score(index, interest, params)
+    allowed, fused = scored[0].copy(), scored[1]
+    if exclude:
+        allowed[list(exclude)] = False
+    keyword = interest.query is not None and interest.query.include is not None
+    chosen = set(_chosen(index, interest, params, scored).tolist()) - set(exclude)
+    below = [int(i) for i in np.flatnonzero(allowed) if int(i) not in chosen]
+    below.sort(key=lambda i: -fused[i])
+    cut = (
+        None
+        if keyword
+        else params.cut(effective_mode(index, interest, params), interest.sensitivity)
+    )
+    return InterestVolume(
+        interest=interest.name,
+        looked_at=index.n - len(set(exclude)),
+        passed_query=int(allowed.sum()) if interest.query is not None else None,
+        delivered=len(chosen),
+        below_cut=len(below),
+        cut=cut,
+        sensitivity=interest.sensitivity,
+        closest=tuple((index.papers[i].title, round(float(fused[i]), 2)) for i in below[:closest]),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -783,11 +615,12 @@ def _explain(
         hits = index.hits(term)
         in_title, in_abstract = hits.title.get(i, 0), hits.abstract.get(i, 0)
         if in_title or in_abstract:
-            terms.append(term.text.strip('"'))
+            # Match.terms is what the email highlights: "=" keeps an exact form exact.
+            terms.append(("=" if term.exact else "") + term.label)
             if keyword:
-                parts.append(_where(term.text.strip('"'), in_title, in_abstract, term.field))
+                parts.append(_where(term.label, in_title, in_abstract, term.field))
     if not keyword and terms:
-        parts.append("words " + ", ".join(f"“{t}”" for t in terms[:6]))
+        parts.append("words " + ", ".join(f"“{t}”" for t in terms[:6]))  # never filler
     if similarity is not None and interest.phrase_vectors is not None and interest.phrases:
         row = index.embeddings[i]
         closeness = interest.phrase_vectors @ row

@@ -179,6 +179,20 @@ class Match:
 
 
 @dataclass(frozen=True, slots=True)
+class InterestVolume:
+    """Why an interest finds as many papers as it does: what passed its query, what was cut."""
+
+    interest: str
+    looked_at: int  # recent papers the subscriber has not been offered yet
+    passed_query: int | None  # None: the interest has no query to pass
+    delivered: int
+    below_cut: int  # passed the query (or had none) but scored below the cut
+    cut: float | None  # None: a query delivers all it matches, no cut
+    sensitivity: str
+    closest: tuple[tuple[str, float], ...] = ()  # best titles below the cut, with scores
+
+
+@dataclass(frozen=True, slots=True)
 class DigestPaper:
     """A paper as frozen into a digest."""
 

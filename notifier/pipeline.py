@@ -61,11 +61,13 @@ from notifier.match import (
     match_interest,
     match_many,
     subscriber_matches,
+    volume,
 )
 from notifier.models import (
     DigestContent,
     IngestSummary,
     Interest,
+    InterestVolume,
     Match,
     OutgoingMessage,
     Paper,
@@ -290,6 +292,54 @@ def source_report(
             }
         )
     return rows
+
+
+def interest_volumes(
+    storage: Storage,
+    settings: Settings,
+    subscriber: Subscriber,
+    now: datetime,
+    matching: Matching | None = None,
+) -> tuple[list[InterestVolume], list[str]]:
+    """Say, per interest, how many recent papers passed its query and how many were cut.
+
+    Returns the volumes and the names of failing sources (every source feeds
+    every interest, so one failing is a reason for fewer papers).
+    """
+    matching = matching or matching_for(settings)
+    candidates = storage.recent_papers(since=now - candidate_window(settings), until=now)
+    position = {paper.id: k for k, paper in enumerate(candidates)}
+    offered = storage.offered_papers([subscriber.id], position).get(subscriber.id, set())
+    index = paper_index(storage, matching, candidates)
+    volumes = []
+    for interest in subscriber.interests:
+        try:
+            [compiled] = compile_interests(storage, matching, [interest])
+        except QueryError:
+            continue  # the digest's own record says why this one is skipped
+        skip = {position[i] for i in offered}
+        volumes.append(volume(index, compiled, matching.params, skip))
+    report = source_report(settings, storage.sources_health(), now)
+    return volumes, [row["name"] for row in report if row["failing"]]
+
+
+def describe_volume(found: InterestVolume) -> str:
+    """Return one line on why an interest found as many papers as it did."""
+    looked = f"of {found.looked_at} recent papers you have not seen"
+    if found.cut is None:
+        return f"{found.passed_query} {looked} passed the query; all are delivered, best first"
+    passed = (
+        f"{found.passed_query} {looked} passed the query, "
+        if found.passed_query is not None
+        else f"{found.looked_at} recent papers you have not seen: "
+    )
+    text = (
+        f"{passed}{found.delivered} scored at least {found.cut:.2f} ({found.sensitivity}), "
+        f"{found.below_cut} scored below"
+    )
+    if found.closest:
+        text += "; closest below: " + ", ".join(f"“{t}” ({s:.2f})" for t, s in found.closest)
+    return text
 
 
 # -- digests ----------------------------------------------------------------
@@ -1363,9 +1413,11 @@ def seed_papers() -> list[Paper]:
 
 @dataclass(frozen=True)
 class EvalReport:
-    """Metrics per mode and interest, and the tuning when one was asked for."""
+    """Per track (description, query) and mode: metrics per interest, at the defaults and
+    with each interest's cut chosen on the others; and the tuning when one was asked for."""
 
-    results: dict[str, dict[str, evaluation.Metrics]]
+    results: dict[str, dict[str, dict[str, evaluation.Metrics]]]
+    held_out: dict[str, dict[str, dict[str, evaluation.Metrics]]]
     tunings: dict[str, evaluation.Tuning]
 
 
@@ -1373,20 +1425,30 @@ def run_eval(data_dir: Path, tune: bool = False, cache_dir: Path | None = None) 
     """Score the judged evaluation set with each mode's defaults (and tune them if asked)."""
     embedder = shared_embedder("hybrid", cache_dir)
     assert embedder is not None
-    evalset = evaluation.load_eval_set(data_dir, seed_papers())
-    index = evaluation.build_index(evalset, embedder)
-    evalset = replace(
-        evalset, interests=tuple(evaluation.with_vectors(i, embedder) for i in evalset.interests)
-    )
+    papers = seed_papers()
+    results: dict[str, dict[str, dict[str, evaluation.Metrics]]] = {}
+    held_out: dict[str, dict[str, dict[str, evaluation.Metrics]]] = {}
     tunings = {}
-    results = {}
-    for mode in MODES:
-        params = default_params(mode)
-        if tune:
-            tunings[mode] = evaluation.tune(evalset, index, mode, params)
-            params = tunings[mode].params
-        results[mode] = evaluation.evaluate(evalset, index, params)
-    return EvalReport(results, tunings)
+    index = None
+    for track in evaluation.TRACKS:
+        evalset = evaluation.load_eval_set(data_dir, papers, track)
+        index = index or evaluation.build_index(evalset, embedder)
+        evalset = replace(
+            evalset,
+            interests=tuple(evaluation.with_vectors(i, embedder) for i in evalset.interests),
+        )
+        results[track] = {}
+        for mode in MODES:
+            params = default_params(mode)
+            if tune and track == "description":
+                tunings[mode] = evaluation.tune(evalset, index, mode, params)
+                params = tunings[mode].params
+            results[track][mode] = evaluation.evaluate(evalset, index, params)
+            if track == "description":
+                held_out.setdefault(track, {})[mode] = evaluation.cross_validate(
+                    evaluation.sweep(evalset, index, params)
+                )
+    return EvalReport(results, held_out, tunings)
 
 
 @dataclass

@@ -143,20 +143,22 @@ def test_paper_and_interest_embeddings_are_computed_once(
 
 def test_the_eval_backs_the_default_settings() -> None:
     report = pipeline.run_eval(EVAL)
-    macro = {mode: mean(r) for mode, r in report.results.items()}
-    # The figures docs/matching.md reports; the default is the best of the three.
-    assert macro["hybrid"].f1 >= 0.77
-    assert macro["hybrid"].f1 > macro["lexical"].f1 > macro["semantic"].f1
-    assert macro["hybrid"].ndcg10 >= 0.9
-    assert set(report.results["hybrid"]) == {
-        "offline-rl",
-        "robot-manipulation",
-        "llm-reasoning",
-        "imitation",
-        "world-models",
-        "llm-alignment",
-        "diffusion-policies",
-    }
+    described = {mode: mean(r) for mode, r in report.results["description"].items()}
+    held_out = {mode: mean(r) for mode, r in report.held_out["description"].items()}
+    # The figures docs/matching.md reports; the default is the best of the three,
+    # and holds up on interests whose cut was chosen on the others.
+    assert described["hybrid"].f1 >= 0.59
+    assert described["hybrid"].f1 > described["lexical"].f1 > described["semantic"].f1
+    assert described["hybrid"].ndcg10 >= 0.88
+    assert held_out["hybrid"].f1 >= 0.59
+    assert len(report.results["description"]["hybrid"]) >= 12
+    # A query alone is a hard filter: what it delivers does not depend on the scorer.
+    queried = report.results["query"]
+    assert len(queried["hybrid"]) >= 12
+    for name, m in queried["hybrid"].items():
+        assert (
+            m.retrieved == queried["lexical"][name].retrieved == queried["semantic"][name].retrieved
+        )
 
 
 def test_matched_terms_are_highlighted_in_the_email(storage: Storage, settings: Settings) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
-_WORD = re.compile(r"\w+")
+from notifier.terms import stem, words
 
 _PACKAGED = Path(__file__).resolve().parent.parent / "_templates"  # inside a built wheel
 _SOURCE_TREE = Path(__file__).resolve().parent.parent.parent / "templates"  # a checkout
@@ -37,17 +37,61 @@ def make_environment(templates_dir: Path | None = None) -> Environment:
 
 
 def highlight(text: str, terms: Sequence[str]) -> Markup:
-    """Return text HTML-escaped with each matched query term wrapped in <mark>."""
+    """Return text HTML-escaped with each matched term wrapped in <mark>, as matching folds words.
+
+    A term is a word or phrase (`world models`: every inflection, as the
+    query matched), `=models` (that form only) or a prefix (`robot*`).
+    """
     escaped = str(escape(text))
-    patterns = []
-    for term in terms:
-        prefix = term.endswith("*")
-        parts = _WORD.findall(term.rstrip("*"))
-        if parts:
-            body = r"[\s\-]+".join(re.escape(p) for p in parts) + (r"\w*" if prefix else "")
-            patterns.append(body)
-    if not patterns:
+    wanted = [_highlight_term(term) for term in terms]
+    wanted = [w for w in wanted if w]
+    if not wanted:
         return Markup(escaped)
-    # Not inside an entity (&amp;) and on word boundaries, as the query matched.
-    pattern = re.compile(rf"(?<![\w&#])(?:{'|'.join(patterns)})(?!\w)", re.IGNORECASE)
-    return Markup(pattern.sub(lambda m: f"<mark>{m.group(0)}</mark>", escaped))
+    # Words not inside an entity (&amp;), with where each starts and ends.
+    spans = [(m.start(), m.end(), m.group(0).casefold()) for m in _MARKABLE.finditer(escaped)]
+    marks: list[tuple[int, int]] = []
+    i = 0
+    while i < len(spans):
+        length = max((len(w) for w in wanted if _starts_at(escaped, spans, i, w)), default=0)
+        if length:
+            marks.append((spans[i][0], spans[i + length - 1][1]))
+            i += length
+        else:
+            i += 1
+    out, last = [], 0
+    for start, end in marks:
+        out += [escaped[last:start], f"<mark>{escaped[start:end]}</mark>"]
+        last = end
+    out.append(escaped[last:])
+    return Markup("".join(out))
+
+
+_MARKABLE = re.compile(r"(?<![\w&#])\w+")
+_Wanted = tuple[tuple[str, str], ...]  # per word: (how it matches: ~ = *, the form)
+
+
+def _highlight_term(term: str) -> _Wanted:
+    """Return how each word of a matched term is recognised in text."""
+    kind = "=" if term.startswith("=") else "*" if term.endswith("*") else "~"
+    parts = words(term.strip("=*"))
+    return tuple((kind, stem(p) if kind == "~" else p) for p in parts)
+
+
+def _starts_at(text: str, spans: list[tuple[int, int, str]], i: int, wanted: _Wanted) -> bool:
+    """Return whether the words from spans[i] on are the term, joined by spaces or hyphens."""
+    if i + len(wanted) > len(spans):
+        return False
+    for k, (kind, form) in enumerate(wanted):
+        word = spans[i + k][2]
+        if k and _JOINER.fullmatch(text, spans[i + k - 1][1], spans[i + k][0]) is None:
+            return False
+        if kind == "~" and stem(word) != form:
+            return False
+        if kind == "=" and word != form:
+            return False
+        if kind == "*" and not word.startswith(form):
+            return False
+    return True
+
+
+_JOINER = re.compile(r"[\s\-]+")
