@@ -1145,7 +1145,8 @@ def evaluate_matching(context: Context, data_dir: Path, tune: bool) -> None:
             f"tuned {mode}: macro F1 {tuned.f1:.3f} nDCG@10 {tuned.ndcg10:.3f}; "
             f"held out F1 {held.f1:.3f} nDCG@10 {held.ndcg10:.3f}; "
             f"semantic_weight={p.semantic_weight} description_scale={p.description_scale} "
-            f"semantic_margin={p.semantic_margin} thresholds={dict(p.thresholds[mode])}"
+            f"semantic_margin={p.semantic_margin} facet_weight={p.facet_weight} "
+            f"thresholds={dict(p.thresholds[mode])}"
         )
 
 

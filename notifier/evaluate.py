@@ -232,21 +232,24 @@ def tune(evalset: EvalSet, index: PaperIndex, mode: str, base: MatchParams) -> T
     cut on all interests but one and scores that one, for every interest.
     """
     hybrid = mode == "hybrid"
+    lexical = mode != "semantic"
     grid = list(
         itertools.product(
-            [0.3, 0.4, 0.5, 0.6, 0.7] if hybrid else [base.semantic_weight],
-            [0.1, 0.15, 0.2, 1.0] if hybrid else [base.semantic_margin],
-            [0.2, 0.3, 0.5, 0.8] if mode != "semantic" else [base.description_scale],
+            [0.4, 0.5, 0.6] if hybrid else [base.semantic_weight],
+            [0.1, 0.2, 1.0] if hybrid else [base.semantic_margin],
+            [0.2, 0.3, 0.5] if lexical else [base.description_scale],
+            [0.0, 0.3, 0.5] if lexical else [base.facet_weight],
         )
     )
     tables = []
-    for weight, margin, d_scale in grid:
+    for weight, margin, d_scale, facet in grid:
         params = replace(
             base,
             mode=mode,
             semantic_weight=weight,
             semantic_margin=margin,
             description_scale=d_scale,
+            facet_weight=facet,
         )
         tables.append((params, sweep(evalset, index, params)))
     names = [i.name for i in evalset.interests]

@@ -33,6 +33,7 @@ __all__ = ["Expr", "Node", "Query", "Term", "parse_query", "words"]
 
 SENSITIVITIES = ("strict", "normal", "broad")
 _PHRASE_SPLIT = re.compile(r"[,;:()]|\be\.g\.|\bsuch as\b|\bfor example\b", re.IGNORECASE)
+_FACET_SPLIT = re.compile(r"[,;:()]|\s[-–—]\s")
 
 
 # -- the paper index --------------------------------------------------------
@@ -260,6 +261,9 @@ class MatchParams:
     # A paper close enough in meaning passes without sharing a word: its score is
     # at least its similarity minus this margin (1.0 turns that path off).
     semantic_margin: float = 1.0
+    # A description's lexical score blends the mean over all its words with the
+    # mean over its best facet's words, weighted by this.
+    facet_weight: float = 0.0
     thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     def cut(self, mode: str, sensitivity: str) -> float:
@@ -272,17 +276,18 @@ class MatchParams:
 # double normal's volume. Only descriptions are cut: a query delivers all it
 # matches. docs/matching.md has the figures, and those of interests not tuned on.
 _THRESHOLDS = {
-    "hybrid": {"strict": 0.50, "normal": 0.44, "broad": 0.38},
+    "hybrid": {"strict": 0.49, "normal": 0.43, "broad": 0.37},
     "semantic": {"strict": 0.50, "normal": 0.45, "broad": 0.39},
-    "lexical": {"strict": 0.60, "normal": 0.52, "broad": 0.41},
+    "lexical": {"strict": 0.61, "normal": 0.53, "broad": 0.42},
 }
 _DEFAULTS = {
     "hybrid": MatchParams(
         "hybrid",
         semantic_weight=0.5,
         lexical_scale=2.5,
-        description_scale=0.3,
-        semantic_margin=0.1,
+        description_scale=0.5,
+        semantic_margin=0.2,
+        facet_weight=0.3,
         thresholds=_THRESHOLDS,
     ),
     "semantic": MatchParams("semantic", semantic_weight=1.0, thresholds=_THRESHOLDS),
@@ -313,6 +318,8 @@ class CompiledInterest:
     phrases: tuple[str, ...] = ()
     phrase_vectors: Any = None  # (k, dim) embeddings of the description's phrases
     description_terms: tuple[Term, ...] = ()
+    # The description's facets ("Minecraft, StarCraft, Atari"): each its own terms.
+    facets: tuple[tuple[Term, ...], ...] = ()
 
 
 def compile_interest(
@@ -337,6 +344,7 @@ def compile_interest(
         sensitivity,
         phrases=description_phrases(about or ""),
         description_terms=description_terms(about or ""),
+        facets=description_facets(about or ""),
     )
 
 
@@ -359,6 +367,16 @@ def description_terms(about: str) -> tuple[Term, ...]:
         unigrams += [Term(w, (w,)) for w in content if not is_filler(w)]
     # One term per stem: "policy" and "policies" in one description count once.
     return tuple({t.key: t for t in reversed(unigrams + pairs)}.values())[::-1]
+
+
+def description_facets(about: str) -> tuple[tuple[Term, ...], ...]:
+    """Return the terms of each facet of a description: the parts between commas and dashes.
+
+    Subscribers list alternatives ("Minecraft, StarCraft, Atari, poker"); a
+    paper about one of them shares few of all the words, but most of a facet's.
+    """
+    facets = (description_terms(part) for part in _FACET_SPLIT.split(about))
+    return tuple(f for f in facets if f)
 
 
 def description_phrases(about: str) -> tuple[str, ...]:
@@ -406,8 +424,13 @@ def score(
     terms: Sequence[Term] = query.terms() if keyword and query else interest.description_terms
     lexical = index.summed(terms)
     if not keyword:
-        # A description has many words: their mean, so length does not inflate it.
+        # A description has many words: their mean, so length does not inflate it;
+        # blended with its best facet's mean, so a paper about one listed
+        # alternative is not drowned by the others (+0.02 held-out macro F1).
         lexical = lexical / max(len(terms), 1)
+        if len(interest.facets) > 1 and params.facet_weight:
+            best = np.max([index.summed(f) / len(f) for f in interest.facets], axis=0)
+            lexical = (1 - params.facet_weight) * lexical + params.facet_weight * best
         lexical_norm = lexical / (lexical + params.description_scale)
     else:
         lexical_norm = lexical / (lexical + params.lexical_scale)

@@ -277,6 +277,32 @@ def test_preferences_change_interests_schedule_and_pause(
     assert bob.status == "paused" and bob.name == "Bob B."
 
 
+def test_preferences_say_how_many_papers_each_interest_finds(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web()
+    pipeline.ingest(web.storage, "day0", seed_bytes(0), datetime.now(UTC) - timedelta(hours=1))
+    subscriber, _ = web.storage.save_subscriber(
+        "amy@example.org",
+        None,
+        [Interest("robots", "robot*"), Interest("worlds", about="world models for planning")],
+        datetime.now(UTC),
+    )
+    with httpx.Client(base_url=web.url) as client:
+        page = client.get(f"/manage/{token(Purpose.MANAGE, subscriber.manage_token)}")
+    assert page.status_code == 200
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page.text))
+    robots = re.search(
+        r"robots : (\d+) of 72 recent papers you have not seen passed the query", text
+    )
+    assert robots is not None and int(robots.group(1)) > 5, text
+    assert "all are delivered, best first" in text
+    assert re.search(
+        r"worlds : 72 recent papers you have not seen: \d+ scored at least 0\.\d\d \(normal\)", text
+    )
+    assert "closest below: “" in text
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [

@@ -25,7 +25,7 @@ from starlette.datastructures import FormData
 from notifier.errors import DeliveryError, NotifierError, QueryError
 from notifier.match import match_interest
 from notifier.models import Subscriber
-from notifier.pipeline import compile_interests, paper_index
+from notifier.pipeline import compile_interests, describe_volume, interest_volumes, paper_index
 from notifier.render import default_templates_dir
 from notifier.render.feed import feed_url, private_feed_name
 from notifier.schedule import CADENCES, WEEKDAYS, next_due
@@ -362,6 +362,17 @@ def _preference_routes(router: APIRouter, kit: PageKit) -> None:
         if values is None:
             values = _current_values(subscriber, settings)
         next_due = _next_due(subscriber, settings, context.clock())
+        volumes: list[tuple[str, str]] = []
+        failing: list[str] = []
+        if subscriber.status in ("active", "paused", "suspended"):
+            try:
+                found, failing = interest_volumes(
+                    storage, settings, subscriber, context.clock(), context.matching
+                )
+                volumes = [(v.interest, describe_volume(v)) for v in found]
+            except NotifierError:
+                # The page still serves its form; "why so few" is an extra.
+                log.exception("could not explain the volumes of subscriber %s", subscriber.id)
         feed = feed_url(settings.base_url, private_feed_name(subscriber.feed_token))
         return page(
             request,
@@ -376,6 +387,8 @@ def _preference_routes(router: APIRouter, kit: PageKit) -> None:
             saved=saved,
             next_due=next_due,
             history=storage.digest_history(subscriber.id, 10),
+            volumes=volumes,
+            failing=failing,
             unsubscribe_token=tokens.make(Purpose.UNSUBSCRIBE, subscriber.manage_token),
             feed_atom=f"{feed}.atom",
             feed_rss=f"{feed}.rss",
