@@ -33,7 +33,8 @@ __all__ = ["Expr", "Node", "Query", "Term", "parse_query", "words"]
 
 SENSITIVITIES = ("strict", "normal", "broad")
 _PHRASE_SPLIT = re.compile(r"[,;:()]|\be\.g\.|\bsuch as\b|\bfor example\b", re.IGNORECASE)
-_FACET_SPLIT = re.compile(r"[,;:()]|\s[-–—]\s")
+# A dash between spaces separates facets too: hyphen, en dash or em dash.
+_FACET_SPLIT = re.compile(r"[,;:()]|\s[-\u2013\u2014]\s")
 
 
 # -- the paper index --------------------------------------------------------
