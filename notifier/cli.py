@@ -344,7 +344,8 @@ def subscriber_options(command: Callable[..., Any]) -> Callable[..., Any]:
             multiple=True,
             metavar="NAME=QUERY",
             help="A named interest's query, e.g. --interest "
-            "'rl=\"reinforcement learning\" OR RL -survey'. "
+            "'rl=\"reinforcement learning\" OR RL -survey'. Every paper it matches "
+            "is delivered; words fold (model finds models), =word asks for that form. "
             "Repeat for several; an existing name is updated.",
         ),
         click.option(
@@ -359,7 +360,8 @@ def subscriber_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "sensitivities",
             multiple=True,
             metavar="NAME=LEVEL",
-            help="strict (fewer, surer papers), normal, or broad (more papers) for one interest.",
+            help="How much a description delivers: strict (about half of normal), "
+            "normal, or broad (about twice normal). A query always delivers all it matches.",
         ),
         click.option("--max-papers", type=click.IntRange(1, 500), help="Cap on papers per digest."),
         # The subscriber's own clock; "default" puts one back to the config's.

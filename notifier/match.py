@@ -277,7 +277,7 @@ class MatchParams:
 # double normal's volume. Only descriptions are cut: a query delivers all it
 # matches. docs/matching.md has the figures, and those of interests not tuned on.
 _THRESHOLDS = {
-    "hybrid": {"strict": 0.49, "normal": 0.43, "broad": 0.37},
+    "hybrid": {"strict": 0.55, "normal": 0.49, "broad": 0.43},
     "semantic": {"strict": 0.50, "normal": 0.45, "broad": 0.39},
     "lexical": {"strict": 0.61, "normal": 0.53, "broad": 0.42},
 }
@@ -286,8 +286,8 @@ _DEFAULTS = {
         "hybrid",
         semantic_weight=0.5,
         lexical_scale=2.5,
-        description_scale=0.5,
-        semantic_margin=0.2,
+        description_scale=0.3,
+        semantic_margin=0.1,
         facet_weight=0.3,
         thresholds=_THRESHOLDS,
     ),

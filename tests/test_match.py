@@ -188,7 +188,8 @@ def test_a_paper_relevant_by_meaning_with_no_shared_word_is_found(
     hybrid_index: PaperIndex,
 ) -> None:
     about = "learning to grasp and manipulate objects with dexterous hands"
-    interest = embedded(compile_interest("hands", None, about))
+    # Broad lets a paper in on meaning alone; a shared word would lift it further.
+    interest = embedded(compile_interest("hands", None, about, "broad"))
     content = {t.text for t in interest.description_terms}
     assert not content & set(words(MEANING_ONLY.title + " " + MEANING_ONLY.abstract))
     matches = {
@@ -280,3 +281,50 @@ def test_batch_matching_finds_and_explains_what_one_at_a_time_matching_does(
     key = lambda m: (m.interest, m.paper)  # noqa: E731
     assert sorted(explained, key=key) == sorted(expected, key=key)
     assert {m.interest for m in explained} == {"hands", "diffusion", "video"}
+
+
+def test_words_fold_to_their_stems_unless_written_exact() -> None:
+    papers = [
+        IndexedPaper(1, "World Models for Planning", "Policies learned in a world model."),
+        IndexedPaper(2, "A policy benchmark", "One benchmark, many policies."),
+    ]
+    index = PaperIndex(papers)
+    assert ids('"world model"', index) == {1}  # a phrase folds each of its words
+    assert ids('="world model"', index) == {1}  # the abstract has the exact form
+    assert ids('title:="world model"', index) == set()  # the title says "Models"
+    assert ids("benchmarks", index) == {2}
+    assert ids("=benchmarks", index) == set()
+    assert ids("policy", index) == {1, 2}
+    assert ids("policy -=policies", index) == set()  # both say "policies" somewhere
+    assert ids("policy -=policy", index) == {1}  # only paper 2 says "policy"
+
+
+def test_a_query_is_bounded_in_length_and_a_run_of_negations_is_one_exclusion() -> None:
+    # Any number of NOTs is read without recursion (a thousand used to raise
+    # RecursionError); what follows them is excluded.
+    parsed = parse_query("robot " + "NOT " * 100 + "survey")
+    assert parsed.exclude and [t.text for t in parsed.terms()] == ["robot"]
+    with pytest.raises(QueryError, match="characters is too long; a query may have 500"):
+        parse_query("robot " + "NOT " * 990 + "survey")
+    with pytest.raises(QueryError, match="'=' asks for one exact form"):
+        parse_query("=robot*")
+
+
+def test_highlighting_marks_every_form_the_query_matched() -> None:
+    from notifier.render import highlight
+
+    marked = str(highlight("World Models & world-model planners; Robots, robotic R&D", []))
+    assert "<mark>" not in marked
+    marked = str(
+        highlight(
+            "World Models & world-model planners; Robots, robotic R&D",
+            ["world model", "robot*", "planner"],
+        )
+    )
+    assert marked == (
+        "<mark>World Models</mark> &amp; <mark>world-model</mark> <mark>planners</mark>; "
+        "<mark>Robots</mark>, <mark>robotic</mark> R&amp;D"
+    )
+    assert str(highlight("the robots and one robot", ["=robot"])) == (
+        "the robots and one <mark>robot</mark>"
+    )
