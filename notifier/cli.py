@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -668,17 +669,18 @@ def _worker_process(config_file: Path | None, results: Any) -> None:
     try:
         report = _send_here(context, progress=False)
         # Only what the parent prints: counts, and the (few) addresses with a problem.
-        sent = len(report.sent)
         results.put(
             (
                 "ok",
                 (
-                    sent,
+                    report.recorded,
                     report.failed,
                     report.deferred,
                     report.unknown,
+                    report.unconfirmed,
                     report.suspended,
                     report.recovered,
+                    report.taken_over,
                 ),
             )
         )
@@ -740,8 +742,10 @@ def _send_in_processes(config_file: Path | None, workers: int) -> pipeline.SendR
         if kind == "error":
             errors.append(value)
             continue
-        sent, failed, deferred, unknown, suspended, recovered = value
-        total.sent += [""] * sent
+        recorded, failed, deferred, unknown, unconfirmed, suspended, recovered, lost = value
+        total.recorded += recorded
+        total.taken_over += lost
+        total.unconfirmed += unconfirmed
         total.recovered += recovered
         total.failed += failed
         total.deferred += deferred
@@ -762,14 +766,17 @@ def _print_report(report: pipeline.SendReport, as_json: bool) -> None:
         click.echo(f"notifier: warning: {email}: will retry later: {error}", err=True)
     for email, error in report.unknown:
         click.echo(f"notifier: warning: {email}: outcome unknown, will retry: {error}", err=True)
+    for email, error in report.unconfirmed:
+        click.echo(f"notifier: error: {email}: {error}", err=True)
     for email in report.suspended:
         click.echo(f"notifier: warning: {email}: suspended after repeated hard bounces", err=True)
-    counts = {k: len(getattr(report, k)) for k in ("sent", "failed", "deferred", "unknown")}
+    counts = {k: len(getattr(report, k)) for k in ("failed", "deferred", "unknown", "unconfirmed")}
+    counts = {"sent": report.recorded, **counts}
     if as_json:
         click.echo(json.dumps(counts | {"recovered": report.recovered}), err=True)
     else:
         click.echo(pipeline.describe_report(report))
-    if report.failed or report.deferred or report.unknown:
+    if report.failed or report.deferred or report.unknown or report.unconfirmed:
         sys.exit(1)
 
 
@@ -956,6 +963,24 @@ def run_once(context: Context) -> None:
         make_transports(settings)  # the one-line error about the missing configuration
     host = f"{socket.gethostname()}:{os.getpid()}"
     run_id = storage.start_job("run-once", host, utc_now())
+    try:
+        errors, detail = _cycle_once(context)
+        storage.finish_job(run_id, "failed" if errors else "ok", detail, utc_now())
+    except BaseException as e:
+        # A cycle that dies is recorded as failed, never left "running" (issue 21).
+        detail = str(e) if isinstance(e, NotifierError) else f"unexpected {type(e).__name__}: {e}"
+        with contextlib.suppress(NotifierError):
+            storage.finish_job(run_id, "failed", detail, utc_now())
+        raise
+    for error in errors:
+        click.echo(f"notifier: error: {error}", err=True)
+    if errors:
+        sys.exit(1)
+
+
+def _cycle_once(context: Context) -> tuple[list[str], str]:
+    """Run one cycle for run-once, print what each step did; return the errors and a summary."""
+    settings, storage = context.settings, context.storage
     summaries, errors = pipeline.ingest_due(storage, context.fetcher, settings, utc_now())
     for summary in summaries:
         click.echo(_summary_line(_summary_json(summary)))
@@ -967,17 +992,15 @@ def run_once(context: Context) -> None:
         errors.append(str(e))
     else:
         click.echo(pipeline.describe_report(report))
-        errors += [f"{email}: not delivered: {error}" for email, error in report.failed]
+        errors += [
+            f"{email}: not delivered: {error}"
+            for email, error in report.failed + report.unconfirmed
+        ]
         for email, error in report.deferred + report.unknown:
             click.echo(f"notifier: warning: {email}: will retry: {error}", err=True)
     written = pipeline.build_feeds(storage, settings, utc_now())
     click.echo(f"wrote {len(written)} feed files to {settings.feeds_dir}/")
-    detail = "; ".join(errors) or f"composed {pipeline.describe_outcomes(outcomes)}"
-    storage.finish_job(run_id, "failed" if errors else "ok", detail, utc_now())
-    for error in errors:
-        click.echo(f"notifier: error: {error}", err=True)
-    if errors:
-        sys.exit(1)
+    return errors, "; ".join(errors) or f"composed {pipeline.describe_outcomes(outcomes)}"
 
 
 @cli.command()
@@ -1012,6 +1035,15 @@ def health(context: Context, max_age: str) -> None:
     minutes = int(age.total_seconds() // 60)
     if latest.status == "failed":
         fail(f"unhealthy: the last {latest.job} failed {minutes} min ago: {latest.detail}")
+    # A job still "running" long after it started died without a record, or hangs.
+    stuck = [
+        job for job in runs.values() if job.status == "running" and now - job.started_at > limit
+    ]
+    for job in stuck:
+        fail(
+            f"unhealthy: {job.job} started {int((now - job.started_at).total_seconds() // 60)} "
+            f"min ago on {job.host} and has not finished (more than {max_age}): stuck or killed"
+        )
     if age > limit:
         fail(f"unhealthy: the last {latest.job} ran {minutes} min ago (more than {max_age})")
     click.echo(f"healthy: the last {latest.job} was {latest.status} {minutes} min ago")

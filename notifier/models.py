@@ -258,6 +258,7 @@ class StoredDigest:
     created_at: datetime
     attempts: int = 0
     last_error: str | None = None
+    unknown_since: datetime | None = None  # an attempt may have arrived (no reply after data)
 
 
 @dataclass(frozen=True, slots=True)

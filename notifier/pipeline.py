@@ -11,12 +11,13 @@ import collections
 import contextlib
 import functools
 import hashlib
+import logging
 import multiprocessing
 import os
 import random
 import socket
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import make_msgid
@@ -82,6 +83,8 @@ from notifier.schedule import last_slot, resolve
 from notifier.settings import Settings, SourceConfig
 from notifier.storage import NewDigest, Payload, Shard, SourceState, StaleDiff, Storage
 
+log = logging.getLogger("notifier.pipeline")
+
 # How many of the newest papers topic and private feeds choose from.
 FEED_POOL = 1000
 # Subscribers whose private feed is kept (any other status removes it).
@@ -111,7 +114,18 @@ def ingest(
     """
     payload = None if replay_of else Payload(data, url, content_type)
     try:
-        listing = parse_listing(kind, data, source, content_type)
+        try:
+            listing = parse_listing(kind, data, source, content_type)
+        except ListingError:
+            raise
+        except Exception as e:
+            # A parser's own bug must fail this listing, not the cycle (issue 21);
+            # the bytes are kept, so the listing can be replayed once it is fixed.
+            raise ListingError(
+                source,
+                f"could not be read ({type(e).__name__}: {e}); it is kept for "
+                "`notifier replay` once the parser is fixed",
+            ) from e
     except ListingError as e:
         storage.record_failed_ingest(source, str(e), now, kind, payload)
         e.recorded = True
@@ -201,18 +215,27 @@ def ingest_source(
                 last_modified=fetched.last_modified,
                 last_papers=summary.papers,
             )
-    except ListingError as e:
-        if not e.recorded:
-            storage.record_failed_ingest(source.name, str(e), now, source.kind)
+    except Exception as e:
+        # Whatever one source raises is that source's failed run, counted toward
+        # failure_alert_after; the other sources and the cycle go on (issue 21).
+        failure = (
+            e
+            if isinstance(e, ListingError)
+            else ListingError(source.name, f"{type(e).__name__}: {e}".removesuffix(": "))
+        )
+        if not getattr(e, "recorded", False):
+            storage.record_failed_ingest(source.name, str(failure), now, source.kind)
         storage.save_source_state(
             replace(
                 state,
                 last_status="failed",
-                last_error=str(e),
+                last_error=str(failure),
                 consecutive_failures=state.consecutive_failures + 1,
             )
         )
-        raise
+        if failure is e:
+            raise
+        raise failure from e
     storage.save_source_state(
         replace(
             state,
@@ -703,8 +726,14 @@ class SendReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     deferred: list[tuple[str, str]] = field(default_factory=list)
     unknown: list[tuple[str, str]] = field(default_factory=list)
+    # Unknown until the deadline, then given up: they may have arrived.
+    unconfirmed: list[tuple[str, str]] = field(default_factory=list)
     suspended: list[str] = field(default_factory=list)
     recovered: int = 0  # marks applied from the journals of senders that died
+    # Digests recorded as sent: the count to report. A message another worker took
+    # over is never sent, and were it sent its mark would not count (issue 21).
+    recorded: int = 0
+    taken_over: int = 0  # claimed, then lost to another worker before going out
 
 
 @dataclass(frozen=True)
@@ -732,6 +761,74 @@ class RetryPolicy:
         """Return when to try again: exponential backoff with jitter, capped."""
         wait = min(self.cap, self.base * 2 ** max(attempts - 1, 0))
         return now + timedelta(seconds=wait * random.uniform(0.5, 1.5))
+
+
+class _Leases:
+    """Keep a worker's leases on a claimed batch alive, and say which it still holds."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        worker: str,
+        clock: Callable[[], datetime],
+        lease: timedelta,
+        claimed: Sequence[StoredDigest],
+    ) -> None:
+        self._storage, self._worker, self._clock, self._lease = storage, worker, clock, lease
+        now = clock()
+        self._until = {d.id: now + lease for d in claimed}  # as last claimed or renewed
+
+    def done(self, digest_id: int) -> None:
+        """Stop renewing a digest whose outcome is recorded (or being recorded)."""
+        self._until.pop(digest_id, None)
+
+    async def holds(self, digest_id: int) -> bool:
+        """Return whether the digest may go on the wire now: a third of its lease is
+        left, renewing it first when it is not.
+        """
+        until = self._until.get(digest_id)
+        if until is None:
+            return False
+        if until - self._clock() >= self._lease / 3:
+            return True
+        await self._renew([digest_id])
+        return digest_id in self._until
+
+    @contextlib.asynccontextmanager
+    async def renewed(self) -> AsyncIterator[None]:
+        """Renew every lease still needed each third of a lease while the block runs."""
+
+        async def keep_renewing() -> None:
+            while True:
+                await asyncio.sleep(self._lease.total_seconds() / 3)
+                try:
+                    await self._renew(list(self._until))
+                except StorageError as e:
+                    # Not fatal here: a digest whose lease runs short is renewed again
+                    # right before it is sent (holds), and is not sent if that fails.
+                    log.warning("could not renew leases: %s", e)
+
+        renewing = asyncio.get_running_loop().create_task(keep_renewing())
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+
+    async def _renew(self, ids: list[int]) -> None:
+        """Extend the leases on ids; forget those another worker took over."""
+        if not ids:
+            return
+        now = self._clock()
+        held = await asyncio.to_thread(
+            self._storage.renew_leases, self._worker, ids, now, self._lease
+        )
+        for digest_id in ids:
+            if digest_id in held:
+                self._until[digest_id] = now + self._lease
+            else:
+                self._until.pop(digest_id, None)
 
 
 class _Marks:
@@ -764,6 +861,7 @@ class _Marks:
         self._committer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()  # set: stop gathering, commit now
         self.failed = False
+        self.recorded = 0  # digests the database marked sent (held by this worker)
 
     def add(self, digest_id: int, reply: str) -> asyncio.Future[bool]:
         """Queue a mark; return a future: True once it is committed, False if it never will be."""
@@ -801,7 +899,7 @@ class _Marks:
                 self._waiting, self._done = [], None
                 assert done is not None
                 try:
-                    await asyncio.to_thread(
+                    self.recorded += await asyncio.to_thread(
                         self._storage.finish_sent, self._worker, group, self._clock()
                     )
                 except Exception as e:
@@ -884,6 +982,7 @@ class _Delivery:
                 for transport in transports:
                     # A dead server fails here, before anything is claimed.
                     await stack.enter_async_context(transport)
+                batch = self._claim_size(batch, len(transports))
                 while not self._stopping():
                     claimed = self.storage.claim_digests(
                         self.worker, batch, self.clock(), self.policy.lease, due_by=started
@@ -895,16 +994,33 @@ class _Delivery:
             # A run ends only once every message the server accepted is recorded as
             # sent; the journal goes once the database has all of it.
             await self.marks.flush()
+            self.report.recorded = self.marks.recorded
             if self.journal is not None:
                 self.journal.close(delete=not self.marks.failed)
         if self.fatal:
             raise self.fatal[0]
         return self.report
 
+    def _claim_size(self, batch: int, lanes: int) -> int:
+        """Return how many digests to claim at once: no more than half a lease's worth
+        at the configured rate, so leases are rarely in need of renewal (issue 21).
+        """
+        rate = self.limit.per_second if self.limit is not None else None
+        if rate is None:
+            return batch
+        within = int(rate * self.policy.lease.total_seconds() / 2)
+        return max(lanes, min(batch, within))
+
     async def _drain(self, transports: Sequence[Transport], claimed: list[StoredDigest]) -> None:
-        """Send a claimed batch, one lane per transport; give back what was never sent."""
+        """Send a claimed batch, one lane per transport; give back what was never sent.
+
+        Leases are renewed every third of a lease while the batch is sent, and a
+        digest goes on the wire only while its lease has a third of its length
+        left; a digest another worker took over is never sent (issue 21).
+        """
         queue = collections.deque(claimed)
         tried: set[int] = set()
+        leases = _Leases(self.storage, self.worker, self.clock, self.policy.lease, claimed)
 
         def rendered(digest: StoredDigest) -> OutgoingMessage:
             """Return digest as the message to send now."""
@@ -940,26 +1056,25 @@ class _Delivery:
                         break
                     if queue:
                         upcoming = render_next()
-                    if self.limit is not None:
-                        await self.limit.wait()
-                    # Without a journal a lane sends again only once its last mark is
-                    # committed (which the rendering above overlapped), so a killed
-                    # sender has at most one accepted but unrecorded message per
-                    # connection. With one, that message is in the journal already.
-                    if marked is not None and self.journal is None and not await marked:
-                        return  # marks cannot be recorded: the run stops
-                    if self._stopping():
+                    gate = await self._gate(digest.id, marked, leases)
+                    if gate == "stop":
                         return  # not on the wire yet: given back below
+                    if gate == "skip":
+                        continue  # another worker holds it now: never sent here
                     tried.add(digest.id)
                     following = upcoming[1] if upcoming is not None else None
                     marked = await self._send(transport, digest, message, following)
+                    leases.done(digest.id)
             except BaseException:
                 self.halted = True  # the other lanes finish the message they are on
                 raise
 
         try:
             # Every lane ends before the leases are given back.
-            outcomes = await asyncio.gather(*(lane(t) for t in transports), return_exceptions=True)
+            async with leases.renewed():
+                outcomes = await asyncio.gather(
+                    *(lane(t) for t in transports), return_exceptions=True
+                )
         finally:
             if self.journal is None:
                 # Marks first: a lease is given back only once every message the
@@ -970,6 +1085,26 @@ class _Delivery:
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
+
+    async def _gate(
+        self, digest_id: int, marked: asyncio.Future[bool] | None, leases: _Leases
+    ) -> str:
+        """Wait until a lane's next message may go on the wire; return send, skip or stop."""
+        if self.limit is not None:
+            await self.limit.wait()
+        # Without a journal a lane sends again only once its last mark is committed
+        # (which rendering the next message overlapped), so a killed sender has at
+        # most one accepted but unrecorded message per connection. With one, that
+        # message is in the journal already.
+        if marked is not None and self.journal is None and not await marked:
+            return "stop"  # marks cannot be recorded: the run stops
+        if self._stopping():
+            return "stop"
+        # Checked after the rate limit's wait, right before the wire (issue 21).
+        if not await leases.holds(digest_id):
+            self.report.taken_over += 1
+            return "skip"
+        return "send"
 
     async def _send(
         self,
@@ -993,9 +1128,13 @@ class _Delivery:
             if bounced:
                 report.suspended.append(email)
         except DeliveryUnknown as e:
-            later = self.policy.next_attempt(digest.attempts, self.clock())
-            storage.finish_retry(self.worker, digest.id, str(e), later, unknown=True)
-            report.unknown.append((email, str(e)))
+            now = self.clock()
+            if now - digest.created_at > self.policy.deadline:
+                self._give_up_unconfirmed(digest, str(e))
+            else:
+                later = self.policy.next_attempt(digest.attempts, now)
+                storage.finish_retry(self.worker, digest.id, str(e), later, unknown=True, now=now)
+                report.unknown.append((email, str(e)))
         except TemporaryDeliveryError as e:
             self._retry_or_give_up(digest, str(e))
         except ServerUnavailable as e:
@@ -1018,10 +1157,21 @@ class _Delivery:
             self.on_progress(1)
         return marked
 
+    def _give_up_unconfirmed(self, digest: StoredDigest, error: str) -> None:
+        """End the retries of a digest that may have arrived, saying so (never "failed")."""
+        gave_up = f"outcome unknown, gave up after {digest.attempts} tries: {error}"
+        self.storage.finish_unconfirmed(self.worker, digest.id, gave_up, self.clock())
+        self.report.unconfirmed.append((digest.subscriber.email, gave_up))
+
     def _retry_or_give_up(self, digest: StoredDigest, error: str) -> None:
-        """Schedule another attempt, or fail the digest once the deadline has passed."""
+        """Schedule another attempt, or end the digest once the deadline has passed:
+        unconfirmed when an earlier attempt may have arrived, else failed.
+        """
         now, email = self.clock(), digest.subscriber.email
         if now - digest.created_at > self.policy.deadline:
+            if digest.unknown_since is not None:
+                self._give_up_unconfirmed(digest, error)
+                return
             gave_up = f"gave up after {digest.attempts} attempts: {error}"
             self.storage.finish_failed(
                 self.worker, digest.id, gave_up, False, self.policy.bounce_limit
@@ -1235,9 +1385,13 @@ def describe_outcomes(outcomes: Mapping[str, int]) -> str:
 
 
 def describe_report(report: SendReport) -> str:
-    """Return a send report as "sent 3, failed 0, deferred 0, unknown 0"."""
-    counts = (len(report.sent), len(report.failed), len(report.deferred), len(report.unknown))
+    """Return a send report as "sent 3, failed 0, deferred 0, unknown 0": digests, each once."""
+    counts = (report.recorded, len(report.failed), len(report.deferred), len(report.unknown))
     described = "sent {}, failed {}, deferred {}, unknown {}".format(*counts)
+    if report.unconfirmed:
+        described += f", given up unconfirmed {len(report.unconfirmed)}"
+    if report.taken_over:
+        described += f" ({report.taken_over} taken over by another sender)"
     if report.recovered:
         described += f" ({report.recovered} sent by a stopped sender recorded from its journal)"
     return described
@@ -1479,7 +1633,7 @@ async def run_demo(
         summary = ingest(storage, f"demo/{name}", data, day - timedelta(hours=1))
         composed = compose_digests(storage, settings, day)
         sent = await send_pending(storage, renderer, outbox, clock=_fixed_clock(day))
-        report.sent += len(sent.sent)
+        report.sent += sent.recorded
         report.days.append((period_of(day), summary, composed))
     report.feeds = build_feeds(storage, settings, now)
     return report

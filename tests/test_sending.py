@@ -9,8 +9,9 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dkim
 import pytest
@@ -20,8 +21,9 @@ from notifier import pipeline
 from notifier.app import make_renderer
 from notifier.delivery.journal import SentJournal
 from notifier.delivery.journal import recover as recover_journals
+from notifier.delivery.limits import RateLimit
 from notifier.delivery.smtp import SmtpTransport
-from notifier.errors import ConfigError, StorageError
+from notifier.errors import ConfigError, ServerUnavailable, StorageError
 from notifier.models import Interest
 from notifier.settings import Settings, SmtpTarget, load_settings
 from notifier.storage import Storage
@@ -410,6 +412,7 @@ DYING_SENDER = """
 import os, sys
 from datetime import datetime, UTC
 from pathlib import Path
+from typing import Any
 from notifier.delivery.journal import SentJournal
 journal = SentJournal(Path(sys.argv[1]), "host:123:dead")
 for digest_id in sys.argv[2:]:
@@ -480,3 +483,103 @@ def test_a_journal_that_cannot_be_written_stops_send_before_anything_is_claimed(
     assert line.endswith("; check that state_dir is writable")
     assert states(storage) == {"a@example.org": ("pending", 0)}
     assert not smtp_server.handler.received
+
+
+def test_an_unknown_outcome_is_given_up_at_the_deadline_and_never_sent_again(
+    storage: Storage, settings: Settings, smtp_server: SmtpServer, run: Cli
+) -> None:
+    # The server keeps every message and hangs up after the final ".", for ever.
+    smtp_server.handler.drop_after_data.add("drop@example.org")
+    compose_for(storage, settings, ["drop@example.org"])
+    assert [e for e, _ in deliver(storage, settings, smtp_server).unknown] == ["drop@example.org"]
+    late = NOW + FAST.deadline + timedelta(minutes=1)
+    report = deliver(storage, settings, smtp_server, clock=at(late))
+    [(email, why)] = report.unconfirmed
+    assert email == "drop@example.org"
+    assert why.startswith("outcome unknown, gave up after 2 tries: ")
+    assert states(storage)["drop@example.org"] == ("unconfirmed", 2)
+    # However often a sender runs after the deadline, no copy goes out again.
+    for minutes in (2, 60, 600):
+        later = at(late + timedelta(minutes=minutes))
+        assert deliver(storage, settings, smtp_server, clock=later).unconfirmed == []
+    assert len(smtp_server.handler.received) == 2
+    assert "unconfirmed" in pipeline.describe_report(report)
+    shown = run("status", "drop@example.org").stdout
+    assert "unconfirmed" in shown and "outcome unknown, gave up after 2 tries" in shown
+
+
+def test_a_4xx_after_an_unknown_outcome_never_turns_it_into_failed(
+    storage: Storage, settings: Settings, smtp_server: SmtpServer
+) -> None:
+    handler = smtp_server.handler
+    handler.drop_after_data.add("drop@example.org")
+    compose_for(storage, settings, ["drop@example.org"])
+    deliver(storage, settings, smtp_server)
+    # Before the deadline a 4xx keeps it "unknown": it may be in the mailbox already.
+    handler.drop_after_data.clear()
+    handler.data_reply["drop@example.org"] = "451 4.3.0 Try later"
+    deliver(storage, settings, smtp_server, clock=at(NOW + timedelta(minutes=1)))
+    assert states(storage)["drop@example.org"] == ("unknown", 2)
+    late = at(NOW + FAST.deadline + timedelta(minutes=1))
+    report = deliver(storage, settings, smtp_server, clock=late)
+    assert report.failed == []
+    assert report.unconfirmed[0][1].startswith("outcome unknown, gave up after 3 tries: 451")
+    assert states(storage)["drop@example.org"] == ("unconfirmed", 3)
+
+
+@pytest.mark.parametrize("slowness", ["rate", "server"])
+def test_two_staggered_senders_with_a_short_lease_send_each_digest_once(
+    storage: Storage, settings: Settings, smtp_server: SmtpServer, slowness: str
+) -> None:
+    emails = [f"reader{i}@example.org" for i in range(40)]
+    compose_for(storage, settings, emails)
+    # A 2 s lease, and 40 messages that take 4 s or more: a slow rate limits how
+    # many are claimed at once; a slow server needs the leases renewed.
+    policy = pipeline.RetryPolicy(base=0.001, cap=0.001, lease=timedelta(seconds=2))
+    limit = RateLimit(per_second=10) if slowness == "rate" else None
+    if slowness == "server":
+        smtp_server.handler.stall.update(dict.fromkeys(emails, 0.1))
+
+    async def both() -> list[pipeline.SendReport]:
+        def sender(name: str) -> Any:
+            return pipeline.deliver(
+                storage,
+                make_renderer(settings),
+                transports(smtp_server, 1),
+                worker=name,
+                clock=lambda: datetime.now(UTC),
+                policy=policy,
+                limit=limit,
+            )
+
+        first = asyncio.ensure_future(sender("first"))
+        await asyncio.sleep(2.5)  # past the first claim's lease
+        second = asyncio.ensure_future(sender("second"))
+        return list(await asyncio.gather(first, second))
+
+    reports = asyncio.run(both())
+    arrived = Counter(r.rcpt_tos[0] for r in smtp_server.handler.received)
+    assert arrived == dict.fromkeys(emails, 1)  # every digest once, none twice
+    assert sum(r.recorded for r in reports) == len(emails)
+    assert set(states(storage).values()) == {("sent", 1)}
+
+
+def test_a_server_that_refuses_in_its_greeting_is_reported_in_words() -> None:
+    async def refuse(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"554 5.3.2 no service here\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def connect() -> str:
+        server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            transport = SmtpTransport(SmtpTarget("127.0.0.1", port, None, None, False), 5.0)
+            with pytest.raises(ServerUnavailable) as info:
+                async with transport:
+                    pass
+            return str(info.value)
+
+    message = asyncio.run(connect())
+    assert "refused the connection: 554 5.3.2 no service here" in message
+    assert "(554," not in message  # no Python tuple

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ from notifier.app import make_fetcher
 from notifier.errors import ListingError
 from notifier.settings import Settings, SourceConfig, load_settings
 from notifier.storage import Storage
-from tests.conftest import NOW, Cli
+from tests.conftest import NOW, Cli, SmtpServer
 
 GOOD = b'[{"paper": {"id": "2409.00001", "title": "Robots", "summary": "Robots learn."}}]'
 
@@ -87,3 +87,42 @@ def test_due_sources_follow_each_poll_interval(settings: Settings) -> None:
     ]
     assert [s.name for s in pipeline.due_sources(configured, health, NOW)] == ["a"]
     assert [s.name for s in pipeline.due_sources(configured, [], NOW)] == ["a", "b"]
+
+
+def test_one_source_that_raises_anything_fails_alone_and_the_cycle_goes_on(
+    run: Cli, tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    # An HF file whose upvotes no float can hold: the parser once raised OverflowError,
+    # which stopped run-once before any later source, digest or job record.
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(
+        b'[{"paper": {"id": "2409.00002", "title": "T", "summary": "S", "upvotes": 1e999}}]'
+    )
+    good = tmp_path / "good.json"
+    good.write_bytes(GOOD)
+    (tmp_path / "notifier.toml").write_text(
+        "failure_alert_after = 1\n"
+        f'[[sources]]\nname = "bad"\nkind = "hf-api"\nurl = "{bad}"\n'
+        f'[[sources]]\nname = "good"\nkind = "hf-api"\nurl = "{good}"\n'
+    )
+    run.env.update({"NOTIFIER_SMTP_URL": smtp_server.url, "NOTIFIER_MATCHING": "lexical"})
+    run("subscribe", "ada@example.org", "--interest", "r=robots")
+    result = run("run-once")
+    assert result.exit_code == 1
+    assert "notifier: error: listing 'bad': " in result.stderr
+    assert "good: 1 papers, 1 new" in result.stdout  # the later source was polled
+    assert [r.rcpt_tos for r in smtp_server.handler.received] == [["ada@example.org"]]
+    sources = run("sources").stdout
+    assert f"bad [hf-api] FAILING: {bad}" in sources
+    assert "1 failure(s) in a row" in sources
+    status = run("status").stdout
+    assert "run-once: failed" in status and "still running" not in status
+
+
+def test_health_is_unhealthy_after_a_job_that_never_finished(run: Cli, storage: Storage) -> None:
+    storage.start_job("run-once", "worker-1", datetime.now(UTC) - timedelta(hours=2))
+    result = run("health", "--max-age", "1h")
+    assert result.exit_code == 1
+    assert "unhealthy: run-once started 120 min ago on worker-1 and has not finished" in (
+        result.stderr
+    )

@@ -9,6 +9,9 @@ class RateLimit:
     """Wait before each message so the process stays under its rates."""
 
     def __init__(self, per_second: float | None = None, per_hour: int | None = None) -> None:
+        rates = [r for r in (per_second, per_hour / 3600 if per_hour else None) if r]
+        # The sustained rate messages go out at, at most (None: unlimited).
+        self.per_second: float | None = min(rates) if rates else None
         self._limiters: list[AsyncLimiter] = []
         if per_second is not None:
             # Slow rates (0.5/s) become one message per 1/rate seconds.

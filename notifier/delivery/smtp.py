@@ -124,6 +124,14 @@ class SmtpTransport:
                 f"mail server {target.describe()} refused the login for {target.username!r}: "
                 f"{e.code} {e.message}; check the user and password in NOTIFIER_SMTP_URL"
             ) from e
+        except aiosmtplib.SMTPResponseException as e:
+            # A greeting of 421 or 554 (RFC 5321 3.1): the server is there and says no.
+            client.close()
+            raise ServerUnavailable(
+                f"mail server {target.describe()} refused the connection: {e.code} "
+                f"{e.message}; it is busy (4xx, sending resumes on the next run) or does "
+                "not take mail from here (5xx, check NOTIFIER_SMTP_URL)"
+            ) from e
         except (aiosmtplib.SMTPException, OSError) as e:
             client.close()
             raise ServerUnavailable(

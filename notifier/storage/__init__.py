@@ -32,6 +32,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     cast,
     create_engine,
     delete,
@@ -85,7 +86,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration in MIGRATIONS (a test checks it against Alembic's head), so a
 # process whose database is up to date never imports Alembic: a third of a second
 # paid by every command and every worker process otherwise.
-SCHEMA_HEAD = "0008"
+SCHEMA_HEAD = "0009"
 # PostgreSQL advisory lock keys ("noti" + a number), one per purpose.
 MIGRATION_LOCK = 0x6E6F7469_0001
 LEADER_LOCK = 0x6E6F7469_0002
@@ -1396,21 +1397,72 @@ class Storage:
             raise StorageError(f"database error: {_one_line(getattr(e, 'orig', e))}") from e
 
     def finish_retry(
-        self, worker: str, digest_id: int, error: str, next_attempt: datetime, unknown: bool
+        self,
+        worker: str,
+        digest_id: int,
+        error: str,
+        next_attempt: datetime,
+        *,
+        unknown: bool,
+        now: datetime | None = None,
     ) -> None:
-        """Put a digest back for a later attempt (status unknown when it may have arrived)."""
+        """Put a digest back for a later attempt: status unknown when this attempt or an
+        earlier one may have arrived (unknown_since is set from now on), else pending.
+        """
+        changes: dict[str, Any] = {
+            "status": case((digests.c.unknown_since.is_not(None), "unknown"), else_="pending")
+            if not unknown
+            else "unknown",
+            "last_error": error,
+            "next_attempt_at": next_attempt,
+            "lease_owner": None,
+            "lease_until": None,
+        }
+        if unknown:
+            changes["unknown_since"] = func.coalesce(digests.c.unknown_since, now or next_attempt)
+        with self._tx() as conn:
+            conn.execute(update(digests).where(*_held(digest_id, worker)).values(**changes))
+
+    def finish_unconfirmed(self, worker: str, digest_id: int, error: str, now: datetime) -> None:
+        """Give up on a digest that may have arrived: no more tries, never called failed."""
         with self._tx() as conn:
             conn.execute(
                 update(digests)
                 .where(*_held(digest_id, worker))
                 .values(
-                    status="unknown" if unknown else "pending",
+                    status="unconfirmed",
                     last_error=error,
-                    next_attempt_at=next_attempt,
+                    next_attempt_at=None,
+                    unknown_since=func.coalesce(digests.c.unknown_since, now),
                     lease_owner=None,
                     lease_until=None,
                 )
             )
+
+    def renew_leases(
+        self, worker: str, digest_ids: Iterable[int], now: datetime, lease: timedelta
+    ) -> set[int]:
+        """Extend this worker's leases on digests it still holds; return the ids it holds.
+
+        A digest whose lease expired and was taken over by another worker is not
+        returned: its old holder must not send it (issue 21).
+        """
+        ids = sorted(set(digest_ids))
+        if not ids:
+            return set()
+        with self._tx() as conn:
+            held = conn.execute(
+                update(digests)
+                .where(
+                    self._among(digests.c.id, ids),
+                    digests.c.lease_owner == worker,
+                    digests.c.status == "sending",
+                    digests.c.lease_until >= now,
+                )
+                .values(lease_until=now + lease)
+                .returning(digests.c.id)
+            )
+            return {int(i) for i in held.scalars()}
 
     def finish_failed(
         self, worker: str, digest_id: int, error: str, hard_bounce: bool, bounce_limit: int
@@ -1833,6 +1885,7 @@ _CLAIMED = (
     digests.c.created_at,
     digests.c.attempts,
     digests.c.last_error,
+    digests.c.unknown_since,
 )
 
 

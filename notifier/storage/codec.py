@@ -105,6 +105,7 @@ def stored_digest(row: Any, owner: Subscriber, cards: Mapping[int, dict[str, Any
         created_at=row.created_at,
         attempts=row.attempts,
         last_error=row.last_error,
+        unknown_since=row.unknown_since,
     )
 
 

@@ -203,6 +203,7 @@ digests = Table(
     Column("period", String(32), nullable=False),
     # empty (nothing matched, reason kept) | pending | sending (leased by a worker)
     # | sent | failed | unknown (timed out after the final ".": retried, same Message-ID)
+    # | unconfirmed (unknown until retry_deadline, then given up: it may have arrived)
     Column("status", String(16), nullable=False),
     Column("message_id", String(200), nullable=False, unique=True),
     Column("content", JSON, nullable=False),
@@ -217,6 +218,9 @@ digests = Table(
     Column("lease_owner", String(64)),
     Column("lease_until", UtcDateTime()),
     Column("next_attempt_at", UtcDateTime()),
+    # When an attempt first ended with no reply after the data: from then on the
+    # digest may be in the mailbox, so it is never called "failed" (issue 21).
+    Column("unknown_since", UtcDateTime()),
     UniqueConstraint("subscriber_id", "period"),
 )
 Index("ix_digests_status", digests.c.status, digests.c.next_attempt_at)
