@@ -10,7 +10,12 @@ from urllib.parse import quote_plus
 
 # Characters XML 1.0 forbids, plus C1 controls and Unicode non-characters: they
 # break feeds (lxml refuses them) and can smuggle line breaks into headers.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# Control characters, lone surrogates, and the bidirectional embeddings, overrides and
+# isolates (U+202A-202E, U+2066-2069) that make a name or title display in another
+# order than it is written ("Trojan Source", CVE-2021-42574; issue 21).
+_CONTROL = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff\u202a-\u202e\u2066-\u2069]"
+)
 _WHITESPACE = re.compile(r"\s+")
 _PUNCTUATION_OR_SPACE = re.compile(r"[\W_]+")
 _ARXIV_NEW = re.compile(r"^(\d{4}\.\d{4,5})(?:v\d+)?$")

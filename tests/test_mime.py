@@ -191,3 +191,26 @@ def test_long_ascii_subjects_fold_at_spaces_and_read_back_whole() -> None:
         for line in head.removeprefix(b"Subject: ").split(b"\r\n"):
             # A line is only longer than 78 octets when one word alone is.
             assert len(line) <= 78 or b" " not in line.strip(), line
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "=?utf-8?q?Bcc=3A_victim=40example.org?=",  # an encoded word a client would decode
+        "Ada \u202egnp.exe",  # a right-to-left override reverses what follows
+    ],
+)
+def test_a_hostile_display_name_reaches_to_and_subject_as_plain_text(
+    settings: Settings, name: str
+) -> None:
+    paper = DigestPaper(1, "g1", "A paper", "An abstract.", "https://example.org/1", 0.5, "r", ())
+    content = DigestContent(1, "2026-11-22", (DigestSection(name, (paper,)),))
+    reader = Subscriber(1, "r@example.org", name, (), "feed", "manage", NOW)
+    data = make_renderer(settings).render(content, reader, "<m@x>", NOW).data
+    message = parse_message(data)
+    [to] = message["To"].addresses
+    assert to.addr_spec == "r@example.org"
+    assert "\u202e" not in str(message["To"]) and "\u202e" not in str(message["Subject"])
+    assert not str(message["To"]).startswith("Bcc") and "Bcc: " not in str(message["To"])
+    assert "Bcc: " not in str(message["Subject"])
+    assert "Bcc" not in message  # no header of that name, however the name was written

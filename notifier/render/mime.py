@@ -90,12 +90,15 @@ def joined(chunks: Iterable[Chunk]) -> Chunk:
 def header_text(value: str, name: str = "Subject") -> str:
     """Return free text as the value of header name: folded, RFC 2047-encoded when not ASCII."""
     value = _shorten(value)
-    if value.isascii() and value.isprintable():
+    # Text shaped like an encoded word ("=?utf-8?q?...?=") is encoded itself, so a
+    # client decodes it once, back to the literal text (issue 21).
+    lookalike = "=?" in value
+    if value.isascii() and value.isprintable() and not lookalike:
         if len(name) + 2 + len(value) <= 78:
             return value  # what Header would return: one line, nothing to encode or fold
         if "  " not in value and value[:1] != " " and value[-1:] != " ":
             return _folded(value, 78 - len(name) - 2)
-    charset = "us-ascii" if value.isascii() else "utf-8"
+    charset = "us-ascii" if value.isascii() and not lookalike else "utf-8"
     return Header(value, charset, maxlinelen=78, header_name=name).encode(linesep=CRLF)
 
 
@@ -124,8 +127,18 @@ def mailbox(name: str, address: str, header: str = "To") -> str:
     name = _shorten(name)
     if not name:
         return address
-    if name.isascii():
+    if name.isascii() and "=?" not in name:
         return formataddr((name, address))
+    return _encoded(name, address, header)
+
+
+def _encoded(name: str, address: str, header: str) -> str:
+    """Return 'Name <address>' with the name RFC 2047-encoded in UTF-8.
+
+    Also for ASCII text shaped like an encoded word: written as it is, mail clients
+    decode it ("=?utf-8?q?Bcc=3A_...?=" shows as "Bcc: ...", even quoted); encoded,
+    it is decoded once, back to the literal text (issue 21).
+    """
     encoded = Header(name, "utf-8", maxlinelen=78, header_name=header).encode(linesep=CRLF)
     return f"{encoded} <{address}>"
 
