@@ -279,3 +279,19 @@ def test_send_workers_are_spawned_when_another_thread_could_hold_a_lock() -> Non
     finally:
         release.set()
         waiter.join()
+
+
+def test_a_query_of_a_thousand_nots_is_refused_in_one_line_wherever_it_is_given(
+    run: Cli, tmp_path: Path
+) -> None:
+    query = "robot " + "NOT " * 990 + "survey"
+    result = run("subscribe", "a@example.org", "--interest", f"r={query}")
+    assert result.exit_code != 0
+    [line] = result.stderr.strip().splitlines()
+    assert "characters is too long; a query may have 500" in line
+    topic = f'[[topics]]\nname = "r"\nslug = "r"\nquery = \'{query}\'\n'
+    (tmp_path / "notifier.toml").write_text(topic)
+    result = run("status")
+    assert result.exit_code != 0
+    [line] = result.stderr.strip().splitlines()
+    assert "a query may have 500" in line and "Recursion" not in line
