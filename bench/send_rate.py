@@ -67,6 +67,8 @@ def bench_env(state: str, database: str, smtp_url: str, matching: str) -> dict[s
         "NOTIFIER_SEND_RATE": "0",
         "NOTIFIER_SMTP_URL": smtp_url,
         "NOTIFIER_SENDER_ADDRESS": "digests@bench.example.org",
+        # Required with PostgreSQL (never invented there); harmless with SQLite.
+        "NOTIFIER_SECRET_KEY": "bench-link-key-0123456789abcdef",
     }
 
 

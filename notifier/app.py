@@ -55,7 +55,8 @@ def secret_key(settings: Settings) -> bytes:
     """Return the key that signs links: the secret_key setting, else state_dir/secret.key.
 
     The file is created once with a random key, readable by its owner only, so
-    a laptop install needs no setup and its links survive restarts.
+    a laptop install needs no setup and its links survive restarts. Against
+    PostgreSQL a key is never invented: the setting (or a file put there) is required.
     """
     if settings.secret_key is not None:
         key = settings.secret_key.get_secret_value().encode()
@@ -63,6 +64,14 @@ def secret_key(settings: Settings) -> bytes:
             raise ConfigError("setting 'secret_key' is too short: use at least 16 characters")
         return key
     path = settings.state_dir / "secret.key"
+    if settings.database.startswith("postgresql") and not path.exists():
+        # Machines sharing one PostgreSQL do not share a state directory, and a
+        # container's is new on every run: a key invented here would sign links no
+        # other process accepts, and break every link in emails already sent (issue 21).
+        raise ConfigError(
+            "no link-signing key: with PostgreSQL, set NOTIFIER_SECRET_KEY (at least 16 "
+            "random characters, the same for every process and machine)"
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():

@@ -77,15 +77,21 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+PG_SECRET_KEY = "pg-test-secret-key-0123456789"
+
+
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     """Return settings whose state lives in tmp_path, on each backend."""
     (tmp_path / "state").mkdir(exist_ok=True)
+    # PostgreSQL deployments set the link-signing key (notifier never invents one there).
+    key = {"secret_key": PG_SECRET_KEY} if database_url.startswith("postgresql") else {}
     return load_settings(
         state_dir=tmp_path / "state",
         database_url=database_url,
         sender_address="digests@notifier.test.example",
         base_url="https://papers.example.org",
+        **key,
     )
 
 
@@ -238,6 +244,8 @@ def run(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> C
         "NOTIFIER_RETRY_BASE": "0.001",
         "NOTIFIER_SEND_RATE": "0",
     }
+    if database_url.startswith("postgresql"):
+        env["NOTIFIER_SECRET_KEY"] = PG_SECRET_KEY
     return Cli(env)
 
 

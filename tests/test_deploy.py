@@ -593,7 +593,9 @@ def test_the_kubernetes_cronjob_and_migration_job() -> None:
     # Secrets from the Secret the comment tells how to create; the rest from the ConfigMap.
     env = {e["name"]: e for e in container["env"]}
     secret = {n: e["valueFrom"]["secretKeyRef"] for n, e in env.items() if "valueFrom" in e}
-    assert set(secret) == {"NOTIFIER_DATABASE_URL", "NOTIFIER_SMTP_URL"}
+    # Every run is a new pod: the link key must come from the Secret, or each run would
+    # sign with a key of its own and break the links in emails already sent.
+    assert set(secret) == {"NOTIFIER_DATABASE_URL", "NOTIFIER_SMTP_URL", "NOTIFIER_SECRET_KEY"}
     assert {e["name"]: e["valueFrom"]["secretKeyRef"] for e in migrate["env"]} == {
         "NOTIFIER_DATABASE_URL": secret["NOTIFIER_DATABASE_URL"]
     }

@@ -60,3 +60,15 @@ def test_an_emptied_key_file_is_refused_with_what_to_do(tmp_path: Path) -> None:
     (tmp_path / "secret.key").write_text("")
     with pytest.raises(ConfigError, match=r"secret.key' holds no usable key: delete it"):
         secret_key(_settings(tmp_path))
+
+
+def test_with_postgresql_a_key_is_never_invented(tmp_path: Path) -> None:
+    shared = Settings(
+        state_dir=tmp_path, database_url="postgresql+psycopg://notifier@db.example.internal/n"
+    )
+    with pytest.raises(ConfigError, match="with PostgreSQL, set NOTIFIER_SECRET_KEY"):
+        secret_key(shared)
+    assert not (tmp_path / "secret.key").exists()
+    # A key put in place by the operator (a shared volume) is used as it is.
+    (tmp_path / "secret.key").write_text("k" * 32)
+    assert secret_key(shared) == b"k" * 32
