@@ -85,7 +85,9 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     """Return settings whose state lives in tmp_path, on each backend."""
     (tmp_path / "state").mkdir(exist_ok=True)
     # PostgreSQL deployments set the link-signing key (notifier never invents one there).
-    key = {"secret_key": PG_SECRET_KEY} if database_url.startswith("postgresql") else {}
+    key: dict[str, Any] = (
+        {"secret_key": PG_SECRET_KEY} if database_url.startswith("postgresql") else {}
+    )
     return load_settings(
         state_dir=tmp_path / "state",
         database_url=database_url,
