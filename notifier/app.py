@@ -130,7 +130,7 @@ def make_transport(settings: Settings) -> Transport:
     if target is None:
         raise ConfigError(
             "no mail server configured: set NOTIFIER_SMTP_URL (smtp://user:pass@host:port), "
-            "or use --dry-run to write the digests to the outbox instead"
+            f"or run `notifier digest --dry-run` to write the digests to {settings.outbox_dir}/"
         )
     return SmtpTransport(target, settings.smtp_timeout)
 

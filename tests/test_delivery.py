@@ -200,14 +200,19 @@ def test_dead_smtp_server_stops_with_one_line_and_loses_nothing(
 def test_no_mail_server_configured_is_explained_and_nothing_recorded(run: Cli) -> None:
     run("ingest", str(SEED_FILES[0]))
     subscribe_two(run)
-    result = run("digest")
-    assert result.exit_code == 1
-    assert result.stderr == (
-        "notifier: error: no mail server configured: set NOTIFIER_SMTP_URL "
-        "(smtp://user:pass@host:port), or use --dry-run to write the digests to the outbox "
-        "instead\n"
-    )
+    outbox = Path(run.env["NOTIFIER_STATE_DIR"]) / "outbox"
+    for command in ("digest", "send", "run-once"):
+        result = run(command)
+        assert result.exit_code == 1
+        assert result.stderr == (
+            "notifier: error: no mail server configured: set NOTIFIER_SMTP_URL "
+            "(smtp://user:pass@host:port), or run `notifier digest --dry-run` to write the "
+            f"digests to {outbox}/\n"
+        ), command
     assert digest_rows(run.env["NOTIFIER_DATABASE_URL"]) == []
+    # What the message suggests works.
+    assert run("digest", "--dry-run").exit_code == 0
+    assert list(outbox.glob("*.eml"))
 
 
 def test_dry_run_writes_previews_and_records_nothing(run: Cli, smtp_server: SmtpServer) -> None:
