@@ -1251,12 +1251,13 @@ def demo(context: Context, reset: bool) -> None:
         storage.reset()
         for folder in (settings.outbox_dir, settings.feeds_dir):
             shutil.rmtree(folder, ignore_errors=True)
-    report = asyncio.run(
-        pipeline.run_demo(
-            storage, settings, make_renderer(settings), make_outbox(settings), utc_now()
-        )
-    )
-    for period, summary, composed in report.days:
+    # Said before the wait, not after it: the first run on a machine prepares the
+    # embedding model, which takes a while (issue 21).
+    click.echo("preparing the matching model (the first time on a machine takes longest)...")
+    pipeline.matching_for(settings)
+
+    def day_done(day: pipeline.DemoDay) -> None:
+        period, summary, composed = day
         got = ", ".join(
             f"{c.subscriber.email.split('@')[0]} {len(c.content.papers) if c.content else 0}"
             for c in composed
@@ -1265,6 +1266,17 @@ def demo(context: Context, reset: bool) -> None:
             f"{period}: {summary.source}: {summary.papers} papers, {summary.new} new, "
             f"{summary.seen} seen before; digest papers: {got}"
         )
+
+    report = asyncio.run(
+        pipeline.run_demo(
+            storage,
+            settings,
+            make_renderer(settings),
+            make_outbox(settings),
+            utc_now(),
+            on_day=day_done,
+        )
+    )
     click.echo(
         f"\n{report.sent} digests written to {settings.outbox_dir}/ and {len(report.feeds)} "
         f"feed files to {settings.feeds_dir}/"

@@ -1619,10 +1619,22 @@ def _fixed_clock(moment: datetime) -> Callable[[], datetime]:
     return lambda: moment
 
 
+DemoDay = tuple[str, IngestSummary, list[ComposedDigest]]
+
+
 async def run_demo(
-    storage: Storage, settings: Settings, renderer: EmailRenderer, outbox: Transport, now: datetime
+    storage: Storage,
+    settings: Settings,
+    renderer: EmailRenderer,
+    outbox: Transport,
+    now: datetime,
+    *,
+    on_day: Callable[[DemoDay], None] | None = None,
 ) -> DemoReport:
-    """Replay the bundled snapshots as consecutive days ending today, with three subscribers."""
+    """Replay the bundled snapshots as consecutive days ending today, with three subscribers.
+
+    on_day hears of each day as soon as it is done (the command prints it then).
+    """
     seeds = demo_seeds()
     first_day = now - timedelta(days=len(seeds) - 1)
     for email, name, interests in DEMO_SUBSCRIBERS:
@@ -1635,5 +1647,7 @@ async def run_demo(
         sent = await send_pending(storage, renderer, outbox, clock=_fixed_clock(day))
         report.sent += sent.recorded
         report.days.append((period_of(day), summary, composed))
+        if on_day is not None:
+            on_day(report.days[-1])
     report.feeds = build_feeds(storage, settings, now)
     return report

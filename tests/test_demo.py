@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections import defaultdict
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -25,8 +28,9 @@ def test_demo_replays_five_days_and_never_repeats_a_paper(run: Cli, tmp_path: Pa
     result = run("demo")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
+    assert lines[0].startswith("preparing the matching model")
     counts = [
-        re.search(r": (\d+) papers, (\d+) new, (\d+) seen before", line) for line in lines[:5]
+        re.search(r": (\d+) papers, (\d+) new, (\d+) seen before", line) for line in lines[1:6]
     ]
     assert [tuple(map(int, m.groups())) for m in counts if m] == [
         (72, 72, 0),
@@ -66,7 +70,24 @@ def test_demo_refuses_to_overwrite_unless_reset(run: Cli) -> None:
     )
     reset = run("demo", "--reset")
     assert reset.exit_code == 0
-    assert "72 papers, 72 new, 0 seen before" in reset.stdout.splitlines()[0]
+    assert "72 papers, 72 new, 0 seen before" in reset.stdout.splitlines()[1]
     status = run("status").stdout
     assert "papers: 411, subscribers: 3" in status
     assert "digests: 15 sent" in status
+
+
+def test_demo_prints_each_step_as_it_happens(run: Cli, tmp_path: Path) -> None:
+    env = {**os.environ, **run.env}
+    notifier = Path(sys.executable).parent / "notifier"
+    demo = subprocess.Popen([str(notifier), "demo"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert demo.stdout is not None
+        first = demo.stdout.readline()
+        # Printed before the model is prepared and the days are replayed, not at the end.
+        assert first.startswith("preparing the matching model"), first
+        day = demo.stdout.readline()
+        assert re.search(r": 72 papers, 72 new, 0 seen before", day), day
+        assert demo.poll() is None  # four more days to go
+    finally:
+        demo.wait(120)
+    assert demo.returncode == 0
