@@ -217,6 +217,14 @@ class Settings(BaseSettings):
     def _intervals(cls, value: Any) -> timedelta:
         return parse_duration(value)
 
+    @field_validator("templates_dir")
+    @classmethod
+    def _templates_dir_exists(cls, value: Path | None) -> Path | None:
+        # A mistyped path would otherwise fall back to the built-in templates unseen.
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{str(value)!r} is not a directory: create it or fix the path")
+        return value
+
     @field_validator("send_time")
     @classmethod
     def _valid_send_time(cls, value: str) -> str:
@@ -385,6 +393,10 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         return _FromFile(**overrides)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"config file {str(path)!r} is not UTF-8 (byte {e.start}): save it as UTF-8"
+        ) from None
     except ValidationError as e:
         error = e.errors()[0]
         field = ".".join(str(p) for p in error["loc"]) or "settings"

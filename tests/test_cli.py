@@ -295,3 +295,23 @@ def test_a_query_of_a_thousand_nots_is_refused_in_one_line_wherever_it_is_given(
     assert result.exit_code != 0
     [line] = result.stderr.strip().splitlines()
     assert "a query may have 500" in line and "Recursion" not in line
+
+
+def test_a_config_file_that_is_not_utf8_is_named_in_one_line(run: Cli, tmp_path: Path) -> None:
+    (tmp_path / "notifier.toml").write_bytes('sender_name = "Zo\u00eb"\n'.encode("latin-1"))
+    result = run("status")
+    assert result.exit_code != 0
+    [line] = result.stderr.strip().splitlines()
+    assert line == (
+        "notifier: error: config file 'notifier.toml' is not UTF-8 (byte 17): save it as UTF-8"
+    )
+
+
+def test_a_missing_templates_dir_is_refused(run: Cli, tmp_path: Path) -> None:
+    (tmp_path / "notifier.toml").write_text('templates_dir = "my-templates"\n')
+    result = run("status")
+    assert result.exit_code != 0
+    assert "setting 'templates_dir'" in result.stderr
+    assert "'my-templates' is not a directory: create it or fix the path" in result.stderr
+    (tmp_path / "my-templates").mkdir()
+    assert run("status").exit_code == 0
