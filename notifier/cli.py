@@ -601,7 +601,8 @@ def digest(context: Context, dry_run: bool, as_json: bool) -> None:
     _print_composed(pipeline.iter_composed(storage, settings, now, up_to_date=up_to_date), as_json)
     if sum(up_to_date):
         click.echo(
-            f"{sum(up_to_date)} subscriber(s) already have the digest of their current period",
+            f"{sum(up_to_date)} subscriber(s) have nothing due: they have the digest of "
+            "their current period, or signed up after its send time",
             err=as_json,
         )
     report = _send_here(context, progress=True)

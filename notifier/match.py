@@ -550,9 +550,10 @@ def match_many(
             scored = score(index, interest, params, similarity)
             chosen = _chosen(index, interest, params, scored)
             fused = scored[1][chosen]
+            name, rounded = interest.name, np.round(fused, 4).tolist()
             matches = tuple(
-                Match(interest.name, round(value, 4), (), "", position)
-                for position, value in zip(chosen.tolist(), fused.tolist(), strict=True)
+                Match(name, value, (), "", position)
+                for position, value in zip(chosen.tolist(), rounded, strict=True)
             )
             yield Decision(interest, chosen, fused, scored, matches)
 
@@ -652,7 +653,7 @@ def _explain(
         parts.append(f"close to “{interest.phrases[best]}” ({float(closeness[best]):.2f})")
     return Match(
         interest=interest.name,
-        score=round(fused, 4),
+        score=float(np.round(fused, 4)),  # as match_many rounds, so rankings agree
         terms=tuple(terms),
         reason="; ".join(parts) or "matched",
         paper=i,

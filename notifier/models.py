@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Announce(StrEnum):
@@ -165,9 +165,12 @@ class Subscriber:
     unsubscribed_at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
-    """Why a paper suits one interest: its score and the terms that matched."""
+class Match(NamedTuple):
+    """Why a paper suits one interest: its score and the terms that matched.
+
+    A named tuple, not a frozen dataclass: a run builds one per (interest, paper)
+    a query lets through, millions at scale, and a tuple is built four times faster.
+    """
 
     interest: str
     score: float

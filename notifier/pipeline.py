@@ -531,7 +531,11 @@ def iter_composed(
         if slot is None:
             continue
         seen = 0
-        batches = storage.subscriber_batches(COMPOSE_BATCH, schedule, slot.period, newest, shard)
+        # Only those who subscribed by the slot's time: the first digest is due at
+        # the first slot after subscribing, as status and the pages say (issue 21).
+        batches = storage.subscriber_batches(
+            COMPOSE_BATCH, schedule, slot.period, newest, shard, joined_by=slot.due_at
+        )
         for batch in batches:
             seen += len(batch)
             yield from run.batch(batch, slot.period, record)
@@ -1638,7 +1642,8 @@ async def run_demo(
     seeds = demo_seeds()
     first_day = now - timedelta(days=len(seeds) - 1)
     for email, name, interests in DEMO_SUBSCRIBERS:
-        storage.save_subscriber(email, name, interests, first_day - timedelta(hours=2))
+        # The day before: a first digest is due at the first slot after signing up.
+        storage.save_subscriber(email, name, interests, first_day - timedelta(days=1))
     report = DemoReport()
     for offset, (name, data) in enumerate(seeds):
         day = first_day + timedelta(days=offset)

@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -30,6 +30,9 @@ SEED_FILES = sorted(SEEDS.glob("*.txt"))
 DATA = Path(__file__).resolve().parent / "data"
 PG_URL = os.environ.get("NOTIFIER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 NOW = datetime(2026, 3, 11, 8, 0, tzinfo=UTC)
+# When the subscribers of most tests signed up: the day before, so the slot NOW falls
+# in comes after it and their digest is due (a first digest never predates a sign-up).
+JOINED = NOW - timedelta(days=1)
 
 
 def _pg_available() -> bool:
@@ -229,6 +232,33 @@ class Cli:
     def __call__(self, *args: str, input: bytes | None = None) -> Result:
         runner = CliRunner()
         return runner.invoke(cli, list(args), env=self.env, input=input, catch_exceptions=False)
+
+    def subscribe_earlier(self, *args: str, days: int = 2) -> Result:
+        """Run `subscribe` as if days ago: a first digest is due only at a slot after it."""
+        result = self("subscribe", *args)
+        back_date_subscribers(self.env["NOTIFIER_DATABASE_URL"], days)
+        return result
+
+
+def back_date_subscribers(database_url: str, days: int = 2, before: datetime | None = None) -> None:
+    """Move every sign-up back by days (from now, or from before), so the slot a test
+    composes at comes after it and their digest is due.
+    """
+    from notifier.storage.schema import subscribers
+
+    then = (before or datetime.now(UTC)) - timedelta(days=days)
+    confirmed = subscribers.c.confirmed_at
+    storage = Storage(database_url)
+    with storage.engine.begin() as conn:
+        conn.execute(
+            sqlalchemy.update(subscribers)
+            .where(subscribers.c.created_at > then)
+            .values(
+                created_at=then,
+                confirmed_at=sqlalchemy.case((confirmed.is_(None), None), else_=then),
+            )
+        )
+    storage.close()
 
 
 @pytest.fixture

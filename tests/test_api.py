@@ -16,7 +16,7 @@ import pytest
 
 from notifier import pipeline
 from notifier.storage import SourceState
-from tests.conftest import NOW, WebServer, seed_bytes
+from tests.conftest import NOW, WebServer, back_date_subscribers, seed_bytes
 
 TOKEN = "admin-token-0123456789-abcdef"
 RL = {"name": "rl", "query": '"reinforcement learning"'}
@@ -341,6 +341,7 @@ def test_digests_are_listed_with_their_state_but_never_their_content(admin: Admi
     reader = admin.create("reader@example.org")
     quiet = admin.create("quiet@example.org", interests=[{"name": "none", "query": "zyxxyzzy"}])
     storage, settings = admin.server.storage, admin.server.settings
+    back_date_subscribers(settings.database, before=NOW)  # signed up before NOW's slot
     pipeline.ingest(storage, "day1", seed_bytes(0), NOW - timedelta(hours=1))
     pipeline.compose_digests(storage, settings, NOW)
 

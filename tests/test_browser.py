@@ -32,7 +32,7 @@ from notifier import pipeline
 from notifier.app import make_renderer, make_transport
 from notifier.models import Interest, Subscriber
 from notifier.storage import Storage
-from tests.conftest import SmtpServer, WebServer, seed_bytes
+from tests.conftest import SmtpServer, WebServer, back_date_subscribers, seed_bytes
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -216,7 +216,9 @@ def test_subscribe_confirm_edit_receive_and_unsubscribe(
     )
     manage_url = page.url
 
-    # The job runs: one digest arrives, for the edited interest, with one-click unsubscribe.
+    # A day later the job runs (the first digest is due at the first send time after
+    # signing up): one digest arrives, for the edited interest, with one-click unsubscribe.
+    back_date_subscribers(server.settings.database)
     compose_and_send(server, now)
     mail = wait_for_mail(smtp_server, 2)
     assert len(mail) == 2

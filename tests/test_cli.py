@@ -162,31 +162,33 @@ def test_unreachable_postgresql_is_one_line(tmp_path: Path) -> None:
 
 
 def test_subscribe_validates_address_and_query(run: Cli) -> None:
-    bad_address = run("subscribe", "not-an-address", "--interest", "x=robot")
+    bad_address = run.subscribe_earlier("not-an-address", "--interest", "x=robot")
     assert bad_address.exit_code == 1
     assert bad_address.stderr.startswith(
         "notifier: error: 'not-an-address' is not a valid email address"
     )
-    bad_query = run("subscribe", "a@example.org", "--interest", 'x=robot "open')
+    bad_query = run.subscribe_earlier("a@example.org", "--interest", 'x=robot "open')
     assert (
         bad_query.stderr == "notifier: error: query 'robot \"open': unclosed quote at position 7\n"
     )
-    no_interest = run("subscribe", "a@example.org")
+    no_interest = run.subscribe_earlier("a@example.org")
     assert no_interest.stderr == (
         "notifier: error: a new subscriber needs at least one --interest NAME=QUERY or "
         "--about NAME=TEXT\n"
     )
-    shape = run("subscribe", "a@example.org", "--interest", "robot")
+    shape = run.subscribe_earlier("a@example.org", "--interest", "robot")
     assert "query is written NAME=QUERY" in shape.stderr
-    only_not = run("subscribe", "a@example.org", "--interest", "x=-survey")
+    only_not = run.subscribe_earlier("a@example.org", "--interest", "x=-survey")
     assert "needs at least one word or phrase to look for (or a description)" in only_not.stderr
-    level = run("subscribe", "a@example.org", "--about", "x=robots", "--sensitivity", "x=loose")
+    level = run.subscribe_earlier(
+        "a@example.org", "--about", "x=robots", "--sensitivity", "x=loose"
+    )
     assert "sensitivity must be one of strict, normal, broad" in level.stderr
     assert run("subscribers").stdout == ""
 
 
 def test_subscribe_updates_an_existing_subscriber(run: Cli) -> None:
-    run("subscribe", "A@Example.org", "--name", "A", "--interest", "x=robot")
+    run.subscribe_earlier("A@Example.org", "--name", "A", "--interest", "x=robot")
     updated = run(
         "subscribe",
         "a@example.org",
@@ -207,7 +209,7 @@ def test_subscribe_updates_an_existing_subscriber(run: Cli) -> None:
     schedule = updated.stdout.splitlines()[3]
     assert schedule.startswith("  schedule: daily at 00:00 (UTC); next digest ")
     # Changing only the description keeps the query.
-    about = run("subscribe", "a@example.org", "--about", "x=robot arms")
+    about = run.subscribe_earlier("a@example.org", "--about", "x=robot arms")
     assert "  x: query robotic about “robot arms”" in about.stdout
     listing = run("subscribers")
     assert listing.stdout.splitlines()[0] == "a@example.org (A) [active]"
@@ -221,7 +223,7 @@ def test_status_of_unknown_subscriber(run: Cli) -> None:
 
 def test_status_tells_why_no_email_came(run: Cli) -> None:
     run("ingest", str(SEED_FILES[0]))
-    run("subscribe", "eve@example.org", "--interest", "none=zzzunmatchable")
+    run.subscribe_earlier("eve@example.org", "--interest", "none=zzzunmatchable")
     run("digest", "--dry-run")
     assert "no digest composed yet" in run("status", "eve@example.org").stdout
     run.env["NOTIFIER_SMTP_URL"] = "smtp://127.0.0.1:1"  # nothing to send, so never contacted
@@ -236,7 +238,7 @@ def test_init_creates_the_database(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "state" / "notifier.db").is_file()
     assert result.stdout.startswith("database ready: sqlite:///")
-    assert "(schema revision 0008)" in result.stdout.splitlines()[0]
+    assert "(schema revision 0009)" in result.stdout.splitlines()[0]
     again = invoke(tmp_path, "init")
     assert again.returncode == 0 and again.stdout == result.stdout
 
@@ -285,7 +287,7 @@ def test_a_query_of_a_thousand_nots_is_refused_in_one_line_wherever_it_is_given(
     run: Cli, tmp_path: Path
 ) -> None:
     query = "robot " + "NOT " * 990 + "survey"
-    result = run("subscribe", "a@example.org", "--interest", f"r={query}")
+    result = run.subscribe_earlier("a@example.org", "--interest", f"r={query}")
     assert result.exit_code != 0
     [line] = result.stderr.strip().splitlines()
     assert "characters is too long; a query may have 500" in line

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from notifier.storage import Storage
-from tests.conftest import NOW, SmtpServer
+from tests.conftest import NOW, PG_SECRET_KEY, SmtpServer
 
 NOTIFIER = Path(sys.executable).parent / "notifier"
 
@@ -95,6 +95,8 @@ def sender_env(tmp_path: Path, url: str, server: SmtpServer, **extra: str) -> di
             "NOTIFIER_DATABASE_URL": url,
             "NOTIFIER_SMTP_URL": server.url,
             "NOTIFIER_SENDER_ADDRESS": "digests@notifier.test.example",
+            # One key for every sender: with PostgreSQL, notifier never invents one.
+            "NOTIFIER_SECRET_KEY": PG_SECRET_KEY,
         }
     )
     env.update(extra)

@@ -12,7 +12,7 @@ from notifier.ingest.snapshot import parse_snapshot
 from notifier.models import Interest
 from notifier.settings import Settings
 from notifier.storage import Storage
-from tests.conftest import NOW, parse_message, seed_bytes
+from tests.conftest import JOINED, NOW, parse_message, seed_bytes
 
 IDS = ("2303.04137", "2403.01234", "2310.09876")
 
@@ -119,7 +119,7 @@ def test_no_subscriber_gets_a_paper_twice_across_sources(
 ) -> None:
     papers = seed_papers()
     storage.save_subscriber(
-        "ada@example.org", None, [Interest("everything", "the OR a OR of")], NOW
+        "ada@example.org", None, [Interest("everything", "the OR a OR of")], JOINED
     )
     snapshot = "".join(f"{t}\n{a}\n" for t, a in papers).encode()
     offered: list[int] = []
@@ -155,7 +155,9 @@ def test_digest_shows_authors_upvotes_code_and_summary_from_the_source(
         "title": "Robots that learn from videos",
     }
     pipeline.ingest(storage, "hf", json.dumps([item]).encode(), NOW, "hf-api")
-    subscriber, _ = storage.save_subscriber("a@example.org", None, [Interest("r", "robots")], NOW)
+    subscriber, _ = storage.save_subscriber(
+        "a@example.org", None, [Interest("r", "robots")], JOINED
+    )
     [composed] = pipeline.compose_digests(storage, settings, NOW + timedelta(hours=1), record=False)
     assert composed.content is not None
     message = parse_message(

@@ -86,7 +86,7 @@ def test_the_daemon_delivers_due_digests_and_stops_cleanly_on_sigterm(
     run: Cli, smtp_server: SmtpServer, service: dict[str, str], tmp_path: Path
 ) -> None:
     for name in ("ada", "bob"):
-        assert run("subscribe", f"{name}@example.org", "--interest", ROBOTS).exit_code == 0
+        assert run.subscribe_earlier(f"{name}@example.org", "--interest", ROBOTS).exit_code == 0
     daemon = Daemon(service, tmp_path / "run.log")
     try:
         until_ok(
@@ -110,7 +110,7 @@ def test_the_daemon_delivers_due_digests_and_stops_cleanly_on_sigterm(
 def test_a_standby_takes_over_when_the_leader_is_killed(
     run: Cli, smtp_server: SmtpServer, service: dict[str, str], tmp_path: Path
 ) -> None:
-    run("subscribe", "ada@example.org", "--interest", ROBOTS)
+    run.subscribe_earlier("ada@example.org", "--interest", ROBOTS)
     leader = Daemon(service, tmp_path / "leader.log")
     standby = None
     try:
@@ -121,7 +121,7 @@ def test_a_standby_takes_over_when_the_leader_is_killed(
         assert leader.stop(signal.SIGKILL) == -signal.SIGKILL
         standby.wait_for("leader on", timeout=30)
         # The new leader serves a subscriber who arrives after the takeover.
-        run("subscribe", "bob@example.org", "--interest", ROBOTS)
+        run.subscribe_earlier("bob@example.org", "--interest", ROBOTS)
         until_ok(
             lambda: received_by(smtp_server)["bob@example.org"] == 1,
             60,
@@ -140,7 +140,7 @@ def test_two_run_once_at_the_same_moment_send_each_digest_once(
 ) -> None:
     emails = [f"reader{k}@example.org" for k in range(12)]
     for email in emails:
-        assert run("subscribe", email, "--interest", ROBOTS).exit_code == 0
+        assert run.subscribe_earlier(email, "--interest", ROBOTS).exit_code == 0
     both = [
         subprocess.Popen(
             [str(NOTIFIER), "run-once"], env=service, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -168,7 +168,7 @@ def test_run_once_exits_non_zero_with_one_line_when_the_mail_server_is_down(
     run: Cli, service: dict[str, str]
 ) -> None:
     run.env["NOTIFIER_SMTP_URL"] = "smtp://127.0.0.1:9"  # discard port: nothing listens
-    run("subscribe", "ada@example.org", "--interest", ROBOTS)
+    run.subscribe_earlier("ada@example.org", "--interest", ROBOTS)
     result = run("run-once")
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()
@@ -188,7 +188,7 @@ def test_sigterm_lets_messages_in_flight_finish_and_gives_the_rest_back(
 ) -> None:
     emails = [f"reader{k}@example.org" for k in range(6)]
     for email in emails:
-        run("subscribe", email, "--interest", ROBOTS)
+        run.subscribe_earlier(email, "--interest", ROBOTS)
     smtp_server.handler.stall = dict.fromkeys(emails, 1.0)  # each reply comes a second late
     daemon = Daemon({**service, "NOTIFIER_SMTP_CONNECTIONS": "1"}, tmp_path / "run.log")
     try:

@@ -19,7 +19,7 @@ from notifier.match import (
 from notifier.models import Interest
 from notifier.settings import Settings
 from notifier.storage import Storage
-from tests.conftest import NOW, Cli, seed_bytes
+from tests.conftest import JOINED, NOW, Cli, seed_bytes
 
 SOURCES = Path(__file__).resolve().parent / "data" / "sources"
 
@@ -99,7 +99,7 @@ def test_an_author_query_finds_the_authors_paper_in_every_mode(
     data = (SOURCES / "hf_daily_papers.json").read_bytes()
     pipeline.ingest(storage, "hf", data, NOW - timedelta(hours=1), kind="hf-api")
     chosen = settings.model_copy(update={"matching": mode})
-    storage.save_subscriber("reader@example.org", None, [Interest("o", "author:Okafor")], NOW)
+    storage.save_subscriber("reader@example.org", None, [Interest("o", "author:Okafor")], JOINED)
     [composed] = pipeline.compose_digests(storage, chosen, NOW, record=False)
     assert composed.content is not None
     [paper] = composed.content.papers

@@ -18,15 +18,18 @@ from notifier.app import make_renderer, make_transport
 from notifier.models import Interest
 from notifier.settings import Settings, load_settings
 from notifier.storage import Storage
-from tests.conftest import NOW, SEED_FILES, Cli, SmtpServer, seed_bytes
+from tests.conftest import JOINED, NOW, SEED_FILES, Cli, SmtpServer, seed_bytes
 
 ROBOTS = "robots=robot OR robots OR robotic"
 DIFFUSION = 'diffusion="diffusion model" OR "diffusion models"'
 
 
 def subscribe_two(run: Cli) -> None:
-    assert run("subscribe", "ada@example.org", "--name", "Ada", "--interest", ROBOTS).exit_code == 0
-    assert run("subscribe", "bob@example.org", "--interest", DIFFUSION).exit_code == 0
+    assert (
+        run.subscribe_earlier("ada@example.org", "--name", "Ada", "--interest", ROBOTS).exit_code
+        == 0
+    )
+    assert run.subscribe_earlier("bob@example.org", "--interest", DIFFUSION).exit_code == 0
 
 
 def digest_rows(storage_url: str) -> list[tuple[str, str, str, int]]:
@@ -110,7 +113,9 @@ def test_a_second_run_the_same_day_sends_nothing_more(run: Cli, smtp_server: Smt
     run("digest")
     again = run("digest")
     assert again.exit_code == 0
-    assert "2 subscriber(s) already have the digest of their current period" in again.output
+    assert "2 subscriber(s) have nothing due: they have the digest of their current" in (
+        again.output
+    )
     assert again.output.splitlines()[-1] == "sent 0, failed 0, deferred 0, unknown 0"
     assert len(smtp_server.handler.received) == 2
 
@@ -119,7 +124,7 @@ def test_consecutive_days_never_repeat_a_paper(
     storage: Storage, settings: Settings, smtp_server: SmtpServer
 ) -> None:
     storage.save_subscriber(
-        "ada@example.org", "Ada", [Interest("rl", '"reinforcement learning" OR RL')], NOW
+        "ada@example.org", "Ada", [Interest("rl", '"reinforcement learning" OR RL')], JOINED
     )
     smtp = load_settings(**settings.model_dump(exclude={"smtp_url"}), smtp_url=smtp_server.url)
     renderer = make_renderer(settings)
@@ -231,7 +236,7 @@ def test_dry_run_writes_previews_and_records_nothing(run: Cli, smtp_server: Smtp
 def test_digest_json_lists_sections_papers_scores_and_reasons(run: Cli) -> None:
     run("ingest", str(SEED_FILES[0]))
     subscribe_two(run)
-    run("subscribe", "eve@example.org", "--interest", "nothing=zzzunmatchable")
+    run.subscribe_earlier("eve@example.org", "--interest", "nothing=zzzunmatchable")
     result = run("digest", "--dry-run", "--json")
     digests = {d["subscriber"]: d for d in map(json.loads, result.stdout.splitlines())}
     ada = digests["ada@example.org"]

@@ -18,7 +18,7 @@ from notifier import pipeline
 from notifier.models import IngestSummary, Interest, Subscriber
 from notifier.settings import Settings, load_settings
 from notifier.storage import Storage
-from tests.conftest import NOW, SEED_FILES, seed_bytes
+from tests.conftest import JOINED, NOW, SEED_FILES, seed_bytes
 
 BASE = "https://papers.example.org"
 FEED_ITEMS = 40
@@ -59,8 +59,8 @@ def ingest_seeds(storage: Storage, days: range) -> list[IngestSummary]:
 
 def add_subscribers(storage: Storage) -> tuple[Subscriber, Subscriber]:
     """Subscribe one reader of world models and one of robots and diffusion."""
-    ada, _ = storage.save_subscriber("ada@example.org", "Ada", WORLD_INTERESTS, NOW)
-    bob, _ = storage.save_subscriber("bob@example.org", "Bob", MIXED_INTERESTS, NOW)
+    ada, _ = storage.save_subscriber("ada@example.org", "Ada", WORLD_INTERESTS, JOINED)
+    bob, _ = storage.save_subscriber("bob@example.org", "Bob", MIXED_INTERESTS, JOINED)
     return ada, bob
 
 

@@ -21,7 +21,7 @@ from notifier.errors import ConfigError, ListingError
 from notifier.models import Interest
 from notifier.settings import Settings, load_settings
 from notifier.storage import Storage
-from tests.conftest import NOW, Cli, SmtpServer
+from tests.conftest import JOINED, NOW, Cli, SmtpServer
 
 ABSTRACT = (
     "We present a robot that learns to fold laundry from a handful of demonstrations, "
@@ -97,7 +97,9 @@ def test_markup_in_titles_is_escaped_in_email_and_kept_in_feeds(
 ) -> None:
     summary = pipeline.ingest(storage, "hostile.txt", listing(*HOSTILE_TITLES), NOW)
     assert summary.papers == 3
-    storage.save_subscriber("eve@example.org", "Eve", [Interest("robots", "robot OR robotic")], NOW)
+    storage.save_subscriber(
+        "eve@example.org", "Eve", [Interest("robots", "robot OR robotic")], JOINED
+    )
 
     composed = asyncio.run(
         pipeline.preview_digests(
@@ -178,7 +180,7 @@ def assert_controls_removed_and_feeds_parse(
         ["Robot", "arm", "number", str(i)] for i in range(len(controls))
     )
 
-    storage.save_subscriber("cc@example.org", "Cc", [Interest("robots", "robot")], NOW)
+    storage.save_subscriber("cc@example.org", "Cc", [Interest("robots", "robot")], JOINED)
     pipeline.build_feeds(storage, settings, NOW)
     files = sorted(p for p in settings.feeds_dir.rglob("*") if p.is_file())
     assert len(files) == 4  # all and one private feed, RSS and Atom
@@ -206,9 +208,9 @@ def test_control_characters_in_a_stored_subscriber_name_do_not_break_feeds(
     pipeline.ingest(storage, "robots.txt", listing("A robot paper", "Another robot paper"), NOW)
     # Storage takes names as given (only the CLI cleans them), e.g. from a future web form.
     ada, _ = storage.save_subscriber(
-        "ada@example.org", "Ada\x07\x1b", [Interest("r", "robot")], NOW
+        "ada@example.org", "Ada\x07\x1b", [Interest("r", "robot")], JOINED
     )
-    bob, _ = storage.save_subscriber("bob@example.org", "Bob", [Interest("r", "robot")], NOW)
+    bob, _ = storage.save_subscriber("bob@example.org", "Bob", [Interest("r", "robot")], JOINED)
 
     pipeline.build_feeds(storage, settings, NOW)
 
@@ -264,8 +266,7 @@ def send_one_digest(run: Cli, smtp_server: SmtpServer, tmp_path: Path) -> EmailM
 def test_crlf_in_subscriber_name_cannot_add_recipients(
     run: Cli, smtp_server: SmtpServer, tmp_path: Path
 ) -> None:
-    result = run(
-        "subscribe",
+    result = run.subscribe_earlier(
         "m@example.org",
         "--name",
         "Mallory\r\nBcc: victim@example.org",
@@ -291,7 +292,7 @@ def test_crlf_in_subscriber_name_cannot_add_recipients(
 def test_crlf_in_interest_name_cannot_add_headers(
     run: Cli, smtp_server: SmtpServer, tmp_path: Path
 ) -> None:
-    result = run("subscribe", "m@example.org", "--interest", "a\r\nBcc: x@y.org=robot")
+    result = run.subscribe_earlier("m@example.org", "--interest", "a\r\nBcc: x@y.org=robot")
 
     if result.exit_code != 0:
         # Refused: one line saying why, and nobody subscribed.

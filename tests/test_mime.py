@@ -14,7 +14,7 @@ from notifier.models import DigestContent, DigestPaper, DigestSection, Interest,
 from notifier.render.mime import build_message, chunk, header_text, joined, mailbox
 from notifier.settings import Settings
 from notifier.storage import Storage
-from tests.conftest import NOW, parse_message, seed_bytes
+from tests.conftest import JOINED, NOW, parse_message, seed_bytes
 
 
 def build(headers: list[tuple[str, str]], text: str = "hello\n", html: str = "<p>hi</p>") -> bytes:
@@ -79,10 +79,10 @@ def test_subscribers_sharing_a_paper_share_its_rendered_block(
 ) -> None:
     pipeline.ingest(storage, "day1", seed_bytes(3), NOW - timedelta(hours=1))
     query = '"behavior cloning" OR imitat*'
-    alice, _ = storage.save_subscriber("a@example.org", "Alice", [Interest("bc", query)], NOW)
-    bob, _ = storage.save_subscriber("b@example.org", "Bob", [Interest("imitation", query)], NOW)
+    alice, _ = storage.save_subscriber("a@example.org", "Alice", [Interest("bc", query)], JOINED)
+    bob, _ = storage.save_subscriber("b@example.org", "Bob", [Interest("imitation", query)], JOINED)
     carol, _ = storage.save_subscriber(
-        "c@example.org", None, [Interest("bc", '"behavior cloning"')], NOW
+        "c@example.org", None, [Interest("bc", '"behavior cloning"')], JOINED
     )
     composed = {c.subscriber.email: c for c in pipeline.compose_digests(storage, settings, NOW)}
     renderer = make_renderer(settings)

@@ -12,7 +12,15 @@ from sqlalchemy import select
 
 from notifier import pipeline
 from notifier.models import Interest
-from notifier.schedule import Cadence, Slot, last_slot, next_slot, parse_weekday, resolve
+from notifier.schedule import (
+    Cadence,
+    Slot,
+    last_slot,
+    next_due,
+    next_slot,
+    parse_weekday,
+    resolve,
+)
 from notifier.settings import Settings, load_settings
 from notifier.storage import Storage
 from notifier.storage.schema import deliveries, digests, papers, subscribers
@@ -149,19 +157,40 @@ def test_each_cadence_gets_one_digest_per_period_at_its_local_time(
     )
     subscribe(store, "weekly@example.org", monday, cadence="weekly", send_time="18:00", weekday=2)
     found = simulate(store, lexical, monday, utc(2026, 11, 22, 23, 30), timedelta(minutes=30))
-    # The first run (Monday 00:00 UTC) catches up the slot before it, then one per period.
+    # Subscribed on Monday 00:00 UTC: the first digest is at each one's first slot
+    # after that, never at once for a slot before they subscribed; then one per period.
     assert found["daily@example.org"] == [
-        ("2026-11-15", monday),
-        *((f"2026-11-{d}", utc(2026, 11, d, 6)) for d in range(16, 23)),
+        (f"2026-11-{d}", utc(2026, 11, d, 6)) for d in range(16, 23)
     ]
     assert found["weekdays@example.org"] == [
-        ("2026-11-13", monday),
-        *((f"2026-11-{d}", utc(2026, 11, d, 12)) for d in range(16, 21)),
+        (f"2026-11-{d}", utc(2026, 11, d, 12)) for d in range(16, 21)
     ]
-    assert found["weekly@example.org"] == [
-        ("2026-W46", monday),
-        ("2026-W47", utc(2026, 11, 18, 18)),
-    ]
+    assert found["weekly@example.org"] == [("2026-W47", utc(2026, 11, 18, 18))]
+
+
+def test_the_first_digest_comes_at_the_first_slot_after_subscribing(
+    store: Storage, lexical: Settings
+) -> None:
+    # Monday 03:00 in New York; the weekly digest is on Mondays at 09:00 there.
+    signed_up = utc(2026, 11, 16, 8)
+    pipeline.ingest(store, "seed", seed_bytes(0), signed_up - timedelta(hours=1))
+    subscribe(
+        store,
+        "weekly@example.org",
+        signed_up,
+        cadence="weekly",
+        send_time="09:00",
+        timezone="America/New_York",
+        weekday=0,
+    )
+    subscribe(store, "daily@example.org", signed_up)  # daily at 00:00 UTC
+    found = simulate(store, lexical, signed_up, utc(2026, 11, 17, 12), timedelta(minutes=30))
+    assert found["weekly@example.org"] == [("2026-W47", utc(2026, 11, 16, 14))]
+    assert found["daily@example.org"] == [("2026-11-17", utc(2026, 11, 17))]
+    # What status says agrees: the next digest, from the moment of signing up, is then.
+    subscriber = store.subscriber_by_email("weekly@example.org")
+    _, due = next_due(lexical.default_cadence, subscriber, signed_up)
+    assert due == utc(2026, 11, 16, 14)
 
 
 @pytest.mark.parametrize(
@@ -258,7 +287,7 @@ def test_after_a_three_day_outage_one_digest_covers_every_missed_day(
 def test_a_paused_subscriber_gets_nothing_until_resumed(store: Storage, lexical: Settings) -> None:
     now = utc(2026, 3, 11, 8)
     pipeline.ingest(store, "s", seed_bytes(0), now - timedelta(hours=1))
-    subscribe(store, "p@example.org", now)
+    subscribe(store, "p@example.org", now - timedelta(days=1))
     store.save_subscriber("p@example.org", None, [], now, status="paused")
     assert pipeline.compose_digests(store, lexical, now) == []
     store.save_subscriber("p@example.org", None, [], now, status="active")
@@ -275,8 +304,8 @@ def test_an_empty_period_sends_nothing_unless_asked_and_status_says_why(
     run.env["NOTIFIER_SMTP_URL"] = smtp_server.url
     run("ingest", str(SEED_FILES[0]))
     nothing = "x=zyzzyvaquark"
-    assert run("subscribe", "quiet@example.org", "--interest", nothing).exit_code == 0
-    noted = run("subscribe", "note@example.org", "--interest", nothing, "--empty-note")
+    assert run.subscribe_earlier("quiet@example.org", "--interest", nothing).exit_code == 0
+    noted = run.subscribe_earlier("note@example.org", "--interest", nothing, "--empty-note")
     assert "a short note when nothing is new" in noted.output
     result = run("digest")
     assert result.exit_code == 0, result.output
@@ -292,7 +321,7 @@ def test_an_empty_period_sends_nothing_unless_asked_and_status_says_why(
 
 def test_subscriber_edit_sets_the_clock_pauses_and_resumes(run: Cli) -> None:
     run("ingest", str(SEED_FILES[0]))
-    assert run("subscribe", "a@example.org", "--interest", "agents=agent").exit_code == 0
+    assert run.subscribe_earlier("a@example.org", "--interest", "agents=agent").exit_code == 0
     edited = run(
         "subscriber",
         "edit",
@@ -339,7 +368,7 @@ def test_composing_in_two_processes_gives_every_subscriber_one_digest(
     now = utc(2026, 3, 11, 8)
     pipeline.ingest(storage, "s", seed_bytes(0), now - timedelta(hours=1))
     for k in range(25):
-        subscribe(storage, f"r{k}@example.org", now)
+        subscribe(storage, f"r{k}@example.org", now - timedelta(days=1))
     first = pipeline.compose_due(storage, settings, now)
     assert first["created"] + first["empty"] == 25 and first["created"] > 0
     with storage.engine.connect() as conn:

@@ -22,7 +22,7 @@ from notifier.match import default_params
 from notifier.models import Interest
 from notifier.settings import Settings, load_settings
 from notifier.storage import Storage
-from tests.conftest import NOW, parse_message, seed_bytes
+from tests.conftest import JOINED, NOW, parse_message, seed_bytes
 
 EVAL = Path(__file__).resolve().parent / "data" / "eval"
 
@@ -125,7 +125,7 @@ def test_paper_and_interest_embeddings_are_computed_once(
     counting = CountingEmbedder()
     matching = pipeline.Matching(default_params("hybrid"), counting)  # type: ignore[arg-type]
     about = "robots learning manipulation from videos"
-    storage.save_subscriber("a@example.org", None, [Interest("r", about=about)], NOW)
+    storage.save_subscriber("a@example.org", None, [Interest("r", about=about)], JOINED)
     pipeline.ingest(storage, "day1", seed_bytes(0), NOW - timedelta(hours=1))
     pipeline.compose_digests(storage, settings, NOW, record=False, matching=matching)
     first = len(counting.texts)
@@ -133,7 +133,7 @@ def test_paper_and_interest_embeddings_are_computed_once(
     pipeline.compose_digests(storage, settings, NOW, record=False, matching=matching)
     assert len(counting.texts) == first  # all stored now
     # A changed description is embedded again, once.
-    storage.save_subscriber("a@example.org", None, [Interest("r", about="world models")], NOW)
+    storage.save_subscriber("a@example.org", None, [Interest("r", about="world models")], JOINED)
     pipeline.compose_digests(storage, settings, NOW, record=False, matching=matching)
     assert counting.texts[first:] == ["world models", "world models"]
     with storage.engine.connect() as conn:
@@ -164,7 +164,7 @@ def test_the_eval_backs_the_default_settings() -> None:
 def test_matched_terms_are_highlighted_in_the_email(storage: Storage, settings: Settings) -> None:
     pipeline.ingest(storage, "day1", seed_bytes(3), NOW - timedelta(hours=1))
     subscriber, _ = storage.save_subscriber(
-        "a@example.org", None, [Interest("bc", '"behavior cloning" OR imitat*')], NOW
+        "a@example.org", None, [Interest("bc", '"behavior cloning" OR imitat*')], JOINED
     )
     [composed] = pipeline.compose_digests(storage, settings, NOW, record=False)
     assert composed.content is not None and composed.content.papers
@@ -186,7 +186,7 @@ def test_lexical_mode_needs_no_model(storage: Storage, settings: Settings) -> No
     assert matching.embedder is None
     pipeline.ingest(storage, "day1", seed_bytes(0), NOW - timedelta(hours=1))
     storage.save_subscriber(
-        "a@example.org", None, [Interest("rl", '"reinforcement learning" OR RL')], NOW
+        "a@example.org", None, [Interest("rl", '"reinforcement learning" OR RL')], JOINED
     )
     [composed] = pipeline.compose_digests(storage, lexical, NOW, record=False, matching=matching)
     assert composed.content is not None and len(composed.content.papers) >= 5
@@ -202,7 +202,7 @@ def test_subscribers_sharing_an_interest_get_what_each_would_get_alone(
     robots = Interest("robots", "robot*", "robots learning manipulation from videos")
     world = Interest("world", about="world models for planning")
     pipeline.ingest(storage, "day1", seed_bytes(0), NOW - timedelta(hours=1))
-    storage.save_subscriber("alone@example.org", None, [robots], NOW)
+    storage.save_subscriber("alone@example.org", None, [robots], JOINED)
     alone = {
         c.subscriber.email: c.content
         for c in pipeline.compose_digests(storage, settings, NOW, record=False, matching=matching)
@@ -211,13 +211,13 @@ def test_subscribers_sharing_an_interest_get_what_each_would_get_alone(
 
     # Three more people wrote the same interest, one next to another interest; one
     # wrote a broken query. Each interest is decided and embedded once per run.
-    storage.save_subscriber("same@example.org", None, [robots], NOW)
-    storage.save_subscriber("both@example.org", None, [world, robots], NOW)
-    storage.save_subscriber("third@example.org", None, [robots], NOW)
+    storage.save_subscriber("same@example.org", None, [robots], JOINED)
+    storage.save_subscriber("both@example.org", None, [world, robots], JOINED)
+    storage.save_subscriber("third@example.org", None, [robots], JOINED)
     # Same name and query, another description: a different interest, with its own reasons.
     other = Interest("robots", "robot*", "robot arms grasping and manipulating objects")
-    storage.save_subscriber("query@example.org", None, [other], NOW)
-    storage.save_subscriber("broken@example.org", None, [Interest("bad", "robot")], NOW)
+    storage.save_subscriber("query@example.org", None, [other], JOINED)
+    storage.save_subscriber("broken@example.org", None, [Interest("bad", "robot")], JOINED)
     with storage.engine.begin() as conn:  # stored before queries were checked
         conn.execute(text("UPDATE interests SET query = '\"unclosed' WHERE name = 'bad'"))
     embedded = len(counting.texts)

@@ -27,7 +27,7 @@ from notifier.errors import ConfigError, ServerUnavailable, StorageError
 from notifier.models import Interest
 from notifier.settings import Settings, SmtpTarget, load_settings
 from notifier.storage import Storage
-from tests.conftest import NOW, Cli, SmtpServer, seed_bytes
+from tests.conftest import JOINED, NOW, Cli, SmtpServer, seed_bytes
 
 FAST = pipeline.RetryPolicy(base=0.001, cap=0.001, lease=timedelta(minutes=5), bounce_limit=2)
 
@@ -40,7 +40,7 @@ def compose_for(storage: Storage, settings: Settings, emails: list[str]) -> None
     """Ingest a seed and compose one digest per address."""
     pipeline.ingest(storage, "day1", seed_bytes(0), NOW - timedelta(hours=1))
     for email in emails:
-        storage.save_subscriber(email, None, [Interest("rl", '"reinforcement learning"')], NOW)
+        storage.save_subscriber(email, None, [Interest("rl", '"reinforcement learning"')], JOINED)
     pipeline.compose_digests(storage, settings, NOW)
 
 

@@ -106,7 +106,7 @@ def test_one_source_that_raises_anything_fails_alone_and_the_cycle_goes_on(
         f'[[sources]]\nname = "good"\nkind = "hf-api"\nurl = "{good}"\n'
     )
     run.env.update({"NOTIFIER_SMTP_URL": smtp_server.url, "NOTIFIER_MATCHING": "lexical"})
-    run("subscribe", "ada@example.org", "--interest", "r=robots")
+    run.subscribe_earlier("ada@example.org", "--interest", "r=robots")
     result = run("run-once")
     assert result.exit_code == 1
     assert "notifier: error: listing 'bad': " in result.stderr

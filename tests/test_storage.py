@@ -20,7 +20,7 @@ from notifier.models import Interest, Subscriber
 from notifier.settings import Settings
 from notifier.storage import MIGRATIONS, SCHEMA_HEAD, NewDigest, Storage
 from notifier.storage.schema import deliveries, digests, metadata
-from tests.conftest import NOW, seed_bytes
+from tests.conftest import JOINED, NOW, seed_bytes
 
 
 def test_migrations_create_exactly_the_declared_schema(storage: Storage) -> None:
@@ -46,7 +46,7 @@ def test_concurrent_composers_create_one_digest_per_subscriber(
     pipeline.ingest(storage, "s", seed_bytes(0), NOW - timedelta(hours=1))
     for i in range(4):
         storage.save_subscriber(
-            f"s{i}@example.org", None, [Interest("rl", '"reinforcement learning" OR robot')], NOW
+            f"s{i}@example.org", None, [Interest("rl", '"reinforcement learning" OR robot')], JOINED
         )
     barrier = threading.Barrier(3)
     errors: list[BaseException] = []
@@ -83,7 +83,7 @@ def test_concurrent_composers_create_one_digest_per_subscriber(
 def test_an_empty_digest_is_replaced_when_papers_arrive_later_the_same_day(
     storage: Storage, settings: Settings
 ) -> None:
-    storage.save_subscriber("a@example.org", None, [Interest("rl", "robot")], NOW)
+    storage.save_subscriber("a@example.org", None, [Interest("rl", "robot")], JOINED)
     [first] = pipeline.compose_digests(storage, settings, NOW)
     assert first.outcome == "empty"
     pipeline.ingest(storage, "s", seed_bytes(0), NOW + timedelta(hours=1))
@@ -102,7 +102,7 @@ def test_overflow_papers_are_offered_once_not_carried_forward(
     storage: Storage, settings: Settings
 ) -> None:
     interest = Interest("rl", '"reinforcement learning" OR RL', sensitivity="broad")
-    storage.save_subscriber("a@example.org", None, [interest], NOW, max_papers=5)
+    storage.save_subscriber("a@example.org", None, [interest], JOINED, max_papers=5)
     pipeline.ingest(storage, "s", seed_bytes(0), NOW - timedelta(hours=1))
     [day1] = pipeline.compose_digests(storage, settings, NOW)
     assert day1.content is not None
@@ -122,7 +122,7 @@ def test_digests_share_one_stored_card_per_paper_and_keep_it_when_the_paper_chan
     pipeline.ingest(storage, "s", seed_bytes(0), NOW - timedelta(hours=1))
     query = '"reinforcement learning" OR robot'
     for i in range(3):
-        storage.save_subscriber(f"s{i}@example.org", None, [Interest("rl", query)], NOW)
+        storage.save_subscriber(f"s{i}@example.org", None, [Interest("rl", query)], JOINED)
     composed = pipeline.compose_digests(storage, settings, NOW)
     shown = {p.paper_id for c in composed if c.content for p in c.content.papers}
     assert shown
@@ -151,7 +151,9 @@ def test_digests_and_ledger_keep_every_character_of_an_interest_name(
     # rows go by binary COPY on PostgreSQL and by INSERT on SQLite.
     name = 'back\\slash\ttab "quoted" \\N Ünïcode\nnext line'
     pipeline.ingest(storage, "s", seed_bytes(0), NOW - timedelta(hours=1))
-    storage.save_subscriber("s@example.org", None, [Interest(name, "reinforcement OR robot")], NOW)
+    storage.save_subscriber(
+        "s@example.org", None, [Interest(name, "reinforcement OR robot")], JOINED
+    )
     [composed] = pipeline.compose_digests(storage, settings, NOW)
     assert composed.outcome == "created" and composed.content is not None
 
@@ -167,7 +169,7 @@ def test_digests_and_ledger_keep_every_character_of_an_interest_name(
 def test_importing_subscribers_skips_known_addresses_and_keeps_interest_order(
     storage: Storage,
 ) -> None:
-    storage.save_subscriber("known@example.org", "Known", [Interest("a", "robot")], NOW)
+    storage.save_subscriber("known@example.org", "Known", [Interest("a", "robot")], JOINED)
     created = storage.add_subscribers(
         [
             ("known@example.org", "Someone else", [Interest("b", "vision")]),
@@ -197,9 +199,9 @@ def test_claimed_digests_are_what_was_composed_when_subscribers_share_papers(
     # differ only in "also matches" (or in the card) must not be confused.
     pipeline.ingest(storage, "s", seed_bytes(0), NOW - timedelta(hours=1))
     rl = '"reinforcement learning" OR robot'
-    storage.save_subscriber("one@example.org", None, [Interest("rl", rl)], NOW)
+    storage.save_subscriber("one@example.org", None, [Interest("rl", rl)], JOINED)
     storage.save_subscriber(
-        "two@example.org", None, [Interest("rl", rl), Interest("robots", "robot")], NOW
+        "two@example.org", None, [Interest("rl", rl), Interest("robots", "robot")], JOINED
     )
     composed = pipeline.compose_digests(storage, settings, NOW)
     claimed = storage.claim_digests("w", 10, NOW, timedelta(minutes=5))
@@ -221,7 +223,7 @@ def test_reading_goes_on_while_another_process_writes(storage: Storage, settings
     # other processes' reads (the next batch of subscribers, the digest counts) must
     # not queue behind it. On PostgreSQL readers never wait; on SQLite (WAL) a read
     # transaction must not begin with BEGIN IMMEDIATE.
-    storage.save_subscriber("r@example.org", None, [Interest("rl", "robot")], NOW)
+    storage.save_subscriber("r@example.org", None, [Interest("rl", "robot")], JOINED)
     writer = Storage(settings.database)
     holding, release = threading.Event(), threading.Event()
 
@@ -282,7 +284,7 @@ def test_batches_and_pages_bring_each_subscriber_with_exactly_their_interests_in
 
 def test_reset_empties_every_table_it_owns(storage: Storage, settings: Settings) -> None:
     pipeline.ingest(storage, "s", seed_bytes(0), NOW - timedelta(hours=1))
-    storage.save_subscriber("z@example.org", None, [Interest("rl", "robot")], NOW)
+    storage.save_subscriber("z@example.org", None, [Interest("rl", "robot")], JOINED)
     pipeline.compose_digests(storage, settings, NOW)
     assert storage.count_papers() and storage.digest_counts()
     storage.reset()
@@ -306,8 +308,8 @@ def _ledger(storage: Storage) -> dict[int, int]:
 
 def _two_with_digests(storage: Storage, settings: Settings) -> tuple[int, int]:
     pipeline.ingest(storage, "s", seed_bytes(0), NOW - timedelta(hours=1))
-    kept, _ = storage.save_subscriber("kept@example.org", None, [Interest("rl", "robot")], NOW)
-    gone, _ = storage.save_subscriber("gone@example.org", None, [Interest("rl", "robot")], NOW)
+    kept, _ = storage.save_subscriber("kept@example.org", None, [Interest("rl", "robot")], JOINED)
+    gone, _ = storage.save_subscriber("gone@example.org", None, [Interest("rl", "robot")], JOINED)
     pipeline.compose_digests(storage, settings, NOW)
     assert _ledger(storage).keys() == {kept.id, gone.id}
     return kept.id, gone.id
@@ -338,7 +340,7 @@ def test_deleting_a_subscriber_deletes_their_ledger_and_only_theirs(
     assert _ledger(storage) == {kept: before}
     assert storage.delete_subscriber(gone) is False
     # The same address subscribing again is a new person: offered the papers afresh.
-    again, _ = storage.save_subscriber("gone@example.org", None, [Interest("rl", "robot")], NOW)
+    again, _ = storage.save_subscriber("gone@example.org", None, [Interest("rl", "robot")], JOINED)
     outcomes = {
         d.subscriber.email: d.outcome for d in pipeline.compose_digests(storage, settings, NOW)
     }
@@ -368,7 +370,7 @@ def test_a_digest_for_a_subscriber_deleted_meanwhile_leaves_no_ledger_rows(
     # A composer read the batch, then the subscriber was deleted before it stored.
     pipeline.ingest(storage, "s", seed_bytes(0), NOW - timedelta(hours=1))
     subscriber, _ = storage.save_subscriber(
-        "late@example.org", None, [Interest("rl", "robot")], NOW
+        "late@example.org", None, [Interest("rl", "robot")], JOINED
     )
     [composed] = pipeline.compose_digests(storage, settings, NOW, record=False)
     assert composed.content is not None and composed.content.papers
@@ -453,7 +455,9 @@ def test_a_digest_offering_a_paper_already_offered_is_dropped_whole(
     # As when a concurrent composer offered the papers first: the ledger's key refuses
     # them (on PostgreSQL inside a COPY), and the digest goes with its ledger rows.
     pipeline.ingest(storage, "s", seed_bytes(0), NOW - timedelta(hours=1))
-    subscriber, _ = storage.save_subscriber("k@example.org", None, [Interest("rl", "robot")], NOW)
+    subscriber, _ = storage.save_subscriber(
+        "k@example.org", None, [Interest("rl", "robot")], JOINED
+    )
     [drafted] = pipeline.compose_digests(storage, settings, NOW, record=False)
     [stored] = pipeline.compose_digests(storage, settings, NOW)
     assert drafted.content is not None and stored.content is not None

@@ -971,15 +971,22 @@ class Storage:
         period: str | None = None,
         fresh_since: datetime | None = None,
         shard: Shard | None = None,
+        *,
+        joined_by: datetime | None = None,
     ) -> Iterator[list[Subscriber]]:
         """Yield the active subscribers with their interests in id order, size at a time.
 
         With schedule, only those on that schedule; with period, only those still
         without that period's digest, or with an empty one older than fresh_since
         (the newest paper), which a later ingest may fill; with shard (k, n), only
-        ids equal to k modulo n (one of n composing processes).
+        ids equal to k modulo n (one of n composing processes); with joined_by, only
+        those who subscribed (confirmed) by then: a slot before someone subscribed
+        is not theirs, so their first digest comes at their first slot after.
         """
         condition = and_(subscribers.c.status == "active", *_in_shard(shard))
+        if joined_by is not None:
+            joined = func.coalesce(subscribers.c.confirmed_at, subscribers.c.created_at)
+            condition = and_(condition, joined <= joined_by)
         if schedule is not None:
             condition = and_(
                 condition,
