@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
 
 import httpx
@@ -69,6 +70,11 @@ def link_in(data: bytes, path: str) -> str:
     found = re.search(rf"https?://[^\s\"<>]+/{path}/[\w.-]+", data.decode())
     assert found, f"no /{path}/ link in the email"
     return found.group(0)
+
+
+def confirm(client: httpx.Client, link: str) -> httpx.Response:
+    """Follow a confirmation link from an email as its reader does."""
+    return client.get(urlsplit(link).path)
 
 
 def active_subscriber(web: WebServer, email: str = "bob@example.org") -> tuple[int, str]:
@@ -159,6 +165,58 @@ def test_sign_up_sends_one_confirmation_and_the_link_confirms(
         assert web.storage.subscriber_by_email("ada@example.org").status == "active"
         # A second click is harmless.
         assert heading(client.get(confirm.removeprefix(web.url))) == "You are subscribed"
+
+
+def test_a_second_sign_up_never_rewrites_a_pending_request(
+    serve_web: Callable[..., WebServer], smtp_server: SmtpServer
+) -> None:
+    web = serve_web(smtp_url=smtp_server.url)
+    received = smtp_server.handler.received
+    with httpx.Client(base_url=web.url) as owner:
+        assert heading(sign_up(owner, email="ada@example.org")) == "Check your inbox"
+    assert wait_for(lambda: len(received) == 1)
+    stranger_choices = {
+        "email": "ada@example.org",
+        "name": "Mallory",
+        "interest_name": "coins",
+        "interest_about": "cryptocurrency trading signals",
+        "cadence": "weekly",
+        "weekday": "friday",
+        "send_time": "23:00",
+        "timezone": "America/New_York",
+    }
+
+    def stored() -> tuple[object, ...]:
+        ada = web.storage.subscriber_by_email("ada@example.org")
+        interests = [(i.name, i.about) for i in ada.interests]
+        return ada.status, ada.name, interests, ada.cadence, ada.send_time, ada.timezone
+
+    what_ada_chose = (
+        "pending",
+        "Ada",
+        [("robots", "robots learning manipulation")],
+        "daily",
+        "07:00",
+        "Europe/Berlin",
+    )
+    with httpx.Client(base_url=web.url) as stranger:
+        # Within the resend limit: the same page, no email, nothing changed.
+        assert heading(sign_up(stranger, **stranger_choices)) == "Check your inbox"
+        time.sleep(0.3)
+        assert len(received) == 1 and stored() == what_ada_chose
+        # Past it: the pending request's confirmation goes again, still Ada's choices.
+        later = datetime.now(UTC) + timedelta(hours=49)
+        web.context.clock = lambda: later
+        assert heading(sign_up(stranger, **stranger_choices)) == "Check your inbox"
+        assert wait_for(lambda: len(received) == 2)
+        assert stored() == what_ada_chose
+    assert received[1].message["To"] == "Ada <ada@example.org>"
+
+    # Either link activates exactly what Ada chose.
+    with httpx.Client(base_url=web.url) as owner:
+        confirmed = confirm(owner, link_in(received[1].data, "confirm"))
+    assert heading(confirmed) == "You are subscribed"
+    assert stored() == ("active", *what_ada_chose[1:])
 
 
 def test_the_page_says_the_same_whether_the_address_is_known_or_not(

@@ -756,9 +756,12 @@ class Storage:
 
         A new or unsubscribed address becomes pending with the interests and
         clock asked for, and gets a confirmation ("confirm"). An address already
-        subscribed is left exactly as it is (anyone can type anyone's address)
-        and gets a reminder with its preferences link ("remind"). Either email
-        goes at most once per resend_after per address; otherwise "quiet".
+        pending keeps the request it has and gets that request's confirmation
+        again: anyone can type anyone's address, and the owner's link must
+        activate what the owner chose (issue 21). An address already subscribed
+        is left exactly as it is and gets a reminder with its preferences link
+        ("remind"). Either email goes at most once per resend_after per address;
+        otherwise "quiet".
         """
         with self._tx() as conn:
             # The insert decides whether the address is new, even against a
@@ -772,6 +775,7 @@ class Storage:
                 )
             ).scalar_one_or_none()
             action = "confirm"
+            store_request = True
             if subscriber_id is None:
                 row = conn.execute(
                     select(subscribers.c.id, subscribers.c.status).where(
@@ -779,15 +783,17 @@ class Storage:
                     )
                 ).one()
                 subscriber_id = row.id
-                if row.status in ("pending", "unsubscribed"):
+                if row.status == "unsubscribed":
                     conn.execute(
                         update(subscribers)
                         .where(subscribers.c.id == row.id)
                         .values(name=name, status="pending", **schedule)
                     )
+                elif row.status == "pending":
+                    store_request = False
                 else:
                     action = "remind"
-            if action == "confirm":
+            if action == "confirm" and store_request:
                 _replace_interests(conn, subscriber_id, chosen)
             # One email per address per resend_after, decided by one conditional
             # update so two requests at once cannot both send.
