@@ -192,9 +192,13 @@ def test_subscribe_confirm_edit_receive_and_unsubscribe(
     assert confirmation["Subject"] == "Confirm your notifier subscription"
     assert subscriber(server, "ada@example.org").status == "pending"
 
-    # Following the email's button confirms.
+    # The email's button opens a page saying what it activates; its button confirms.
     open_email(page, confirmation)
     page.get_by_role("link", name="Confirm my subscription").click()
+    expect(page.get_by_role("heading", name="Confirm your subscription?")).to_be_visible()
+    expect(page.locator(".chosen")).to_contain_text("World models")
+    assert subscriber(server, "ada@example.org").status == "pending"
+    page.get_by_role("button", name="Confirm my subscription").click()
     expect(page.get_by_role("heading", name="You are subscribed")).to_be_visible()
     page.get_by_role("link", name="Open my preferences").click()
 

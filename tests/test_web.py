@@ -72,9 +72,12 @@ def link_in(data: bytes, path: str) -> str:
     return found.group(0)
 
 
-def confirm(client: httpx.Client, link: str) -> httpx.Response:
-    """Follow a confirmation link from an email as its reader does."""
-    return client.get(urlsplit(link).path)
+def confirm_link(client: httpx.Client, link: str) -> httpx.Response:
+    """Follow a confirmation link from an email as its reader does: open it, press the button."""
+    path = urlsplit(link).path
+    page = client.get(path)
+    assert heading(page) == "Confirm your subscription?", page.text
+    return client.post(path, data={"csrf": csrf_of(page.text)})
 
 
 def active_subscriber(web: WebServer, email: str = "bob@example.org") -> tuple[int, str]:
@@ -151,8 +154,8 @@ def test_sign_up_sends_one_confirmation_and_the_link_confirms(
         email = smtp_server.handler.received[0]
         assert email.rcpt_tos == ["ada@example.org"]
         assert email.message["Subject"] == "Confirm your notifier subscription"
-        confirm = link_in(email.data, "confirm")
-        assert confirm.startswith(web.url)
+        link = link_in(email.data, "confirm")
+        assert link.startswith(web.url)
 
         # Signing up again within 48 hours: the same page, and no second email.
         again = sign_up(client, email="ada@example.org")
@@ -160,11 +163,10 @@ def test_sign_up_sends_one_confirmation_and_the_link_confirms(
         time.sleep(0.3)
         assert len(smtp_server.handler.received) == 1
 
-        page = client.get(confirm.removeprefix(web.url))
-        assert heading(page) == "You are subscribed"
+        assert heading(confirm_link(client, link)) == "You are subscribed"
         assert web.storage.subscriber_by_email("ada@example.org").status == "active"
         # A second click is harmless.
-        assert heading(client.get(confirm.removeprefix(web.url))) == "You are subscribed"
+        assert heading(client.get(urlsplit(link).path)) == "You are subscribed"
 
 
 def test_a_second_sign_up_never_rewrites_a_pending_request(
@@ -214,7 +216,7 @@ def test_a_second_sign_up_never_rewrites_a_pending_request(
 
     # Either link activates exactly what Ada chose.
     with httpx.Client(base_url=web.url) as owner:
-        confirmed = confirm(owner, link_in(received[1].data, "confirm"))
+        confirmed = confirm_link(owner, link_in(received[1].data, "confirm"))
     assert heading(confirmed) == "You are subscribed"
     assert stored() == ("active", *what_ada_chose[1:])
 
@@ -263,8 +265,41 @@ def test_confirmation_links_are_refused_when_forged_expired_or_meant_for_unsubsc
         assert web.storage.subscriber_by_email("ada@example.org").status == "pending"
 
         # Within 72 hours it works.
-        fresh = client.get(f"/confirm/{token(Purpose.CONFIRM, key, timedelta(hours=71))}")
-        assert heading(fresh) == "You are subscribed"
+        fresh = f"/confirm/{token(Purpose.CONFIRM, key, timedelta(hours=71))}"
+        assert heading(confirm_link(client, fresh)) == "You are subscribed"
+
+
+def test_opening_a_confirmation_link_changes_nothing_until_its_button_is_pressed(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web()
+    with httpx.Client(base_url=web.url) as person:
+        sign_up(person, email="ada@example.org")
+    key = web.storage.subscriber_by_email("ada@example.org").manage_token
+    path = f"/confirm/{token(Purpose.CONFIRM, key)}"
+    for _ in range(3):  # a link scanner, a preview pane, a person
+        page = httpx.get(web.url + path)
+        assert page.status_code == 200 and heading(page) == "Confirm your subscription?"
+        assert page.headers["cache-control"] == "no-store"
+        assert '<button type="submit" class="primary">Confirm my subscription</button>' in page.text
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page.text))
+    assert "ada@example.org , daily at 07:00 (Europe/Berlin)" in text
+    assert "robots : robots learning manipulation" in text
+    assert web.storage.subscriber_by_email("ada@example.org").status == "pending"
+
+    with httpx.Client(base_url=web.url) as scanner:
+        # The button's form needs the page's CSRF token and cookie, like every form.
+        forged = scanner.post(path, data={"csrf": "x"})
+        assert forged.status_code == 403 and "Reload the page" in forged.text
+        stolen = httpx.post(web.url + path, data={"csrf": csrf_of(page.text)})
+        assert stolen.status_code == 403
+        assert web.storage.subscriber_by_email("ada@example.org").status == "pending"
+
+    with httpx.Client(base_url=web.url) as person:
+        done = confirm_link(person, path)
+    assert heading(done) == "You are subscribed"
+    assert "Open my preferences" in done.text
+    assert web.storage.subscriber_by_email("ada@example.org").status == "active"
 
 
 def test_a_dead_mail_server_loses_no_sign_up_and_the_next_try_sends(

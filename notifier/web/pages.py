@@ -1,8 +1,8 @@
 """The pages people see: subscribe, confirm, preferences, unsubscribe; feeds and OPML.
 
 Nothing here changes state on a GET: link scanners fetch every link in an
-email. The one exception the issue asks for is /confirm, a single click by
-design; it only turns a pending sign-up active.
+email, so the links in emails (/confirm, /unsubscribe) show a page whose
+button POSTs.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from notifier.models import Subscriber
 from notifier.pipeline import compile_interests, describe_volume, interest_volumes, paper_index
 from notifier.render import default_templates_dir
 from notifier.render.feed import feed_url, private_feed_name
-from notifier.schedule import CADENCES, WEEKDAYS, next_due
+from notifier.schedule import CADENCES, WEEKDAYS, next_due, resolve
 from notifier.settings import Settings
 from notifier.tokens import Purpose, TokenError
 from notifier.web.context import WebContext
@@ -316,30 +316,65 @@ def _preview_routes(router: APIRouter, kit: PageKit) -> None:
 
 
 def _confirm_routes(router: APIRouter, kit: PageKit) -> None:
-    """Add the confirmation link: one click turns a pending sign-up active."""
-    context, storage, message = kit.context, kit.storage, kit.message
-    refused, subscriber_for = kit.refused, kit.subscriber_for
+    """Add the confirmation link: a GET shows what it activates, its button POSTs."""
+    context, settings, storage = kit.context, kit.settings, kit.storage
+    page, message, refused = kit.page, kit.message, kit.refused
 
-    @router.get("/confirm/{token}", response_class=HTMLResponse)
-    def confirm(request: Request, token: str) -> HTMLResponse:
-        found = subscriber_for(Purpose.CONFIRM, token, kit.confirm_age)
-        if isinstance(found, str):
-            return refused(request, found)
-        if found.status == "unsubscribed":
+    def settled(request: Request, subscriber: Subscriber) -> HTMLResponse | None:
+        """Answer a link whose subscriber is no longer pending, or None when it is."""
+        if subscriber.status == "pending":
+            return None
+        if subscriber.status == "unsubscribed":
             return message(
                 request,
                 "You have unsubscribed",
                 "You unsubscribed after this link was sent. Subscribe again from the front page.",
             )
-        storage.confirm_subscriber(found.id, context.clock())
+        return subscribed(request, subscriber)
+
+    def subscribed(request: Request, subscriber: Subscriber) -> HTMLResponse:
         return message(
             request,
             "You are subscribed",
             "Your first digest comes at your next send time. "
             "You can change your interests and schedule at any time.",
-            link=kit.manage_url(found),
+            link=kit.manage_url(subscriber),
             link_text="Open my preferences",
         )
+
+    @router.get("/confirm/{token}", response_class=HTMLResponse)
+    def confirm_page(request: Request, token: str) -> HTMLResponse:
+        # Mail scanners follow every link in an email (issue 21): a GET only shows
+        # the button, so an address is subscribed only by someone who presses it.
+        found = kit.subscriber_for(Purpose.CONFIRM, token, kit.confirm_age)
+        if isinstance(found, str):
+            return refused(request, found)
+        answer = settled(request, found)
+        if answer is not None:
+            return answer
+        return page(
+            request,
+            "confirm.html.j2",
+            headers=_PRIVATE,
+            token=token,
+            subscriber=found,
+            schedule=_describe_schedule(found, settings),
+        )
+
+    @router.post("/confirm/{token}", response_class=HTMLResponse)
+    async def confirm(request: Request, token: str) -> HTMLResponse:
+        form = await request.form()
+        if not kit.csrf_ok(request, form):
+            return kit.expired_form(request)
+        found = await asyncio.to_thread(kit.subscriber_for, Purpose.CONFIRM, token, kit.confirm_age)
+        if isinstance(found, str):
+            return refused(request, found)
+        answer = settled(request, found)
+        if answer is not None:
+            return answer
+        if await asyncio.to_thread(storage.confirm_subscriber, found.id, context.clock()):
+            log.info("subscriber %d confirmed", found.id)
+        return subscribed(request, found)
 
 
 def _preference_routes(router: APIRouter, kit: PageKit) -> None:
@@ -580,6 +615,20 @@ def _next_due(subscriber: Subscriber, settings: Settings, now: datetime) -> str 
     except ValueError:
         return None
     return f"{due:%A %d %B, %H:%M} ({cadence.zone.key})"
+
+
+def _describe_schedule(subscriber: Subscriber, settings: Settings) -> str:
+    """Return a subscriber's schedule in words: "daily at 07:00 (Europe/Berlin)"."""
+    try:
+        return resolve(
+            settings.default_cadence,
+            subscriber.cadence,
+            subscriber.send_time,
+            subscriber.timezone,
+            subscriber.weekday,
+        ).describe()
+    except ValueError:
+        return "on the default schedule"
 
 
 def _padded(rows: list[InterestRow], rows_shown: int) -> list[InterestRow]:
