@@ -673,16 +673,19 @@ def test_every_page_has_strict_security_headers_and_logs_hold_no_tokens(
 # -- operations --------------------------------------------------------------------
 
 
+ADMIN_TOKEN = "admin-token-0123456789-abcdef"
+
+
 def test_healthz_and_metrics_report_what_happened(
     serve_web: Callable[..., WebServer],
 ) -> None:
-    web = serve_web()
+    web = serve_web(admin_token=ADMIN_TOKEN)
     health = httpx.get(f"{web.url}/healthz")
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
 
     summary = pipeline.ingest(web.storage, SEED_FILES[0].name, seed_bytes(0), NOW)
-    metrics = httpx.get(f"{web.url}/metrics")
+    metrics = httpx.get(f"{web.url}/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain")
     values = {
@@ -693,6 +696,30 @@ def test_healthz_and_metrics_report_what_happened(
     assert values["notifier_papers_ingested_total"] == summary.new > 0
     assert values["notifier_digests_sent_total"] == 0
     assert "# TYPE notifier_send_latency_seconds gauge" in metrics.text
+
+
+def test_metrics_are_for_the_admin_token_unless_made_public(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    guarded = serve_web(admin_token=ADMIN_TOKEN)
+    for headers in ({}, {"Authorization": "Bearer not-the-token"}):
+        refused = httpx.get(f"{guarded.url}/metrics", headers=headers)
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert refused.text == "missing or wrong bearer token\n"
+        assert "notifier_subscribers" not in refused.text
+
+    without_token = serve_web()
+    off = httpx.get(f"{without_token.url}/metrics")
+    assert off.status_code == 403
+    assert off.text == (
+        "/metrics needs the admin token: set NOTIFIER_ADMIN_TOKEN "
+        "(or metrics_public = true to open it to anyone)\n"
+    )
+
+    public = serve_web(metrics_public=True)
+    opened = httpx.get(f"{public.url}/metrics")
+    assert opened.status_code == 200 and "# TYPE notifier_subscribers gauge" in opened.text
 
 
 def test_the_preview_shows_recent_papers_the_interests_would_match(

@@ -15,7 +15,7 @@ from notifier.web.api import api_router
 from notifier.web.context import WebContext
 from notifier.web.ops import ops_router
 from notifier.web.pages import pages_router
-from notifier.web.security import AccessLog, BodyLimit, SecurityHeaders
+from notifier.web.security import AccessLog, BodyLimit, SecurityHeaders, SlashRedirect
 
 # The largest form is a few kilobytes; anything far bigger is a mistake or an attack.
 MAX_BODY = 64 * 1024
@@ -32,11 +32,13 @@ def create_app(context: WebContext) -> FastAPI:
         # The interactive docs load scripts from a CDN, which the CSP forbids.
         docs_url=None,
         redoc_url=None,
+        redirect_slashes=False,  # SlashRedirect does it from base_url instead
     )
     app.state.context = context
     app.include_router(pages_router(context))
     app.include_router(ops_router(context))
     app.include_router(api_router(context), prefix="/api/v1")
+    app.router.default = SlashRedirect(app.router, context.settings.base_url)
     https = context.settings.base_url.startswith("https://")
     app.add_middleware(SecurityHeaders, https=https)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
