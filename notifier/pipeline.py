@@ -1314,6 +1314,7 @@ def _meta(settings: Settings, name: str, title: str, description: str) -> FeedMe
         description=description,
         link=settings.base_url,
         self_base=url,
+        author=settings.sender_name,
     )
 
 
