@@ -557,6 +557,54 @@ def test_feeds_have_validators_and_answer_conditional_requests_with_304(
         assert httpx.get(web.url + missing).status_code == 404, missing
 
 
+def test_feeds_answer_head_and_go_gzipped_with_their_validators(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web()
+    for i in range(2):
+        pipeline.ingest(web.storage, SEED_FILES[i].name, seed_bytes(i), NOW + timedelta(days=i))
+    pipeline.build_feeds(web.storage, web.settings, NOW + timedelta(days=2))
+    stored = (web.settings.feeds_dir / "all.atom").read_bytes()
+    gzip = {"Accept-Encoding": "gzip"}
+    with httpx.Client(base_url=web.url) as reader:
+        plain = reader.get("/feeds/all.atom", headers={"Accept-Encoding": "identity"})
+        assert plain.status_code == 200 and plain.content == stored
+        assert "content-encoding" not in plain.headers
+        assert plain.headers["vary"] == "Accept-Encoding"
+
+        zipped = reader.get("/feeds/all.atom", headers=gzip)
+        assert zipped.headers["content-encoding"] == "gzip"
+        assert zipped.headers["vary"] == "Accept-Encoding"
+        assert zipped.content == stored  # httpx unzips it
+        on_the_wire = int(zipped.headers["content-length"])
+        assert on_the_wire < len(stored) / 3
+        assert zipped.headers["etag"] == plain.headers["etag"]
+        assert zipped.headers["etag"].startswith('W/"')
+
+        # HEAD: a GET's headers, no body.
+        head = reader.head("/feeds/all.atom", headers=gzip)
+        assert head.status_code == 200 and head.content == b""
+        for name in ("etag", "last-modified", "content-type", "content-encoding"):
+            assert head.headers[name] == zipped.headers[name], name
+        assert int(head.headers["content-length"]) == on_the_wire
+
+        unchanged = reader.get(
+            "/feeds/all.atom", headers={**gzip, "If-None-Match": zipped.headers["etag"]}
+        )
+        assert unchanged.status_code == 304 and unchanged.content == b""
+        assert unchanged.headers["vary"] == "Accept-Encoding"
+        assert reader.head("/feeds/all.rss").status_code == 200
+        assert reader.head("/feeds/nothing.atom").status_code == 404
+
+        # The front page answers HEAD too, and pages are never compressed: they hold a
+        # CSRF token beside what the visitor typed (BREACH).
+        front = reader.head("/", headers=gzip)
+        assert front.status_code == 200 and front.content == b""
+        assert front.headers["content-type"] == "text/html; charset=utf-8"
+        assert "content-encoding" not in reader.get("/", headers=gzip).headers
+        assert reader.head("/healthz").status_code == 200
+
+
 # -- abuse -------------------------------------------------------------------------
 
 

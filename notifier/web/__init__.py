@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from notifier import __version__
 from notifier.web.api import api_router
 from notifier.web.context import WebContext
+from notifier.web.feeds import CompressFeeds
 from notifier.web.ops import ops_router
 from notifier.web.pages import pages_router
 from notifier.web.security import AccessLog, BodyLimit, SecurityHeaders, SlashRedirect
@@ -41,6 +42,7 @@ def create_app(context: WebContext) -> FastAPI:
     app.router.default = SlashRedirect(app.router, context.settings.base_url)
     https = context.settings.base_url.startswith("https://")
     app.add_middleware(SecurityHeaders, https=https)
+    app.add_middleware(CompressFeeds)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
     app.add_middleware(AccessLog)
     return app

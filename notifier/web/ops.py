@@ -29,7 +29,7 @@ def ops_router(context: WebContext) -> APIRouter:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StorageCollector(storage))
 
-    @router.get("/healthz")
+    @router.api_route("/healthz", methods=["GET", "HEAD"])
     def healthz() -> JSONResponse:
         """Answer 200 when the database answers and its schema is current, else 503."""
         try:

@@ -203,7 +203,7 @@ def _subscribe_routes(router: APIRouter, kit: PageKit) -> None:
             weekdays=WEEKDAYS,
         )
 
-    @router.get("/", response_class=HTMLResponse)
+    @router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def front(request: Request) -> HTMLResponse:
         return subscribe_form(request)
 
@@ -552,7 +552,8 @@ def _feed_routes(router: APIRouter, kit: PageKit) -> None:
     """Add the feeds and the static files."""
     settings = kit.settings
 
-    @router.get("/feeds/{name:path}", response_model=None)
+    # HEAD as well: feed readers and link checkers ask it (the server sends no body).
+    @router.api_route("/feeds/{name:path}", methods=["GET", "HEAD"], response_model=None)
     def feed(request: Request, name: str) -> Response:
         stem, dot, suffix = name.rpartition(".")
         if not dot or not _FEED_NAME.fullmatch(stem):
@@ -568,13 +569,16 @@ def _feed_routes(router: APIRouter, kit: PageKit) -> None:
             request.headers.get("if-none-match"),
             request.headers.get("if-modified-since"),
         ):
-            return Response(status_code=304, headers=headers)
+            # A 304 has no body for the gzip middleware to mark; say it varies all the same.
+            return Response(status_code=304, headers={**headers, "Vary": "Accept-Encoding"})
+        # The bytes the ETag was made from, not a reopened file: a rebuild may
+        # replace the file at any moment.
         return Response(document.data, media_type=document.content_type, headers=headers)
 
     static_dir = (settings.templates_dir or default_templates_dir()) / "web" / "static"
     fallback_dir = default_templates_dir() / "web" / "static"
 
-    @router.get("/static/{name}")
+    @router.api_route("/static/{name}", methods=["GET", "HEAD"])
     def static(name: str) -> Response:
         if name not in _STATIC:
             return Response("Not found.\n", status_code=404, media_type="text/plain")
