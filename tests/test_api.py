@@ -22,6 +22,7 @@ from tests.conftest import NOW, WebServer, seed_bytes
 TOKEN = "admin-token-0123456789-abcdef"
 RL = {"name": "rl", "query": '"reinforcement learning"'}
 ROBOTS = {"name": "robots", "query": "robot*"}  # matches papers of the first seed listing
+WORLD = {"name": "worlds", "query": '"world model" OR "world models"'}
 PATHS = {
     "/api/v1/subscribers": {"get", "post"},
     "/api/v1/subscribers/{subscriber_id}": {"get", "patch", "delete"},
@@ -170,6 +171,28 @@ def test_a_path_with_a_stray_slash_redirects_to_base_url_whatever_the_host_says(
 
 
 # -- subscribers ----------------------------------------------------------------------
+
+
+def test_new_interests_reach_the_private_feed_at_once(admin: Admin) -> None:
+    server = admin.server
+    pipeline.ingest(server.storage, "day0", seed_bytes(0), NOW)
+    ada = admin.create("ada@example.org", interests=[ROBOTS])
+    token = server.storage.subscriber_by_email("ada@example.org").feed_token
+    feed = f"{server.url}/feeds/subscribers/{token}.atom"
+
+    def titles() -> list[str]:
+        response = httpx.get(feed)
+        assert response.status_code == 200
+        return re.findall(r"<title>(.*?)</title>", response.text)[1:]
+
+    robots = titles()
+    assert robots
+    assert admin.http.put(f"/subscribers/{ada['id']}/interests", json=[RL]).status_code == 200
+    rl = titles()
+    assert rl != robots
+    patched = admin.http.patch(f"/subscribers/{ada['id']}", json={"interests": [WORLD]})
+    assert patched.status_code == 200
+    assert titles() not in (robots, rl)
 
 
 def test_a_subscriber_from_creation_to_deletion(admin: Admin) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
 
+import feedparser
 import httpx
 import pytest
 
@@ -555,6 +557,66 @@ def test_feeds_have_validators_and_answer_conditional_requests_with_304(
         "/feeds/%2e%2e/notifier.db",
     ):
         assert httpx.get(web.url + missing).status_code == 404, missing
+
+
+def test_a_private_feed_is_there_right_after_confirming_and_keeps_up(
+    serve_web: Callable[..., WebServer], smtp_server: SmtpServer
+) -> None:
+    web = serve_web(smtp_url=smtp_server.url)
+    started = datetime.now(UTC)
+    pipeline.ingest(web.storage, "day0", seed_bytes(0), started - timedelta(hours=2))
+    with httpx.Client(base_url=web.url) as person:
+        sign_up(person, email="ada@example.org", interest_query="robot*", interest_about="")
+        assert wait_for(lambda: len(smtp_server.handler.received) == 1)
+        confirmed = confirm_link(person, link_in(smtp_server.handler.received[0].data, "confirm"))
+        preferences = person.get(re.findall(r'href="(/manage/[^"]+)"', confirmed.text)[0])
+        links = re.findall(r'href="([^"]+/feeds/subscribers/[^"]+)"', preferences.text)
+        assert [urlsplit(link).path.rpartition(".")[2] for link in links] == ["atom", "rss"]
+
+        # No `notifier feeds` has run: the feed is built when first asked for.
+        feeds = [person.get(urlsplit(link).path) for link in links]
+        assert [f.status_code for f in feeds] == [200, 200]
+        entries = feedparser.parse(feeds[0].content).entries
+        assert entries and all("robot" in (e.title + e.summary).lower() for e in entries)
+        atom_path = urlsplit(links[0]).path
+        stored = web.settings.feeds_dir / atom_path.removeprefix("/feeds/")
+        built = stored.read_bytes()
+
+        # A newer listing: not rebuilt on every poll, but once the file is five minutes old.
+        pipeline.ingest(web.storage, "day1", seed_bytes(1), datetime.now(UTC))
+        assert person.get(atom_path).content == built
+        old = time.time() - 600
+        os.utime(stored, (old, old))
+        refreshed = feedparser.parse(person.get(atom_path).content).entries
+        day1 = set(seed_bytes(1).decode().splitlines()) - set(seed_bytes(0).decode().splitlines())
+        assert refreshed[0].title in day1
+        assert person.get(atom_path).content == stored.read_bytes()  # no rebuild now
+
+        # New interests: the feed follows them at once.
+        form = {
+            "csrf": csrf_of(preferences.text),
+            "name": "Ada",
+            "interest_name": "worlds",
+            "interest_about": "",
+            "interest_query": '"world model" OR "world models"',
+            "cadence": "daily",
+            "send_time": "07:00",
+            "timezone": "Europe/Berlin",
+        }
+        saved = person.post(urlsplit(str(preferences.url)).path, data=form)
+        assert saved.status_code == 303
+        entries = feedparser.parse(person.get(atom_path).content).entries
+        assert entries and all(
+            "world model" in e.title.lower() + e.summary.lower() for e in entries
+        )
+
+    # No feed for a token nobody has, nor for someone who left.
+    assert httpx.get(f"{web.url}/feeds/subscribers/{'x' * 32}.atom").status_code == 404
+    ada = web.storage.subscriber_by_email("ada@example.org")
+    web.storage.unsubscribe(ada.id, datetime.now(UTC))
+    stored.unlink()
+    assert httpx.get(web.url + atom_path).status_code == 404
+    assert not stored.exists()
 
 
 def test_feeds_answer_head_and_go_gzipped_with_their_validators(

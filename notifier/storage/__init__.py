@@ -523,6 +523,14 @@ class Storage:
         with self._read() as conn:
             return [codec.paper(row) for row in conn.execute(query.limit(limit))]
 
+    def newest_paper_seen_at(self) -> datetime | None:
+        """Return when the newest paper was first seen, or None when there are none."""
+        with self._read() as conn:
+            newest: datetime | None = conn.execute(
+                select(func.max(papers.c.first_seen_at))
+            ).scalar_one()
+        return newest
+
     def ingest_runs(self, limit: int = 10) -> list[IngestRun]:
         """Return the latest ingest runs, newest first."""
         query = select(ingest_runs).order_by(ingest_runs.c.id.desc()).limit(limit)
@@ -724,6 +732,12 @@ class Storage:
         """Return one subscriber by id, or None."""
         with self._read() as conn:
             found = self._subscribers(conn, subscribers.c.id == subscriber_id)
+        return found[0] if found else None
+
+    def subscriber_by_feed_token(self, feed_token: str) -> Subscriber | None:
+        """Return the subscriber whose private feed has this token, or None."""
+        with self._read() as conn:
+            found = self._subscribers(conn, subscribers.c.feed_token == feed_token)
         return found[0] if found else None
 
     def subscriber_by_manage_key(self, key: str) -> Subscriber | None:

@@ -7,9 +7,11 @@ and a changed feed goes gzipped (a 100 kB feed is about 25 kB on the wire).
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -17,8 +19,13 @@ from xml.etree import ElementTree as ET
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from notifier import pipeline
+from notifier.errors import NotifierError
 from notifier.papers import clean_text
 from notifier.render.feed import private_feed_name
+from notifier.web.context import WebContext
+
+log = logging.getLogger("notifier.web")
 
 CONTENT_TYPES = {
     ".rss": "application/rss+xml; charset=utf-8",
@@ -129,6 +136,64 @@ def build_opml(title: str, feeds: Sequence[OpmlFeed], created: datetime) -> byte
     ET.indent(root)
     document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return document + b"\n"
+
+
+class PrivateFeeds:
+    """Build a subscriber's private feed when it is asked for and missing or behind.
+
+    `notifier feeds` (and the service after each ingest with news) writes every
+    feed; until it runs, a subscriber who just confirmed would find "No such
+    feed." behind the links on their preferences page (issue 21). A feed is
+    built here when its file is missing (new subscriber, interests just
+    changed), or when papers were stored after it was written and it is at
+    least REFRESH_AFTER old, so a reader polling a stale feed does not make the
+    server rebuild it on every poll.
+    """
+
+    REFRESH_AFTER = timedelta(minutes=5)
+
+    def __init__(self, context: WebContext) -> None:
+        self.context = context
+        self.storage = context.storage
+        self.feeds_dir = context.settings.feeds_dir
+        # One build at a time: a second request for the same feed waits, then finds it.
+        self._building = threading.Lock()
+
+    def refresh(self, feed_token: str) -> None:
+        """Write the private feed with this token if it is missing or behind the papers."""
+        if not self._behind(feed_token):
+            return
+        subscriber = self.storage.subscriber_by_feed_token(feed_token)
+        if subscriber is None or subscriber.status not in pipeline.FEED_STATUSES:
+            return
+        with self._building:
+            if not self._behind(feed_token):
+                return
+            try:
+                pipeline.build_private_feed(
+                    self.storage,
+                    self.context.settings,
+                    subscriber,
+                    self.context.clock(),
+                    self.context.matching,
+                )
+            except NotifierError as e:
+                # The file as it is (or a 404) beats an error page for a feed reader.
+                log.warning("could not build the feed of subscriber %d: %s", subscriber.id, e)
+                return
+        log.info("built the private feed of subscriber %d", subscriber.id)
+
+    def _behind(self, feed_token: str) -> bool:
+        """Tell whether a private feed is missing, or older than the newest paper stored."""
+        path = self.feeds_dir / f"{private_feed_name(feed_token)}.atom"
+        try:
+            written = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        except (FileNotFoundError, NotADirectoryError):
+            return True
+        if written > self.context.clock() - self.REFRESH_AFTER:
+            return False
+        newest = self.storage.newest_paper_seen_at()
+        return newest is not None and newest > written
 
 
 def remove_private_feed(feeds_dir: Path, feed_token: str) -> None:

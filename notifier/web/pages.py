@@ -33,7 +33,9 @@ from notifier.settings import Settings
 from notifier.tokens import Purpose, TokenError
 from notifier.web.context import WebContext
 from notifier.web.feeds import (
+    CONTENT_TYPES,
     OpmlFeed,
+    PrivateFeeds,
     build_opml,
     not_modified,
     read_feed,
@@ -480,6 +482,8 @@ def _preference_routes(router: APIRouter, kit: PageKit) -> None:
                 status=status,
             )
         )
+        # Rebuilt with the new interests when next asked for (PrivateFeeds).
+        remove_private_feed(settings.feeds_dir, found.feed_token)
         return RedirectResponse(f"/manage/{token}?saved=1", status_code=303)
 
     @router.get("/manage/{token}/feeds.opml")
@@ -551,6 +555,7 @@ def _unsubscribe_routes(router: APIRouter, kit: PageKit) -> None:
 def _feed_routes(router: APIRouter, kit: PageKit) -> None:
     """Add the feeds and the static files."""
     settings = kit.settings
+    private_feeds = PrivateFeeds(kit.context)
 
     # HEAD as well: feed readers and link checkers ask it (the server sends no body).
     @router.api_route("/feeds/{name:path}", methods=["GET", "HEAD"], response_model=None)
@@ -558,6 +563,8 @@ def _feed_routes(router: APIRouter, kit: PageKit) -> None:
         stem, dot, suffix = name.rpartition(".")
         if not dot or not _FEED_NAME.fullmatch(stem):
             return Response("No such feed.\n", status_code=404, media_type="text/plain")
+        if stem.startswith("subscribers/") and f".{suffix}" in CONTENT_TYPES:
+            private_feeds.refresh(stem.removeprefix("subscribers/"))
         document = read_feed(settings.feeds_dir / f"{stem}.{suffix}")
         if document is None:
             return Response("No such feed.\n", status_code=404, media_type="text/plain")
