@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
 
@@ -863,6 +865,60 @@ def test_the_preview_shows_recent_papers_the_interests_would_match(
     broken = httpx.get(f"{web.url}/preview", params={"interest_query": '"unclosed'})
     assert broken.status_code == 200
     assert broken.json()["interests"] == [] and "query" in str(broken.json()["errors"])
+
+
+def test_the_server_prepares_the_matching_model_when_it_starts(
+    serve_web: Callable[..., WebServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="notifier.web"):
+        web = serve_web(lifespan=True, matching="hybrid")
+        # No request needed: the model is prepared in the background after start...
+        assert "preparing the hybrid matching model in the background" in caplog.text
+        assert wait_for(lambda: web.context.matching_ready, seconds=120)
+        assert "the hybrid matching model is ready" in caplog.text
+    # ...while the server answered from the start.
+    assert httpx.get(f"{web.url}/healthz").status_code == 200
+    pipeline.ingest(web.storage, SEED_FILES[0].name, seed_bytes(0), NOW)
+    found = httpx.get(
+        f"{web.url}/preview",
+        params={"interest_name": "world", "interest_about": "world models for planning"},
+        timeout=60,
+    )
+    assert found.status_code == 200 and found.json()["interests"][0]["matched"] > 0
+
+
+def test_the_preview_says_the_model_is_being_prepared_instead_of_hanging(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web()
+    pipeline.ingest(web.storage, SEED_FILES[0].name, seed_bytes(0), NOW)
+    prepared = threading.Event()
+    build = web.context.matching_factory
+
+    calls = []
+
+    def slow_model() -> Any:  # as the first start on a loaded machine: half a minute
+        calls.append(time.monotonic())
+        assert prepared.wait(60)
+        return build()
+
+    web.context.matching_factory = slow_model
+    params = {"interest_name": "world", "interest_query": "world model*", "interest_about": ""}
+    asked = time.monotonic()
+    waiting = httpx.get(f"{web.url}/preview", params=params)
+    assert time.monotonic() - asked < 10
+    assert waiting.status_code == 503 and waiting.headers["retry-after"] == "2"
+    assert waiting.json()["preparing"] is True
+    assert waiting.json()["message"].startswith("Preparing the matching model")
+    # Asking again does not start a second preparation; it says the same.
+    assert httpx.get(f"{web.url}/preview", params=params).json()["preparing"] is True
+
+    prepared.set()
+    assert wait_for(lambda: web.context.matching_ready, seconds=30)
+    assert len(calls) == 1
+    found = httpx.get(f"{web.url}/preview", params=params)
+    assert found.status_code == 200
+    assert found.json()["interests"][0]["matched"] > 0
 
 
 def test_a_hostile_name_cannot_add_headers_or_markup_to_the_confirmation(

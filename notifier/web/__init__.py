@@ -8,6 +8,9 @@ functions, which FastAPI runs in its thread pool.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from fastapi import FastAPI
 
 from notifier import __version__
@@ -24,7 +27,19 @@ MAX_BODY = 64 * 1024
 
 def create_app(context: WebContext) -> FastAPI:
     """Build the ASGI app around a WebContext."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The matching model takes up to half a minute the first time (issue 21).
+        # Prepared in the background, so that sign-ups, confirmations, one-click
+        # unsubscribes, feeds and /healthz answer at once (a start blocked that
+        # long fails health checks); only the preview and the preferences
+        # page's "why so few" need it, and the preview says it is preparing.
+        context.start_preparing()
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="notifier admin API",
         version=__version__,
         description="Subscribers, their interests and digests, runs and sources. "

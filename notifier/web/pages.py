@@ -57,6 +57,10 @@ CSRF_COOKIE = "notifier_csrf"
 HONEYPOT = "website"  # hidden from people by CSS; bots fill every field
 PREVIEW_PAPERS = 300  # the most recent papers a preview looks at
 PREVIEW_SHOWN = 3  # per interest
+# A preview waits this long for the matching model, then says it is being prepared
+# and is asked again after PREVIEW_RETRY seconds (app.js).
+PREVIEW_WAIT = 1.5
+PREVIEW_RETRY = 2
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _FEED_NAME = re.compile(r"^(all|topics/[a-z0-9][a-z0-9-]{0,63}|subscribers/[A-Za-z0-9_-]{16,64})$")
 _STATIC = {"app.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
@@ -294,6 +298,12 @@ def _preview_routes(router: APIRouter, kit: PageKit) -> None:
         chosen, errors = check_interests(rows)
         if errors and not chosen:
             return JSONResponse({"interests": [], "errors": errors, "looked_at": 0})
+        if not context.matching_ready:
+            # The server prepares the model at start (create_app); until it is
+            # ready, say so rather than hold the request for half a minute.
+            context.start_preparing()
+            if not context.wait_for_matching(PREVIEW_WAIT):
+                return _preparing(context.preparation_error)
         now = context.clock()
         cached = preview_cache.get("index")
         if cached is None or cached[0] < now - timedelta(minutes=5):
@@ -315,6 +325,27 @@ def _preview_routes(router: APIRouter, kit: PageKit) -> None:
             ]
             found.append({"name": interest.name, "matched": len(matches), "papers": papers})
         return JSONResponse({"interests": found, "looked_at": len(pool), "errors": errors})
+
+
+def _preparing(error: str | None) -> JSONResponse:
+    """Answer a preview asked for while the matching model is being prepared (or failed)."""
+    if error is not None:
+        problem = f"The preview is not available right now: {error}"
+        return JSONResponse(
+            {"interests": [], "errors": {"interests": problem}, "looked_at": 0}, status_code=503
+        )
+    return JSONResponse(
+        {
+            "preparing": True,
+            "message": "Preparing the matching model (the first time on this server takes "
+            "up to half a minute)…",
+            "interests": [],
+            "errors": {},
+            "looked_at": 0,
+        },
+        status_code=503,
+        headers={"Retry-After": str(PREVIEW_RETRY)},
+    )
 
 
 def _confirm_routes(router: APIRouter, kit: PageKit) -> None:
