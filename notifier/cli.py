@@ -1084,7 +1084,8 @@ def serve(context: Context, host: str | None, port: int | None) -> None:
             err=True,
         )
     if settings.admin_token is None:
-        click.echo("note: the admin API is off until NOTIFIER_ADMIN_TOKEN is set", err=True)
+        off = "the admin API is" if settings.metrics_public else "the admin API and /metrics are"
+        click.echo(f"note: {off} off until NOTIFIER_ADMIN_TOKEN is set", err=True)
     config = uvicorn.Config(
         app,
         host=host or settings.web_host,

@@ -1412,24 +1412,18 @@ def build_feeds(
     pool = storage.latest_papers(FEED_POOL)
     index = paper_index(storage, matching, pool)
     root = settings.feeds_dir
-    written: list[Path] = []
-
-    def write(name: str, meta: FeedMeta, items: Sequence[FeedItem]) -> None:
-        rss, atom = build_feed(meta, items, empty_date=now)
-        for suffix, data in ((".rss", rss), (".atom", atom)):
-            path = root / f"{name}{suffix}"
-            write_atomic(path, data)
-            written.append(path)
-
-    write(
+    written = _write_feed(
+        root,
         "all",
         _meta(settings, "all", "notifier: all new papers", "Every new paper notifier has seen."),
         [_item(p, "") for p in pool[: settings.feed_items]],
+        now,
     )
     for topic in settings.topics:
         interest = Interest(topic.name, topic.query, topic.about, topic.sensitivity)
         name = f"topics/{topic.slug}"
-        write(
+        written += _write_feed(
+            root,
             name,
             _meta(settings, name, f"notifier: {topic.name}", f"New papers on {topic.name}."),
             _matching_items(
@@ -1439,27 +1433,79 @@ def build_feeds(
                 matching,
                 settings.feed_items,
             ),
+            now,
         )
     keep = set()
     # A paused or suspended subscriber stops getting email, not their feed.
     for subscriber in (s for s in storage.subscribers() if s.status in FEED_STATUSES):
         keep.add(subscriber.feed_token)
-        try:
-            interests = compile_interests(storage, matching, subscriber.interests)
-        except QueryError:
-            interests = []
-        title = f"notifier: papers for {subscriber.name or subscriber.email}"
-        name = private_feed_name(subscriber.feed_token)
-        write(
-            name,
-            _meta(settings, name, title, "New papers matching your interests."),
-            _matching_items(index, pool, interests, matching, settings.feed_items),
+        written += _write_private_feed(
+            storage, settings, subscriber, matching=matching, pool=pool, index=index, now=now
         )
     # A subscriber who left must not keep a live private feed. Dot files are the
     # temporary files of a concurrent run (two run-once at once) mid-write.
     for stale in (root / "subscribers").glob("[!.]*.*"):
         if stale.stem not in keep:
             stale.unlink(missing_ok=True)
+    return written
+
+
+def build_private_feed(
+    storage: Storage,
+    settings: Settings,
+    subscriber: Subscriber,
+    now: datetime,
+    matching: Matching | None = None,
+) -> list[Path]:
+    """Write one subscriber's private feed now; return the files written.
+
+    The web side calls it when a feed is asked for before the next build_feeds
+    (right after confirming) or has fallen behind the papers stored.
+    """
+    matching = matching or matching_for(settings)
+    pool = storage.latest_papers(FEED_POOL)
+    index = paper_index(storage, matching, pool)
+    return _write_private_feed(
+        storage, settings, subscriber, matching=matching, pool=pool, index=index, now=now
+    )
+
+
+def _write_private_feed(
+    storage: Storage,
+    settings: Settings,
+    subscriber: Subscriber,
+    *,
+    matching: Matching,
+    pool: Sequence[Paper],
+    index: PaperIndex,
+    now: datetime,
+) -> list[Path]:
+    """Write the private feed of one subscriber from an indexed pool of papers."""
+    try:
+        interests = compile_interests(storage, matching, subscriber.interests)
+    except QueryError:
+        interests = []
+    title = f"notifier: papers for {subscriber.name or subscriber.email}"
+    name = private_feed_name(subscriber.feed_token)
+    return _write_feed(
+        settings.feeds_dir,
+        name,
+        _meta(settings, name, title, "New papers matching your interests."),
+        _matching_items(index, pool, interests, matching, settings.feed_items),
+        now,
+    )
+
+
+def _write_feed(
+    root: Path, name: str, meta: FeedMeta, items: Sequence[FeedItem], now: datetime
+) -> list[Path]:
+    """Write the RSS and Atom files of one feed atomically; return their paths."""
+    rss, atom = build_feed(meta, items, empty_date=now)
+    written = []
+    for suffix, data in ((".rss", rss), (".atom", atom)):
+        path = root / f"{name}{suffix}"
+        write_atomic(path, data)
+        written.append(path)
     return written
 
 
@@ -1472,6 +1518,7 @@ def _meta(settings: Settings, name: str, title: str, description: str) -> FeedMe
         description=description,
         link=settings.base_url,
         self_base=url,
+        author=settings.sender_name,
     )
 
 

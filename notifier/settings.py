@@ -163,6 +163,11 @@ class Settings(BaseSettings):
     # The admin JSON API (/api/v1) answers only "Authorization: Bearer <admin_token>";
     # unset, the API is off.
     admin_token: SecretStr | None = None
+    # /metrics tells subscriber and digest counts, which are the operator's business,
+    # so by default it asks for the admin token as the API does (Prometheus sends it
+    # with `authorization: {credentials: ...}`); true opens it to anyone who can reach
+    # the port, for a scraper that cannot send a token on a network of its own.
+    metrics_public: bool = False
     # Unsubscribe and preferences links work this long after the email (RFC 8058
     # and Gmail ask for at least 60 days); a confirmation link for confirm_hours.
     link_days: int = Field(default=90, ge=60, le=3650)
@@ -281,6 +286,14 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an http:// or https:// URL")
         return url.rstrip("/")
+
+    @field_validator("admin_token")
+    @classmethod
+    def _long_admin_token(cls, token: SecretStr | None) -> SecretStr | None:
+        # The token is the whole of the API's authentication: as long as secret_key.
+        if token is not None and len(token.get_secret_value().strip()) < 16:
+            raise ValueError("too short: use at least 16 random characters")
+        return token
 
     @field_validator("smtp_url")
     @classmethod

@@ -302,6 +302,9 @@ def serve_web(
 
     Keyword arguments override settings (smtp_url, admin_token, ...); the
     base_url is the server's own address, so links in emails lead to it.
+    lifespan=True runs the app's startup as `notifier serve` does (it starts
+    preparing the matching model); by default a test starts nothing it did
+    not ask for.
     """
     import socket
     import threading
@@ -314,7 +317,7 @@ def serve_web(
     monkeypatch.chdir(tmp_path)
     started: list[tuple[uvicorn.Server, threading.Thread, Storage]] = []
 
-    def start(**overrides: Any) -> WebServer:
+    def start(*, lifespan: bool = False, **overrides: Any) -> WebServer:
         # IPPROTO_TCP given, asyncio recognises a TCP socket and turns Nagle off;
         # without it every request on a kept-alive connection waits ~40 ms.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -335,7 +338,10 @@ def serve_web(
         store.migrate()
         context = make_web_context(settings, store)
         config = uvicorn.Config(
-            create_app(context), log_config=None, access_log=False, lifespan="off"
+            create_app(context),
+            log_config=None,
+            access_log=False,
+            lifespan="on" if lifespan else "off",
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

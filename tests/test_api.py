@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from tests.conftest import NOW, WebServer, back_date_subscribers, seed_bytes
 TOKEN = "admin-token-0123456789-abcdef"
 RL = {"name": "rl", "query": '"reinforcement learning"'}
 ROBOTS = {"name": "robots", "query": "robot*"}  # matches papers of the first seed listing
+WORLD = {"name": "worlds", "query": '"world model" OR "world models"'}
 PATHS = {
     "/api/v1/subscribers": {"get", "post"},
     "/api/v1/subscribers/{subscriber_id}": {"get", "patch", "delete"},
@@ -131,7 +133,66 @@ def test_without_an_admin_token_configured_the_api_is_off(
     assert httpx.get(f"{server.url}/api/v1/openapi.json").status_code == 200
 
 
+@pytest.mark.parametrize("short", ["x", "0123456789abcde", "   padded-15-chars  "])
+def test_a_short_admin_token_is_refused_with_one_line(tmp_path: Path, short: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    env |= {"NOTIFIER_STATE_DIR": str(tmp_path / "state"), "NOTIFIER_ADMIN_TOKEN": short}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "notifier"), "serve", "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert result.stderr == (
+        "notifier: error: setting 'admin_token' (no config file or NOTIFIER_ADMIN_TOKEN): "
+        "too short: use at least 16 random characters\n"
+    )
+
+
+def test_a_path_with_a_stray_slash_redirects_to_base_url_whatever_the_host_says(
+    admin: Admin,
+) -> None:
+    base = admin.server.settings.base_url
+    for path, where in (
+        ("/subscribers/?limit=2", f"{base}/api/v1/subscribers?limit=2"),
+        ("/digests/", f"{base}/api/v1/digests"),
+    ):
+        response = admin.http.get(path, headers={"Host": "evil.example"})
+        assert response.status_code == 307
+        assert response.headers["location"] == where
+    followed = admin.http.get("/subscribers/", follow_redirects=True)
+    assert followed.status_code == 200 and followed.json()["items"] == []
+    # A path that matches nothing either way is a plain 404.
+    assert admin.http.get("/nothing/here/", headers={"Host": "evil.example"}).status_code == 404
+
+
 # -- subscribers ----------------------------------------------------------------------
+
+
+def test_new_interests_reach_the_private_feed_at_once(admin: Admin) -> None:
+    server = admin.server
+    pipeline.ingest(server.storage, "day0", seed_bytes(0), NOW)
+    ada = admin.create("ada@example.org", interests=[ROBOTS])
+    token = server.storage.subscriber_by_email("ada@example.org").feed_token
+    feed = f"{server.url}/feeds/subscribers/{token}.atom"
+
+    def titles() -> list[str]:
+        response = httpx.get(feed)
+        assert response.status_code == 200
+        return re.findall(r"<title>(.*?)</title>", response.text)[1:]
+
+    robots = titles()
+    assert robots
+    assert admin.http.put(f"/subscribers/{ada['id']}/interests", json=[RL]).status_code == 200
+    rl = titles()
+    assert rl != robots
+    patched = admin.http.patch(f"/subscribers/{ada['id']}", json={"interests": [WORLD]})
+    assert patched.status_code == 200
+    assert titles() not in (robots, rl)
 
 
 def test_a_subscriber_from_creation_to_deletion(admin: Admin) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -192,9 +193,13 @@ def test_subscribe_confirm_edit_receive_and_unsubscribe(
     assert confirmation["Subject"] == "Confirm your notifier subscription"
     assert subscriber(server, "ada@example.org").status == "pending"
 
-    # Following the email's button confirms.
+    # The email's button opens a page saying what it activates; its button confirms.
     open_email(page, confirmation)
     page.get_by_role("link", name="Confirm my subscription").click()
+    expect(page.get_by_role("heading", name="Confirm your subscription?")).to_be_visible()
+    expect(page.locator(".chosen")).to_contain_text("World models")
+    assert subscriber(server, "ada@example.org").status == "pending"
+    page.get_by_role("button", name="Confirm my subscription").click()
     expect(page.get_by_role("heading", name="You are subscribed")).to_be_visible()
     page.get_by_role("link", name="Open my preferences").click()
 
@@ -267,6 +272,33 @@ def test_subscribe_confirm_edit_receive_and_unsubscribe(
         "Ada <ada@example.org>",
         "bob@example.org",
     ]
+
+
+def test_the_preview_says_it_is_preparing_until_the_model_is_ready(
+    serve_web: Callable[..., WebServer], page: Page
+) -> None:
+    server = serve_web()
+    ingest(server, 0, datetime.now(UTC) - timedelta(minutes=5))
+    prepared = threading.Event()
+    build = server.context.matching_factory
+
+    def slow_model() -> Any:  # the first start on a loaded machine takes half a minute
+        prepared.wait(60)
+        return build()
+
+    server.context.matching_factory = slow_model
+    page.goto(f"{server.url}/")
+    interest_field(page, 0, "Described in plain words").fill(
+        "world models that let reinforcement learning agents learn in imagination"
+    )
+    status = page.locator("#preview-status")
+    expect(status).to_have_text(
+        "Preparing the matching model (the first time on this server takes up to half a minute)…"
+    )
+    prepared.set()
+    # The page asks again by itself and shows the papers.
+    expect(page.locator("#preview-list")).to_contain_text(WORLD_MODELS)
+    expect(status).to_contain_text("Among the last")
 
 
 # -- mistakes and bots ----------------------------------------------------------

@@ -7,6 +7,7 @@ import html
 import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy import text
 
 from notifier import pipeline
 from notifier.models import IngestSummary, Interest, Subscriber
+from notifier.render.feed import FeedItem, FeedMeta, build_feed
 from notifier.settings import Settings, load_settings
 from notifier.storage import Storage
 from tests.conftest import JOINED, NOW, SEED_FILES, seed_bytes
@@ -146,13 +148,16 @@ def test_all_feed_holds_the_newest_papers(storage: Storage, feed_settings: Setti
         entries = parse(feed_settings.feeds_dir / f"all{suffix}").entries
         assert len(entries) == FEED_ITEMS
         newest = entries[:new_last_day]
-        assert all(timestamp(e) == day for e in newest)
+        # One ingest's papers share its instant; their dates are a second apart.
+        assert all(day - FEED_ITEMS < timestamp(e) <= day for e in newest)
         # Exactly the papers the last listing introduced come first...
         titles = {e.title for e in newest}
         assert titles <= last_lines
         assert not titles & older_lines
         # ...then the previous day's papers fill the rest.
-        assert all(timestamp(e) == day - 86400 for e in entries[new_last_day:])
+        assert all(
+            day - 86400 - FEED_ITEMS < timestamp(e) <= day - 86400 for e in entries[new_last_day:]
+        )
 
 
 def is_ordered_subset(items: list[str], sequence: list[str]) -> bool:
@@ -331,3 +336,151 @@ def test_feed_dates_are_the_papers_not_the_build_time(
     feed = parse(feed_settings.feeds_dir / "all.atom")
     assert feed.feed.updated_parsed is not None
     assert datetime.fromtimestamp(calendar.timegm(feed.feed.updated_parsed), UTC) == NOW
+
+
+# -- the specifications: Atom (RFC 4287) and RSS 2.0 -----------------------------------
+
+# RFC 3339 section 5.6 date-time, as RFC 4287 section 3.3 requires it.
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+# RFC 822 section 5 date-time (four-digit years), as RSS 2.0 requires for pubDate.
+RFC822 = re.compile(
+    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"\d{4} \d{2}:\d{2}:\d{2} ([+-]\d{4}|GMT|UT)$"
+)
+MARKUP_TITLE = "<think> Tokens & R&D: Is 1 < 2? A &copy; Study"
+MARKUP_ABSTRACT = "We show x < y & y > z; <b>not bold</b>, </s> ends, &amp; stays &amp;."
+
+
+def rfc3339(text: str | None) -> datetime:
+    """Return an RFC 3339 date-time, insisting it is one."""
+    assert text is not None and RFC3339.match(text), text
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def check_atom(data: bytes) -> list[ET.Element]:
+    """Check an Atom document against RFC 4287's rules for feeds and entries; return entries."""
+    feed = ET.fromstring(data)
+    assert feed.tag == f"{ATOM_NS}feed"
+    for name in ("id", "title", "updated"):  # section 4.1.1: exactly one each
+        assert len(feed.findall(f"{ATOM_NS}{name}")) == 1, name
+    feed_updated = rfc3339(feed.findtext(f"{ATOM_NS}updated"))
+    # An author on the feed, or on every entry (4.1.1); each has a name (3.2.1).
+    authors = feed.findall(f"{ATOM_NS}author")
+    assert all(a.findtext(f"{ATOM_NS}name") for a in authors)
+    selfs = [link for link in feed.findall(f"{ATOM_NS}link") if link.get("rel") == "self"]
+    assert len(selfs) == 1  # 4.1.1: SHOULD have one
+    entries = feed.findall(f"{ATOM_NS}entry")
+    ids, dates = [], []
+    for entry in entries:
+        for name in ("id", "title", "updated"):  # 4.1.2: exactly one each
+            assert len(entry.findall(f"{ATOM_NS}{name}")) == 1, name
+        assert authors or entry.findall(f"{ATOM_NS}author")
+        updated = rfc3339(entry.findtext(f"{ATOM_NS}updated"))
+        published = rfc3339(entry.findtext(f"{ATOM_NS}published"))
+        assert published <= updated <= feed_updated
+        content = entry.find(f"{ATOM_NS}content")
+        links = entry.findall(f"{ATOM_NS}link")
+        # 4.1.2: content, or a link rel="alternate" (a link without rel is one).
+        assert content is not None or any(
+            link.get("rel", "alternate") == "alternate" for link in links
+        )
+        if content is not None:
+            assert content.get("type", "text") in ("text", "html")
+        ids.append(entry.findtext(f"{ATOM_NS}id"))
+        dates.append(updated)
+    assert len(set(ids)) == len(ids)
+    # Not a MUST of RFC 4287, but readers use it to tell entries' changes apart,
+    # and the W3C validator warns: "Two entries with the same value for atom:updated".
+    assert len(set(dates)) == len(dates)
+    assert dates == sorted(dates, reverse=True)
+    return entries
+
+
+def check_rss(data: bytes) -> list[ET.Element]:
+    """Check an RSS document against the RSS 2.0 specification; return its items."""
+    rss = ET.fromstring(data)
+    assert rss.tag == "rss" and rss.get("version") == "2.0"
+    [channel] = rss.findall("channel")
+    for name in ("title", "link", "description"):  # required channel elements
+        assert channel.findtext(name) is not None, name
+    items = channel.findall("item")
+    guids = []
+    for item in items:
+        # "All elements of an item are optional, however at least one of title or
+        # description must be present."
+        assert item.findtext("title") or item.findtext("description")
+        date = item.findtext("pubDate")
+        assert date is not None and RFC822.match(date), date
+        assert parsedate_to_datetime(date).tzinfo is not None
+        guid = item.find("guid")
+        assert guid is not None and guid.get("isPermaLink") in ("true", "false")
+        guids.append(guid.text)
+    assert len(set(guids)) == len(guids)
+    # The RSS Advisory Board's profile: "&" and "<" in plain text as hexadecimal
+    # references, so that escaped characters are not taken for escaped markup.
+    assert b"&amp;" not in data and b"&lt;" not in data
+    return items
+
+
+def test_every_feed_meets_the_atom_and_rss_specifications(
+    storage: Storage, feed_settings: Settings
+) -> None:
+    ingest_seeds(storage, range(2))
+    add_subscribers(storage)
+    pipeline.build_feeds(storage, feed_settings, NOW + timedelta(days=1))
+
+    root = feed_settings.feeds_dir
+    atoms = sorted(root.rglob("*.atom"))
+    assert len(atoms) == 4
+    for path in atoms:
+        entries = check_atom(path.read_bytes())
+        assert entries, path.name
+        author = ET.fromstring(path.read_bytes()).find(f"{ATOM_NS}author")
+        assert author is not None and author.findtext(f"{ATOM_NS}name") == "notifier"
+        # Each entry's own date: one ingest's papers no longer share one.
+        assert len({e.findtext(f"{ATOM_NS}updated") for e in entries}) == len(entries)
+    for path in sorted(root.rglob("*.rss")):
+        assert check_rss(path.read_bytes()), path.name
+
+
+def test_markup_characters_in_titles_and_abstracts_reach_readers_as_written() -> None:
+    meta = FeedMeta(
+        feed_id=f"{BASE}/feeds/all.atom",
+        title="notifier: R&D <papers>",
+        description="Q&A",
+        link=BASE,
+        self_base=f"{BASE}/feeds/all",
+    )
+    items = [
+        FeedItem(
+            guid=f"urn:notifier:title:{n}",
+            title=MARKUP_TITLE,
+            link=f"https://arxiv.org/search/?query={n}&searchtype=title",
+            summary=MARKUP_ABSTRACT,
+            published=NOW,
+            updated=NOW,
+        )
+        for n in range(3)
+    ]
+    rss, atom = build_feed(meta, items, NOW)
+
+    for item in check_rss(rss):
+        assert item.findtext("title") == MARKUP_TITLE
+        assert item.findtext("link") == item.findtext("link", "").replace("&#x26;", "&")
+        # The description is HTML whose text is the abstract: no tag in it.
+        description = item.findtext("description") or ""
+        assert "<" not in description and html.unescape(description) == MARKUP_ABSTRACT
+    for entry in check_atom(atom):
+        assert entry.findtext(f"{ATOM_NS}title") == MARKUP_TITLE
+        content = entry.find(f"{ATOM_NS}content")
+        assert content is not None and content.get("type") == "html"
+        assert html.unescape(content.text or "") == MARKUP_ABSTRACT
+    for document in (rss, atom):
+        feed = feedparser.parse(document)
+        assert feed.bozo == 0
+        assert [e.title for e in feed.entries] == [MARKUP_TITLE] * 3
+        assert [plain_summary(e) for e in feed.entries] == [MARKUP_ABSTRACT] * 3
+        # Tied dates become a second apart, newest first, each entry its own.
+        assert [calendar.timegm(e.published_parsed) for e in feed.entries] == [
+            calendar.timegm(NOW.timetuple()) - k for k in range(3)
+        ]

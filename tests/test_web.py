@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
 
+import feedparser
 import httpx
 import pytest
 
@@ -69,6 +74,14 @@ def link_in(data: bytes, path: str) -> str:
     found = re.search(rf"https?://[^\s\"<>]+/{path}/[\w.-]+", data.decode())
     assert found, f"no /{path}/ link in the email"
     return found.group(0)
+
+
+def confirm_link(client: httpx.Client, link: str) -> httpx.Response:
+    """Follow a confirmation link from an email as its reader does: open it, press the button."""
+    path = urlsplit(link).path
+    page = client.get(path)
+    assert heading(page) == "Confirm your subscription?", page.text
+    return client.post(path, data={"csrf": csrf_of(page.text)})
 
 
 def active_subscriber(web: WebServer, email: str = "bob@example.org") -> tuple[int, str]:
@@ -145,8 +158,8 @@ def test_sign_up_sends_one_confirmation_and_the_link_confirms(
         email = smtp_server.handler.received[0]
         assert email.rcpt_tos == ["ada@example.org"]
         assert email.message["Subject"] == "Confirm your notifier subscription"
-        confirm = link_in(email.data, "confirm")
-        assert confirm.startswith(web.url)
+        link = link_in(email.data, "confirm")
+        assert link.startswith(web.url)
 
         # Signing up again within 48 hours: the same page, and no second email.
         again = sign_up(client, email="ada@example.org")
@@ -154,11 +167,62 @@ def test_sign_up_sends_one_confirmation_and_the_link_confirms(
         time.sleep(0.3)
         assert len(smtp_server.handler.received) == 1
 
-        page = client.get(confirm.removeprefix(web.url))
-        assert heading(page) == "You are subscribed"
+        assert heading(confirm_link(client, link)) == "You are subscribed"
         assert web.storage.subscriber_by_email("ada@example.org").status == "active"
         # A second click is harmless.
-        assert heading(client.get(confirm.removeprefix(web.url))) == "You are subscribed"
+        assert heading(client.get(urlsplit(link).path)) == "You are subscribed"
+
+
+def test_a_second_sign_up_never_rewrites_a_pending_request(
+    serve_web: Callable[..., WebServer], smtp_server: SmtpServer
+) -> None:
+    web = serve_web(smtp_url=smtp_server.url)
+    received = smtp_server.handler.received
+    with httpx.Client(base_url=web.url) as owner:
+        assert heading(sign_up(owner, email="ada@example.org")) == "Check your inbox"
+    assert wait_for(lambda: len(received) == 1)
+    stranger_choices = {
+        "email": "ada@example.org",
+        "name": "Mallory",
+        "interest_name": "coins",
+        "interest_about": "cryptocurrency trading signals",
+        "cadence": "weekly",
+        "weekday": "friday",
+        "send_time": "23:00",
+        "timezone": "America/New_York",
+    }
+
+    def stored() -> tuple[object, ...]:
+        ada = web.storage.subscriber_by_email("ada@example.org")
+        interests = [(i.name, i.about) for i in ada.interests]
+        return ada.status, ada.name, interests, ada.cadence, ada.send_time, ada.timezone
+
+    what_ada_chose = (
+        "pending",
+        "Ada",
+        [("robots", "robots learning manipulation")],
+        "daily",
+        "07:00",
+        "Europe/Berlin",
+    )
+    with httpx.Client(base_url=web.url) as stranger:
+        # Within the resend limit: the same page, no email, nothing changed.
+        assert heading(sign_up(stranger, **stranger_choices)) == "Check your inbox"
+        time.sleep(0.3)
+        assert len(received) == 1 and stored() == what_ada_chose
+        # Past it: the pending request's confirmation goes again, still Ada's choices.
+        later = datetime.now(UTC) + timedelta(hours=49)
+        web.context.clock = lambda: later
+        assert heading(sign_up(stranger, **stranger_choices)) == "Check your inbox"
+        assert wait_for(lambda: len(received) == 2)
+        assert stored() == what_ada_chose
+    assert received[1].message["To"] == "Ada <ada@example.org>"
+
+    # Either link activates exactly what Ada chose.
+    with httpx.Client(base_url=web.url) as owner:
+        confirmed = confirm_link(owner, link_in(received[1].data, "confirm"))
+    assert heading(confirmed) == "You are subscribed"
+    assert stored() == ("active", *what_ada_chose[1:])
 
 
 def test_the_page_says_the_same_whether_the_address_is_known_or_not(
@@ -205,8 +269,41 @@ def test_confirmation_links_are_refused_when_forged_expired_or_meant_for_unsubsc
         assert web.storage.subscriber_by_email("ada@example.org").status == "pending"
 
         # Within 72 hours it works.
-        fresh = client.get(f"/confirm/{token(Purpose.CONFIRM, key, timedelta(hours=71))}")
-        assert heading(fresh) == "You are subscribed"
+        fresh = f"/confirm/{token(Purpose.CONFIRM, key, timedelta(hours=71))}"
+        assert heading(confirm_link(client, fresh)) == "You are subscribed"
+
+
+def test_opening_a_confirmation_link_changes_nothing_until_its_button_is_pressed(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web()
+    with httpx.Client(base_url=web.url) as person:
+        sign_up(person, email="ada@example.org")
+    key = web.storage.subscriber_by_email("ada@example.org").manage_token
+    path = f"/confirm/{token(Purpose.CONFIRM, key)}"
+    for _ in range(3):  # a link scanner, a preview pane, a person
+        page = httpx.get(web.url + path)
+        assert page.status_code == 200 and heading(page) == "Confirm your subscription?"
+        assert page.headers["cache-control"] == "no-store"
+        assert '<button type="submit" class="primary">Confirm my subscription</button>' in page.text
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page.text))
+    assert "ada@example.org , daily at 07:00 (Europe/Berlin)" in text
+    assert "robots : robots learning manipulation" in text
+    assert web.storage.subscriber_by_email("ada@example.org").status == "pending"
+
+    with httpx.Client(base_url=web.url) as scanner:
+        # The button's form needs the page's CSRF token and cookie, like every form.
+        forged = scanner.post(path, data={"csrf": "x"})
+        assert forged.status_code == 403 and "Reload the page" in forged.text
+        stolen = httpx.post(web.url + path, data={"csrf": csrf_of(page.text)})
+        assert stolen.status_code == 403
+        assert web.storage.subscriber_by_email("ada@example.org").status == "pending"
+
+    with httpx.Client(base_url=web.url) as person:
+        done = confirm_link(person, path)
+    assert heading(done) == "You are subscribed"
+    assert "Open my preferences" in done.text
+    assert web.storage.subscriber_by_email("ada@example.org").status == "active"
 
 
 def test_a_dead_mail_server_loses_no_sign_up_and_the_next_try_sends(
@@ -464,6 +561,114 @@ def test_feeds_have_validators_and_answer_conditional_requests_with_304(
         assert httpx.get(web.url + missing).status_code == 404, missing
 
 
+def test_a_private_feed_is_there_right_after_confirming_and_keeps_up(
+    serve_web: Callable[..., WebServer], smtp_server: SmtpServer
+) -> None:
+    web = serve_web(smtp_url=smtp_server.url)
+    started = datetime.now(UTC)
+    pipeline.ingest(web.storage, "day0", seed_bytes(0), started - timedelta(hours=2))
+    with httpx.Client(base_url=web.url) as person:
+        sign_up(person, email="ada@example.org", interest_query="robot*", interest_about="")
+        assert wait_for(lambda: len(smtp_server.handler.received) == 1)
+        confirmed = confirm_link(person, link_in(smtp_server.handler.received[0].data, "confirm"))
+        preferences = person.get(re.findall(r'href="(/manage/[^"]+)"', confirmed.text)[0])
+        links = re.findall(r'href="([^"]+/feeds/subscribers/[^"]+)"', preferences.text)
+        assert [urlsplit(link).path.rpartition(".")[2] for link in links] == ["atom", "rss"]
+
+        # No `notifier feeds` has run: the feed is built when first asked for.
+        feeds = [person.get(urlsplit(link).path) for link in links]
+        assert [f.status_code for f in feeds] == [200, 200]
+        entries = feedparser.parse(feeds[0].content).entries
+        assert entries and all("robot" in (e.title + e.summary).lower() for e in entries)
+        atom_path = urlsplit(links[0]).path
+        stored = web.settings.feeds_dir / atom_path.removeprefix("/feeds/")
+        built = stored.read_bytes()
+
+        # A newer listing: not rebuilt on every poll, but once the file is five minutes old.
+        pipeline.ingest(web.storage, "day1", seed_bytes(1), datetime.now(UTC))
+        assert person.get(atom_path).content == built
+        old = time.time() - 600
+        os.utime(stored, (old, old))
+        refreshed = feedparser.parse(person.get(atom_path).content).entries
+        day1 = set(seed_bytes(1).decode().splitlines()) - set(seed_bytes(0).decode().splitlines())
+        assert refreshed[0].title in day1
+        assert person.get(atom_path).content == stored.read_bytes()  # no rebuild now
+
+        # New interests: the feed follows them at once.
+        form = {
+            "csrf": csrf_of(preferences.text),
+            "name": "Ada",
+            "interest_name": "worlds",
+            "interest_about": "",
+            "interest_query": '"world model" OR "world models"',
+            "cadence": "daily",
+            "send_time": "07:00",
+            "timezone": "Europe/Berlin",
+        }
+        saved = person.post(urlsplit(str(preferences.url)).path, data=form)
+        assert saved.status_code == 303
+        entries = feedparser.parse(person.get(atom_path).content).entries
+        assert entries and all(
+            "world model" in e.title.lower() + e.summary.lower() for e in entries
+        )
+
+    # No feed for a token nobody has, nor for someone who left.
+    assert httpx.get(f"{web.url}/feeds/subscribers/{'x' * 32}.atom").status_code == 404
+    ada = web.storage.subscriber_by_email("ada@example.org")
+    web.storage.unsubscribe(ada.id, datetime.now(UTC))
+    stored.unlink()
+    assert httpx.get(web.url + atom_path).status_code == 404
+    assert not stored.exists()
+
+
+def test_feeds_answer_head_and_go_gzipped_with_their_validators(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web()
+    for i in range(2):
+        pipeline.ingest(web.storage, SEED_FILES[i].name, seed_bytes(i), NOW + timedelta(days=i))
+    pipeline.build_feeds(web.storage, web.settings, NOW + timedelta(days=2))
+    stored = (web.settings.feeds_dir / "all.atom").read_bytes()
+    gzip = {"Accept-Encoding": "gzip"}
+    with httpx.Client(base_url=web.url) as reader:
+        plain = reader.get("/feeds/all.atom", headers={"Accept-Encoding": "identity"})
+        assert plain.status_code == 200 and plain.content == stored
+        assert "content-encoding" not in plain.headers
+        assert plain.headers["vary"] == "Accept-Encoding"
+
+        zipped = reader.get("/feeds/all.atom", headers=gzip)
+        assert zipped.headers["content-encoding"] == "gzip"
+        assert zipped.headers["vary"] == "Accept-Encoding"
+        assert zipped.content == stored  # httpx unzips it
+        on_the_wire = int(zipped.headers["content-length"])
+        assert on_the_wire < len(stored) / 3
+        assert zipped.headers["etag"] == plain.headers["etag"]
+        assert zipped.headers["etag"].startswith('W/"')
+
+        # HEAD: a GET's headers, no body.
+        head = reader.head("/feeds/all.atom", headers=gzip)
+        assert head.status_code == 200 and head.content == b""
+        for name in ("etag", "last-modified", "content-type", "content-encoding"):
+            assert head.headers[name] == zipped.headers[name], name
+        assert int(head.headers["content-length"]) == on_the_wire
+
+        unchanged = reader.get(
+            "/feeds/all.atom", headers={**gzip, "If-None-Match": zipped.headers["etag"]}
+        )
+        assert unchanged.status_code == 304 and unchanged.content == b""
+        assert unchanged.headers["vary"] == "Accept-Encoding"
+        assert reader.head("/feeds/all.rss").status_code == 200
+        assert reader.head("/feeds/nothing.atom").status_code == 404
+
+        # The front page answers HEAD too, and pages are never compressed: they hold a
+        # CSRF token beside what the visitor typed (BREACH).
+        front = reader.head("/", headers=gzip)
+        assert front.status_code == 200 and front.content == b""
+        assert front.headers["content-type"] == "text/html; charset=utf-8"
+        assert "content-encoding" not in reader.get("/", headers=gzip).headers
+        assert reader.head("/healthz").status_code == 200
+
+
 # -- abuse -------------------------------------------------------------------------
 
 
@@ -580,16 +785,19 @@ def test_every_page_has_strict_security_headers_and_logs_hold_no_tokens(
 # -- operations --------------------------------------------------------------------
 
 
+ADMIN_TOKEN = "admin-token-0123456789-abcdef"
+
+
 def test_healthz_and_metrics_report_what_happened(
     serve_web: Callable[..., WebServer],
 ) -> None:
-    web = serve_web()
+    web = serve_web(admin_token=ADMIN_TOKEN)
     health = httpx.get(f"{web.url}/healthz")
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
 
     summary = pipeline.ingest(web.storage, SEED_FILES[0].name, seed_bytes(0), NOW)
-    metrics = httpx.get(f"{web.url}/metrics")
+    metrics = httpx.get(f"{web.url}/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain")
     values = {
@@ -600,6 +808,30 @@ def test_healthz_and_metrics_report_what_happened(
     assert values["notifier_papers_ingested_total"] == summary.new > 0
     assert values["notifier_digests_sent_total"] == 0
     assert "# TYPE notifier_send_latency_seconds gauge" in metrics.text
+
+
+def test_metrics_are_for_the_admin_token_unless_made_public(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    guarded = serve_web(admin_token=ADMIN_TOKEN)
+    for headers in ({}, {"Authorization": "Bearer not-the-token"}):
+        refused = httpx.get(f"{guarded.url}/metrics", headers=headers)
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert refused.text == "missing or wrong bearer token\n"
+        assert "notifier_subscribers" not in refused.text
+
+    without_token = serve_web()
+    off = httpx.get(f"{without_token.url}/metrics")
+    assert off.status_code == 403
+    assert off.text == (
+        "/metrics needs the admin token: set NOTIFIER_ADMIN_TOKEN "
+        "(or metrics_public = true to open it to anyone)\n"
+    )
+
+    public = serve_web(metrics_public=True)
+    opened = httpx.get(f"{public.url}/metrics")
+    assert opened.status_code == 200 and "# TYPE notifier_subscribers gauge" in opened.text
 
 
 def test_the_preview_shows_recent_papers_the_interests_would_match(
@@ -633,6 +865,60 @@ def test_the_preview_shows_recent_papers_the_interests_would_match(
     broken = httpx.get(f"{web.url}/preview", params={"interest_query": '"unclosed'})
     assert broken.status_code == 200
     assert broken.json()["interests"] == [] and "query" in str(broken.json()["errors"])
+
+
+def test_the_server_prepares_the_matching_model_when_it_starts(
+    serve_web: Callable[..., WebServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="notifier.web"):
+        web = serve_web(lifespan=True, matching="hybrid")
+        # No request needed: the model is prepared in the background after start...
+        assert "preparing the hybrid matching model in the background" in caplog.text
+        assert wait_for(lambda: web.context.matching_ready, seconds=120)
+        assert "the hybrid matching model is ready" in caplog.text
+    # ...while the server answered from the start.
+    assert httpx.get(f"{web.url}/healthz").status_code == 200
+    pipeline.ingest(web.storage, SEED_FILES[0].name, seed_bytes(0), NOW)
+    found = httpx.get(
+        f"{web.url}/preview",
+        params={"interest_name": "world", "interest_about": "world models for planning"},
+        timeout=60,
+    )
+    assert found.status_code == 200 and found.json()["interests"][0]["matched"] > 0
+
+
+def test_the_preview_says_the_model_is_being_prepared_instead_of_hanging(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web()
+    pipeline.ingest(web.storage, SEED_FILES[0].name, seed_bytes(0), NOW)
+    prepared = threading.Event()
+    build = web.context.matching_factory
+
+    calls = []
+
+    def slow_model() -> Any:  # as the first start on a loaded machine: half a minute
+        calls.append(time.monotonic())
+        assert prepared.wait(60)
+        return build()
+
+    web.context.matching_factory = slow_model
+    params = {"interest_name": "world", "interest_query": "world model*", "interest_about": ""}
+    asked = time.monotonic()
+    waiting = httpx.get(f"{web.url}/preview", params=params)
+    assert time.monotonic() - asked < 10
+    assert waiting.status_code == 503 and waiting.headers["retry-after"] == "2"
+    assert waiting.json()["preparing"] is True
+    assert waiting.json()["message"].startswith("Preparing the matching model")
+    # Asking again does not start a second preparation; it says the same.
+    assert httpx.get(f"{web.url}/preview", params=params).json()["preparing"] is True
+
+    prepared.set()
+    assert wait_for(lambda: web.context.matching_ready, seconds=30)
+    assert len(calls) == 1
+    found = httpx.get(f"{web.url}/preview", params=params)
+    assert found.status_code == 200
+    assert found.json()["interests"][0]["matched"] > 0
 
 
 def test_a_hostile_name_cannot_add_headers_or_markup_to_the_confirmation(

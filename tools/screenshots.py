@@ -71,7 +71,8 @@ SHOTS = {
     "subscribe-errors": "the sign-up form sent with a bad address, query and time zone",
     "check-inbox": "after signing up",
     "confirmation-email": "the confirmation email (its HTML part)",
-    "confirmed": "after following the confirmation link",
+    "confirm": "the page the confirmation link opens: what it activates, one button",
+    "confirmed": "after pressing it",
     "preferences": "a demo subscriber's preferences, with their digest history",
     "saved": "the new subscriber's preferences after moving the send time and saving",
     "digest-email": "a digest email (its HTML part)",
@@ -259,6 +260,9 @@ class Tour:
         show_email(page, notice)
         self.shoot(page, "confirmation-email")
         page.get_by_role("link", name="Confirm my subscription").click()
+        expect(page.get_by_role("heading", name="Confirm your subscription?")).to_be_visible()
+        self.shoot(page, "confirm")
+        page.get_by_role("button", name="Confirm my subscription").click()
         expect(page.get_by_role("heading", name="You are subscribed")).to_be_visible()
         self.shoot(page, "confirmed")
 

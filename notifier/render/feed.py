@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from feedgen.feed import FeedGenerator
 
@@ -35,7 +36,7 @@ class FeedItem:
 
 @dataclass(frozen=True, slots=True)
 class FeedMeta:
-    """What a feed is: its id, title, description and links."""
+    """What a feed is: its id, title, description, links and who publishes it."""
 
     feed_id: str
     title: str
@@ -43,6 +44,8 @@ class FeedMeta:
     link: str
     # Where the feed is published, without suffix: <self_base>.rss and <self_base>.atom.
     self_base: str
+    # The feed's atom:author, which every entry inherits (RFC 4287 section 4.1.1).
+    author: str = "notifier"
 
 
 def build_feed(
@@ -53,30 +56,66 @@ def build_feed(
     The feed's own date is its newest item's, so rebuilding unchanged content
     gives identical bytes; empty_date is used when there are no items.
     """
-    updated = max((i.updated for i in items), default=empty_date)
+    dates = distinct_dates(items)
+    updated = max(dates, default=empty_date)
     fg = FeedGenerator()
     fg.id(meta.feed_id)
     # Titles can carry subscriber and topic names; lxml refuses control characters.
     fg.title(clean_text(meta.title))
     fg.description(clean_text(meta.description))
+    fg.author({"name": clean_text(meta.author), "uri": meta.link})
     fg.language("en")
     fg.generator("notifier")
     fg.updated(updated)
     fg.lastBuildDate(updated)
-    for item in items:
+    for item, date in zip(items, dates, strict=True):
         # append keeps our order; feedgen prepends by default.
         entry = fg.add_entry(order="append")
         entry.id(item.guid)
         entry.guid(item.guid, permalink=False)
         entry.title(clean_text(item.title))
         entry.link(href=item.link)
-        entry.description(clean_text(item.summary))
-        entry.published(item.published)
-        entry.updated(item.updated)
-    documents = []
-    for suffix, render in ((".rss", fg.rss_str), (".atom", fg.atom_str)):
-        # feedgen gives RSS the *last* link, so the alternate link goes last.
-        fg.link(href=f"{meta.self_base}{suffix}", rel="self", replace=True)
-        fg.link(href=meta.link, rel="alternate")
-        documents.append(render(pretty=True))
-    return documents[0], documents[1]
+        entry.published(min(item.published, date))
+        entry.updated(date)
+        # RSS 2.0 readers take <description> as HTML, so the plain text goes in
+        # escaped ("a < b" would start a tag); Atom's <content> says it is HTML,
+        # so that an abstract that mentions "</s>" is not taken for markup either.
+        summary = html.escape(clean_text(item.summary), quote=False)
+        entry.content(summary, type="html")  # also RSS's <description>
+    fg.link(href=f"{meta.self_base}.rss", rel="self", replace=True)
+    # feedgen gives RSS the *last* link, so the alternate link goes last.
+    fg.link(href=meta.link, rel="alternate")
+    rss = _hex_references(fg.rss_str(pretty=True))
+    fg.link(href=f"{meta.self_base}.atom", rel="self", replace=True)
+    fg.link(href=meta.link, rel="alternate")
+    atom: bytes = fg.atom_str(pretty=True)
+    return rss, atom
+
+
+def distinct_dates(items: Sequence[FeedItem]) -> list[datetime]:
+    """Return each item's updated date, a second earlier than any newer item that has it.
+
+    Papers stored by one ingest share its instant, and Atom readers (and the
+    W3C validator: "two entries with the same value for atom:updated") expect
+    each entry its own. Moving ties back keeps the newest-first order and
+    depends only on the items before, so a rebuild gives the same dates.
+    """
+    used: set[datetime] = set()
+    dates = []
+    for item in items:
+        date = item.updated
+        while date in used:
+            date -= timedelta(seconds=1)
+        used.add(date)
+        dates.append(date)
+    return dates
+
+
+def _hex_references(document: bytes) -> bytes:
+    """Return an RSS document with "&" and "<" in text written as hexadecimal references.
+
+    The RSS Advisory Board's profile asks for &#x26; and &#x3C; in plain text, so
+    a reader can tell an escaped character from escaped markup; for an XML
+    parser both spellings are the same character.
+    """
+    return document.replace(b"&amp;", b"&#x26;").replace(b"&lt;", b"&#x3C;")

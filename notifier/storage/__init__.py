@@ -524,6 +524,14 @@ class Storage:
         with self._read() as conn:
             return [codec.paper(row) for row in conn.execute(query.limit(limit))]
 
+    def newest_paper_seen_at(self) -> datetime | None:
+        """Return when the newest paper was first seen, or None when there are none."""
+        with self._read() as conn:
+            newest: datetime | None = conn.execute(
+                select(func.max(papers.c.first_seen_at))
+            ).scalar_one()
+        return newest
+
     def ingest_runs(self, limit: int = 10) -> list[IngestRun]:
         """Return the latest ingest runs, newest first."""
         query = select(ingest_runs).order_by(ingest_runs.c.id.desc()).limit(limit)
@@ -727,6 +735,12 @@ class Storage:
             found = self._subscribers(conn, subscribers.c.id == subscriber_id)
         return found[0] if found else None
 
+    def subscriber_by_feed_token(self, feed_token: str) -> Subscriber | None:
+        """Return the subscriber whose private feed has this token, or None."""
+        with self._read() as conn:
+            found = self._subscribers(conn, subscribers.c.feed_token == feed_token)
+        return found[0] if found else None
+
     def subscriber_by_manage_key(self, key: str) -> Subscriber | None:
         """Return the subscriber whose manage key a signed link carried, or None."""
         with self._read() as conn:
@@ -757,9 +771,12 @@ class Storage:
 
         A new or unsubscribed address becomes pending with the interests and
         clock asked for, and gets a confirmation ("confirm"). An address already
-        subscribed is left exactly as it is (anyone can type anyone's address)
-        and gets a reminder with its preferences link ("remind"). Either email
-        goes at most once per resend_after per address; otherwise "quiet".
+        pending keeps the request it has and gets that request's confirmation
+        again: anyone can type anyone's address, and the owner's link must
+        activate what the owner chose (issue 21). An address already subscribed
+        is left exactly as it is and gets a reminder with its preferences link
+        ("remind"). Either email goes at most once per resend_after per address;
+        otherwise "quiet".
         """
         with self._tx() as conn:
             # The insert decides whether the address is new, even against a
@@ -773,6 +790,7 @@ class Storage:
                 )
             ).scalar_one_or_none()
             action = "confirm"
+            store_request = True
             if subscriber_id is None:
                 row = conn.execute(
                     select(subscribers.c.id, subscribers.c.status).where(
@@ -780,15 +798,17 @@ class Storage:
                     )
                 ).one()
                 subscriber_id = row.id
-                if row.status in ("pending", "unsubscribed"):
+                if row.status == "unsubscribed":
                     conn.execute(
                         update(subscribers)
                         .where(subscribers.c.id == row.id)
                         .values(name=name, status="pending", **schedule)
                     )
+                elif row.status == "pending":
+                    store_request = False
                 else:
                     action = "remind"
-            if action == "confirm":
+            if action == "confirm" and store_request:
                 _replace_interests(conn, subscriber_id, chosen)
             # One email per address per resend_after, decided by one conditional
             # update so two requests at once cannot both send.

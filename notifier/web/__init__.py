@@ -8,14 +8,18 @@ functions, which FastAPI runs in its thread pool.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from fastapi import FastAPI
 
 from notifier import __version__
 from notifier.web.api import api_router
 from notifier.web.context import WebContext
+from notifier.web.feeds import CompressFeeds
 from notifier.web.ops import ops_router
 from notifier.web.pages import pages_router
-from notifier.web.security import AccessLog, BodyLimit, SecurityHeaders
+from notifier.web.security import AccessLog, BodyLimit, SecurityHeaders, SlashRedirect
 
 # The largest form is a few kilobytes; anything far bigger is a mistake or an attack.
 MAX_BODY = 64 * 1024
@@ -23,7 +27,19 @@ MAX_BODY = 64 * 1024
 
 def create_app(context: WebContext) -> FastAPI:
     """Build the ASGI app around a WebContext."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The matching model takes up to half a minute the first time (issue 21).
+        # Prepared in the background, so that sign-ups, confirmations, one-click
+        # unsubscribes, feeds and /healthz answer at once (a start blocked that
+        # long fails health checks); only the preview and the preferences
+        # page's "why so few" need it, and the preview says it is preparing.
+        context.start_preparing()
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="notifier admin API",
         version=__version__,
         description="Subscribers, their interests and digests, runs and sources. "
@@ -32,13 +48,16 @@ def create_app(context: WebContext) -> FastAPI:
         # The interactive docs load scripts from a CDN, which the CSP forbids.
         docs_url=None,
         redoc_url=None,
+        redirect_slashes=False,  # SlashRedirect does it from base_url instead
     )
     app.state.context = context
     app.include_router(pages_router(context))
     app.include_router(ops_router(context))
     app.include_router(api_router(context), prefix="/api/v1")
+    app.router.default = SlashRedirect(app.router, context.settings.base_url)
     https = context.settings.base_url.startswith("https://")
     app.add_middleware(SecurityHeaders, https=https)
+    app.add_middleware(CompressFeeds)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
     app.add_middleware(AccessLog)
     return app

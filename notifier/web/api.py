@@ -634,7 +634,7 @@ def api_router(context: WebContext) -> APIRouter:
     )
 
     add_subscriber_routes(router, context)
-    add_interest_routes(router, context.storage)
+    add_interest_routes(router, context)
     add_digest_routes(router, context.storage)
     add_operations_routes(router, context)
     return router
@@ -729,9 +729,11 @@ def add_subscriber_routes(router: APIRouter, context: WebContext) -> None:
         )
         if updated is None:
             raise missing(subscriber_id)
+        if unsubscribing or changes.interests:
+            # Gone, or rebuilt with the new interests when next asked for.
+            remove_private_feed(feeds_dir, updated.feed_token)
         if unsubscribing:
             storage.unsubscribe(subscriber_id, context.clock())
-            remove_private_feed(feeds_dir, updated.feed_token)
             updated = found(storage, subscriber_id)
         return subscriber_out(updated)
 
@@ -767,8 +769,9 @@ def add_subscriber_routes(router: APIRouter, context: WebContext) -> None:
         return subscriber_out(updated)
 
 
-def add_interest_routes(router: APIRouter, storage: Storage) -> None:
+def add_interest_routes(router: APIRouter, context: WebContext) -> None:
     """Add reading and replacing a subscriber's interests."""
+    storage = context.storage
 
     @router.get(
         "/subscribers/{subscriber_id}/interests",
@@ -795,6 +798,8 @@ def add_interest_routes(router: APIRouter, storage: Storage) -> None:
         updated = storage.update_preferences(subscriber_id, chosen=interests.interests())
         if updated is None:
             raise missing(subscriber_id)
+        # Rebuilt with the new interests when next asked for.
+        remove_private_feed(context.settings.feeds_dir, updated.feed_token)
         return interests_out(updated.interests)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -9,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from jinja2 import Environment
 
+from notifier.errors import NotifierError
 from notifier.models import OutgoingMessage
 from notifier.render.email import NoticeRenderer
 from notifier.settings import Settings
@@ -18,6 +22,8 @@ from notifier.web.security import ClientLimiter
 
 if TYPE_CHECKING:
     from notifier.pipeline import Matching
+
+log = logging.getLogger("notifier.web")
 
 
 @dataclass
@@ -34,13 +40,64 @@ class WebContext:
     clock: Callable[[], datetime]
     signups: ClientLimiter
     previews: ClientLimiter
-    # Built on first use: loading the sentence model takes a second.
+    # Slow the first time: the sentence model is quantized and loaded (issue 21
+    # measured 25-29 s on a loaded machine), so the server starts it in the
+    # background (start_preparing) and the preview says so while it runs.
     matching_factory: Callable[[], Matching]
     _matching: Matching | None = field(default=None, init=False)
+    _preparing: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _ready: threading.Event = field(default_factory=threading.Event, init=False)
+    _starting: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _started: bool = field(default=False, init=False)
+    # Why the last preparation failed, for the preview to say; None when it did not.
+    preparation_error: str | None = field(default=None, init=False)
 
     @property
     def matching(self) -> Matching:
-        """Return the matching used for previews, building it once."""
-        if self._matching is None:
-            self._matching = self.matching_factory()
-        return self._matching
+        """Return the matching used for previews, preparing it first if it is not ready."""
+        return self.prepare_matching()
+
+    @property
+    def matching_ready(self) -> bool:
+        """Tell whether the matching is prepared, so using it does not wait."""
+        return self._ready.is_set()
+
+    def prepare_matching(self) -> Matching:
+        """Build the matching and load its model, once; other callers wait for it."""
+        with self._preparing:
+            if self._matching is None:
+                matching = self.matching_factory()
+                if matching.embedder is not None:
+                    # Embedding one text loads the model (quantizing it the first time).
+                    matching.embedder.embed(["notifier"])
+                self._matching = matching
+                self.preparation_error = None
+                self._ready.set()
+            return self._matching
+
+    def start_preparing(self) -> None:
+        """Prepare the matching on a background thread, unless that has begun already."""
+        with self._starting:
+            if self._started or self._ready.is_set():
+                return
+            self._started = True
+        threading.Thread(target=self._prepare_logged, name="prepare-matching", daemon=True).start()
+
+    def wait_for_matching(self, seconds: float) -> bool:
+        """Wait up to seconds for the matching to be prepared; tell whether it is."""
+        return self._ready.wait(seconds)
+
+    def _prepare_logged(self) -> None:
+        """Prepare the matching, logging when it is ready or why it could not be."""
+        mode = self.settings.matching
+        log.info("preparing the %s matching model in the background; previews wait for it", mode)
+        started = time.perf_counter()
+        try:
+            self.prepare_matching()
+        except (NotifierError, OSError) as e:
+            self.preparation_error = str(e)
+            log.error("could not prepare the %s matching model: %s", mode, e)
+            with self._starting:
+                self._started = False  # the next preview may try again
+            return
+        log.info("the %s matching model is ready (%.1f s)", mode, time.perf_counter() - started)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -26,7 +29,7 @@ def ops_router(context: WebContext) -> APIRouter:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StorageCollector(storage))
 
-    @router.get("/healthz")
+    @router.api_route("/healthz", methods=["GET", "HEAD"])
     def healthz() -> JSONResponse:
         """Answer 200 when the database answers and its schema is current, else 503."""
         try:
@@ -45,9 +48,15 @@ def ops_router(context: WebContext) -> APIRouter:
             )
         return JSONResponse({"status": "ok", "schema": revision})
 
+    refused = _metrics_refusal(context)
+
     @router.get("/metrics")
-    def metrics() -> Response:
-        """Return the counters in Prometheus' text format."""
+    def metrics(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+    ) -> Response:
+        """Return the counters in Prometheus' text format (to the admin token's holder)."""
+        if (answer := refused(credentials)) is not None:
+            return answer
         try:
             data = generate_latest(registry)
         except NotifierError as e:
@@ -55,6 +64,37 @@ def ops_router(context: WebContext) -> APIRouter:
         return Response(data, media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+_BEARER = HTTPBearer(auto_error=False)
+
+
+def _metrics_refusal(
+    context: WebContext,
+) -> Callable[[HTTPAuthorizationCredentials | None], Response | None]:
+    """Return the check /metrics makes: None to answer, else the refusal to send."""
+    settings = context.settings
+    token = settings.admin_token
+
+    def refused(credentials: HTTPAuthorizationCredentials | None) -> Response | None:
+        if settings.metrics_public:
+            return None
+        if token is None:
+            return PlainTextResponse(
+                "/metrics needs the admin token: set NOTIFIER_ADMIN_TOKEN "
+                "(or metrics_public = true to open it to anyone)\n",
+                status_code=403,
+            )
+        given = credentials.credentials.strip().encode() if credentials else b""
+        if credentials is None or not hmac.compare_digest(given, token.get_secret_value().encode()):
+            return PlainTextResponse(
+                "missing or wrong bearer token\n",
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return None
+
+    return refused
 
 
 class StorageCollector(Collector):

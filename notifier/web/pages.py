@@ -1,8 +1,8 @@
 """The pages people see: subscribe, confirm, preferences, unsubscribe; feeds and OPML.
 
 Nothing here changes state on a GET: link scanners fetch every link in an
-email. The one exception the issue asks for is /confirm, a single click by
-design; it only turns a pending sign-up active.
+email, so the links in emails (/confirm, /unsubscribe) show a page whose
+button POSTs.
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ from notifier.models import Subscriber
 from notifier.pipeline import compile_interests, describe_volume, interest_volumes, paper_index
 from notifier.render import default_templates_dir
 from notifier.render.feed import feed_url, private_feed_name
-from notifier.schedule import CADENCES, WEEKDAYS, next_due
+from notifier.schedule import CADENCES, WEEKDAYS, next_due, resolve
 from notifier.settings import Settings
 from notifier.tokens import Purpose, TokenError
 from notifier.web.context import WebContext
 from notifier.web.feeds import (
+    CONTENT_TYPES,
     OpmlFeed,
+    PrivateFeeds,
     build_opml,
     not_modified,
     read_feed,
@@ -55,6 +57,10 @@ CSRF_COOKIE = "notifier_csrf"
 HONEYPOT = "website"  # hidden from people by CSS; bots fill every field
 PREVIEW_PAPERS = 300  # the most recent papers a preview looks at
 PREVIEW_SHOWN = 3  # per interest
+# A preview waits this long for the matching model, then says it is being prepared
+# and is asked again after PREVIEW_RETRY seconds (app.js).
+PREVIEW_WAIT = 1.5
+PREVIEW_RETRY = 2
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _FEED_NAME = re.compile(r"^(all|topics/[a-z0-9][a-z0-9-]{0,63}|subscribers/[A-Za-z0-9_-]{16,64})$")
 _STATIC = {"app.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
@@ -203,7 +209,7 @@ def _subscribe_routes(router: APIRouter, kit: PageKit) -> None:
             weekdays=WEEKDAYS,
         )
 
-    @router.get("/", response_class=HTMLResponse)
+    @router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def front(request: Request) -> HTMLResponse:
         return subscribe_form(request)
 
@@ -292,6 +298,12 @@ def _preview_routes(router: APIRouter, kit: PageKit) -> None:
         chosen, errors = check_interests(rows)
         if errors and not chosen:
             return JSONResponse({"interests": [], "errors": errors, "looked_at": 0})
+        if not context.matching_ready:
+            # The server prepares the model at start (create_app); until it is
+            # ready, say so rather than hold the request for half a minute.
+            context.start_preparing()
+            if not context.wait_for_matching(PREVIEW_WAIT):
+                return _preparing(context.preparation_error)
         now = context.clock()
         cached = preview_cache.get("index")
         if cached is None or cached[0] < now - timedelta(minutes=5):
@@ -315,31 +327,87 @@ def _preview_routes(router: APIRouter, kit: PageKit) -> None:
         return JSONResponse({"interests": found, "looked_at": len(pool), "errors": errors})
 
 
-def _confirm_routes(router: APIRouter, kit: PageKit) -> None:
-    """Add the confirmation link: one click turns a pending sign-up active."""
-    context, storage, message = kit.context, kit.storage, kit.message
-    refused, subscriber_for = kit.refused, kit.subscriber_for
+def _preparing(error: str | None) -> JSONResponse:
+    """Answer a preview asked for while the matching model is being prepared (or failed)."""
+    if error is not None:
+        problem = f"The preview is not available right now: {error}"
+        return JSONResponse(
+            {"interests": [], "errors": {"interests": problem}, "looked_at": 0}, status_code=503
+        )
+    return JSONResponse(
+        {
+            "preparing": True,
+            "message": "Preparing the matching model (the first time on this server takes "
+            "up to half a minute)…",
+            "interests": [],
+            "errors": {},
+            "looked_at": 0,
+        },
+        status_code=503,
+        headers={"Retry-After": str(PREVIEW_RETRY)},
+    )
 
-    @router.get("/confirm/{token}", response_class=HTMLResponse)
-    def confirm(request: Request, token: str) -> HTMLResponse:
-        found = subscriber_for(Purpose.CONFIRM, token, kit.confirm_age)
-        if isinstance(found, str):
-            return refused(request, found)
-        if found.status == "unsubscribed":
+
+def _confirm_routes(router: APIRouter, kit: PageKit) -> None:
+    """Add the confirmation link: a GET shows what it activates, its button POSTs."""
+    context, settings, storage = kit.context, kit.settings, kit.storage
+    page, message, refused = kit.page, kit.message, kit.refused
+
+    def settled(request: Request, subscriber: Subscriber) -> HTMLResponse | None:
+        """Answer a link whose subscriber is no longer pending, or None when it is."""
+        if subscriber.status == "pending":
+            return None
+        if subscriber.status == "unsubscribed":
             return message(
                 request,
                 "You have unsubscribed",
                 "You unsubscribed after this link was sent. Subscribe again from the front page.",
             )
-        storage.confirm_subscriber(found.id, context.clock())
+        return subscribed(request, subscriber)
+
+    def subscribed(request: Request, subscriber: Subscriber) -> HTMLResponse:
         return message(
             request,
             "You are subscribed",
             "Your first digest comes at your next send time. "
             "You can change your interests and schedule at any time.",
-            link=kit.manage_url(found),
+            link=kit.manage_url(subscriber),
             link_text="Open my preferences",
         )
+
+    @router.get("/confirm/{token}", response_class=HTMLResponse)
+    def confirm_page(request: Request, token: str) -> HTMLResponse:
+        # Mail scanners follow every link in an email (issue 21): a GET only shows
+        # the button, so an address is subscribed only by someone who presses it.
+        found = kit.subscriber_for(Purpose.CONFIRM, token, kit.confirm_age)
+        if isinstance(found, str):
+            return refused(request, found)
+        answer = settled(request, found)
+        if answer is not None:
+            return answer
+        return page(
+            request,
+            "confirm.html.j2",
+            headers=_PRIVATE,
+            token=token,
+            subscriber=found,
+            schedule=_describe_schedule(found, settings),
+        )
+
+    @router.post("/confirm/{token}", response_class=HTMLResponse)
+    async def confirm(request: Request, token: str) -> HTMLResponse:
+        form = await request.form()
+        if not kit.csrf_ok(request, form):
+            return kit.expired_form(request)
+        found = await asyncio.to_thread(kit.subscriber_for, Purpose.CONFIRM, token, kit.confirm_age)
+        if isinstance(found, str):
+            return refused(request, found)
+        answer = settled(request, found)
+        if answer is not None:
+            return answer
+        if await asyncio.to_thread(storage.confirm_subscriber, found.id, context.clock()):
+            log.info("subscriber %d confirmed", found.id)
+        return subscribed(request, found)
 
 
 def _preference_routes(router: APIRouter, kit: PageKit) -> None:
@@ -445,6 +513,8 @@ def _preference_routes(router: APIRouter, kit: PageKit) -> None:
                 status=status,
             )
         )
+        # Rebuilt with the new interests when next asked for (PrivateFeeds).
+        remove_private_feed(settings.feeds_dir, found.feed_token)
         return RedirectResponse(f"/manage/{token}?saved=1", status_code=303)
 
     @router.get("/manage/{token}/feeds.opml")
@@ -516,12 +586,16 @@ def _unsubscribe_routes(router: APIRouter, kit: PageKit) -> None:
 def _feed_routes(router: APIRouter, kit: PageKit) -> None:
     """Add the feeds and the static files."""
     settings = kit.settings
+    private_feeds = PrivateFeeds(kit.context)
 
-    @router.get("/feeds/{name:path}", response_model=None)
+    # HEAD as well: feed readers and link checkers ask it (the server sends no body).
+    @router.api_route("/feeds/{name:path}", methods=["GET", "HEAD"], response_model=None)
     def feed(request: Request, name: str) -> Response:
         stem, dot, suffix = name.rpartition(".")
         if not dot or not _FEED_NAME.fullmatch(stem):
             return Response("No such feed.\n", status_code=404, media_type="text/plain")
+        if stem.startswith("subscribers/") and f".{suffix}" in CONTENT_TYPES:
+            private_feeds.refresh(stem.removeprefix("subscribers/"))
         document = read_feed(settings.feeds_dir / f"{stem}.{suffix}")
         if document is None:
             return Response("No such feed.\n", status_code=404, media_type="text/plain")
@@ -533,13 +607,16 @@ def _feed_routes(router: APIRouter, kit: PageKit) -> None:
             request.headers.get("if-none-match"),
             request.headers.get("if-modified-since"),
         ):
-            return Response(status_code=304, headers=headers)
+            # A 304 has no body for the gzip middleware to mark; say it varies all the same.
+            return Response(status_code=304, headers={**headers, "Vary": "Accept-Encoding"})
+        # The bytes the ETag was made from, not a reopened file: a rebuild may
+        # replace the file at any moment.
         return Response(document.data, media_type=document.content_type, headers=headers)
 
     static_dir = (settings.templates_dir or default_templates_dir()) / "web" / "static"
     fallback_dir = default_templates_dir() / "web" / "static"
 
-    @router.get("/static/{name}")
+    @router.api_route("/static/{name}", methods=["GET", "HEAD"])
     def static(name: str) -> Response:
         if name not in _STATIC:
             return Response("Not found.\n", status_code=404, media_type="text/plain")
@@ -580,6 +657,20 @@ def _next_due(subscriber: Subscriber, settings: Settings, now: datetime) -> str 
     except ValueError:
         return None
     return f"{due:%A %d %B, %H:%M} ({cadence.zone.key})"
+
+
+def _describe_schedule(subscriber: Subscriber, settings: Settings) -> str:
+    """Return a subscriber's schedule in words: "daily at 07:00 (Europe/Berlin)"."""
+    try:
+        return resolve(
+            settings.default_cadence,
+            subscriber.cadence,
+            subscriber.send_time,
+            subscriber.timezone,
+            subscriber.weekday,
+        ).describe()
+    except ValueError:
+        return "on the default schedule"
 
 
 def _padded(rows: list[InterestRow], rows_shown: int) -> list[InterestRow]:

@@ -1,4 +1,4 @@
-"""What guards every request: security headers, a body limit, an access log without secrets.
+"""What guards every request: security headers, a body limit, a secret-free log, safe redirects.
 
 Plain ASGI middleware, so each works on any response, streaming or not.
 """
@@ -11,6 +11,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+from starlette import types
+from starlette.responses import RedirectResponse
+from starlette.routing import Match, Router
 
 Scope = dict[str, Any]
 Receive = Callable[[], Any]
@@ -158,6 +162,32 @@ class AccessLog:
                 status,
                 (time.perf_counter() - started) * 1000,
             )
+
+
+class SlashRedirect:
+    """Redirect a path that matches a route once its trailing slash is added or dropped.
+
+    Starlette's own redirect builds its Location from the Host header, which
+    anyone can set (issue 21); this one starts from the configured base_url.
+    Paths that match nothing get the router's 404.
+    """
+
+    def __init__(self, router: Router, base_url: str) -> None:
+        self.router = router
+        self.base_url = base_url
+
+    async def __call__(self, scope: types.Scope, receive: types.Receive, send: types.Send) -> None:
+        """Answer 307 to the other spelling of the path, or 404 when it has none."""
+        path: str = scope["path"]
+        if scope["type"] == "http" and path != "/":
+            other = path.rstrip("/") if path.endswith("/") else f"{path}/"
+            other_scope = {**scope, "path": other}
+            if any(route.matches(other_scope)[0] is not Match.NONE for route in self.router.routes):
+                query = scope.get("query_string", b"").decode("latin-1")
+                location = f"{self.base_url}{other}" + (f"?{query}" if query else "")
+                await RedirectResponse(location, status_code=307)(scope, receive, send)
+                return
+        await self.router.not_found(scope, receive, send)
 
 
 class ClientLimiter:

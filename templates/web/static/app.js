@@ -81,7 +81,18 @@
     status.textContent = "Looking…";
     fetch("/preview?" + params.toString(), { headers: { Accept: "application/json" } })
       .then(function (response) { return response.json(); })
-      .then(function (data) { if (mine === asked) { show(data); } })
+      .then(function (data) {
+        if (mine !== asked) { return; }
+        if (data.preparing) {
+          // The server is still preparing its matching model: say so, ask again soon.
+          list.replaceChildren();
+          status.textContent = data.message;
+          clearTimeout(timer);
+          timer = setTimeout(refresh, 2000);
+          return;
+        }
+        show(data);
+      })
       .catch(function () { if (mine === asked) { status.textContent = "The preview is not available right now."; } });
   }
 
