@@ -13,13 +13,20 @@ from urllib.parse import quote_plus
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 _WHITESPACE = re.compile(r"\s+")
 _PUNCTUATION_OR_SPACE = re.compile(r"[\W_]+")
-_ARXIV_NEW = re.compile(r"^(\d{4}\.\d{4,5})(?:v\d+)?$")
-_ARXIV_OLD = re.compile(r"^([a-z][a-z.-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$", re.IGNORECASE)
+# ASCII digits only (\d also takes Arabic-Indic and other digits). An old-style
+# archive name is a word or two ("solv-int", "math.GT"), so an id always fits
+# papers.arxiv_id, VARCHAR(40) (issue 21).
+_ARXIV_NEW = re.compile(r"^([0-9]{4}\.[0-9]{4,5})(?:v[0-9]+)?$")
+_ARXIV_OLD = re.compile(
+    r"^([a-z][a-z.-]{0,19}(?:\.[A-Z]{2})?/[0-9]{7})(?:v[0-9]+)?$", re.IGNORECASE | re.ASCII
+)
 _ARXIV_PREFIX = re.compile(
     r"^(?:arxiv:|oai:arxiv\.org:|https?://(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/)",
     re.IGNORECASE,
 )
-_VERSION = re.compile(r"v(\d+)(?:\.pdf)?$")
+_VERSION = re.compile(r"v([0-9]+)(?:\.pdf)?$")
+# papers.version is an INTEGER; real papers have a handful of versions (issue 21).
+MAX_ARXIV_VERSION = 9_999
 # Only HTML's own tags with well-formed attributes are markup: LaTeX such as
 # "$1<p \le 2$ ... $p>2$" or "$a<b$" must survive.
 _ATTRIBUTES = r"""(?:\s+[\w:.-]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'<>=`]+))?)*\s*/?>"""
@@ -65,9 +72,20 @@ def title_hash(title: str) -> str:
 
 
 def arxiv_version(raw: str) -> int | None:
-    """Return the version number an arXiv id or URL carries (2409.00001v3 -> 3), if any."""
+    """Return the version an arXiv id or URL carries (2409.00001v3 -> 3), if any.
+
+    Raises ValueError saying what is wrong when the version is not one arXiv
+    could have given (v0, twenty digits): storage could not hold it.
+    """
     m = _VERSION.search(raw.strip())
-    return int(m.group(1)) if m else None
+    if not m:
+        return None
+    digits = m.group(1)
+    # Compare the digits first: int() refuses more than 4,300 of them.
+    if len(digits) > len(str(MAX_ARXIV_VERSION)) or not 1 <= int(digits) <= MAX_ARXIV_VERSION:
+        shown = digits if len(digits) <= 12 else f"{digits[:8]}… ({len(digits):,} digits)"
+        raise ValueError(f"version v{shown} is not between 1 and {MAX_ARXIV_VERSION:,}")
+    return int(digits)
 
 
 def normalise_arxiv_id(raw: str) -> str | None:

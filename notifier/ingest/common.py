@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from notifier.errors import ListingError
@@ -13,6 +13,11 @@ from notifier.papers import clean_text, paper_key
 MAX_TITLE_CHARS = 1_000
 MAX_ABSTRACT_CHARS = 20_000
 MAX_AUTHORS = 500
+# ingest_runs.label is VARCHAR(40) (notifier/storage/schema.py): a feed's title
+# or a listing's date line is shortened to fit (issue 21).
+MAX_LABEL_CHARS = 40
+# How much of a value a source supplied an error message quotes.
+EXCERPT_CHARS = 60
 
 
 def make_paper(
@@ -78,3 +83,32 @@ def looks_like_html(data: bytes, content_type: str | None) -> bool:
         return True
     head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     return head.startswith((b"<!doctype html", b"<html"))
+
+
+def listing_label(value: Any) -> str | None:
+    """Return a listing's label (a date, a feed title) as one short line, or None if not text."""
+    if not isinstance(value, str):
+        return None
+    label = clean_text(value)
+    if len(label) > MAX_LABEL_CHARS:
+        label = label[: MAX_LABEL_CHARS - 1].rstrip() + "…"
+    return label or None
+
+
+def utc_moment(moment: datetime | None) -> datetime | None:
+    """Return an aware datetime in UTC, or None when it is naive or has no UTC equivalent.
+
+    "0001-01-01T00:00+01:00" is a valid ISO date whose UTC time falls before
+    year 1, which Python cannot represent (issue 21).
+    """
+    if moment is None or moment.tzinfo is None:
+        return None
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
+def excerpt(text: str) -> str:
+    """Return a value short enough to quote in an error line."""
+    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"

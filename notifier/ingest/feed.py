@@ -9,7 +9,13 @@ from typing import Any
 import feedparser
 
 from notifier.errors import ListingError
-from notifier.ingest.common import looks_like_html, make_paper, unique_by_key
+from notifier.ingest.common import (
+    listing_label,
+    looks_like_html,
+    make_paper,
+    unique_by_key,
+    utc_moment,
+)
 from notifier.models import Listing, PaperData
 from notifier.papers import clean_text, html_to_text, normalise_arxiv_id
 
@@ -35,7 +41,7 @@ def parse_feed(data: bytes, source: str, content_type: str | None = None) -> Lis
     return Listing(
         source,
         papers,
-        label=clean_text(parsed.feed.get("title", "")) or None,
+        label=listing_label(parsed.feed.get("title")),
         empty_reason=None if papers else "the feed has no entries",
     )
 
@@ -83,5 +89,10 @@ def _summary(entry: Any) -> str:
 
 
 def _date(parsed: Any) -> datetime | None:
-    """Return feedparser's UTC struct_time as an aware datetime."""
-    return datetime.fromtimestamp(calendar.timegm(parsed), UTC) if parsed else None
+    """Return feedparser's UTC struct_time as an aware datetime, or None if out of range."""
+    if not parsed:
+        return None
+    try:
+        return utc_moment(datetime.fromtimestamp(calendar.timegm(parsed), UTC))
+    except (OverflowError, ValueError, OSError):
+        return None

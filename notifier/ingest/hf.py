@@ -15,7 +15,13 @@ from typing import Any, cast
 from lxml import etree, html
 
 from notifier.errors import ListingError
-from notifier.ingest.common import looks_like_html, make_paper, unique_by_key
+from notifier.ingest.common import (
+    listing_label,
+    looks_like_html,
+    make_paper,
+    unique_by_key,
+    utc_moment,
+)
 from notifier.models import Listing, PaperData
 from notifier.papers import normalise_arxiv_id
 
@@ -69,7 +75,7 @@ def parse_hf_page(data: bytes, source: str, content_type: str | None = None) -> 
         items = _paper_list(decoded)
         if items is not None:
             papers = _papers(items, source)
-            label = decoded.get("dateString") if isinstance(decoded, dict) else None
+            label = listing_label(decoded.get("dateString") if isinstance(decoded, dict) else None)
             return Listing(source, papers, label=label, empty_reason=None if papers else EMPTY_DAY)
     papers = _papers_from_markup(document, source)
     if not papers:
@@ -188,10 +194,9 @@ def _timestamp(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        moment = datetime.fromisoformat(value)
+        return utc_moment(datetime.fromisoformat(value))
     except ValueError:
         return None
-    return moment if moment.tzinfo else None
 
 
 def _count(value: Any) -> int | None:
