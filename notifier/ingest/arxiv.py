@@ -19,6 +19,7 @@ from lxml import etree
 
 from notifier.errors import ListingError
 from notifier.ingest.common import (
+    ERROR_CHARS,
     excerpt,
     listing_label,
     looks_like_html,
@@ -39,6 +40,7 @@ EMPTY_LISTING = "arXiv announced nothing (no announcements on weekends and holid
 _DESCRIPTION = re.compile(
     r"^\s*arXiv:\S+\s+Announce Type:\s*(?P<type>[\w-]+)\s*(?:Abstract:\s*)?", re.IGNORECASE
 )
+_COUNT = re.compile(r"[0-9]{1,18}")
 _AUTHOR_SPLIT = re.compile(r",\s*(?:and\s+)?|\s+and\s+")
 
 
@@ -54,7 +56,9 @@ def parse_arxiv_api(data: bytes, source: str, content_type: str | None = None) -
         if _text(entry, "atom:title") == "Error":
             # Errors arrive as HTTP 200 with one "Error" entry (arXiv API manual).
             raise ListingError(
-                source, f"the arXiv API reported an error: {_text(entry, 'atom:summary')}"
+                source,
+                "the arXiv API reported an error: "
+                + excerpt(_text(entry, "atom:summary"), ERROR_CHARS),
             )
     papers = unique_by_key(_api_entry(e, source, rank) for rank, e in enumerate(entries, 1))
     if papers:
@@ -116,7 +120,7 @@ def _xml(data: bytes, source: str, content_type: str | None) -> Any:
             raise ListingError(
                 source, "a text in the XML is too large (over 10 MB)", line
             ) from None
-        message = str(e.msg).split(", line ")[0]  # libxml2 repeats the position
+        message = str(e.msg).split(", line ")[0].strip()  # libxml2 repeats the position
         raise ListingError(source, f"not well-formed XML (truncated?): {message}", line) from None
 
 
@@ -198,7 +202,7 @@ def _listing_paper(
     try:
         announced = Announce(kind)
     except ValueError:
-        raise ListingError(source, f"{where}: unknown announce type {kind!r}") from None
+        raise ListingError(source, f"{where}: unknown announce type {excerpt(kind)!r}") from None
     abstract = description[match.end() :] if match else description
     return make_paper(
         source,
@@ -239,8 +243,11 @@ def _local(tag: Any) -> str:
 
 
 def _int(text: str) -> int | None:
-    """Return text as an int, or None."""
-    return int(text) if text.strip().isdigit() else None
+    """Return a count as an int, or None when it is not one.
+
+    Only ASCII digits: str.isdigit() also accepts "²", which int() refuses (issue 21).
+    """
+    return int(text) if _COUNT.fullmatch(text.strip()) else None
 
 
 def _iso(text: str) -> datetime | None:

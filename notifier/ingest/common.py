@@ -16,8 +16,10 @@ MAX_AUTHORS = 500
 # ingest_runs.label is VARCHAR(40) (notifier/storage/schema.py): a feed's title
 # or a listing's date line is shortened to fit (issue 21).
 MAX_LABEL_CHARS = 40
-# How much of a value a source supplied an error message quotes.
+# How much of a value a source supplied an error message quotes, and of an
+# upstream error message.
 EXCERPT_CHARS = 60
+ERROR_CHARS = 300
 
 
 def make_paper(
@@ -109,6 +111,7 @@ def utc_moment(moment: datetime | None) -> datetime | None:
         return None
 
 
-def excerpt(text: str) -> str:
-    """Return a value short enough to quote in an error line."""
-    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """Return a value a source supplied as one line short enough to quote in an error."""
+    line = clean_text(text)
+    return line if len(line) <= limit else line[: limit - 1] + "…"

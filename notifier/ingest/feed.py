@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import io
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,8 @@ import feedparser
 
 from notifier.errors import ListingError
 from notifier.ingest.common import (
+    ERROR_CHARS,
+    excerpt,
     listing_label,
     looks_like_html,
     make_paper,
@@ -29,11 +32,22 @@ def parse_feed(data: bytes, source: str, content_type: str | None = None) -> Lis
         raise ListingError(source, "empty response: no feed to read")
     if looks_like_html(data, content_type):
         raise ListingError(source, "expected an RSS or Atom feed but got an HTML page")
-    parsed = feedparser.parse(data, sanitize_html=False, resolve_relative_uris=False)
+    try:
+        # A stream, never bytes: feedparser reads bytes that name a file from that file.
+        parsed = feedparser.parse(
+            io.BytesIO(data), sanitize_html=False, resolve_relative_uris=False
+        )
+    except (ValueError, RecursionError) as e:
+        # An encoding declared as "UTF\0-8" makes feedparser's codec lookup raise.
+        raise ListingError(source, f"not a readable feed: {excerpt(str(e))}") from None
     problem = parsed.get("bozo_exception")
     if parsed.get("bozo") and not isinstance(problem, _HARMLESS):
         line = problem.getLineNumber() if hasattr(problem, "getLineNumber") else None
-        raise ListingError(source, f"not a well-formed feed (truncated?): {problem}", line)
+        raise ListingError(
+            source,
+            f"not a well-formed feed (truncated?): {excerpt(str(problem), ERROR_CHARS)}",
+            line,
+        )
     if not parsed.get("version"):
         raise ListingError(source, "not an RSS or Atom feed")
     entries = parsed.get("entries", [])
@@ -53,7 +67,7 @@ def _entry(entry: Any, source: str, rank: int) -> PaperData:
     arxiv_id = normalise_arxiv_id(link) or normalise_arxiv_id(identifier)
     return make_paper(
         source,
-        f"entry {rank} ({identifier or 'no id'})",
+        f"entry {rank} ({excerpt(identifier) or 'no id'})",
         title=_text(entry, "title"),
         abstract=_summary(entry),
         rank=rank,
