@@ -17,6 +17,7 @@ from notifier.settings import SourceConfig
 from notifier.storage import Storage
 from tests.conftest import NOW, SEED_FILES, Cli, seed_bytes
 
+SOURCES = Path(__file__).resolve().parent / "data" / "sources"
 ABSTRACT = "A careful study of something that matters, with results and a long explanation. " * 2
 
 
@@ -207,6 +208,25 @@ def test_a_configured_file_source_over_max_listing_bytes_fails_its_run(
     assert state is not None
     assert (state.last_status, state.last_error) == ("failed", str(caught.value))
     assert storage.count_papers() == 0
+
+
+def test_an_untitled_feed_entry_is_skipped_and_counted_in_the_run(
+    run: Cli, storage: Storage, tmp_path: Path
+) -> None:
+    feed = tmp_path / "blog.atom"
+    data = (SOURCES / "blog.atom").read_bytes()
+    feed.write_bytes(data.replace(b"<title>Group photo, winter 2024</title>", b"<title/>"))
+
+    result = run("ingest", "--kind", "feed", str(feed))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith(f"{feed}: 3 papers, 2 new, 0 seen before, 1 skipped\n")
+    [ingest_run] = storage.ingest_runs()
+    assert (ingest_run.status, ingest_run.papers, ingest_run.new, ingest_run.skipped) == (
+        "ok",
+        3,
+        2,
+        1,
+    )
 
 
 def test_parse_is_pure_and_does_not_depend_on_storage() -> None:

@@ -335,6 +335,10 @@ class Storage:
         first; the caller diffs again.
         """
         counts = Counter(change.kind for change in changes)
+        # Items the parser left out count as listed and skipped, like a replace*
+        # item for a paper never seen.
+        counts[ChangeKind.SKIPPED] += listing.skipped
+        listed = len(changes) + listing.skipped
         status = "ok" if listing.papers else "empty"
         try:
             with self._tx() as conn:
@@ -347,7 +351,7 @@ class Storage:
                         status=status,
                         reason=listing.empty_reason,
                         started_at=now,
-                        papers=len(changes),
+                        papers=listed,
                         new=counts[ChangeKind.NEW],
                         seen=counts[ChangeKind.SEEN],
                         updated=counts[ChangeKind.UPDATED],
@@ -374,7 +378,7 @@ class Storage:
         return IngestSummary(
             source=listing.source,
             run_id=run_id,
-            papers=len(changes),
+            papers=listed,
             new=counts[ChangeKind.NEW],
             seen=counts[ChangeKind.SEEN],
             updated=counts[ChangeKind.UPDATED],
