@@ -6,7 +6,7 @@ import hashlib
 import html
 import re
 import unicodedata
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urlsplit
 
 # Characters XML 1.0 forbids, plus C1 controls and Unicode non-characters: they
 # break feeds (lxml refuses them) and can smuggle line breaks into headers.
@@ -38,6 +38,10 @@ _TAG = re.compile(
 )
 _BLOCK_TAG = re.compile(r"</?(?:br|p|div|li|tr|h[1-6]|blockquote)" + _ATTRIBUTES, re.IGNORECASE)
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+# Whitespace, controls and what would end an attribute or a tag: never in a link
+# we emit, even where a browser would forgive them (issue 21).
+_NOT_IN_LINKS = re.compile(r'[\x00-\x20\x7f-\x9f"<>\\`]')
+MAX_URL_CHARS = 2_000
 _SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.DOTALL | re.IGNORECASE)
 
 
@@ -64,6 +68,26 @@ def strip_markup(text: str) -> str:
 def html_to_text(fragment: str) -> str:
     """Return an HTML fragment as clean text: markup removed, entities decoded exactly once."""
     return clean_text(html.unescape(strip_markup(fragment)))
+
+
+def http_url(value: object) -> str | None:
+    """Return value if it is an absolute http(s) URL fit to be a link, else None.
+
+    A listing's links end up as hrefs in emails, feeds and web pages: a
+    javascript:, vbscript: or data: URL would run there, and a scheme-relative
+    //host or a relative path would point somewhere no source meant (issue 21).
+    """
+    if not isinstance(value, str):
+        return None
+    url = value.strip()
+    if not url or len(url) > MAX_URL_CHARS or _NOT_IN_LINKS.search(url):
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # an unbalanced [ in the host
+        return None
+    return url if parts.scheme.lower() in ("http", "https") and host else None
 
 
 def title_hash(title: str) -> str:

@@ -27,7 +27,7 @@ from notifier.errors import ListingError
 from notifier.ingest import parse_listing
 from notifier.ingest.common import MAX_LABEL_CHARS
 from notifier.models import Listing
-from notifier.papers import MAX_ARXIV_VERSION
+from notifier.papers import MAX_ARXIV_VERSION, http_url
 from tests.conftest import SEED_FILES
 
 SOURCES = Path(__file__).resolve().parent / "data" / "sources"
@@ -130,6 +130,9 @@ def assert_storable(listing: Listing) -> None:
         assert paper.version is None or 1 <= paper.version <= MAX_ARXIV_VERSION
         assert paper.published_at is None or paper.published_at.tzinfo is UTC
         assert all(isinstance(a, str) for a in paper.authors)
+        # Links are absolute http(s) URLs or absent (issue 21).
+        for link in (paper.url, paper.meta.get("github"), paper.meta.get("project_page")):
+            assert link is None or http_url(link) == link
         # PostgreSQL's JSON refuses NaN and Infinity.
         json.dumps(dict(paper.meta), allow_nan=False)
         for value in paper.meta.values():

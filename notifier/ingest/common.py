@@ -8,7 +8,7 @@ from typing import Any
 
 from notifier.errors import ListingError
 from notifier.models import Announce, PaperData
-from notifier.papers import clean_text, paper_key
+from notifier.papers import clean_text, http_url, paper_key
 
 MAX_TITLE_CHARS = 1_000
 MAX_ABSTRACT_CHARS = 20_000
@@ -63,7 +63,7 @@ def make_paper(
         rank=rank,
         arxiv_id=arxiv_id,
         version=version,
-        url=url,
+        url=http_url(url),  # a javascript: link is no link; the paper stays (issue 21)
         authors=names,
         published_at=published_at,
         announce=announce,

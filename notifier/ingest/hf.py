@@ -12,6 +12,7 @@ import json
 import math
 from datetime import datetime
 from typing import Any, cast
+from urllib.parse import quote
 
 from lxml import etree, html
 
@@ -25,7 +26,7 @@ from notifier.ingest.common import (
     utc_moment,
 )
 from notifier.models import Listing, PaperData
-from notifier.papers import clean_text, normalise_arxiv_id
+from notifier.papers import clean_text, http_url, normalise_arxiv_id
 
 HF = "https://huggingface.co"
 EMPTY_DAY = "Hugging Face listed no papers (a weekend, a holiday, or a day not yet published)"
@@ -36,7 +37,6 @@ _LIST_KEYS = ("dailyPapers", "papers", "trendingPapers")
 MAX_INT_DIGITS = 18
 MAX_ID_CHARS = 100
 MAX_SUMMARY_CHARS = 5_000
-MAX_LINK_CHARS = 2_000
 
 
 def parse_hf_api(data: bytes, source: str, content_type: str | None = None) -> Listing:
@@ -178,19 +178,19 @@ def _paper(
         abstract=summary,
         rank=rank,
         arxiv_id=normalise_arxiv_id(paper_id),
-        url=f"{HF}/papers/{paper_id}",
+        url=_page(paper_id),
         authors=authors,
         published_at=_timestamp(paper.get("publishedAt")),
         meta={
             "upvotes": _count(paper.get("upvotes")),
             "comments": _count(item.get("numComments")),
-            "github": _text(paper.get("githubRepo") or item.get("githubRepo"), MAX_LINK_CHARS),
+            "github": http_url(paper.get("githubRepo") or item.get("githubRepo")),
             "github_stars": _count(paper.get("githubStars")),
             "ai_summary": _text(
                 paper.get("ai_summary") or item.get("ai_summary"), MAX_SUMMARY_CHARS
             ),
-            "project_page": _text(paper.get("projectPage"), MAX_LINK_CHARS),
-            "hf_url": f"{HF}/papers/{paper_id}",
+            "project_page": http_url(paper.get("projectPage")),
+            "hf_url": _page(paper_id),
             "listed_at": _text(
                 item.get("publishedAt") or paper.get("submittedOnDailyAt"), MAX_ID_CHARS
             ),
@@ -216,10 +216,15 @@ def _papers_from_markup(document: Any, source: str) -> tuple[PaperData, ...]:
                 abstract=abstract,
                 rank=len(papers) + 1,
                 arxiv_id=normalise_arxiv_id(paper_id),
-                url=f"{HF}/papers/{paper_id}",
+                url=_page(paper_id),
             )
         )
     return unique_by_key(papers)
+
+
+def _page(paper_id: str) -> str:
+    """Return the paper's page on Hugging Face, its id percent-encoded as a path segment."""
+    return f"{HF}/papers/{quote(paper_id, safe='')}"
 
 
 def _timestamp(value: Any) -> datetime | None:
