@@ -221,7 +221,12 @@ def ingest(
                 (location, partial(pipeline.ingest_source, storage, context.fetcher, adhoc))
             )
         else:
-            jobs.append((location, partial(_ingest_file, storage, location, job_kind)))
+            jobs.append(
+                (
+                    location,
+                    partial(_ingest_file, storage, location, job_kind, settings.max_listing_bytes),
+                )
+            )
     results: list[dict[str, Any]] = []
     with _progress(len(jobs), "ingesting", enabled=not as_json) as advance:
         for name, job in jobs:
@@ -248,11 +253,13 @@ def _raise(error: Exception, _now: datetime) -> IngestSummary:
     raise error
 
 
-def _ingest_file(storage: Storage, location: str, kind: str, now: datetime) -> IngestSummary:
+def _ingest_file(
+    storage: Storage, location: str, kind: str, max_bytes: int, now: datetime
+) -> IngestSummary:
     """Ingest one file (or stdin), recording a failed run if it cannot be read."""
     source = "stdin" if location == "-" else location
     try:
-        data = read_file(location)
+        data = read_file(location, max_bytes)
     except ListingError as e:
         storage.record_failed_ingest(source, str(e), now, kind)
         raise

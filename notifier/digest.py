@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from notifier.memo import IdentityMemo
 from notifier.models import DigestContent, DigestPaper, DigestSection, Match, Paper
+from notifier.papers import http_url
 
 DEFAULT_MAX_PAPERS = 30
 
@@ -119,7 +120,7 @@ def _freeze(paper: Paper, best: Match, also: tuple[str, ...]) -> DigestPaper:
         also_matches=also,
         authors=paper.authors,
         upvotes=paper.meta.get("upvotes"),
-        code_url=paper.meta.get("github"),
+        code_url=http_url(paper.meta.get("github")),
         summary=paper.meta.get("ai_summary"),
     )
 

@@ -59,6 +59,7 @@ class Listing:
     papers: tuple[PaperData, ...]
     label: str | None = None
     empty_reason: str | None = None
+    skipped: int = 0  # items the parser left out (a feed entry without a title)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import hashlib
 import html
 import re
 import unicodedata
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urlsplit
 
 # Characters XML 1.0 forbids, plus C1 controls and Unicode non-characters: they
 # break feeds (lxml refuses them) and can smuggle line breaks into headers.
@@ -18,13 +18,20 @@ _CONTROL = re.compile(
 )
 _WHITESPACE = re.compile(r"\s+")
 _PUNCTUATION_OR_SPACE = re.compile(r"[\W_]+")
-_ARXIV_NEW = re.compile(r"^(\d{4}\.\d{4,5})(?:v\d+)?$")
-_ARXIV_OLD = re.compile(r"^([a-z][a-z.-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$", re.IGNORECASE)
+# ASCII digits only (\d also takes Arabic-Indic and other digits). An old-style
+# archive name is a word or two ("solv-int", "math.GT"), so an id always fits
+# papers.arxiv_id, VARCHAR(40) (issue 21).
+_ARXIV_NEW = re.compile(r"^([0-9]{4}\.[0-9]{4,5})(?:v[0-9]+)?$")
+_ARXIV_OLD = re.compile(
+    r"^([a-z][a-z.-]{0,19}(?:\.[A-Z]{2})?/[0-9]{7})(?:v[0-9]+)?$", re.IGNORECASE | re.ASCII
+)
 _ARXIV_PREFIX = re.compile(
     r"^(?:arxiv:|oai:arxiv\.org:|https?://(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/)",
     re.IGNORECASE,
 )
-_VERSION = re.compile(r"v(\d+)(?:\.pdf)?$")
+_VERSION = re.compile(r"v([0-9]+)(?:\.pdf)?$")
+# papers.version is an INTEGER; real papers have a handful of versions (issue 21).
+MAX_ARXIV_VERSION = 9_999
 # Only HTML's own tags with well-formed attributes are markup: LaTeX such as
 # "$1<p \le 2$ ... $p>2$" or "$a<b$" must survive.
 _ATTRIBUTES = r"""(?:\s+[\w:.-]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'<>=`]+))?)*\s*/?>"""
@@ -36,6 +43,10 @@ _TAG = re.compile(
 )
 _BLOCK_TAG = re.compile(r"</?(?:br|p|div|li|tr|h[1-6]|blockquote)" + _ATTRIBUTES, re.IGNORECASE)
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+# Whitespace, controls and what would end an attribute or a tag: never in a link
+# we emit, even where a browser would forgive them (issue 21).
+_NOT_IN_LINKS = re.compile(r'[\x00-\x20\x7f-\x9f"<>\\`]')
+MAX_URL_CHARS = 2_000
 _SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.DOTALL | re.IGNORECASE)
 
 
@@ -64,15 +75,46 @@ def html_to_text(fragment: str) -> str:
     return clean_text(html.unescape(strip_markup(fragment)))
 
 
+def http_url(value: object) -> str | None:
+    """Return value if it is an absolute http(s) URL fit to be a link, else None.
+
+    A listing's links end up as hrefs in emails, feeds and web pages: a
+    javascript:, vbscript: or data: URL would run there, and a scheme-relative
+    //host or a relative path would point somewhere no source meant (issue 21).
+    """
+    if not isinstance(value, str):
+        return None
+    url = value.strip()
+    if not url or len(url) > MAX_URL_CHARS or _NOT_IN_LINKS.search(url):
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # an unbalanced [ in the host
+        return None
+    return url if parts.scheme.lower() in ("http", "https") and host else None
+
+
 def title_hash(title: str) -> str:
     """Return the hash of a normalised title: the identity of a paper known only by title."""
     return hashlib.sha256(normalise_title(title).encode()).hexdigest()[:20]
 
 
 def arxiv_version(raw: str) -> int | None:
-    """Return the version number an arXiv id or URL carries (2409.00001v3 -> 3), if any."""
+    """Return the version an arXiv id or URL carries (2409.00001v3 -> 3), if any.
+
+    Raises ValueError saying what is wrong when the version is not one arXiv
+    could have given (v0, twenty digits): storage could not hold it.
+    """
     m = _VERSION.search(raw.strip())
-    return int(m.group(1)) if m else None
+    if not m:
+        return None
+    digits = m.group(1)
+    # Compare the digits first: int() refuses more than 4,300 of them.
+    if len(digits) > len(str(MAX_ARXIV_VERSION)) or not 1 <= int(digits) <= MAX_ARXIV_VERSION:
+        shown = digits if len(digits) <= 12 else f"{digits[:8]}… ({len(digits):,} digits)"
+        raise ValueError(f"version v{shown} is not between 1 and {MAX_ARXIV_VERSION:,}")
+    return int(digits)
 
 
 def normalise_arxiv_id(raw: str) -> str | None:

@@ -186,7 +186,7 @@ def ingest_source(
         if source.url.startswith(("http://", "https://")):
             fetched = _fetch_pages(fetcher, source, state, now)
         else:
-            fetched = Fetched(source.url, 200, read_file(source.url))
+            fetched = Fetched(source.url, 200, read_file(source.url, fetcher.max_bytes))
         if fetched.not_modified:
             run = storage.record_unchanged(source.name, source.kind, now)
             summary = IngestSummary(

@@ -11,10 +11,13 @@ from sqlalchemy import text
 
 from notifier import pipeline
 from notifier.errors import ListingError
+from notifier.ingest.fetch import Fetcher
 from notifier.ingest.snapshot import parse_snapshot
+from notifier.settings import SourceConfig
 from notifier.storage import Storage
 from tests.conftest import NOW, SEED_FILES, Cli, seed_bytes
 
+SOURCES = Path(__file__).resolve().parent / "data" / "sources"
 ABSTRACT = "A careful study of something that matters, with results and a long explanation. " * 2
 
 
@@ -153,6 +156,76 @@ def test_cli_missing_file_is_one_line(run: Cli, tmp_path: Path) -> None:
     assert result.stderr == (
         f"notifier: error: listing '{tmp_path / 'nope.txt'}': cannot read the file: "
         "No such file or directory\n"
+    )
+
+
+def over_the_cap(name: str) -> str:
+    """Return the line refusing a listing over a max_listing_bytes of 2,000."""
+    return (
+        f"listing '{name}': larger than max_listing_bytes (2,000 bytes); refused "
+        "(raise NOTIFIER_MAX_LISTING_BYTES to read it)"
+    )
+
+
+def test_cli_refuses_files_and_stdin_over_max_listing_bytes(run: Cli, tmp_path: Path) -> None:
+    run.env["NOTIFIER_MAX_LISTING_BYTES"] = "2000"
+    folder = tmp_path / "listings"
+    folder.mkdir()
+    big = folder / "a-big.txt"
+    big.write_bytes(seed_bytes(0))
+    assert big.stat().st_size > 2000
+    (folder / "b-small.txt").write_text(f"A small listing of one paper\n{ABSTRACT}\n")
+
+    result = run("ingest", str(folder))
+    assert result.exit_code == 1
+    assert result.stderr == f"notifier: error: {over_the_cap(str(big))}\n"
+    assert result.stdout.endswith("b-small.txt: 1 papers, 1 new, 0 seen before\n")
+
+    piped = run("ingest", "-", input=seed_bytes(1))
+    assert piped.exit_code == 1
+    assert piped.stderr == f"notifier: error: {over_the_cap('stdin')}\n"
+    status = run("status").output
+    assert "papers: 1," in status
+    assert (
+        sum("failed" in line and "max_listing_bytes" in line for line in status.splitlines()) == 2
+    )
+
+
+def test_a_configured_file_source_over_max_listing_bytes_fails_its_run(
+    storage: Storage, tmp_path: Path
+) -> None:
+    path = tmp_path / "big.txt"
+    path.write_bytes(seed_bytes(0))
+    fetcher = Fetcher(user_agent="notifier-test", max_bytes=2000)
+    source = SourceConfig(name="local", kind="snapshot", url=str(path))
+    try:
+        with pytest.raises(ListingError) as caught:
+            pipeline.ingest_source(storage, fetcher, source, NOW)
+    finally:
+        fetcher.close()
+    assert str(caught.value) == over_the_cap("local").replace("'local'", f"'{path}'")
+    state = storage.source_state("local")
+    assert state is not None
+    assert (state.last_status, state.last_error) == ("failed", str(caught.value))
+    assert storage.count_papers() == 0
+
+
+def test_an_untitled_feed_entry_is_skipped_and_counted_in_the_run(
+    run: Cli, storage: Storage, tmp_path: Path
+) -> None:
+    feed = tmp_path / "blog.atom"
+    data = (SOURCES / "blog.atom").read_bytes()
+    feed.write_bytes(data.replace(b"<title>Group photo, winter 2024</title>", b"<title/>"))
+
+    result = run("ingest", "--kind", "feed", str(feed))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith(f"{feed}: 3 papers, 2 new, 0 seen before, 1 skipped\n")
+    [ingest_run] = storage.ingest_runs()
+    assert (ingest_run.status, ingest_run.papers, ingest_run.new, ingest_run.skipped) == (
+        "ok",
+        3,
+        2,
+        1,
     )
 
 

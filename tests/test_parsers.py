@@ -17,6 +17,7 @@ import pytest
 
 from notifier.errors import ListingError
 from notifier.ingest import guess_kind, parse_listing
+from notifier.ingest.feed import html_entities_as_references
 from notifier.models import Announce, Listing, PaperData
 from notifier.papers import clean_text, html_to_text, paper_key, strip_markup
 
@@ -614,6 +615,68 @@ def test_feed_entry_with_only_html_content_becomes_plain_text(data: bytes) -> No
     )
 
 
+def test_feed_entries_without_a_title_are_skipped_and_counted() -> None:
+    data = source("blog.rss").replace(
+        b"<title>Lab retreat 2023: photos</title>", b"<title>  <![CDATA[<b></b>]]> </title>"
+    )
+    data = data.replace(
+        b"<title>FoldNet: 12,000 cloth-folding demonstrations, now open</title>", b""
+    )
+    listing = parse_listing("feed", data, BLOG_RSS_URL, None)
+
+    assert [(p.rank, p.title) for p in listing.papers] == [
+        (2, "Our paper on world models for manipulation is on arXiv")
+    ]
+    assert listing.skipped == 2
+    assert listing.empty_reason is None
+
+
+def test_a_feed_whose_entries_all_lack_a_title_is_empty() -> None:
+    data = re.sub(rb"<title[^>]*>[^<]*</title>", b"", source("blog.atom"))
+    listing = parse_listing("feed", data, BLOG_ATOM_URL, None)
+
+    assert (listing.papers, listing.skipped) == ((), 3)
+    assert listing.empty_reason == "none of its 3 entries has a title"
+
+
+def test_html_named_entities_in_a_feed_are_read_as_html_reads_them() -> None:
+    data = source("blog.atom").replace(
+        b"<title>Shared Autonomy for Assistive Feeding</title>",
+        b"<title>Shared Autonom&iacute;a&nbsp;for Assistive Feeding &ndash; &amp;c</title>",
+    )
+    data = data.replace(b"<name>Priyanka Rao</name>", b"<name>Priyanka R&aacute;o</name>")
+    listing = parse_listing("feed", data, BLOG_ATOM_URL, None)
+
+    assert [p.title for p in listing.papers][1] == "Shared Autonomía for Assistive Feeding – &c"
+    assert listing.papers[1].authors == ("Priyanka Ráo", "Tobias Keller")
+
+
+def test_html_entities_become_references_outside_cdata_and_declarations() -> None:
+    data = (
+        b'<!DOCTYPE rss [<!ENTITY eacute "e">]><rss><title>caf&eacute; &aacute; &amp;aacute; '
+        b"&AElig; &nosuch;</title><description><![CDATA[&aacute;]]> &nbsp;</description></rss>"
+    )
+    assert html_entities_as_references(data) == (
+        b'<!DOCTYPE rss [<!ENTITY eacute "e">]><rss><title>caf&eacute; &#225; &amp;aacute; '
+        b"&#198; &nosuch;</title><description><![CDATA[&aacute;]]> &#160;</description></rss>"
+    )
+
+
+@pytest.mark.parametrize("declaration", [b'<?xml version="1.0" encoding="utf-8"?>\n', b""])
+def test_an_entity_neither_xml_nor_html_defines_is_named_with_its_line(declaration: bytes) -> None:
+    body = source("blog.atom").split(b"\n", 1)[1]
+    data = declaration + body.replace(b"<title>Shared", b"<title>&aacute; &robot; Shared")
+    line = (declaration + body).split(b"<title>Shared")[0].count(b"\n") + 1
+
+    error = refused("feed", data, BLOG_ATOM_URL)
+
+    assert error.reason == (
+        "not a well-formed feed: &robot; is an entity neither XML nor HTML defines "
+        "(undefined entity at column 19)"
+    )
+    assert error.line == line
+
+
 # ---------------------------------------------------------------- identity across sources
 
 
@@ -784,14 +847,14 @@ def test_huge_title_is_refused_whole() -> None:
             "feed",
             "blog.rss",
             BLOG_RSS_URL,
-            "not a well-formed feed (truncated?): <unknown>:20:88: unclosed CDATA section",
+            "not a well-formed feed: unclosed CDATA section at column 89 (truncated?)",
             20,
         ),
         (
             "feed",
             "blog.atom",
             BLOG_ATOM_URL,
-            "not a well-formed feed (truncated?): <unknown>:18:138: no element found",
+            "not a well-formed feed: no element found at column 139 (truncated?)",
             18,
         ),
     ],

@@ -78,11 +78,25 @@ def expand_paths(paths: list[str]) -> list[str]:
     return found
 
 
-def read_file(raw: str) -> bytes:
-    """Return the bytes of a file (or stdin for -), or raise ListingError naming it."""
-    if raw == "-":
-        return sys.stdin.buffer.read()
+def read_file(raw: str, max_bytes: int) -> bytes:
+    """Return the bytes of a file (or stdin for -), or raise ListingError naming it.
+
+    At most max_bytes + 1 bytes are read, so a huge file, a device or an endless
+    pipe is refused without being held in memory (issue 21).
+    """
+    name = "stdin" if raw == "-" else raw
     try:
-        return Path(raw).read_bytes()
+        if raw == "-":
+            data = sys.stdin.buffer.read(max_bytes + 1)
+        else:
+            with Path(raw).open("rb") as file:
+                data = file.read(max_bytes + 1)
     except OSError as e:
-        raise ListingError(raw, f"cannot read the file: {e.strerror or e}") from None
+        raise ListingError(name, f"cannot read the file: {e.strerror or e}") from None
+    if len(data) > max_bytes:
+        raise ListingError(
+            name,
+            f"larger than max_listing_bytes ({max_bytes:,} bytes); refused "
+            "(raise NOTIFIER_MAX_LISTING_BYTES to read it)",
+        )
+    return data

@@ -11,14 +11,22 @@ half-read. Facts this relies on (docs/design.md links the reference):
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from lxml import etree
 
 from notifier.errors import ListingError
-from notifier.ingest.common import looks_like_html, make_paper, unique_by_key
+from notifier.ingest.common import (
+    ERROR_CHARS,
+    excerpt,
+    listing_label,
+    looks_like_html,
+    make_paper,
+    unique_by_key,
+    utc_moment,
+)
 from notifier.models import Announce, Listing, PaperData
 from notifier.papers import arxiv_version, normalise_arxiv_id, strip_markup
 
@@ -32,6 +40,7 @@ EMPTY_LISTING = "arXiv announced nothing (no announcements on weekends and holid
 _DESCRIPTION = re.compile(
     r"^\s*arXiv:\S+\s+Announce Type:\s*(?P<type>[\w-]+)\s*(?:Abstract:\s*)?", re.IGNORECASE
 )
+_COUNT = re.compile(r"[0-9]{1,18}")
 _AUTHOR_SPLIT = re.compile(r",\s*(?:and\s+)?|\s+and\s+")
 
 
@@ -47,7 +56,9 @@ def parse_arxiv_api(data: bytes, source: str, content_type: str | None = None) -
         if _text(entry, "atom:title") == "Error":
             # Errors arrive as HTTP 200 with one "Error" entry (arXiv API manual).
             raise ListingError(
-                source, f"the arXiv API reported an error: {_text(entry, 'atom:summary')}"
+                source,
+                "the arXiv API reported an error: "
+                + excerpt(_text(entry, "atom:summary"), ERROR_CHARS),
             )
     papers = unique_by_key(_api_entry(e, source, rank) for rank, e in enumerate(entries, 1))
     if papers:
@@ -81,7 +92,12 @@ def parse_arxiv_listing(data: bytes, source: str, content_type: str | None = Non
         raise ListingError(
             source, f"expected an arXiv RSS 2.0 or Atom listing feed, got <{_local(root.tag)}>"
         )
-    return Listing(source, papers, label=label, empty_reason=None if papers else EMPTY_LISTING)
+    return Listing(
+        source,
+        papers,
+        label=listing_label(label),
+        empty_reason=None if papers else EMPTY_LISTING,
+    )
 
 
 def _xml(data: bytes, source: str, content_type: str | None) -> Any:
@@ -104,17 +120,15 @@ def _xml(data: bytes, source: str, content_type: str | None) -> Any:
             raise ListingError(
                 source, "a text in the XML is too large (over 10 MB)", line
             ) from None
-        message = str(e.msg).split(", line ")[0]  # libxml2 repeats the position
+        message = str(e.msg).split(", line ")[0].strip()  # libxml2 repeats the position
         raise ListingError(source, f"not well-formed XML (truncated?): {message}", line) from None
 
 
 def _api_entry(entry: Any, source: str, rank: int) -> PaperData:
     """Return the paper of one API entry."""
     raw_id = _text(entry, "atom:id")
-    arxiv_id = normalise_arxiv_id(raw_id)
-    where = f"entry {rank} ({raw_id or 'no id'})"
-    if arxiv_id is None:
-        raise ListingError(source, f"{where}: not an arXiv id")
+    where = f"entry {rank} ({excerpt(raw_id) or 'no id'})"
+    arxiv_id, version = _identify(raw_id, source, where)
     primary = entry.find("arxiv:primary_category", NS)
     return make_paper(
         source,
@@ -123,7 +137,7 @@ def _api_entry(entry: Any, source: str, rank: int) -> PaperData:
         abstract=strip_markup(_text(entry, "atom:summary")),
         rank=rank,
         arxiv_id=arxiv_id,
-        version=arxiv_version(raw_id),
+        version=version,
         url=f"https://arxiv.org/abs/{arxiv_id}",
         authors=[_text(a, "atom:name") for a in entry.findall("atom:author", NS)],
         published_at=_iso(_text(entry, "atom:published")),
@@ -181,16 +195,14 @@ def _listing_paper(
     date: datetime | None,
 ) -> PaperData:
     """Return a listing paper from the fields RSS and Atom share."""
-    arxiv_id = normalise_arxiv_id(raw_id)
-    where = f"item {rank} ({raw_id or 'no id'})"
-    if arxiv_id is None:
-        raise ListingError(source, f"{where}: not an arXiv id")
+    where = f"item {rank} ({excerpt(raw_id) or 'no id'})"
+    arxiv_id, version = _identify(raw_id, source, where)
     match = _DESCRIPTION.match(description)
     kind = (announce or (match.group("type") if match else "new")).strip().lower()
     try:
         announced = Announce(kind)
     except ValueError:
-        raise ListingError(source, f"{where}: unknown announce type {kind!r}") from None
+        raise ListingError(source, f"{where}: unknown announce type {excerpt(kind)!r}") from None
     abstract = description[match.end() :] if match else description
     return make_paper(
         source,
@@ -199,13 +211,24 @@ def _listing_paper(
         abstract=strip_markup(abstract),
         rank=rank,
         arxiv_id=arxiv_id,
-        version=arxiv_version(raw_id),
+        version=version,
         url=f"https://arxiv.org/abs/{arxiv_id}",
         authors=[a for a in _AUTHOR_SPLIT.split(creators or "") if a.strip()],
         published_at=date,
         announce=announced,
         meta={"categories": [c for c in categories if c], "announced": kind},
     )
+
+
+def _identify(raw_id: str, source: str, where: str) -> tuple[str, int | None]:
+    """Return the arXiv id and version of an entry's id, or raise ListingError naming it."""
+    arxiv_id = normalise_arxiv_id(raw_id)
+    if arxiv_id is None:
+        raise ListingError(source, f"{where}: the id is not an arXiv id")
+    try:
+        return arxiv_id, arxiv_version(raw_id)
+    except ValueError as e:
+        raise ListingError(source, f"{where}: the id's {e}") from None
 
 
 def _text(element: Any, path: str) -> str:
@@ -220,24 +243,28 @@ def _local(tag: Any) -> str:
 
 
 def _int(text: str) -> int | None:
-    """Return text as an int, or None."""
-    return int(text) if text.strip().isdigit() else None
+    """Return a count as an int, or None when it is not one.
+
+    Only ASCII digits: str.isdigit() also accepts "²", which int() refuses (issue 21).
+    """
+    return int(text) if _COUNT.fullmatch(text.strip()) else None
 
 
 def _iso(text: str) -> datetime | None:
-    """Return an Atom date as an aware datetime, or None."""
+    """Return an Atom date as an aware UTC datetime, or None."""
     try:
-        moment = datetime.fromisoformat(text)
+        return utc_moment(datetime.fromisoformat(text))
     except ValueError:
         return None
-    return moment if moment.tzinfo else None
 
 
 def _rfc822(text: str | None) -> datetime | None:
-    """Return an RSS date as an aware datetime, or None."""
+    """Return an RSS date as an aware UTC datetime, or None."""
     if not text:
         return None
     try:
-        return parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, OverflowError):
         return None
+    # RFC 5322 3.3: "-0000" is UTC with no local zone known; Python gives it naive.
+    return utc_moment(moment if moment.tzinfo else moment.replace(tzinfo=UTC))

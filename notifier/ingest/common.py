@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from notifier.errors import ListingError
 from notifier.models import Announce, PaperData
-from notifier.papers import clean_text, paper_key
+from notifier.papers import clean_text, http_url, paper_key
 
 MAX_TITLE_CHARS = 1_000
 MAX_ABSTRACT_CHARS = 20_000
 MAX_AUTHORS = 500
+# ingest_runs.label is VARCHAR(40) (notifier/storage/schema.py): a feed's title
+# or a listing's date line is shortened to fit (issue 21).
+MAX_LABEL_CHARS = 40
+# How much of a value a source supplied an error message quotes, and of an
+# upstream error message.
+EXCERPT_CHARS = 60
+ERROR_CHARS = 300
 
 
 def make_paper(
@@ -56,7 +63,7 @@ def make_paper(
         rank=rank,
         arxiv_id=arxiv_id,
         version=version,
-        url=url,
+        url=http_url(url),  # a javascript: link is no link; the paper stays (issue 21)
         authors=names,
         published_at=published_at,
         announce=announce,
@@ -78,3 +85,33 @@ def looks_like_html(data: bytes, content_type: str | None) -> bool:
         return True
     head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     return head.startswith((b"<!doctype html", b"<html"))
+
+
+def listing_label(value: Any) -> str | None:
+    """Return a listing's label (a date, a feed title) as one short line, or None if not text."""
+    if not isinstance(value, str):
+        return None
+    label = clean_text(value)
+    if len(label) > MAX_LABEL_CHARS:
+        label = label[: MAX_LABEL_CHARS - 1].rstrip() + "…"
+    return label or None
+
+
+def utc_moment(moment: datetime | None) -> datetime | None:
+    """Return an aware datetime in UTC, or None when it is naive or has no UTC equivalent.
+
+    "0001-01-01T00:00+01:00" is a valid ISO date whose UTC time falls before
+    year 1, which Python cannot represent (issue 21).
+    """
+    if moment is None or moment.tzinfo is None:
+        return None
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """Return a value a source supplied as one line short enough to quote in an error."""
+    line = clean_text(text)
+    return line if len(line) <= limit else line[: limit - 1] + "…"

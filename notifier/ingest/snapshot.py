@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from notifier.errors import ListingError
+from notifier.ingest.common import listing_label
 from notifier.models import Listing, PaperData
 from notifier.papers import clean_text, paper_key
 
@@ -64,7 +65,7 @@ def parse_snapshot(data: bytes, source: str) -> Listing:
         key = paper_key(clean_title)
         # A paper listed twice keeps its first (best) rank.
         papers.setdefault(key, PaperData(key, clean_title, clean_abstract, rank=len(papers) + 1))
-    return Listing(source=source, papers=tuple(papers.values()), label=label)
+    return Listing(source=source, papers=tuple(papers.values()), label=listing_label(label))
 
 
 def _decode_lines(data: bytes, source: str) -> list[tuple[int, str]]:

@@ -7,7 +7,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
@@ -19,7 +19,7 @@ from markupsafe import Markup
 from notifier.errors import RenderError
 from notifier.memo import IdentityMemo
 from notifier.models import DigestContent, DigestPaper, OutgoingMessage, Subscriber
-from notifier.papers import clean_text
+from notifier.papers import clean_text, http_url
 from notifier.render.feed import feed_url, private_feed_name
 from notifier.render.mime import Chunk, build_message, chunk, header_text, joined, mailbox
 from notifier.render.shell import InlinedTemplate
@@ -103,6 +103,19 @@ class SectionView:
     papers_text: str
 
 
+def linkable(paper: DigestPaper) -> DigestPaper:
+    """Return a paper with only absolute http(s) links, "" or None in place of any other.
+
+    Papers frozen into digests before links were checked at ingest may still
+    hold a javascript: or data: URL; templates, custom ones included, only ever
+    see links fit for an href (issue 21).
+    """
+    url, code_url = http_url(paper.url) or "", http_url(paper.code_url)
+    if (url, code_url) == (paper.url, paper.code_url):
+        return paper
+    return replace(paper, url=url, code_url=code_url)
+
+
 class EmailRenderer:
     """Render digests: templates compiled once, each paper's block rendered and inlined once."""
 
@@ -128,8 +141,9 @@ class EmailRenderer:
         # message-ready bytes. Bounded, so a long-running sender does not grow.
         @functools.lru_cache(maxsize=blocks)
         def paper_blocks(paper: DigestPaper) -> tuple[Chunk, Chunk]:
-            html = css_inline.inline_fragment(paper_html.render(paper=paper), css)
-            return chunk(html.rstrip("\n")), chunk(paper_text.render(paper=paper))
+            shown = linkable(paper)
+            html = css_inline.inline_fragment(paper_html.render(paper=shown), css)
+            return chunk(html.rstrip("\n")), chunk(paper_text.render(paper=shown))
 
         self._paper_blocks_of = paper_blocks
         # The same blocks by the identity of the paper, and a section's papers joined

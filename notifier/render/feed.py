@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from feedgen.feed import FeedGenerator
 
-from notifier.papers import clean_text
+from notifier.papers import clean_text, http_url
 
 
 def feed_url(base_url: str, name: str) -> str:
@@ -74,7 +74,9 @@ def build_feed(
         entry.id(item.guid)
         entry.guid(item.guid, permalink=False)
         entry.title(clean_text(item.title))
-        entry.link(href=item.link)
+        # Only an absolute http(s) link: a stored javascript: URL must not reach readers.
+        if link := http_url(item.link):
+            entry.link(href=link)
         entry.published(min(item.published, date))
         entry.updated(date)
         # RSS 2.0 readers take <description> as HTML, so the plain text goes in

@@ -336,6 +336,10 @@ class Storage:
         first; the caller diffs again.
         """
         counts = Counter(change.kind for change in changes)
+        # Items the parser left out count as listed and skipped, like a replace*
+        # item for a paper never seen.
+        counts[ChangeKind.SKIPPED] += listing.skipped
+        listed = len(changes) + listing.skipped
         status = "ok" if listing.papers else "empty"
         try:
             with self._tx() as conn:
@@ -348,7 +352,7 @@ class Storage:
                         status=status,
                         reason=listing.empty_reason,
                         started_at=now,
-                        papers=len(changes),
+                        papers=listed,
                         new=counts[ChangeKind.NEW],
                         seen=counts[ChangeKind.SEEN],
                         updated=counts[ChangeKind.UPDATED],
@@ -375,7 +379,7 @@ class Storage:
         return IngestSummary(
             source=listing.source,
             run_id=run_id,
-            papers=len(changes),
+            papers=listed,
             new=counts[ChangeKind.NEW],
             seen=counts[ChangeKind.SEEN],
             updated=counts[ChangeKind.UPDATED],

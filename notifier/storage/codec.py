@@ -21,7 +21,7 @@ from notifier.models import (
     StoredPaper,
     Subscriber,
 )
-from notifier.papers import paper_url
+from notifier.papers import http_url, paper_url
 
 CONTENT_VERSION = 2  # 2: papers refer to paper_cards rows; 1: inline
 
@@ -44,8 +44,11 @@ def paper(row: Any) -> Paper:
         guid=row.guid,
         title=row.title,
         abstract=row.abstract,
-        # An arXiv page beats a feed's link; a feed's link beats a title search.
-        url=paper_url(row.title, row.arxiv_id) if row.arxiv_id or not row.url else row.url,
+        # An arXiv page beats a feed's link; a feed's link beats a title search. A
+        # link stored before links were checked at ingest counts only if http(s).
+        url=(
+            paper_url(row.title, row.arxiv_id) if row.arxiv_id or not http_url(row.url) else row.url
+        ),
         first_seen_at=row.first_seen_at,
         updated_at=row.updated_at,
         arxiv_id=row.arxiv_id,

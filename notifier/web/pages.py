@@ -25,6 +25,7 @@ from starlette.datastructures import FormData
 from notifier.errors import DeliveryError, NotifierError, QueryError
 from notifier.match import match_interest
 from notifier.models import Subscriber
+from notifier.papers import http_url
 from notifier.pipeline import compile_interests, describe_volume, interest_volumes, paper_index
 from notifier.render import default_templates_dir
 from notifier.render.feed import feed_url, private_feed_name
@@ -320,7 +321,11 @@ def _preview_routes(router: APIRouter, kit: PageKit) -> None:
         for interest in compiled:
             matches = match_interest(index, interest, context.matching.params)
             papers = [
-                {"title": pool[m.paper].title, "url": pool[m.paper].url, "reason": m.reason}
+                {
+                    "title": pool[m.paper].title,
+                    "url": http_url(pool[m.paper].url),  # null: shown without a link
+                    "reason": m.reason,
+                }
                 for m in matches[:PREVIEW_SHOWN]
             ]
             found.append({"name": interest.name, "matched": len(matches), "papers": papers})

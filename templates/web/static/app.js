@@ -38,9 +38,13 @@
 
   function paperItem(paper) {
     var item = document.createElement("li");
-    var link = document.createElement("a");
-    link.href = paper.url;
-    link.rel = "noopener noreferrer";
+    // The server sends only http(s) URLs; anything else is shown as plain text.
+    var safe = typeof paper.url === "string" && /^https?:\/\//i.test(paper.url);
+    var link = document.createElement(safe ? "a" : "span");
+    if (safe) {
+      link.href = paper.url;
+      link.rel = "noopener noreferrer";
+    }
     link.textContent = paper.title;
     var why = document.createElement("span");
     why.className = "why";
