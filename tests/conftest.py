@@ -236,7 +236,8 @@ class Cli:
     def subscribe_earlier(self, *args: str, days: int = 2) -> Result:
         """Run `subscribe` as if days ago: a first digest is due only at a slot after it."""
         result = self("subscribe", *args)
-        back_date_subscribers(self.env["NOTIFIER_DATABASE_URL"], days)
+        if result.exit_code == 0:
+            back_date_subscribers(self.env["NOTIFIER_DATABASE_URL"], days)
         return result
 
 

@@ -27,7 +27,7 @@ from notifier.papers import http_url
 from notifier.settings import Settings
 from notifier.storage import Storage
 from notifier.storage.schema import paper_cards, papers
-from tests.conftest import NOW, Cli, SmtpServer, WebServer, parse_message
+from tests.conftest import JOINED, NOW, Cli, SmtpServer, WebServer, parse_message
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ABSTRACT = "A robot learns to fold laundry from a handful of demonstrations in a home."
@@ -119,7 +119,7 @@ def assert_no_bad_link(text: str) -> None:
 def rendered(storage: Storage, settings: Settings) -> tuple[str, str]:
     """Return the HTML and text of the digest composed for a robot subscriber now."""
     subscriber, _ = storage.save_subscriber(
-        "r@example.org", None, [Interest("robots", "robot")], NOW
+        "r@example.org", None, [Interest("robots", "robot")], JOINED
     )
     [composed] = pipeline.compose_digests(storage, settings, NOW + timedelta(hours=1), record=False)
     assert composed.content is not None
@@ -219,7 +219,7 @@ def test_a_digest_frozen_with_bad_links_is_sent_without_them(
     storage: Storage, lexical: Settings, run: Cli, smtp_server: SmtpServer
 ) -> None:
     pipeline.ingest(storage, "lab", hostile_feed(), NOW, "feed")
-    storage.save_subscriber("r@example.org", None, [Interest("robots", "robot")], NOW)
+    storage.save_subscriber("r@example.org", None, [Interest("robots", "robot")], JOINED)
     [composed] = pipeline.compose_digests(storage, lexical, NOW + timedelta(hours=1))
     assert composed.outcome == "created"
     # What a digest composed before links were checked holds.
