@@ -360,7 +360,7 @@ def description_terms(about: str) -> tuple[Term, ...]:
     """
     unigrams: list[Term] = []
     pairs: list[Term] = []
-    for phrase in re.split(r"[,;:()]", about):
+    for phrase in _FACET_SPLIT.split(about):  # no pair across a comma or a dash
         content = words(phrase)
         for a, b in itertools.pairwise(content):
             if not (is_filler(a) or is_stopword(b)):
@@ -641,7 +641,9 @@ def _explain(
         in_title, in_abstract = hits.title.get(i, 0), hits.abstract.get(i, 0)
         if in_title or in_abstract:
             # Match.terms is what the email highlights: "=" keeps an exact form exact.
-            terms.append(("=" if term.exact else "") + term.label)
+            # Author names are never folded, so never highlighted in folded forms.
+            exact = term.exact or term.field == "author"
+            terms.append(("=" if exact else "") + term.label)
             if keyword:
                 parts.append(_where(term.label, in_title, in_abstract, term.field))
     if not keyword and terms:

@@ -350,7 +350,10 @@ def describe_volume(found: InterestVolume) -> str:
     """Return one line on why an interest found as many papers as it did."""
     looked = f"of {found.looked_at} recent papers you have not seen"
     if found.cut is None:
-        return f"{found.passed_query} {looked} passed the query; all are delivered, best first"
+        return (
+            f"{found.passed_query} {looked} passed the query; all are delivered, best first, "
+            "up to the digest's cap"
+        )
     passed = (
         f"{found.passed_query} {looked} passed the query, "
         if found.passed_query is not None
@@ -1395,7 +1398,7 @@ def describe_report(report: SendReport) -> str:
     if report.unconfirmed:
         described += f", given up unconfirmed {len(report.unconfirmed)}"
     if report.taken_over:
-        described += f" ({report.taken_over} taken over by another sender)"
+        described += f" ({report.taken_over} whose lease ran out: left to the next sender)"
     if report.recovered:
         described += f" ({report.recovered} sent by a stopped sender recorded from its journal)"
     return described

@@ -144,11 +144,6 @@ class _Parser:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
 
     def parse(self) -> Query:
-        if len(self.text) > MAX_QUERY_LENGTH:
-            raise QueryError(
-                self.text[:40] + "…",
-                f"{len(self.text)} characters is too long; a query may have {MAX_QUERY_LENGTH}",
-            )
         if not self.tokens:
             raise QueryError(self.text, "the query needs at least one word or phrase to look for")
         include = self.conjunction(top=True)
@@ -284,4 +279,9 @@ class _Parser:
 
 def parse_query(text: str) -> Query:
     """Parse query text, or raise QueryError pointing at the position at fault."""
+    if len(text) > MAX_QUERY_LENGTH:  # before reading it, whatever it holds
+        raise QueryError(
+            text[:40] + "…",
+            f"{len(text)} characters is too long; a query may have {MAX_QUERY_LENGTH}",
+        )
     return _Parser(text).parse()

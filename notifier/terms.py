@@ -28,8 +28,8 @@ STOPWORDS = frozenset(
 
 # The filler of research prose: words every abstract uses whatever its topic.
 # A description's "making models better" must neither pick papers nor be
-# quoted as the reason one was picked (issue 20). Matched by stem, so one
-# entry covers its inflections ("improve", "improving", "improved").
+# quoted as the reason one was picked (issue 20). Matched by exact form, so
+# each inflection is listed.
 FILLER_WORDS = frozenset(
     "approach approaches method methods technique techniques framework frameworks "
     "model models modeling modelling system systems algorithm algorithms "
@@ -45,7 +45,9 @@ FILLER_WORDS = frozenset(
     "apply applied applying related relevant including include includes "
     "control controls controlling way ways help helps helping allow allows enable "
     "enables enabling given give gives one two three first second across within "
-    "able ability abilities capability capabilities".split()
+    "able ability abilities capability capabilities improves enhances enhanced "
+    "showing showed studied trains evaluating evaluated allow allowed allowing enable "
+    "enabled presents presented proposing".split()
 )
 
 
@@ -64,16 +66,24 @@ def words(text: str) -> list[str]:
     return [w.casefold() for w in _WORD.findall(text)]
 
 
+_VOWELS = frozenset("aeiouy")
+# Agent nouns name a thing of their own ("transformer", "optimizer", "encoder",
+# "controller"): Snowball folds them into their verb (transform, optim, encod,
+# control), which a query, a hard filter, must not do. They fold their plural only.
+_AGENT_NOUN = ("er", "or", "ers", "ors")
+
+
 @functools.lru_cache(maxsize=262_144)
 def stem(word: str) -> str:
     """Return a casefolded word's stem (plural and inflection folded); bounded cache."""
     if len(word) <= 3 or not word.isalpha():
         return word  # "rl", "gpt", "s4", "3d": short words and codes stay as they are
+    if word.endswith("s") and not _VOWELS.intersection(word[:-1]):
+        return word[:-1]  # an acronym's plural: "llms", "gnns", "mdps"
+    if word.endswith(_AGENT_NOUN) and len(word) > 5:
+        return word.removesuffix("s")
     result: str = _STEMMERS.english.stemWord(word)
     return result
-
-
-_SILENT_STEMS = frozenset(stem(w) for w in FILLER_WORDS | STOPWORDS)
 
 
 def is_stopword(word: str) -> bool:
@@ -82,5 +92,9 @@ def is_stopword(word: str) -> bool:
 
 
 def is_filler(word: str) -> bool:
-    """Return whether a casefolded word says nothing about a topic (function word or filler)."""
-    return is_stopword(word) or stem(word) in _SILENT_STEMS
+    """Return whether a casefolded word says nothing about a topic (function word or filler).
+
+    By its exact form, not its stem: "relation" or "experience" share a stem with
+    filler ("relative", "experiment") and are topics all the same.
+    """
+    return is_stopword(word) or word in FILLER_WORDS

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from notifier import pipeline
 from notifier.storage import SourceState
@@ -601,3 +602,17 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_spec(admin: Ad
         assert cases is not None, run.stdout[-3000:]
     assert int(re.findall(r"(\d+) generated", rest.stdout)[0]) >= 500
     assert admin.http.get("/subscribers").status_code == 200  # still serving after it all
+
+
+def test_a_digest_given_up_unconfirmed_is_listed_as_such(admin: Admin) -> None:
+    admin.create("reader@example.org")
+    storage, settings = admin.server.storage, admin.server.settings
+    back_date_subscribers(settings.database, before=NOW)
+    pipeline.ingest(storage, "day1", seed_bytes(0), NOW - timedelta(hours=1))
+    pipeline.compose_digests(storage, settings, NOW)
+    with storage.engine.begin() as conn:  # as a sender leaves it at retry_deadline
+        conn.execute(text("UPDATE digests SET status = 'unconfirmed'"))
+    listed = admin.http.get("/digests")
+    assert listed.status_code == 200
+    assert [d["status"] for d in listed.json()["items"]] == ["unconfirmed"]
+    assert admin.http.get("/digests", params={"status": "unconfirmed"}).status_code == 200

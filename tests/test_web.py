@@ -385,6 +385,7 @@ def test_preferences_say_how_many_papers_each_interest_finds(
         [Interest("robots", "robot*"), Interest("worlds", about="world models for planning")],
         datetime.now(UTC),
     )
+    web.context.prepare_matching()  # as the server does when it starts
     with httpx.Client(base_url=web.url) as client:
         page = client.get(f"/manage/{token(Purpose.MANAGE, subscriber.manage_token)}")
     assert page.status_code == 200

@@ -40,6 +40,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    literal,
     or_,
     select,
     text,
@@ -1450,7 +1451,8 @@ class Storage:
             "lease_until": None,
         }
         if unknown:
-            changes["unknown_since"] = func.coalesce(digests.c.unknown_since, now or next_attempt)
+            since = literal(now or next_attempt, UtcDateTime())
+            changes["unknown_since"] = func.coalesce(digests.c.unknown_since, since)
         with self._tx() as conn:
             conn.execute(update(digests).where(*_held(digest_id, worker)).values(**changes))
 
@@ -1464,7 +1466,9 @@ class Storage:
                     status="unconfirmed",
                     last_error=error,
                     next_attempt_at=None,
-                    unknown_since=func.coalesce(digests.c.unknown_since, now),
+                    unknown_since=func.coalesce(
+                        digests.c.unknown_since, literal(now, UtcDateTime())
+                    ),
                     lease_owner=None,
                     lease_until=None,
                 )
@@ -1539,7 +1543,10 @@ class Storage:
                         digests.c.status == "sending",
                     )
                     .values(
-                        status="pending",
+                        # Given back untried: unknown stays unknown (it may have arrived).
+                        status=case(
+                            (digests.c.unknown_since.is_not(None), "unknown"), else_="pending"
+                        ),
                         attempts=digests.c.attempts - 1,
                         lease_owner=None,
                         lease_until=None,

@@ -181,7 +181,7 @@ Sensitivity = Annotated[
     WithJsonSchema({"type": "string", "enum": list(SENSITIVITIES)}),
 ]
 SubscriberStatus = Literal["active", "paused", "suspended", "pending", "unsubscribed"]
-DigestStatus = Literal["empty", "pending", "sending", "sent", "failed", "unknown"]
+DigestStatus = Literal["empty", "pending", "sending", "sent", "failed", "unknown", "unconfirmed"]
 
 
 class InterestInput(BaseModel):

@@ -437,13 +437,14 @@ def _preference_routes(router: APIRouter, kit: PageKit) -> None:
         next_due = _next_due(subscriber, settings, context.clock())
         volumes: list[tuple[str, str]] = []
         failing: list[str] = []
-        if subscriber.status in ("active", "paused", "suspended"):
+        # Only once the model is ready (preparing it takes half a minute at start).
+        if subscriber.status in ("active", "paused", "suspended") and context.matching_ready:
             try:
                 found, failing = interest_volumes(
                     storage, settings, subscriber, context.clock(), context.matching
                 )
                 volumes = [(v.interest, describe_volume(v)) for v in found]
-            except NotifierError:
+            except Exception:
                 # The page still serves its form; "why so few" is an extra.
                 log.exception("could not explain the volumes of subscriber %s", subscriber.id)
         feed = feed_url(settings.base_url, private_feed_name(subscriber.feed_token))
