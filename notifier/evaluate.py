@@ -60,8 +60,6 @@ __all__ = [
 ]
 
 TRACKS = ("description", "query")
-STRICT_PRECISION = 0.9
-BROAD_RECALL = 0.9
 _CUTS = tuple(round(float(c), 2) for c in np.arange(0.05, 0.95, 0.01))
 
 
