@@ -31,10 +31,10 @@ from notifier.match import (
     compile_interest,
     default_params,
     match_many,
-    words,
 )
 from notifier.papers import embedding_input
 from notifier.pipeline import seed_papers
+from notifier.terms import words
 
 SHOWN_PER_SUBSCRIBER = 30
 

@@ -26,10 +26,8 @@ import numpy.typing as npt
 
 from notifier.errors import QueryError
 from notifier.models import InterestVolume, Match
-from notifier.query import FIELDS, Expr, Node, Query, Term, parse_query
+from notifier.query import FIELDS, Expr, Query, Term, parse_query
 from notifier.terms import is_filler, is_stopword, stem, words
-
-__all__ = ["Expr", "Node", "Query", "Term", "parse_query", "words"]
 
 SENSITIVITIES = ("strict", "normal", "broad")
 _PHRASE_SPLIT = re.compile(r"[,;:()]|\be\.g\.|\bsuch as\b|\bfor example\b", re.IGNORECASE)

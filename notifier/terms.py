@@ -20,7 +20,7 @@ _WORD = re.compile(r"\w+")
 STOPWORDS = frozenset(
     "a an and are as at be by for from has have in into is it its of on or that the their "
     "them these this those to was were with without via using use used we our us can about "
-    "also other such e g eg etc i ie my me i'm im am want interested interest interests "
+    "also other such e g eg etc i ie my me im am want interested interest interests "
     "work works working papers paper anything everything things thing any all how what "
     "which who whose where when why do does doing done more most less much many some "
     "very well just like especially particularly mainly mostly either both each new".split()

@@ -13,17 +13,16 @@ from notifier.match import (
     CompiledInterest,
     IndexedPaper,
     PaperIndex,
-    Term,
     compile_interest,
     default_params,
     explainer,
     match_interest,
     match_many,
-    parse_query,
     subscriber_matches,
-    words,
 )
 from notifier.pipeline import seed_papers
+from notifier.query import Term, parse_query
+from notifier.terms import words
 
 LEXICAL = default_params("lexical")
 HYBRID = default_params("hybrid")
