@@ -14,9 +14,9 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from multiprocessing.context import ForkContext, SpawnContext
@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from email_validator import EmailNotValidError, validate_email
 
-from notifier import __version__, pipeline
+from notifier import __version__, pipeline, validation
 from notifier.app import (
     mail_identity,
     make_fetcher,
@@ -38,6 +37,7 @@ from notifier.app import (
 )
 from notifier.errors import (
     ConfigError,
+    InvalidInput,
     ListingError,
     NotifierError,
     QueryError,
@@ -48,11 +48,9 @@ from notifier.evaluate import Metrics
 from notifier.evaluate import mean as mean_metrics
 from notifier.ingest import KINDS, expand_paths, guess_kind, read_file
 from notifier.ingest.fetch import Fetcher
-from notifier.match import compile_interest
 from notifier.models import DigestContent, IngestSummary, Interest, Subscriber
-from notifier.papers import clean_text
 from notifier.render.email import subscriber_links
-from notifier.schedule import CADENCES, next_due, parse_send_time, parse_weekday, zone
+from notifier.schedule import CADENCES, next_due
 from notifier.settings import Settings, SourceConfig, load_settings, parse_duration
 from notifier.storage import Storage
 
@@ -297,48 +295,13 @@ def _summary_line(result: dict[str, Any]) -> str:
 
 
 def _named(raw: str, what: str) -> tuple[str, str]:
-    """Split NAME=VALUE, cleaning the name."""
+    """Split a NAME=VALUE option into its name and value."""
     name, sep, value = raw.partition("=")
-    name = clean_text(name)
-    if not sep or not name or not value.strip():
+    if not sep or not name.strip() or not value.strip():
         raise QueryError(
             raw, f"{what} is written NAME={what.upper()}, e.g. robots='robot OR robotic'"
         )
-    if len(name) > 100:
-        raise QueryError(raw, "the interest name is longer than 100 characters")
     return name, value.strip()
-
-
-def merge_interests(
-    existing: Sequence[Interest],
-    queries: Sequence[str],
-    abouts: Sequence[str],
-    sensitivities: Sequence[str],
-) -> list[Interest]:
-    """Return the changed interests: existing ones updated field by field, new ones added.
-
-    Each is validated as it will be matched: an invalid query raises QueryError
-    pointing at the position.
-    """
-    by_name = {i.name: i for i in existing}
-    changed: dict[str, Interest] = {}
-    for raw in queries:
-        name, query = _named(raw, "query")
-        base = changed.get(name) or by_name.get(name) or Interest(name)
-        changed[name] = replace(base, query=query)
-    for raw in abouts:
-        name, about = _named(raw, "about")
-        base = changed.get(name) or by_name.get(name) or Interest(name)
-        changed[name] = replace(base, about=clean_text(about))
-    for raw in sensitivities:
-        name, level = _named(raw, "sensitivity")
-        if name not in changed and name not in by_name:
-            raise QueryError(raw, f"there is no interest named {name!r} to set the sensitivity of")
-        base = changed.get(name) or by_name[name]
-        changed[name] = replace(base, sensitivity=level.lower())
-    for interest in changed.values():
-        compile_interest(interest.name, interest.query, interest.about, interest.sensitivity)
-    return list(changed.values())
 
 
 def subscriber_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -371,7 +334,11 @@ def subscriber_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="How much a description delivers: strict (about half of normal), "
             "normal, or broad (about twice normal). A query always delivers all it matches.",
         ),
-        click.option("--max-papers", type=click.IntRange(1, 500), help="Cap on papers per digest."),
+        click.option(
+            "--max-papers",
+            type=click.IntRange(1, validation.MAX_PAPERS),
+            help="Cap on papers per digest.",
+        ),
         # The subscriber's own clock; "default" puts one back to the config's.
         click.option(
             "--cadence",
@@ -399,21 +366,11 @@ def schedule_changes(
     weekday: str | None,
     empty_note: bool | None,
 ) -> dict[str, Any]:
-    """Return the schedule columns to change, validated (SubscriberError names a bad one)."""
-    changes: dict[str, Any] = {}
-    try:
-        if cadence is not None:
-            changes["cadence"] = None if cadence == "default" else cadence
-        if send_time is not None:
-            changes["send_time"] = (
-                None if send_time == "default" else f"{parse_send_time(send_time):%H:%M}"
-            )
-        if timezone is not None:
-            changes["timezone"] = None if timezone == "default" else zone(timezone).key
-        if weekday is not None:
-            changes["weekday"] = None if weekday == "default" else parse_weekday(weekday)
-    except ValueError as e:
-        raise SubscriberError(str(e)) from None
+    """Return the schedule columns the options change ("default": back to the config's)."""
+    given = {"cadence": cadence, "send_time": send_time, "timezone": timezone, "weekday": weekday}
+    changes: dict[str, Any] = validation.schedule(
+        {k: None if v == "default" else v for k, v in given.items() if v is not None}
+    )
     if empty_note is not None:
         changes["empty_note"] = empty_note
     return changes
@@ -458,11 +415,9 @@ def _save_subscriber(
 ) -> None:
     """Create or update a subscriber from the subscriber_options and print the result."""
     try:
-        # Lowercased whole: providers treat local parts case-insensitively, and
-        # A@x and a@x must not become two subscribers who both get every digest.
-        address = validate_email(email, check_deliverability=False).normalized.lower()
-    except EmailNotValidError as e:
-        raise SubscriberError(f"{email!r} is not a valid email address: {e}") from None
+        address = validation.email(email)
+    except InvalidInput as e:
+        raise SubscriberError(f"{email!r} is not a valid email address: {e.reason}") from None
     schedule = schedule_changes(
         options["cadence"],
         options["send_time"],
@@ -479,14 +434,14 @@ def _save_subscriber(
                 f"no subscriber with the address {address!r}: see `notifier subscribers`"
             ) from None
         current = None
-    changed = merge_interests(
+    changed = validation.merged_interests(
         current.interests if current else (),
-        options["queries"],
-        options["abouts"],
-        options["sensitivities"],
+        [_named(raw, "query") for raw in options["queries"]],
+        [_named(raw, "about") for raw in options["abouts"]],
+        [_named(raw, "sensitivity") for raw in options["sensitivities"]],
     )
     name = options["name"]
-    display = clean_text(name) if name is not None else None
+    display = validation.display_name(name) if name is not None else None
     if not changed and current is None:
         raise SubscriberError(
             "a new subscriber needs at least one --interest NAME=QUERY or --about NAME=TEXT"

@@ -37,6 +37,18 @@ class SubscriberError(NotifierError):
     """Raise when a subscriber cannot be created or found."""
 
 
+class InvalidInput(NotifierError, ValueError):
+    """Raise when a subscriber, interest or schedule field is not valid (notifier.validation).
+
+    A ValueError too, so pydantic models that call the checks report it as a
+    validation error of the field.
+    """
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        self.reason = reason or message  # the bare cause, for a surface that words its own line
+        super().__init__(message)
+
+
 class StorageError(NotifierError):
     """Raise when the database cannot be opened or written."""
 

@@ -28,9 +28,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from notifier import __version__
-from notifier.errors import ConfigError, QueryError
-from notifier.match import compile_interest
+from notifier import __version__, validation
+from notifier.errors import ConfigError
 from notifier.schedule import WEEKDAYS, Cadence, parse_send_time, parse_weekday, zone
 
 CONFIG_FILE = "notifier.toml"
@@ -41,7 +40,7 @@ class Topic(BaseModel):
 
     model_config = {"extra": "forbid", "frozen": True}
 
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=validation.MAX_INTEREST_NAME)
     slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
     query: str | None = None
     about: str | None = None
@@ -49,10 +48,8 @@ class Topic(BaseModel):
 
     @model_validator(mode="after")
     def _valid_interest(self) -> Topic:
-        try:
-            compile_interest(self.name, self.query, self.about, self.sensitivity)
-        except QueryError as e:
-            raise ValueError(str(e)) from None
+        # As every other surface checks an interest; InvalidInput is a ValueError.
+        validation.interest(self.name, self.query, self.about, self.sensitivity)
         return self
 
 

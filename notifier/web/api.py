@@ -12,8 +12,9 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -33,25 +34,22 @@ from pydantic import (
 from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
 
-from notifier import models
-from notifier.errors import QueryError
-from notifier.match import SENSITIVITIES, compile_interest
-from notifier.papers import clean_text
+from notifier import models, validation
+from notifier.errors import InvalidInput
+from notifier.match import SENSITIVITIES
 from notifier.pipeline import source_report
-from notifier.schedule import CADENCES, parse_send_time, parse_weekday, zone
+from notifier.schedule import CADENCES
 from notifier.storage import DigestOutcome, DigestRecord, IngestRun, JobRun, Storage
 from notifier.web.context import WebContext
 from notifier.web.feeds import remove_private_feed
-from notifier.web.forms import MAX_INTEREST_TEXT, MAX_INTERESTS, check_email, check_name
 
 log = logging.getLogger("notifier.web")
 
 # Ids are PostgreSQL integers: no row has a larger one, and the driver refuses to
 # look one up (a 500), so the spec bounds every id a client can send.
 MAX_ID = 2**31 - 1
-# The interests.name column's width, as the CLI allows (the web form asks for 60).
-MAX_INTEREST_NAME = 100
-MAX_PAPERS = 500  # as notifier subscribe --max-papers
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 # A URL inside an error message (fetch errors name the URL they fetched).
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
 
@@ -64,70 +62,26 @@ def _refused(message: str) -> PydanticCustomError:
     return PydanticCustomError("invalid", message)
 
 
-def _valid_email(text: str) -> str:
-    """Return the normalised address (lowercased, as the CLI and web store it)."""
-    address, problem = check_email(text)
-    if problem is not None or address is None:
-        raise _refused(problem or "enter an email address")
-    return address
+def _checked(check: Callable[[_In], _Out]) -> Callable[[_In], _Out]:
+    """Return notifier.validation's check as a field validator showing its message as it is."""
+
+    def field_check(value: _In) -> _Out:
+        try:
+            return check(value)
+        except InvalidInput as e:
+            raise _refused(str(e)) from None
+
+    return field_check
+
+
+def _query_text(text: str) -> str:
+    """Return a query cleaned as everywhere else."""
+    return validation.interest_text(text, "query")
 
 
 def _display_name(text: str) -> str:
-    """Return a display name cleaned as the web forms clean it ("" for none)."""
-    name, problem = check_name(text)
-    if problem is not None:
-        raise _refused(problem)
-    return name or ""
-
-
-def _interest_name(text: str) -> str:
-    """Return an interest name cleaned of control characters and extra spaces."""
-    name = clean_text(text)
-    if not name:
-        raise _refused("an interest needs a name")
-    # Checked after cleaning too: NFC normalisation can lengthen a string.
-    if len(name) > MAX_INTEREST_NAME:
-        raise _refused(f"the name can have at most {MAX_INTEREST_NAME} characters")
-    return name
-
-
-def _interest_text(text: str) -> str:
-    """Return a query or description cleaned as the web forms clean it."""
-    cleaned = clean_text(text)
-    if len(cleaned) > MAX_INTEREST_TEXT:
-        raise _refused(f"keep it under {MAX_INTEREST_TEXT} characters")
-    return cleaned
-
-
-def _cadence(text: str) -> str:
-    """Return a known cadence."""
-    if text not in CADENCES:
-        raise _refused(f"cadence must be one of {', '.join(CADENCES)}, not {text!r}")
-    return text
-
-
-def _send_time(text: str) -> str:
-    """Return a send time as HH:MM."""
-    try:
-        return f"{parse_send_time(text):%H:%M}"
-    except ValueError as e:
-        raise _refused(str(e)) from None
-
-
-def _time_zone(name: str) -> str:
-    """Return the key of a known IANA time zone."""
-    try:
-        return zone(name).key
-    except ValueError as e:
-        raise _refused(str(e)) from None
-
-
-def _weekday(value: int | str) -> int:
-    """Return a weekday number (0 is Monday) from 0-6 or a day name."""
-    try:
-        return parse_weekday(value)
-    except ValueError as e:
-        raise _refused(str(e)) from None
+    """Return a display name cleaned as everywhere else ("" for none)."""
+    return validation.display_name(text) or ""
 
 
 Email = Annotated[
@@ -139,31 +93,31 @@ Email = Annotated[
         json_schema_extra={"format": "email"},
         description="Stored lowercased, as the CLI and the sign-up page store it.",
     ),
-    AfterValidator(_valid_email),
+    AfterValidator(_checked(validation.email)),
 ]
 DisplayName = Annotated[
     str,
     Field(max_length=200, description="How digests greet them; empty for none."),
-    AfterValidator(_display_name),
+    AfterValidator(_checked(_display_name)),
 ]
 Cadence = Annotated[
     str,
-    AfterValidator(_cadence),
+    AfterValidator(_checked(validation.cadence)),
     WithJsonSchema({"type": "string", "enum": list(CADENCES)}),
 ]
 SendTime = Annotated[
     str,
     Field(max_length=16, description="Local time, HH:MM (24-hour).", examples=["07:00"]),
-    AfterValidator(_send_time),
+    AfterValidator(_checked(validation.send_time)),
 ]
 TimeZone = Annotated[
     str,
     Field(max_length=64, description="IANA time zone name.", examples=["Europe/Berlin"]),
-    AfterValidator(_time_zone),
+    AfterValidator(_checked(validation.time_zone)),
 ]
 Weekday = Annotated[
     int | str,
-    AfterValidator(_weekday),
+    AfterValidator(_checked(validation.weekday)),
     WithJsonSchema(
         {
             "anyOf": [
@@ -175,7 +129,9 @@ Weekday = Annotated[
         }
     ),
 ]
-MaxPapers = Annotated[int, Field(ge=1, le=MAX_PAPERS, description="Cap on papers per digest.")]
+MaxPapers = Annotated[
+    int, Field(ge=1, le=validation.MAX_PAPERS, description="Cap on papers per digest.")
+]
 Sensitivity = Annotated[
     str,
     WithJsonSchema({"type": "string", "enum": list(SENSITIVITIES)}),
@@ -200,18 +156,20 @@ class InterestInput(BaseModel):
     )
 
     name: Annotated[
-        str, Field(min_length=1, max_length=MAX_INTEREST_NAME), AfterValidator(_interest_name)
+        str,
+        Field(min_length=1, max_length=validation.MAX_INTEREST_NAME),
+        AfterValidator(_checked(validation.interest_name)),
     ]
     query: (
         Annotated[
             str,
             Field(
-                max_length=MAX_INTEREST_TEXT,
+                max_length=validation.MAX_INTEREST_TEXT,
                 description='Words that must appear: "phrases", AND, OR, -word, '
                 "title:/abstract:/author:, prefix*.",
                 examples=['"reinforcement learning" OR RL -survey'],
             ),
-            AfterValidator(_interest_text),
+            AfterValidator(_checked(_query_text)),
         ]
         | None
     ) = None
@@ -219,10 +177,10 @@ class InterestInput(BaseModel):
         Annotated[
             str,
             Field(
-                max_length=MAX_INTEREST_TEXT,
+                max_length=validation.MAX_INTEREST_TEXT,
                 description="What the interest is about; papers can match it by meaning.",
             ),
-            AfterValidator(_interest_text),
+            AfterValidator(_checked(validation.interest_text)),
         ]
         | None
     ) = None
@@ -231,12 +189,12 @@ class InterestInput(BaseModel):
     @model_validator(mode="after")
     def _compiles(self) -> InterestInput:
         """Check the interest as matching will read it (the query's syntax, the sensitivity)."""
-        self.query = self.query or None
-        self.about = self.about or None
         try:
-            compile_interest(self.name, self.query, self.about, self.sensitivity)
-        except QueryError as e:
+            checked = validation.interest(self.name, self.query, self.about, self.sensitivity)
+        except InvalidInput as e:
             raise _refused(str(e)) from None
+        self.query, self.about = checked.query, checked.about
+        self.sensitivity = checked.sensitivity
         return self
 
     def interest(self) -> models.Interest:
@@ -245,12 +203,8 @@ class InterestInput(BaseModel):
 
 
 def _distinct_names(interests: list[InterestInput]) -> list[InterestInput]:
-    """Refuse two interests of one name (the web form's rule: letter case aside)."""
-    seen: set[str] = set()
-    for interest in interests:
-        if interest.name.lower() in seen:
-            raise _refused(f"two interests are called {interest.name!r}: give each its own name")
-        seen.add(interest.name.lower())
+    """Refuse two interests of one name, as every surface does."""
+    validation.interests([i.interest() for i in interests])
     return interests
 
 
@@ -261,8 +215,8 @@ class InterestList(RootModel[list[InterestInput]]):
 
     root: Annotated[
         list[InterestInput],
-        Field(min_length=1, max_length=MAX_INTERESTS),
-        AfterValidator(_distinct_names),
+        Field(min_length=1, max_length=validation.MAX_INTERESTS),
+        AfterValidator(_checked(_distinct_names)),
     ]
 
     def interests(self) -> list[models.Interest]:

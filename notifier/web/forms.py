@@ -1,7 +1,8 @@
-"""Check what people type into the subscribe and preferences forms. Pure: fields in, values out.
+"""Read the subscribe and preferences forms. Pure: fields in, values or messages out.
 
-Every problem becomes a message keyed by the field it belongs to, shown next
-to that field; nothing is stored unless the whole form is valid.
+What is valid is decided by notifier.validation; here every problem becomes a
+message keyed by the field it belongs to, shown next to that field; nothing
+is stored unless the whole form is valid.
 """
 
 from __future__ import annotations
@@ -10,19 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
-
-from notifier.errors import QueryError
-from notifier.match import compile_interest
+from notifier import validation
+from notifier.errors import InvalidInput
 from notifier.models import Interest
-from notifier.papers import clean_text
-from notifier.schedule import CADENCES, WEEKDAYS, parse_send_time, parse_weekday, zone
-
-MAX_EMAIL = 254  # RFC 5321's limit on a path, less the brackets
-MAX_NAME = 100
-MAX_INTEREST_NAME = 60
-MAX_INTEREST_TEXT = 500
-MAX_INTERESTS = 10
+from notifier.schedule import CADENCES, WEEKDAYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,33 +66,18 @@ def check_interests(rows: Sequence[InterestRow]) -> tuple[list[Interest], dict[s
     """Return the interests the rows describe, or messages keyed interest-<row>."""
     chosen: list[Interest] = []
     errors: dict[str, str] = {}
-    seen: set[str] = set()
     filled = [row for row in rows if not row.blank]
-    if len(filled) > MAX_INTERESTS:
-        errors["interests"] = f"at most {MAX_INTERESTS} interests, please"
+    if len(filled) > validation.MAX_INTERESTS:
+        errors["interests"] = f"at most {validation.MAX_INTERESTS} interests, please"
         return [], errors
     # Errors are keyed by position among the filled rows: the page is shown
     # again with the blank rows dropped, and each message must stay with its row.
     for k, row in enumerate(filled):
-        key = f"interest-{k}"
-        query, about = clean_text(row.query).strip(), clean_text(row.about).strip()
-        if len(query) > MAX_INTEREST_TEXT or len(about) > MAX_INTEREST_TEXT:
-            errors[key] = f"keep each part under {MAX_INTEREST_TEXT} characters"
-            continue
-        name = clean_text(row.name).strip() or _name_from(about or query)
-        if len(name) > MAX_INTEREST_NAME:
-            errors[key] = f"the name can have at most {MAX_INTEREST_NAME} characters"
-            continue
-        if name.lower() in seen:
-            errors[key] = f"two interests are called {name!r}: give each its own name"
-            continue
         try:
-            compile_interest(name, query or None, about or None)
-        except QueryError as e:
-            errors[key] = str(e)
-            continue
-        seen.add(name.lower())
-        chosen.append(Interest(name, query or None, about or None))
+            item = validation.interest(row.name, row.query, row.about)
+            chosen = validation.interests([*chosen, item])
+        except InvalidInput as e:
+            errors[f"interest-{k}"] = str(e)
     if not chosen and not errors:
         errors["interests"] = "describe at least one interest"
     return chosen, errors
@@ -129,16 +106,10 @@ def check_signup(fields: Mapping[str, str], rows: Sequence[InterestRow]) -> Chec
 
 def check_email(text: str) -> tuple[str | None, str | None]:
     """Return the normalised address, or a message saying what is wrong with it."""
-    text = text.strip()
-    if not text:
-        return None, "enter your email address"
-    if len(text) > MAX_EMAIL:
-        return None, f"an email address has at most {MAX_EMAIL} characters"
     try:
-        # Lowercased whole, as the CLI does: A@x and a@x must be one subscriber.
-        return validate_email(text, check_deliverability=False).normalized.lower(), None
-    except EmailNotValidError as e:
-        return None, f"that is not a valid email address: {e}"
+        return validation.email(text), None
+    except InvalidInput as e:
+        return None, str(e)
 
 
 def check_schedule(form: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -146,22 +117,23 @@ def check_schedule(form: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, s
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
     cadence = form.get("cadence", "daily").strip()
-    if cadence not in CADENCES:
-        errors["cadence"] = f"choose one of {', '.join(CADENCES)}"
-    else:
-        values["cadence"] = cadence
     try:
-        values["send_time"] = f"{parse_send_time(form.get('send_time', '') or '07:00'):%H:%M}"
-    except ValueError as e:
+        values["cadence"] = validation.cadence(cadence)
+    except InvalidInput:
+        # The form offers the cadences as a choice, so the message names the choice.
+        errors["cadence"] = f"choose one of {', '.join(CADENCES)}"
+    try:
+        values["send_time"] = validation.send_time(form.get("send_time", "") or "07:00")
+    except InvalidInput as e:
         errors["send_time"] = str(e)
     try:
-        values["timezone"] = zone(form.get("timezone", "").strip()[:64] or "UTC").key
-    except ValueError as e:
+        values["timezone"] = validation.time_zone(form.get("timezone", "").strip()[:64] or "UTC")
+    except InvalidInput as e:
         errors["timezone"] = str(e)
     if cadence == "weekly":
         try:
-            values["weekday"] = parse_weekday(form.get("weekday", "") or "monday")
-        except ValueError as e:
+            values["weekday"] = validation.weekday(form.get("weekday", "") or "monday")
+        except InvalidInput as e:
             errors["weekday"] = str(e)
     else:
         values["weekday"] = None
@@ -170,23 +142,12 @@ def check_schedule(form: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, s
 
 def check_name(text: str) -> tuple[str | None, str | None]:
     """Return a display name (None when empty), or a message when it is too long."""
-    name = clean_text(text).strip()
-    if len(name) > MAX_NAME:
-        return None, f"a name can have at most {MAX_NAME} characters"
-    return name or None, None
+    try:
+        return validation.display_name(text), None
+    except InvalidInput as e:
+        return None, str(e)
 
 
 def weekday_name(number: int | None) -> str:
     """Return the form value of a weekday number."""
     return WEEKDAYS[number] if number is not None else "monday"
-
-
-def _name_from(text: str) -> str:
-    """Return a short name for an unnamed interest: its first few words."""
-    words = text.split()
-    name = ""
-    for word in words:
-        if len(name) + len(word) + 1 > 40:
-            break
-        name = f"{name} {word}".strip()
-    return name or text[:40]
