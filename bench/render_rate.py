@@ -84,7 +84,7 @@ def main() -> None:
         storage = Storage(settings.database)
         storage.migrate()
         pipeline.ingest(storage, "bench", listing(500), NOW - timedelta(hours=1))
-        populate(storage, args.digests, NOW)
+        populate(storage, args.digests, NOW - timedelta(days=1))  # joined before the slot
         outcomes = pipeline.compose_due(storage, settings, NOW, pipeline.matching_for(settings))
         storage.close()
         print(f"set-up: {outcomes['created']:,} digests composed")

@@ -78,7 +78,7 @@ def prepare(env: dict[str, str], digests: int) -> tuple[int, int]:
     storage = Storage(settings.database)
     storage.migrate()
     pipeline.ingest(storage, "bench", listing(500), NOW - timedelta(hours=1))
-    populate(storage, digests, NOW)
+    populate(storage, digests, NOW - timedelta(days=1))  # joined before the slot
     composed = [c for c in pipeline.iter_composed(storage, settings, NOW) if c.outcome == "created"]
     renderer = make_renderer(settings)
     sizes = [
