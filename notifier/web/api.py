@@ -36,10 +36,11 @@ from pydantic_core import PydanticCustomError
 from notifier import models
 from notifier.errors import QueryError
 from notifier.match import SENSITIVITIES, compile_interest
+from notifier.models import DigestOutcome, DigestRecord, IngestRun, JobRun
 from notifier.papers import clean_text
 from notifier.pipeline import source_report
 from notifier.schedule import CADENCES, parse_send_time, parse_weekday, zone
-from notifier.storage import DigestOutcome, DigestRecord, IngestRun, JobRun, Storage
+from notifier.storage import Storage
 from notifier.web.context import WebContext
 from notifier.web.feeds import remove_private_feed
 from notifier.web.forms import MAX_INTEREST_TEXT, MAX_INTERESTS, check_email, check_name
