@@ -53,6 +53,10 @@ class StorageError(NotifierError):
     """Raise when the database cannot be opened or written."""
 
 
+class StaleDiff(StorageError):
+    """Raise when a concurrent ingest changed the papers a diff was based on."""
+
+
 class RenderError(NotifierError):
     """Raise when a template cannot be loaded or rendered."""
 

@@ -63,6 +63,15 @@ class Listing:
 
 
 @dataclass(frozen=True, slots=True)
+class Payload:
+    """The raw bytes of a listing and where they came from."""
+
+    data: bytes
+    url: str | None = None
+    content_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StoredPaper:
     """What storage remembers of a paper, enough to diff against."""
 
@@ -115,6 +124,41 @@ class IngestSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class IngestRun:
+    """One row of the ingest log, for status and replay."""
+
+    id: int
+    source: str
+    status: str
+    started_at: datetime
+    papers: int
+    new: int
+    seen: int
+    updated: int
+    error: str | None
+    kind: str | None = None
+    reason: str | None = None
+    skipped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """A source's conditional-GET validators and health."""
+
+    name: str
+    kind: str
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    last_checked_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_status: str | None = None
+    last_error: str | None = None
+    last_papers: int | None = None
+    consecutive_failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Paper:
     """A stored paper as matching, digests and feeds see it."""
 
@@ -164,6 +208,19 @@ class Subscriber:
     empty_note: bool = False
     confirmed_at: datetime | None = None
     unsubscribed_at: datetime | None = None
+
+
+class ScheduleKey(NamedTuple):
+    """A subscriber's own schedule columns as stored (None: the configured default)."""
+
+    cadence: str | None
+    send_time: str | None
+    timezone: str | None
+    weekday: int | None
+
+
+# (k, n): the subscribers whose id is k modulo n, the share of one of n processes.
+Shard = tuple[int, int]
 
 
 class Match(NamedTuple):
@@ -251,6 +308,20 @@ class DigestContent:
 
 
 @dataclass(frozen=True, slots=True)
+class NewDigest:
+    """A composed digest to store: its content, its overflow and its Message-ID.
+
+    overflow holds (paper id, interest, score, reason) of matching papers past
+    the cap: offered (in the ledger) but not shown.
+    """
+
+    content: DigestContent
+    overflow: tuple[tuple[int, str, float, str], ...]
+    message_id: str
+    send_empty: bool = False  # the subscriber asked for a "nothing new" note
+
+
+@dataclass(frozen=True, slots=True)
 class StoredDigest:
     """A digest row: its frozen content and delivery state."""
 
@@ -266,6 +337,34 @@ class StoredDigest:
 
 
 @dataclass(frozen=True, slots=True)
+class DigestOutcome:
+    """The latest digest of a subscriber, for status."""
+
+    email: str
+    period: str
+    status: str
+    papers: int
+    reason: str | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DigestRecord:
+    """A digest's delivery state without its content, for the admin API."""
+
+    id: int
+    subscriber_id: int
+    email: str
+    period: str
+    status: str
+    papers: int
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class OutgoingMessage:
     """A rendered email: its envelope and the exact bytes to put on the wire."""
 
@@ -278,3 +377,26 @@ class OutgoingMessage:
     def needs_smtputf8(self) -> bool:
         """Tell whether an address is internationalised (RFC 6531 SMTPUTF8)."""
         return not (self.sender.isascii() and self.recipient.isascii())
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsFigures:
+    """What /metrics reports, read in one transaction."""
+
+    papers: int
+    composed: int
+    digests: dict[str, int]
+    subscribers: dict[str, int]
+    latencies: list[float]  # seconds from composed to accepted, digests sent recently
+
+
+@dataclass(frozen=True, slots=True)
+class JobRun:
+    """One run of a scheduled job (notifier run / run-once), for status."""
+
+    job: str
+    host: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str  # running | ok | failed
+    detail: str

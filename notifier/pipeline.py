@@ -43,6 +43,7 @@ from notifier.errors import (
     QueryError,
     RecipientRejected,
     ServerUnavailable,
+    StaleDiff,
     StorageError,
     TemporaryDeliveryError,
 )
@@ -70,9 +71,13 @@ from notifier.models import (
     Interest,
     InterestVolume,
     Match,
+    NewDigest,
     OutgoingMessage,
     Paper,
     PaperData,
+    Payload,
+    Shard,
+    SourceState,
     StoredDigest,
     Subscriber,
 )
@@ -81,7 +86,7 @@ from notifier.render.email import EmailRenderer
 from notifier.render.feed import FeedItem, FeedMeta, build_feed, feed_url, private_feed_name
 from notifier.schedule import last_slot, resolve
 from notifier.settings import Settings, SourceConfig
-from notifier.storage import NewDigest, Payload, Shard, SourceState, StaleDiff, Storage
+from notifier.storage import Storage
 
 log = logging.getLogger("notifier.pipeline")
 

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from notifier import pipeline
-from notifier.storage import SourceState
+from notifier.models import SourceState
 from tests.conftest import NOW, WebServer, back_date_subscribers, seed_bytes
 
 TOKEN = "admin-token-0123456789-abcdef"

@@ -81,7 +81,7 @@ def test_due_sources_follow_each_poll_interval(settings: Settings) -> None:
     daily = SourceConfig(name="b", kind="feed", url="https://x.example/b", every="1d")
     off = SourceConfig(name="c", kind="feed", url="https://x.example/c", enabled=False)
     configured = load_settings(state_dir=settings.state_dir, sources=[hourly, daily, off]).sources
-    from notifier.storage import SourceState
+    from notifier.models import SourceState
 
     health = [
         SourceState("a", "feed", "u", last_checked_at=NOW - timedelta(minutes=61)),

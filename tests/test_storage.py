@@ -16,9 +16,9 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from notifier import pipeline
-from notifier.models import Interest, Subscriber
+from notifier.models import Interest, NewDigest, Subscriber
 from notifier.settings import Settings
-from notifier.storage import MIGRATIONS, SCHEMA_HEAD, NewDigest, Storage
+from notifier.storage import MIGRATIONS, SCHEMA_HEAD, Storage
 from notifier.storage.schema import deliveries, digests, metadata
 from tests.conftest import JOINED, NOW, seed_bytes
 

@@ -37,9 +37,10 @@ from pydantic_core import PydanticCustomError
 from notifier import models, validation
 from notifier.errors import InvalidInput
 from notifier.match import SENSITIVITIES
+from notifier.models import DigestOutcome, DigestRecord, IngestRun, JobRun
 from notifier.pipeline import source_report
 from notifier.schedule import CADENCES
-from notifier.storage import DigestOutcome, DigestRecord, IngestRun, JobRun, Storage
+from notifier.storage import Storage
 from notifier.web.context import WebContext
 from notifier.web.feeds import remove_private_feed
 

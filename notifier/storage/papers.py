@@ -1,0 +1,357 @@
+"""Store what ingests find: papers, ingest runs, raw listings, sources' state, paper vectors."""
+
+from __future__ import annotations
+
+import gzip
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from notifier.errors import StaleDiff, StorageError
+from notifier.models import (
+    ChangeKind,
+    IngestRun,
+    IngestSummary,
+    Listing,
+    Paper,
+    PaperChange,
+    Payload,
+    SourceState,
+    StoredPaper,
+)
+from notifier.papers import title_hash
+from notifier.storage import codec
+from notifier.storage.base import StorageBase, _chunks
+from notifier.storage.schema import ingest_runs, paper_vectors, papers, payloads, sightings, sources
+
+
+class PapersMixin(StorageBase):
+    """Store listings' papers with their runs and raw bytes; read papers back."""
+
+    def papers_for_diff(
+        self, keys: Iterable[str], title_keys: Iterable[str]
+    ) -> tuple[dict[str, StoredPaper], dict[str, list[StoredPaper]]]:
+        """Return stored papers by key and by title hash (called by pipeline before decide)."""
+        by_key: dict[str, StoredPaper] = {}
+        by_title: dict[str, list[StoredPaper]] = {}
+        with self._read() as conn:
+            for column, wanted in ((papers.c.key, keys), (papers.c.title_key, title_keys)):
+                for chunk in _chunks(sorted(set(wanted)), 500):
+                    for row in conn.execute(
+                        select(papers).where(column.in_(chunk)).order_by(papers.c.id)
+                    ):
+                        stored = codec.stored_paper(row)
+                        by_key[stored.key] = stored
+                        if column is papers.c.title_key:
+                            by_title.setdefault(stored.title_key, []).append(stored)
+        return by_key, by_title
+
+    def record_ingest(
+        self,
+        listing: Listing,
+        changes: Sequence[PaperChange],
+        now: datetime,
+        *,
+        kind: str,
+        payload: Payload | None = None,
+        replay_of: int | None = None,
+    ) -> IngestSummary:
+        """Store a diffed listing, its run and its raw bytes in one transaction.
+
+        Raises StaleDiff when a concurrent ingest stored one of its new papers
+        first; the caller diffs again.
+        """
+        counts = Counter(change.kind for change in changes)
+        # Items the parser left out count as listed and skipped, like a replace*
+        # item for a paper never seen.
+        counts[ChangeKind.SKIPPED] += listing.skipped
+        listed = len(changes) + listing.skipped
+        status = "ok" if listing.papers else "empty"
+        try:
+            with self._tx() as conn:
+                run_id = conn.execute(
+                    insert(ingest_runs)
+                    .values(
+                        source=listing.source,
+                        kind=kind,
+                        label=listing.label,
+                        status=status,
+                        reason=listing.empty_reason,
+                        started_at=now,
+                        papers=listed,
+                        new=counts[ChangeKind.NEW],
+                        seen=counts[ChangeKind.SEEN],
+                        updated=counts[ChangeKind.UPDATED],
+                        skipped=counts[ChangeKind.SKIPPED],
+                        replay_of=replay_of,
+                    )
+                    .returning(ingest_runs.c.id)
+                ).scalar_one()
+                if payload is not None:
+                    _insert_payload(conn, run_id, payload)
+                for change in changes:
+                    paper_id = self._apply_change(conn, change, now)
+                    if paper_id is not None:
+                        conn.execute(
+                            insert(sightings).values(
+                                paper_id=paper_id,
+                                run_id=run_id,
+                                rank=change.paper.rank,
+                                seen_at=now,
+                            )
+                        )
+        except IntegrityError as e:
+            raise StaleDiff(f"listing '{listing.source}' raced another ingest") from e
+        return IngestSummary(
+            source=listing.source,
+            run_id=run_id,
+            papers=listed,
+            new=counts[ChangeKind.NEW],
+            seen=counts[ChangeKind.SEEN],
+            updated=counts[ChangeKind.UPDATED],
+            skipped=counts[ChangeKind.SKIPPED],
+            status=status,
+            reason=listing.empty_reason,
+        )
+
+    @staticmethod
+    def _apply_change(conn: Connection, change: PaperChange, now: datetime) -> int | None:
+        """Insert or update the paper of one change; return its id (None when skipped)."""
+        paper = change.paper
+        if change.kind is ChangeKind.SKIPPED:
+            return None
+        if change.kind is ChangeKind.NEW:
+            return int(
+                conn.execute(
+                    insert(papers)
+                    .values(
+                        key=paper.key,
+                        guid=f"urn:notifier:{paper.key}",
+                        arxiv_id=paper.arxiv_id,
+                        title=paper.title,
+                        title_key=title_hash(paper.title),
+                        abstract=paper.abstract,
+                        version=paper.version,
+                        url=paper.url,
+                        authors=list(paper.authors),
+                        meta=dict(paper.meta),
+                        published_at=paper.published_at,
+                        first_seen_at=now,
+                        updated_at=now,
+                    )
+                    .returning(papers.c.id)
+                ).scalar_one()
+            )
+        assert change.stored_id is not None
+        if change.updates:
+            values = {k: list(v) if k == "authors" else v for k, v in change.updates.items()}
+            if change.kind is ChangeKind.UPDATED:
+                values["updated_at"] = now
+            conn.execute(update(papers).where(papers.c.id == change.stored_id).values(**values))
+        return change.stored_id
+
+    def record_failed_ingest(
+        self,
+        source: str,
+        error: str,
+        now: datetime,
+        kind: str | None = None,
+        payload: Payload | None = None,
+    ) -> int:
+        """Log an ingest that was refused; no paper of it is stored, its raw bytes are."""
+        with self._tx() as conn:
+            run_id = conn.execute(
+                insert(ingest_runs)
+                .values(
+                    source=source,
+                    kind=kind,
+                    status="failed",
+                    started_at=now,
+                    papers=0,
+                    new=0,
+                    seen=0,
+                    updated=0,
+                    error=error,
+                )
+                .returning(ingest_runs.c.id)
+            ).scalar_one()
+            if payload is not None:
+                _insert_payload(conn, run_id, payload)
+        return int(run_id)
+
+    def record_unchanged(self, source: str, kind: str, now: datetime) -> int:
+        """Log a fetch the server answered 304 Not Modified: a quiet success."""
+        with self._tx() as conn:
+            return int(
+                conn.execute(
+                    insert(ingest_runs)
+                    .values(
+                        source=source,
+                        kind=kind,
+                        status="unchanged",
+                        started_at=now,
+                        papers=0,
+                        new=0,
+                        seen=0,
+                        updated=0,
+                        reason="not modified since the last fetch",
+                    )
+                    .returning(ingest_runs.c.id)
+                ).scalar_one()
+            )
+
+    def payload(self, run_id: int) -> tuple[IngestRun, Payload]:
+        """Return an ingest run and its raw bytes, or raise StorageError naming the run."""
+        with self._read() as conn:
+            run = conn.execute(select(ingest_runs).where(ingest_runs.c.id == run_id)).first()
+            row = conn.execute(select(payloads).where(payloads.c.run_id == run_id)).first()
+        if run is None:
+            raise StorageError(f"there is no ingest run #{run_id}; see `notifier status`")
+        if row is None:
+            raise StorageError(f"ingest run #{run_id} kept no raw listing to replay")
+        return _ingest_run(run), Payload(
+            data=gzip.decompress(row.data), url=row.url, content_type=row.content_type
+        )
+
+    # -- sources -----------------------------------------------------------
+
+    def source_state(self, name: str) -> SourceState | None:
+        """Return what the last fetches of a source left (validators, health)."""
+        with self._read() as conn:
+            row = conn.execute(select(sources).where(sources.c.name == name)).first()
+        return None if row is None else _source_state(row)
+
+    def sources_health(self) -> list[SourceState]:
+        """Return the state of every source ever fetched, by name."""
+        with self._read() as conn:
+            return [
+                _source_state(r) for r in conn.execute(select(sources).order_by(sources.c.name))
+            ]
+
+    def save_source_state(self, state: SourceState) -> None:
+        """Insert or replace a source's state."""
+        values = {k: v for k, v in asdict(state).items() if k != "name"}
+        with self._tx() as conn:
+            updated = conn.execute(
+                update(sources).where(sources.c.name == state.name).values(**values)
+            )
+            if updated.rowcount == 0:
+                conn.execute(insert(sources).values(name=state.name, **values))
+
+    def recent_papers(self, since: datetime, until: datetime) -> list[Paper]:
+        """Return papers first seen in [since, until], newest first (called by compose_digests)."""
+        query = (
+            select(papers)
+            .where(papers.c.first_seen_at >= since, papers.c.first_seen_at <= until)
+            .order_by(papers.c.first_seen_at.desc(), papers.c.id.desc())
+        )
+        with self._read() as conn:
+            return [codec.paper(row) for row in conn.execute(query)]
+
+    def latest_papers(self, limit: int) -> list[Paper]:
+        """Return the newest papers by first sight, newest first (for feeds)."""
+        query = select(papers).order_by(papers.c.first_seen_at.desc(), papers.c.id.desc())
+        with self._read() as conn:
+            return [codec.paper(row) for row in conn.execute(query.limit(limit))]
+
+    def newest_paper_seen_at(self) -> datetime | None:
+        """Return when the newest paper was first seen, or None when there are none."""
+        with self._read() as conn:
+            newest: datetime | None = conn.execute(
+                select(func.max(papers.c.first_seen_at))
+            ).scalar_one()
+        return newest
+
+    def ingest_runs(self, limit: int = 10) -> list[IngestRun]:
+        """Return the latest ingest runs, newest first."""
+        query = select(ingest_runs).order_by(ingest_runs.c.id.desc()).limit(limit)
+        with self._read() as conn:
+            return [_ingest_run(r) for r in conn.execute(query)]
+
+    def count_papers(self) -> int:
+        """Return how many distinct papers are stored."""
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).select_from(papers)).scalar_one())
+
+    # -- embeddings --------------------------------------------------------
+
+    def paper_vectors(self, paper_ids: Iterable[int], model: str) -> dict[int, bytes]:
+        """Return stored paper embeddings (float32 bytes) by paper id."""
+        found: dict[int, bytes] = {}
+        with self._read() as conn:
+            for chunk in _chunks(sorted(set(paper_ids)), 500):
+                query = select(paper_vectors.c.paper_id, paper_vectors.c.vector).where(
+                    paper_vectors.c.model == model, paper_vectors.c.paper_id.in_(chunk)
+                )
+                found.update({row.paper_id: row.vector for row in conn.execute(query)})
+        return found
+
+    def save_paper_vectors(self, vectors: Mapping[int, bytes], model: str) -> None:
+        """Store paper embeddings computed by the caller (idempotent per paper and model)."""
+        if not vectors:
+            return
+        rows = [{"paper_id": i, "model": model, "vector": v} for i, v in vectors.items()]
+        try:
+            with self._tx() as conn:
+                conn.execute(insert(paper_vectors), rows)
+        except IntegrityError:
+            # Another process embedded some of them meanwhile; store the rest one by one.
+            for row in rows:
+                try:
+                    with self._tx() as conn:
+                        conn.execute(insert(paper_vectors), [row])
+                except IntegrityError:
+                    continue
+
+
+def _insert_payload(conn: Connection, run_id: int, payload: Payload) -> None:
+    """Store a listing's raw bytes, compressed, with its run."""
+    conn.execute(
+        insert(payloads).values(
+            run_id=run_id,
+            url=payload.url,
+            content_type=payload.content_type,
+            size=len(payload.data),
+            data=gzip.compress(payload.data, compresslevel=6),
+        )
+    )
+
+
+def _ingest_run(r: Any) -> IngestRun:
+    """Return the IngestRun of an ingest_runs row."""
+    return IngestRun(
+        r.id,
+        r.source,
+        r.status,
+        r.started_at,
+        r.papers,
+        r.new,
+        r.seen,
+        r.updated,
+        r.error,
+        r.kind,
+        r.reason,
+        r.skipped,
+    )
+
+
+def _source_state(r: Any) -> SourceState:
+    """Return the SourceState of a sources row."""
+    return SourceState(
+        r.name,
+        r.kind,
+        r.url,
+        r.etag,
+        r.last_modified,
+        r.last_checked_at,
+        r.last_success_at,
+        r.last_status,
+        r.last_error,
+        r.last_papers,
+        r.consecutive_failures,
+    )
