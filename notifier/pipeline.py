@@ -30,7 +30,6 @@ import numpy as np
 from notifier import collector
 from notifier import evaluate as evaluation
 from notifier.delivery import Transport
-from notifier.delivery.files import write_atomic
 from notifier.delivery.journal import SentJournal
 from notifier.delivery.journal import recover as recover_journals
 from notifier.delivery.limits import RateLimit
@@ -46,6 +45,7 @@ from notifier.errors import (
     StorageError,
     TemporaryDeliveryError,
 )
+from notifier.files import write_atomic
 from notifier.ingest import parse_listing, read_file
 from notifier.ingest.fetch import Fetched, Fetcher
 from notifier.ingest.hf import api_page_items, join_api_pages
