@@ -164,7 +164,7 @@ def make_fetcher(settings: Settings) -> Fetcher:
 
 def make_web_context(settings: Settings, storage: Storage) -> WebContext:
     """Build what the web app needs: signers, templates, the notice mailer and limits."""
-    from notifier.pipeline import matching_for
+    from notifier.matching import matching_for
     from notifier.web.context import WebContext
     from notifier.web.security import ClientLimiter
 

@@ -49,11 +49,13 @@ from notifier.evaluate import mean as mean_metrics
 from notifier.ingest import KINDS, expand_paths, guess_kind, read_file
 from notifier.ingest.fetch import Fetcher
 from notifier.match import compile_interest
+from notifier.matching import describe_volume, interest_volumes
 from notifier.models import DigestContent, IngestSummary, Interest, Subscriber
 from notifier.papers import clean_text
 from notifier.render.email import subscriber_links
 from notifier.schedule import CADENCES, next_due, parse_send_time, parse_weekday, zone
 from notifier.settings import Settings, SourceConfig, load_settings, parse_duration
+from notifier.sources import source_report
 from notifier.storage import Storage
 
 
@@ -861,14 +863,12 @@ def status(context: Context, email: str | None) -> None:
         elif subscriber.status == "suspended":
             click.echo("  suspended after repeated hard bounces: check the address, then --resume")
         try:
-            volumes, failing = pipeline.interest_volumes(
-                storage, context.settings, subscriber, utc_now()
-            )
+            volumes, failing = interest_volumes(storage, context.settings, subscriber, utc_now())
         except Exception as e:  # "why so few" is an extra: the history still prints
             click.echo(f"  (cannot say what each interest finds now: {e})")
             volumes, failing = [], []
         for found in volumes:
-            click.echo(f"  interest {found.interest!r}: {pipeline.describe_volume(found)}")
+            click.echo(f"  interest {found.interest!r}: {describe_volume(found)}")
         if failing:
             click.echo(f"  sources failing, so fewer papers than usual: {', '.join(failing)}")
         history = storage.digest_history(subscriber.id, limit=10)
@@ -888,7 +888,7 @@ def status(context: Context, email: str | None) -> None:
         else:
             detail = run.error or run.reason or ""
         click.echo(f"  #{run.id} {when}  {run.status:<6} {run.source}: {detail}")
-    report = pipeline.source_report(context.settings, storage.sources_health(), utc_now())
+    report = source_report(context.settings, storage.sources_health(), utc_now())
     for row in (r for r in report if r["failing"]):
         click.echo(
             f"source FAILING: {row['name']}: {row['consecutive_failures']} failures in a row: "
@@ -1217,7 +1217,7 @@ def sources(context: Context, as_json: bool) -> None:
     failing failure_alert_after times in a row is flagged FAILING.
     """
     settings, storage = context.settings, context.storage
-    for row in pipeline.source_report(settings, storage.sources_health(), utc_now()):
+    for row in source_report(settings, storage.sources_health(), utc_now()):
         if as_json:
             click.echo(json.dumps(row, default=str))
             continue

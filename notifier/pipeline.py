@@ -10,7 +10,6 @@ import asyncio
 import collections
 import contextlib
 import functools
-import hashlib
 import logging
 import multiprocessing
 import os
@@ -25,8 +24,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from notifier import collector
 from notifier import evaluate as evaluation
 from notifier.delivery import Transport
@@ -35,7 +32,7 @@ from notifier.delivery.journal import recover as recover_journals
 from notifier.delivery.limits import RateLimit
 from notifier.diff import decide, lookup_keys
 from notifier.digest import Composition, compose
-from notifier.embedding import Embedder, shared_embedder
+from notifier.embedding import shared_embedder
 from notifier.errors import (
     DeliveryUnknown,
     ListingError,
@@ -53,22 +50,25 @@ from notifier.match import (
     MODES,
     CompiledInterest,
     Decision,
-    IndexedPaper,
-    MatchParams,
     PaperIndex,
     compile_interest,
     default_params,
-    embedding_text,
     match_interest,
     match_many,
     subscriber_matches,
-    volume,
+)
+from notifier.matching import (
+    Matching,
+    attach_vectors,
+    candidate_window,
+    compile_interests,
+    matching_for,
+    paper_index,
 )
 from notifier.models import (
     DigestContent,
     IngestSummary,
     Interest,
-    InterestVolume,
     Match,
     OutgoingMessage,
     Paper,
@@ -76,12 +76,44 @@ from notifier.models import (
     StoredDigest,
     Subscriber,
 )
-from notifier.papers import embedding_input
 from notifier.render.email import EmailRenderer
 from notifier.render.feed import FeedItem, FeedMeta, build_feed, feed_url, private_feed_name
 from notifier.schedule import last_slot, resolve
 from notifier.settings import Settings, SourceConfig
+from notifier.sources import due_sources
 from notifier.storage import NewDigest, Payload, Shard, SourceState, StaleDiff, Storage
+
+__all__ = [
+    "COMPOSE_BATCH",
+    "FEED_STATUSES",
+    "ComposedDigest",
+    "DemoDay",
+    "Matching",
+    "RetryPolicy",
+    "SendReport",
+    "build_feeds",
+    "build_private_feed",
+    "compose_digests",
+    "compose_due",
+    "deliver",
+    "describe_outcomes",
+    "describe_report",
+    "due_sources",
+    "ingest",
+    "ingest_due",
+    "ingest_source",
+    "iter_composed",
+    "matching_for",
+    "period_of",
+    "preview_digests",
+    "replay",
+    "resolve_params",
+    "run_demo",
+    "run_eval",
+    "seed_papers",
+    "send_pending",
+    "worker_name",
+]
 
 log = logging.getLogger("notifier.pipeline")
 
@@ -276,98 +308,6 @@ def _fetch_pages(
     return replace(first, data=join_api_pages(pages), etag=None, last_modified=None)
 
 
-def due_sources(
-    sources: Sequence[SourceConfig], health: Sequence[SourceState], now: datetime
-) -> list[SourceConfig]:
-    """Return the enabled sources whose poll interval has passed since they were last checked."""
-    checked = {h.name: h.last_checked_at for h in health}
-    return [
-        s
-        for s in sources
-        if s.enabled and ((last := checked.get(s.name)) is None or now - last >= s.every)
-    ]
-
-
-def source_report(
-    settings: Settings, health: Sequence[SourceState], now: datetime
-) -> list[dict[str, Any]]:
-    """Return one row per source (configured first, then ad hoc) with its health."""
-    known = {h.name: h for h in health}
-    configured = {s.name: s for s in settings.sources}
-    due = {s.name for s in due_sources(settings.sources, health, now)}
-    rows = []
-    for name in [*configured, *sorted(set(known) - set(configured))]:
-        state, config = known.get(name), configured.get(name)
-        failures = state.consecutive_failures if state else 0
-        rows.append(
-            {
-                "name": name,
-                "kind": config.kind if config else state.kind if state else "",
-                "url": config.url if config else state.url if state else "",
-                "every": str(config.every) if config else None,
-                "due": name in due,
-                "last_checked_at": state.last_checked_at if state else None,
-                "last_status": state.last_status if state else None,
-                "last_papers": state.last_papers if state else None,
-                "last_error": state.last_error if state else None,
-                "consecutive_failures": failures,
-                "failing": failures >= settings.failure_alert_after,
-            }
-        )
-    return rows
-
-
-def interest_volumes(
-    storage: Storage,
-    settings: Settings,
-    subscriber: Subscriber,
-    now: datetime,
-    matching: Matching | None = None,
-) -> tuple[list[InterestVolume], list[str]]:
-    """Say, per interest, how many recent papers passed its query and how many were cut.
-
-    Returns the volumes and the names of failing sources (every source feeds
-    every interest, so one failing is a reason for fewer papers).
-    """
-    matching = matching or matching_for(settings)
-    candidates = storage.recent_papers(since=now - candidate_window(settings), until=now)
-    position = {paper.id: k for k, paper in enumerate(candidates)}
-    offered = storage.offered_papers([subscriber.id], position).get(subscriber.id, set())
-    index = paper_index(storage, matching, candidates)
-    volumes = []
-    for interest in subscriber.interests:
-        try:
-            [compiled] = compile_interests(storage, matching, [interest])
-        except QueryError:
-            continue  # the digest's own record says why this one is skipped
-        skip = {position[i] for i in offered}
-        volumes.append(volume(index, compiled, matching.params, skip))
-    report = source_report(settings, storage.sources_health(), now)
-    return volumes, [row["name"] for row in report if row["failing"]]
-
-
-def describe_volume(found: InterestVolume) -> str:
-    """Return one line on why an interest found as many papers as it did."""
-    looked = f"of {found.looked_at} recent papers you have not seen"
-    if found.cut is None:
-        return (
-            f"{found.passed_query} {looked} passed the query; all are delivered, best first, "
-            "up to the digest's cap"
-        )
-    passed = (
-        f"{found.passed_query} {looked} passed the query, "
-        if found.passed_query is not None
-        else f"{found.looked_at} recent papers you have not seen: "
-    )
-    text = (
-        f"{passed}{found.delivered} scored at least {found.cut:.2f} ({found.sensitivity}), "
-        f"{found.below_cut} scored below"
-    )
-    if found.closest:
-        text += "; closest below: " + ", ".join(f"“{t}” ({s:.2f})" for t, s in found.closest)
-    return text
-
-
 # -- digests ----------------------------------------------------------------
 
 
@@ -386,90 +326,6 @@ def period_of(now: datetime) -> str:
     return now.date().isoformat()
 
 
-@dataclass(frozen=True)
-class Matching:
-    """What a run matches with: tuned parameters and, for semantic modes, an embedder."""
-
-    params: MatchParams
-    embedder: Embedder | None = None
-
-
-def matching_for(settings: Settings) -> Matching:
-    """Return the matching configured in settings (the model is shared per process)."""
-    embedder = shared_embedder(settings.matching, settings.cache_dir)
-    return Matching(default_params(settings.matching), embedder)
-
-
-def paper_index(storage: Storage, matching: Matching, papers: Sequence[Paper]) -> PaperIndex:
-    """Index papers for one run, embedding those never embedded before (stored once)."""
-    indexed = [IndexedPaper(p.id, p.title, p.abstract, p.authors) for p in papers]
-    embedder = matching.embedder
-    if embedder is None or not papers:
-        return PaperIndex(indexed)
-    stored = storage.paper_vectors([p.id for p in papers], embedder.model_id)
-    missing = [p for p in papers if p.id not in stored]
-    if missing:
-        computed = embedder.embed([embedding_input(p.title, p.abstract) for p in missing])
-        fresh = {p.id: computed[i].tobytes() for i, p in enumerate(missing)}
-        storage.save_paper_vectors(fresh, embedder.model_id)
-        stored.update(fresh)
-    vectors = np.stack([np.frombuffer(stored[p.id], dtype=np.float32) for p in papers])
-    return PaperIndex(indexed, vectors)
-
-
-def compile_interests(
-    storage: Storage, matching: Matching, interests: Sequence[Interest]
-) -> list[CompiledInterest]:
-    """Parse interests and attach their embeddings, computing them only when their text changed.
-
-    Raises QueryError for an interest that cannot be parsed.
-    """
-    compiled = [compile_interest(i.name, i.query, i.about, i.sensitivity) for i in interests]
-    return attach_vectors(storage, matching, interests, compiled)
-
-
-def attach_vectors(
-    storage: Storage,
-    matching: Matching,
-    interests: Sequence[Interest],
-    compiled: Sequence[CompiledInterest],
-) -> list[CompiledInterest]:
-    """Return compiled interests with their embeddings: stored ones reused, new ones stored."""
-    embedder = matching.embedder
-    if embedder is None or not compiled:
-        return list(compiled)
-    texts = [[embedding_text(c), *c.phrases] for c in compiled]
-    hashes = [
-        hashlib.sha256("\n".join([embedder.model_id, *t]).encode()).hexdigest() for t in texts
-    ]
-    ids = [i.interest_id for i in interests]
-    stored = storage.interest_vectors([i for i in ids if i is not None], embedder.model_id)
-    vectors: list[Any] = [None] * len(compiled)
-    todo = []
-    for k, (interest_id, digest) in enumerate(zip(ids, hashes, strict=True)):
-        if interest_id is not None and stored.get(interest_id, ("", b""))[0] == digest:
-            vectors[k] = np.frombuffer(stored[interest_id][1], dtype=np.float32).reshape(
-                -1, embedder.dimension
-            )
-        else:
-            todo.append(k)
-    if todo:
-        computed = embedder.embed([text for k in todo for text in texts[k]])
-        fresh = []
-        row = 0
-        for k in todo:
-            vectors[k] = computed[row : row + len(texts[k])]
-            row += len(texts[k])
-            interest_id = ids[k]
-            if interest_id is not None:
-                fresh.append((interest_id, hashes[k], vectors[k].tobytes()))
-        storage.save_interest_vectors(fresh, embedder.model_id)
-    return [
-        replace(c, vector=v[0], phrase_vectors=v[1:] if len(v) > 1 else None)
-        for c, v in zip(compiled, vectors, strict=True)
-    ]
-
-
 # Subscribers composed per transaction: large enough that the per-batch queries
 # (statuses, ledger, vectors) are cheap per subscriber, small enough to keep
 # memory flat at any number of subscribers.
@@ -485,15 +341,6 @@ def compose_digests(
 ) -> list[ComposedDigest]:
     """Compose this period's digest for every active subscriber (see iter_composed)."""
     return list(iter_composed(storage, settings, now, record=record, matching=matching))
-
-
-def candidate_window(settings: Settings) -> timedelta:
-    """Return how far back composing looks for papers not yet offered.
-
-    At least eight days: a weekly digest composed a few minutes later than the
-    week before must still see the papers that arrived in between.
-    """
-    return timedelta(days=max(settings.backlog_days, 8))
 
 
 def iter_composed(

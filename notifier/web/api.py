@@ -37,8 +37,8 @@ from notifier import models
 from notifier.errors import QueryError
 from notifier.match import SENSITIVITIES, compile_interest
 from notifier.papers import clean_text
-from notifier.pipeline import source_report
 from notifier.schedule import CADENCES, parse_send_time, parse_weekday, zone
+from notifier.sources import source_report
 from notifier.storage import DigestOutcome, DigestRecord, IngestRun, JobRun, Storage
 from notifier.web.context import WebContext
 from notifier.web.feeds import remove_private_feed

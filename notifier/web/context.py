@@ -21,7 +21,7 @@ from notifier.tokens import LinkTokens
 from notifier.web.security import ClientLimiter
 
 if TYPE_CHECKING:
-    from notifier.pipeline import Matching
+    from notifier.matching import Matching
 
 log = logging.getLogger("notifier.web")
 
