@@ -36,6 +36,7 @@ from notifier.app import (
     make_transports,
     open_storage,
 )
+from notifier.demo import DemoDay, run_demo
 from notifier.errors import (
     ConfigError,
     ListingError,
@@ -44,12 +45,13 @@ from notifier.errors import (
     ServerUnavailable,
     SubscriberError,
 )
+from notifier.eval_run import run_eval
 from notifier.evaluate import Metrics
 from notifier.evaluate import mean as mean_metrics
 from notifier.ingest import KINDS, expand_paths, guess_kind, read_file
 from notifier.ingest.fetch import Fetcher
 from notifier.match import compile_interest
-from notifier.matching import describe_volume, interest_volumes
+from notifier.matching import describe_volume, interest_volumes, matching_for
 from notifier.models import DigestContent, IngestSummary, Interest, Subscriber
 from notifier.papers import clean_text
 from notifier.render.email import subscriber_links
@@ -1172,7 +1174,7 @@ def evaluate_matching(context: Context, data_dir: Path, tune: bool) -> None:
     their default settings (or, with --tune, at the settings found best), then
     the macro figures with each interest's cut chosen on the other interests.
     """
-    report = pipeline.run_eval(data_dir, tune=tune, cache_dir=context.settings.cache_dir)
+    report = run_eval(data_dir, tune=tune, cache_dir=context.settings.cache_dir)
     for track, by_mode in report.results.items():
         modes = list(by_mode)
         click.echo(f"\n{track} alone ({len(by_mode[modes[0]])} interests)")
@@ -1272,9 +1274,9 @@ def demo(context: Context, reset: bool) -> None:
     # Said before the wait, not after it: the first run on a machine prepares the
     # embedding model, which takes a while (issue 21).
     click.echo("preparing the matching model (the first time on a machine takes longest)...")
-    pipeline.matching_for(settings)
+    matching_for(settings)
 
-    def day_done(day: pipeline.DemoDay) -> None:
+    def day_done(day: DemoDay) -> None:
         period, summary, composed = day
         got = ", ".join(
             f"{c.subscriber.email.split('@')[0]} {len(c.content.papers) if c.content else 0}"
@@ -1286,7 +1288,7 @@ def demo(context: Context, reset: bool) -> None:
         )
 
     report = asyncio.run(
-        pipeline.run_demo(
+        run_demo(
             storage,
             settings,
             make_renderer(settings),

@@ -20,19 +20,16 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import make_msgid
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from notifier import collector
-from notifier import evaluate as evaluation
 from notifier.delivery import Transport
 from notifier.delivery.journal import SentJournal
 from notifier.delivery.journal import recover as recover_journals
 from notifier.delivery.limits import RateLimit
 from notifier.diff import decide, lookup_keys
 from notifier.digest import Composition, compose
-from notifier.embedding import shared_embedder
 from notifier.errors import (
     DeliveryUnknown,
     ListingError,
@@ -47,12 +44,10 @@ from notifier.ingest import parse_listing, read_file
 from notifier.ingest.fetch import Fetched, Fetcher
 from notifier.ingest.hf import api_page_items, join_api_pages
 from notifier.match import (
-    MODES,
     CompiledInterest,
     Decision,
     PaperIndex,
     compile_interest,
-    default_params,
     match_interest,
     match_many,
     subscriber_matches,
@@ -72,7 +67,6 @@ from notifier.models import (
     Match,
     OutgoingMessage,
     Paper,
-    PaperData,
     StoredDigest,
     Subscriber,
 )
@@ -87,7 +81,6 @@ __all__ = [
     "COMPOSE_BATCH",
     "FEED_STATUSES",
     "ComposedDigest",
-    "DemoDay",
     "Matching",
     "RetryPolicy",
     "SendReport",
@@ -108,9 +101,6 @@ __all__ = [
     "preview_digests",
     "replay",
     "resolve_params",
-    "run_demo",
-    "run_eval",
-    "seed_papers",
     "send_pending",
     "worker_name",
 ]
@@ -1400,156 +1390,3 @@ def _matching_items(
                 best[match.paper] = match
     newest_first = sorted(best)[:limit]  # positions follow the pool's newest-first order
     return [_item(pool[i], f"{best[i].interest}: {best[i].reason}") for i in newest_first]
-
-
-# -- demo -------------------------------------------------------------------
-
-DEMO_SUBSCRIBERS = (
-    (
-        "ada@example.org",
-        "Ada Lovelace",
-        (
-            Interest(
-                "robot-learning",
-                "robot* OR manipulation",
-                "robots learning manipulation skills from demonstrations and videos",
-            ),
-            Interest(
-                "imitation", '"imitation learning" OR "behavior cloning" OR "behavioral cloning"'
-            ),
-        ),
-    ),
-    (
-        "grace@example.org",
-        "Grace Hopper",
-        (
-            Interest(
-                "llm-reasoning",
-                about="making large language models reason better on math and code, with chain "
-                "of thought or reinforcement learning",
-            ),
-            Interest("diffusion", "diffusion -robot -robotic", sensitivity="broad"),
-        ),
-    ),
-    (
-        "alan@example.org",
-        None,
-        (
-            Interest("offline-rl", '"offline reinforcement learning" OR "offline RL"'),
-            Interest(
-                "world-models",
-                about="world models: learning a model of the environment to plan or to train "
-                "agents inside it",
-            ),
-        ),
-    ),
-)
-
-
-def demo_seeds() -> list[tuple[str, bytes]]:
-    """Return the bundled listing snapshots, in order."""
-    folder = resources.files("notifier") / "demo" / "seeds"
-    entries = sorted((e for e in folder.iterdir() if e.name.endswith(".txt")), key=lambda e: e.name)
-    return [(e.name, e.read_bytes()) for e in entries]
-
-
-def seed_papers() -> list[Paper]:
-    """Return the distinct papers of the bundled snapshots (what the eval set judges)."""
-    seen: dict[str, PaperData] = {}
-    for name, data in demo_seeds():
-        for paper in parse_listing("snapshot", data, name, None).papers:
-            seen.setdefault(paper.key, paper)
-    epoch = datetime(2026, 1, 1, tzinfo=UTC)
-    return [
-        Paper(i, p.key, f"urn:notifier:{p.key}", p.title, p.abstract, "", epoch, epoch)
-        for i, p in enumerate(seen.values())
-    ]
-
-
-@dataclass(frozen=True)
-class EvalReport:
-    """Per track (description, query) and mode: metrics per interest, at the defaults and
-    with each interest's cut chosen on the others; and the tuning when one was asked for."""
-
-    results: dict[str, dict[str, dict[str, evaluation.Metrics]]]
-    held_out: dict[str, dict[str, dict[str, evaluation.Metrics]]]
-    tunings: dict[str, evaluation.Tuning]
-
-
-def run_eval(data_dir: Path, tune: bool = False, cache_dir: Path | None = None) -> EvalReport:
-    """Score the judged evaluation set with each mode's defaults (and tune them if asked)."""
-    embedder = shared_embedder("hybrid", cache_dir)
-    assert embedder is not None
-    papers = seed_papers()
-    results: dict[str, dict[str, dict[str, evaluation.Metrics]]] = {}
-    held_out: dict[str, dict[str, dict[str, evaluation.Metrics]]] = {}
-    tunings = {}
-    index = None
-    for track in evaluation.TRACKS:
-        evalset = evaluation.load_eval_set(data_dir, papers, track)
-        index = index or evaluation.build_index(evalset, embedder)
-        evalset = replace(
-            evalset,
-            interests=tuple(evaluation.with_vectors(i, embedder) for i in evalset.interests),
-        )
-        results[track] = {}
-        for mode in MODES:
-            params = default_params(mode)
-            if tune and track == "description":
-                tunings[mode] = evaluation.tune(evalset, index, mode, params)
-                params = tunings[mode].params
-            results[track][mode] = evaluation.evaluate(evalset, index, params)
-            if track == "description":
-                held_out.setdefault(track, {})[mode] = evaluation.cross_validate(
-                    evaluation.sweep(evalset, index, params)
-                )
-    return EvalReport(results, held_out, tunings)
-
-
-@dataclass
-class DemoReport:
-    """What the demo did, day by day."""
-
-    days: list[tuple[str, IngestSummary, list[ComposedDigest]]] = field(default_factory=list)
-    sent: int = 0
-    feeds: list[Path] = field(default_factory=list)
-
-
-def _fixed_clock(moment: datetime) -> Callable[[], datetime]:
-    """Return a clock stopped at moment (the demo replays past days)."""
-    return lambda: moment
-
-
-DemoDay = tuple[str, IngestSummary, list[ComposedDigest]]
-
-
-async def run_demo(
-    storage: Storage,
-    settings: Settings,
-    renderer: EmailRenderer,
-    outbox: Transport,
-    now: datetime,
-    *,
-    on_day: Callable[[DemoDay], None] | None = None,
-) -> DemoReport:
-    """Replay the bundled snapshots as consecutive days ending today, with three subscribers.
-
-    on_day hears of each day as soon as it is done (the command prints it then).
-    """
-    seeds = demo_seeds()
-    first_day = now - timedelta(days=len(seeds) - 1)
-    for email, name, interests in DEMO_SUBSCRIBERS:
-        # The day before: a first digest is due at the first slot after signing up.
-        storage.save_subscriber(email, name, interests, first_day - timedelta(days=1))
-    report = DemoReport()
-    for offset, (name, data) in enumerate(seeds):
-        day = first_day + timedelta(days=offset)
-        summary = ingest(storage, f"demo/{name}", data, day - timedelta(hours=1))
-        composed = compose_digests(storage, settings, day)
-        sent = await send_pending(storage, renderer, outbox, clock=_fixed_clock(day))
-        report.sent += sent.recorded
-        report.days.append((period_of(day), summary, composed))
-        if on_day is not None:
-            on_day(report.days[-1])
-    report.feeds = build_feeds(storage, settings, now)
-    return report
