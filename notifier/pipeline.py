@@ -71,7 +71,14 @@ from notifier.models import (
     Subscriber,
 )
 from notifier.render.email import EmailRenderer
-from notifier.render.feed import FeedItem, FeedMeta, build_feed, feed_url, private_feed_name
+from notifier.render.feed import (
+    FEED_STATUSES,
+    FeedItem,
+    FeedMeta,
+    build_feed,
+    feed_url,
+    private_feed_name,
+)
 from notifier.schedule import last_slot, resolve
 from notifier.settings import Settings, SourceConfig
 from notifier.sources import due_sources
@@ -109,8 +116,6 @@ log = logging.getLogger("notifier.pipeline")
 
 # How many of the newest papers topic and private feeds choose from.
 FEED_POOL = 1000
-# Subscribers whose private feed is kept (any other status removes it).
-FEED_STATUSES = frozenset({"active", "paused", "suspended"})
 
 
 # -- ingest -----------------------------------------------------------------
