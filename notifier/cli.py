@@ -6,20 +6,16 @@ import asyncio
 import contextlib
 import json
 import logging
-import multiprocessing
 import os
-import queue
 import shutil
 import signal
 import socket
 import sys
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
-from multiprocessing.context import ForkContext, SpawnContext
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -54,6 +50,7 @@ from notifier.match import compile_interest
 from notifier.matching import describe_volume, interest_volumes, matching_for
 from notifier.models import DigestContent, IngestSummary, Interest, Subscriber
 from notifier.papers import clean_text
+from notifier.pipeline.senders import send_from_settings, send_in_processes
 from notifier.render.email import subscriber_links
 from notifier.schedule import CADENCES, next_due, parse_send_time, parse_weekday, zone
 from notifier.settings import Settings, SourceConfig, load_settings, parse_duration
@@ -642,7 +639,7 @@ def send(context: Context, workers: int, as_json: bool) -> None:
     if workers == 1:
         report = _send_here(context, progress=not as_json)
     else:
-        report = _send_in_processes(context.config_file, workers)
+        report = send_in_processes(context.config_file, workers)
     _print_report(report, as_json)
 
 
@@ -652,122 +649,9 @@ def _send_here(context: Context, progress: bool) -> pipeline.SendReport:
     due = sum(
         n for status, n in storage.digest_counts().items() if status in ("pending", "unknown")
     )
-
-    async def run(advance: Callable[[], None]) -> pipeline.SendReport:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        return await pipeline.deliver(
-            storage,
-            make_renderer(settings),
-            make_transports(settings),
-            worker=pipeline.worker_name(),
-            clock=utc_now,
-            policy=pipeline.RetryPolicy.from_settings(settings),
-            limit=make_rate_limit(settings),
-            stop=stop,
-            on_progress=lambda _n: advance(),
-            journal_dir=settings.journal_dir,
-        )
-
+    sender = send_from_settings(settings, storage, utc_now)
     with _progress(due, "sending", enabled=progress) as advance:
-        return asyncio.run(run(advance))
-
-
-def _worker_process(config_file: Path | None, results: Any) -> None:
-    """Run one sending process (the target of `send --workers N`); always report back."""
-    context = Context(config_file)
-    try:
-        report = _send_here(context, progress=False)
-        # Only what the parent prints: counts, and the (few) addresses with a problem.
-        results.put(
-            (
-                "ok",
-                (
-                    report.recorded,
-                    report.failed,
-                    report.deferred,
-                    report.unknown,
-                    report.unconfirmed,
-                    report.suspended,
-                    report.recovered,
-                    report.taken_over,
-                ),
-            )
-        )
-    except NotifierError as e:
-        results.put(("error", str(e)))
-    except Exception as e:  # the parent must hear of it, or it would wait forever
-        results.put(("error", f"sending process {os.getpid()} failed: {type(e).__name__}: {e}"))
-    finally:
-        context.close()
-
-
-def _worker_starter() -> ForkContext | SpawnContext:
-    """Return how to start worker processes: fork when it is safe here, else spawn.
-
-    A forked worker starts at once with every module this process imported; a
-    spawned one imports them again (about a second of CPU per worker). Fork is
-    safe only in a process with no other thread (a lock held by another thread
-    would stay held in the child for ever) and where the platform has it.
-    """
-    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("spawn")
-
-
-def _send_in_processes(config_file: Path | None, workers: int) -> pipeline.SendReport:
-    """Run workers sending processes and add up what they did."""
-    starter = _worker_starter()
-    results = starter.Queue()
-    processes = [
-        starter.Process(target=_worker_process, args=(config_file, results), daemon=False)
-        for _ in range(workers)
-    ]
-    sys.stdout.flush()  # a forked child would print what is still buffered a second time
-    sys.stderr.flush()
-    for process in processes:
-        process.start()
-
-    def forward(signum: int, _frame: Any) -> None:
-        for process in processes:
-            if process.pid is not None and process.is_alive():
-                os.kill(process.pid, signum)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, forward)
-    total = pipeline.SendReport()
-    errors = []
-    pending = len(processes)
-    while pending:
-        try:
-            kind, value = results.get(timeout=1.0)
-        except queue.Empty:
-            # A process killed from outside (SIGKILL, out of memory) reports nothing.
-            dead = [p for p in processes if p.exitcode is not None]
-            if len(dead) >= len(processes) and results.empty():
-                errors += [f"sending process {p.pid} died (exit code {p.exitcode})" for p in dead]
-                break
-            continue
-        pending -= 1
-        if kind == "error":
-            errors.append(value)
-            continue
-        recorded, failed, deferred, unknown, unconfirmed, suspended, recovered, lost = value
-        total.recorded += recorded
-        total.taken_over += lost
-        total.unconfirmed += unconfirmed
-        total.recovered += recovered
-        total.failed += failed
-        total.deferred += deferred
-        total.unknown += unknown
-        total.suspended += suspended
-    for process in processes:
-        process.join()
-    if errors:
-        raise NotifierError(errors[0])
-    return total
+        return sender.send_until_signalled(on_progress=lambda _n: advance())
 
 
 def _print_report(report: pipeline.SendReport, as_json: bool) -> None:

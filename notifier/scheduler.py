@@ -30,6 +30,7 @@ from notifier.delivery import Transport
 from notifier.delivery.limits import RateLimit
 from notifier.errors import NotifierError
 from notifier.ingest.fetch import Fetcher
+from notifier.pipeline.senders import Sender
 from notifier.render.email import EmailRenderer
 from notifier.settings import Settings, SourceConfig
 from notifier.storage import Storage
@@ -216,17 +217,10 @@ class Daemon:
         """Send what is due, if anything is (no connection is opened for nothing)."""
         if not await asyncio.to_thread(self.storage.waiting_digests):
             return NOTHING_TO_SEND
-        report = await pipeline.deliver(
-            self.storage,
-            self.renderer,
-            self.transports(),
-            worker=pipeline.worker_name(),
-            clock=self.clock,
-            policy=pipeline.RetryPolicy.from_settings(self.settings),
-            limit=self.limit,
-            stop=self.stop,
-            journal_dir=self.settings.journal_dir,
+        sender = Sender(
+            self.settings, self.storage, self.renderer, self.transports, self.limit, self.clock
         )
+        report = await sender.send(self.stop)
         return pipeline.describe_report(report)
 
     async def _feeds(self) -> str:
