@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import shutil
 import signal
-import socket
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -38,7 +36,6 @@ from notifier.errors import (
     ListingError,
     NotifierError,
     QueryError,
-    ServerUnavailable,
     SubscriberError,
 )
 from notifier.eval_run import run_eval
@@ -50,6 +47,7 @@ from notifier.match import compile_interest
 from notifier.matching import describe_volume, interest_volumes, matching_for
 from notifier.models import DigestContent, IngestSummary, Interest, Subscriber
 from notifier.papers import clean_text
+from notifier.pipeline.cycle import Cycle
 from notifier.pipeline.senders import send_from_settings, send_in_processes
 from notifier.render.email import subscriber_links
 from notifier.schedule import CADENCES, next_due, parse_send_time, parse_weekday, zone
@@ -859,46 +857,36 @@ def run_once(context: Context) -> None:
     settings, storage = context.settings, context.storage
     if settings.smtp_url is None:
         make_transports(settings)  # the one-line error about the missing configuration
-    host = f"{socket.gethostname()}:{os.getpid()}"
-    run_id = storage.start_job("run-once", host, utc_now())
-    try:
-        errors, detail = _cycle_once(context)
-        storage.finish_job(run_id, "failed" if errors else "ok", detail, utc_now())
-    except BaseException as e:
-        # A cycle that dies is recorded as failed, never left "running" (issue 21).
-        detail = str(e) if isinstance(e, NotifierError) else f"unexpected {type(e).__name__}: {e}"
-        with contextlib.suppress(NotifierError):
-            storage.finish_job(run_id, "failed", detail, utc_now())
-        raise
+    errors = Cycle(settings, storage, context.fetcher, utc_now).run_once(_CycleOutput(settings))
     for error in errors:
         click.echo(f"notifier: error: {error}", err=True)
     if errors:
         sys.exit(1)
 
 
-def _cycle_once(context: Context) -> tuple[list[str], str]:
-    """Run one cycle for run-once, print what each step did; return the errors and a summary."""
-    settings, storage = context.settings, context.storage
-    summaries, errors = pipeline.ingest_due(storage, context.fetcher, settings, utc_now())
-    for summary in summaries:
+@dataclass
+class _CycleOutput:
+    """Print what each step of run-once did, as it is done."""
+
+    settings: Settings
+
+    def ingested(self, summary: IngestSummary) -> None:
+        """Print one line for a source polled."""
         click.echo(_summary_line(_summary_json(summary)))
-    outcomes = pipeline.compose_due(storage, settings, utc_now())
-    click.echo(f"composed: {pipeline.describe_outcomes(outcomes)}")
-    try:
-        report = _send_here(context, progress=False)
-    except ServerUnavailable as e:
-        errors.append(str(e))
-    else:
+
+    def composed(self, outcomes: Mapping[str, int]) -> None:
+        """Print how many digests of each outcome composing had."""
+        click.echo(f"composed: {pipeline.describe_outcomes(outcomes)}")
+
+    def sent(self, report: pipeline.SendReport) -> None:
+        """Print the send totals, and a warning per digest that will be retried."""
         click.echo(pipeline.describe_report(report))
-        errors += [
-            f"{email}: not delivered: {error}"
-            for email, error in report.failed + report.unconfirmed
-        ]
         for email, error in report.deferred + report.unknown:
             click.echo(f"notifier: warning: {email}: will retry: {error}", err=True)
-    written = pipeline.build_feeds(storage, settings, utc_now())
-    click.echo(f"wrote {len(written)} feed files to {settings.feeds_dir}/")
-    return errors, "; ".join(errors) or f"composed {pipeline.describe_outcomes(outcomes)}"
+
+    def wrote_feeds(self, written: Sequence[Path]) -> None:
+        """Print how many feed files were written."""
+        click.echo(f"wrote {len(written)} feed files to {self.settings.feeds_dir}/")
 
 
 @cli.command()
