@@ -118,9 +118,6 @@ def attach_vectors(
     ]
 
 
-# Subscribers composed per transaction: large enough that the per-batch queries
-
-
 def candidate_window(settings: Settings) -> timedelta:
     """Return how far back composing looks for papers not yet offered.
 
