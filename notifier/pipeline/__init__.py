@@ -1,8 +1,10 @@
 """The flows, one module each: ingest, compose, send, feeds, and the cycle that runs them.
 
 Every function takes its I/O objects and `now`; the CLI and the scheduler call
-these. Matching (notifier.matching) and source health (notifier.sources) are
-services the flows use; the names re-exported here are what callers reach as
+these. senders.py runs send as the settings configure it (here or in worker
+processes); cycle.py holds the steps run-once and the daemon share. Matching
+(notifier.matching) and source health (notifier.sources) are services the
+flows use. The names re-exported here are what callers reach as
 `pipeline.<name>`.
 """
 
