@@ -24,6 +24,7 @@ from checkouts import run_child
 from synthetic import embed_interests, listing, populate
 
 from notifier import pipeline
+from notifier.matching import paper_index
 from notifier.settings import load_settings
 from notifier.storage import Storage
 
@@ -82,7 +83,7 @@ def main() -> None:
         pipeline.ingest(storage, "daily", listing(args.papers, seed=1), NOW - timedelta(minutes=5))
         # Embed the papers now: that is a fixed ~13 s per run (bench/daily_cycle.py counts
         # it); here only the per-subscriber work is timed.
-        pipeline.paper_index(storage, matching, storage.latest_papers(args.papers))
+        paper_index(storage, matching, storage.latest_papers(args.papers))
         storage.close()
         print(
             f"set-up: {args.subscribers:,} subscribers x 3 interests, {args.papers} papers "

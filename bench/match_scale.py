@@ -23,6 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from notifier.demo import seed_papers
 from notifier.embedding import shared_embedder
 from notifier.match import (
     CompiledInterest,
@@ -33,7 +34,6 @@ from notifier.match import (
     match_many,
 )
 from notifier.papers import embedding_input
-from notifier.pipeline import seed_papers
 from notifier.terms import words
 
 SHOWN_PER_SUBSCRIBER = 30

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from notifier import pipeline
+from notifier.matching import Matching, compile_interests
 from notifier.models import Interest
 from notifier.storage import Storage
 
@@ -87,10 +88,10 @@ def populate(storage: Storage, count: int, now: datetime, seed: int = 0) -> None
     storage.add_subscribers(list(subscribers(count, seed)), now)
 
 
-def embed_interests(storage: Storage, matching: pipeline.Matching) -> None:
+def embed_interests(storage: Storage, matching: Matching) -> None:
     """Compute and store every stored interest's embeddings (what a first day leaves)."""
     if matching.embedder is None:
         return
     for batch in storage.subscriber_batches(pipeline.COMPOSE_BATCH):
         interests = [i for s in batch for i in s.interests]
-        pipeline.compile_interests(storage, matching, interests)
+        compile_interests(storage, matching, interests)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import tempfile
@@ -164,7 +165,8 @@ def make_fetcher(settings: Settings) -> Fetcher:
 
 def make_web_context(settings: Settings, storage: Storage) -> WebContext:
     """Build what the web app needs: signers, templates, the notice mailer and limits."""
-    from notifier.pipeline import matching_for
+    from notifier.matching import matching_for
+    from notifier.pipeline import build_private_feed
     from notifier.web.context import WebContext
     from notifier.web.security import ClientLimiter
 
@@ -189,4 +191,5 @@ def make_web_context(settings: Settings, storage: Storage) -> WebContext:
         signups=ClientLimiter(settings.signups_per_client, window=3600),
         previews=ClientLimiter(120, window=60),
         matching_factory=lambda: matching_for(settings),
+        write_private_feed=functools.partial(build_private_feed, storage, settings),
     )

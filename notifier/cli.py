@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import multiprocessing
 import os
-import queue
 import shutil
 import signal
-import socket
 import sys
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from multiprocessing.context import ForkContext, SpawnContext
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -35,23 +29,28 @@ from notifier.app import (
     make_transports,
     open_storage,
 )
+from notifier.demo import DemoDay, run_demo
 from notifier.errors import (
     ConfigError,
     InvalidInput,
     ListingError,
     NotifierError,
     QueryError,
-    ServerUnavailable,
     SubscriberError,
 )
+from notifier.eval_run import run_eval
 from notifier.evaluate import Metrics
 from notifier.evaluate import mean as mean_metrics
 from notifier.ingest import KINDS, expand_paths, guess_kind, read_file
 from notifier.ingest.fetch import Fetcher
+from notifier.matching import describe_volume, interest_volumes, matching_for
 from notifier.models import DigestContent, IngestSummary, Interest, Subscriber
+from notifier.pipeline.cycle import Cycle
+from notifier.pipeline.senders import send_from_settings, send_in_processes
 from notifier.render.email import subscriber_links
 from notifier.schedule import CADENCES, next_due
 from notifier.settings import Settings, SourceConfig, load_settings, parse_duration
+from notifier.sources import source_report
 from notifier.storage import Storage
 
 
@@ -593,7 +592,7 @@ def send(context: Context, workers: int, as_json: bool) -> None:
     if workers == 1:
         report = _send_here(context, progress=not as_json)
     else:
-        report = _send_in_processes(context.config_file, workers)
+        report = send_in_processes(context.config_file, workers)
     _print_report(report, as_json)
 
 
@@ -603,122 +602,9 @@ def _send_here(context: Context, progress: bool) -> pipeline.SendReport:
     due = sum(
         n for status, n in storage.digest_counts().items() if status in ("pending", "unknown")
     )
-
-    async def run(advance: Callable[[], None]) -> pipeline.SendReport:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        return await pipeline.deliver(
-            storage,
-            make_renderer(settings),
-            make_transports(settings),
-            worker=pipeline.worker_name(),
-            clock=utc_now,
-            policy=pipeline.RetryPolicy.from_settings(settings),
-            limit=make_rate_limit(settings),
-            stop=stop,
-            on_progress=lambda _n: advance(),
-            journal_dir=settings.journal_dir,
-        )
-
+    sender = send_from_settings(settings, storage, utc_now)
     with _progress(due, "sending", enabled=progress) as advance:
-        return asyncio.run(run(advance))
-
-
-def _worker_process(config_file: Path | None, results: Any) -> None:
-    """Run one sending process (the target of `send --workers N`); always report back."""
-    context = Context(config_file)
-    try:
-        report = _send_here(context, progress=False)
-        # Only what the parent prints: counts, and the (few) addresses with a problem.
-        results.put(
-            (
-                "ok",
-                (
-                    report.recorded,
-                    report.failed,
-                    report.deferred,
-                    report.unknown,
-                    report.unconfirmed,
-                    report.suspended,
-                    report.recovered,
-                    report.taken_over,
-                ),
-            )
-        )
-    except NotifierError as e:
-        results.put(("error", str(e)))
-    except Exception as e:  # the parent must hear of it, or it would wait forever
-        results.put(("error", f"sending process {os.getpid()} failed: {type(e).__name__}: {e}"))
-    finally:
-        context.close()
-
-
-def _worker_starter() -> ForkContext | SpawnContext:
-    """Return how to start worker processes: fork when it is safe here, else spawn.
-
-    A forked worker starts at once with every module this process imported; a
-    spawned one imports them again (about a second of CPU per worker). Fork is
-    safe only in a process with no other thread (a lock held by another thread
-    would stay held in the child for ever) and where the platform has it.
-    """
-    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("spawn")
-
-
-def _send_in_processes(config_file: Path | None, workers: int) -> pipeline.SendReport:
-    """Run workers sending processes and add up what they did."""
-    starter = _worker_starter()
-    results = starter.Queue()
-    processes = [
-        starter.Process(target=_worker_process, args=(config_file, results), daemon=False)
-        for _ in range(workers)
-    ]
-    sys.stdout.flush()  # a forked child would print what is still buffered a second time
-    sys.stderr.flush()
-    for process in processes:
-        process.start()
-
-    def forward(signum: int, _frame: Any) -> None:
-        for process in processes:
-            if process.pid is not None and process.is_alive():
-                os.kill(process.pid, signum)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, forward)
-    total = pipeline.SendReport()
-    errors = []
-    pending = len(processes)
-    while pending:
-        try:
-            kind, value = results.get(timeout=1.0)
-        except queue.Empty:
-            # A process killed from outside (SIGKILL, out of memory) reports nothing.
-            dead = [p for p in processes if p.exitcode is not None]
-            if len(dead) >= len(processes) and results.empty():
-                errors += [f"sending process {p.pid} died (exit code {p.exitcode})" for p in dead]
-                break
-            continue
-        pending -= 1
-        if kind == "error":
-            errors.append(value)
-            continue
-        recorded, failed, deferred, unknown, unconfirmed, suspended, recovered, lost = value
-        total.recorded += recorded
-        total.taken_over += lost
-        total.unconfirmed += unconfirmed
-        total.recovered += recovered
-        total.failed += failed
-        total.deferred += deferred
-        total.unknown += unknown
-        total.suspended += suspended
-    for process in processes:
-        process.join()
-    if errors:
-        raise NotifierError(errors[0])
-    return total
+        return sender.send_until_signalled(on_progress=lambda _n: advance())
 
 
 def _print_report(report: pipeline.SendReport, as_json: bool) -> None:
@@ -816,14 +702,12 @@ def status(context: Context, email: str | None) -> None:
         elif subscriber.status == "suspended":
             click.echo("  suspended after repeated hard bounces: check the address, then --resume")
         try:
-            volumes, failing = pipeline.interest_volumes(
-                storage, context.settings, subscriber, utc_now()
-            )
+            volumes, failing = interest_volumes(storage, context.settings, subscriber, utc_now())
         except Exception as e:  # "why so few" is an extra: the history still prints
             click.echo(f"  (cannot say what each interest finds now: {e})")
             volumes, failing = [], []
         for found in volumes:
-            click.echo(f"  interest {found.interest!r}: {pipeline.describe_volume(found)}")
+            click.echo(f"  interest {found.interest!r}: {describe_volume(found)}")
         if failing:
             click.echo(f"  sources failing, so fewer papers than usual: {', '.join(failing)}")
         history = storage.digest_history(subscriber.id, limit=10)
@@ -843,7 +727,7 @@ def status(context: Context, email: str | None) -> None:
         else:
             detail = run.error or run.reason or ""
         click.echo(f"  #{run.id} {when}  {run.status:<6} {run.source}: {detail}")
-    report = pipeline.source_report(context.settings, storage.sources_health(), utc_now())
+    report = source_report(context.settings, storage.sources_health(), utc_now())
     for row in (r for r in report if r["failing"]):
         click.echo(
             f"source FAILING: {row['name']}: {row['consecutive_failures']} failures in a row: "
@@ -928,46 +812,36 @@ def run_once(context: Context) -> None:
     settings, storage = context.settings, context.storage
     if settings.smtp_url is None:
         make_transports(settings)  # the one-line error about the missing configuration
-    host = f"{socket.gethostname()}:{os.getpid()}"
-    run_id = storage.start_job("run-once", host, utc_now())
-    try:
-        errors, detail = _cycle_once(context)
-        storage.finish_job(run_id, "failed" if errors else "ok", detail, utc_now())
-    except BaseException as e:
-        # A cycle that dies is recorded as failed, never left "running" (issue 21).
-        detail = str(e) if isinstance(e, NotifierError) else f"unexpected {type(e).__name__}: {e}"
-        with contextlib.suppress(NotifierError):
-            storage.finish_job(run_id, "failed", detail, utc_now())
-        raise
+    errors = Cycle(settings, storage, context.fetcher, utc_now).run_once(_CycleOutput(settings))
     for error in errors:
         click.echo(f"notifier: error: {error}", err=True)
     if errors:
         sys.exit(1)
 
 
-def _cycle_once(context: Context) -> tuple[list[str], str]:
-    """Run one cycle for run-once, print what each step did; return the errors and a summary."""
-    settings, storage = context.settings, context.storage
-    summaries, errors = pipeline.ingest_due(storage, context.fetcher, settings, utc_now())
-    for summary in summaries:
+@dataclass
+class _CycleOutput:
+    """Print what each step of run-once did, as it is done."""
+
+    settings: Settings
+
+    def ingested(self, summary: IngestSummary) -> None:
+        """Print one line for a source polled."""
         click.echo(_summary_line(_summary_json(summary)))
-    outcomes = pipeline.compose_due(storage, settings, utc_now())
-    click.echo(f"composed: {pipeline.describe_outcomes(outcomes)}")
-    try:
-        report = _send_here(context, progress=False)
-    except ServerUnavailable as e:
-        errors.append(str(e))
-    else:
+
+    def composed(self, outcomes: Mapping[str, int]) -> None:
+        """Print how many digests of each outcome composing had."""
+        click.echo(f"composed: {pipeline.describe_outcomes(outcomes)}")
+
+    def sent(self, report: pipeline.SendReport) -> None:
+        """Print the send totals, and a warning per digest that will be retried."""
         click.echo(pipeline.describe_report(report))
-        errors += [
-            f"{email}: not delivered: {error}"
-            for email, error in report.failed + report.unconfirmed
-        ]
         for email, error in report.deferred + report.unknown:
             click.echo(f"notifier: warning: {email}: will retry: {error}", err=True)
-    written = pipeline.build_feeds(storage, settings, utc_now())
-    click.echo(f"wrote {len(written)} feed files to {settings.feeds_dir}/")
-    return errors, "; ".join(errors) or f"composed {pipeline.describe_outcomes(outcomes)}"
+
+    def wrote_feeds(self, written: Sequence[Path]) -> None:
+        """Print how many feed files were written."""
+        click.echo(f"wrote {len(written)} feed files to {self.settings.feeds_dir}/")
 
 
 @cli.command()
@@ -1127,7 +1001,7 @@ def evaluate_matching(context: Context, data_dir: Path, tune: bool) -> None:
     their default settings (or, with --tune, at the settings found best), then
     the macro figures with each interest's cut chosen on the other interests.
     """
-    report = pipeline.run_eval(data_dir, tune=tune, cache_dir=context.settings.cache_dir)
+    report = run_eval(data_dir, tune=tune, cache_dir=context.settings.cache_dir)
     for track, by_mode in report.results.items():
         modes = list(by_mode)
         click.echo(f"\n{track} alone ({len(by_mode[modes[0]])} interests)")
@@ -1172,7 +1046,7 @@ def sources(context: Context, as_json: bool) -> None:
     failing failure_alert_after times in a row is flagged FAILING.
     """
     settings, storage = context.settings, context.storage
-    for row in pipeline.source_report(settings, storage.sources_health(), utc_now()):
+    for row in source_report(settings, storage.sources_health(), utc_now()):
         if as_json:
             click.echo(json.dumps(row, default=str))
             continue
@@ -1227,9 +1101,9 @@ def demo(context: Context, reset: bool) -> None:
     # Said before the wait, not after it: the first run on a machine prepares the
     # embedding model, which takes a while (issue 21).
     click.echo("preparing the matching model (the first time on a machine takes longest)...")
-    pipeline.matching_for(settings)
+    matching_for(settings)
 
-    def day_done(day: pipeline.DemoDay) -> None:
+    def day_done(day: DemoDay) -> None:
         period, summary, composed = day
         got = ", ".join(
             f"{c.subscriber.email.split('@')[0]} {len(c.content.papers) if c.content else 0}"
@@ -1241,7 +1115,7 @@ def demo(context: Context, reset: bool) -> None:
         )
 
     report = asyncio.run(
-        pipeline.run_demo(
+        run_demo(
             storage,
             settings,
             make_renderer(settings),

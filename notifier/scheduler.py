@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,6 +28,8 @@ from notifier.delivery import Transport
 from notifier.delivery.limits import RateLimit
 from notifier.errors import NotifierError
 from notifier.ingest.fetch import Fetcher
+from notifier.pipeline.cycle import Cycle, JobRun, failure_detail, job_host
+from notifier.pipeline.senders import Sender
 from notifier.render.email import EmailRenderer
 from notifier.settings import Settings, SourceConfig
 from notifier.storage import Storage
@@ -52,9 +52,17 @@ class Daemon:
     limit: RateLimit | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
-    host: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    host: str = field(default_factory=job_host)
     _running: set[asyncio.Task[Any]] = field(default_factory=set)
     _scheduler: AsyncIOScheduler | None = None
+    # The steps its jobs run: the same as run-once's, each on its own interval.
+    cycle: Cycle = field(init=False)
+
+    def __post_init__(self) -> None:
+        sender = Sender(
+            self.settings, self.storage, self.renderer, self.transports, self.limit, self.clock
+        )
+        self.cycle = Cycle(self.settings, self.storage, self.fetcher, self.clock, sender)
 
     async def serve(self) -> None:
         """Wait to lead, run the jobs, and on stop finish what is running and let go."""
@@ -166,16 +174,14 @@ class Daemon:
     ) -> None:
         """Record the start of a job, run it, record how it ended and log it."""
         started = time.perf_counter()
-        run_id = await asyncio.to_thread(self.storage.start_job, name, self.host, self.clock())
+        job = await asyncio.to_thread(JobRun.start, self.storage, name, self.host, self.clock)
         status, detail = "ok", ""
         try:
             detail = await work(*args)
-        except NotifierError as e:
-            status, detail = "failed", str(e)
         except Exception as e:  # a job must never take the daemon down; the next run retries
-            status, detail = "failed", f"unexpected {type(e).__name__}: {e}"
+            status, detail = "failed", failure_detail(e)
         with contextlib.suppress(NotifierError):
-            await asyncio.to_thread(self.storage.finish_job, run_id, status, detail, self.clock())
+            await asyncio.to_thread(job.finish, status, detail)
         line = f"{name}: {status} in {time.perf_counter() - started:.1f} s: {detail}"
         if status != "ok":
             log.error(line)
@@ -186,9 +192,7 @@ class Daemon:
 
     async def _ingest(self, source: SourceConfig) -> str:
         """Poll one source (its job runs on the source's interval); after news, rebuild feeds."""
-        summary = await asyncio.to_thread(
-            pipeline.ingest_source, self.storage, self.fetcher, source, self.clock()
-        )
+        summary = await asyncio.to_thread(self.cycle.ingest_source, source)
         if (summary.new or summary.updated) and self._scheduler is not None:
             self._scheduler.add_job(
                 self._job,
@@ -201,14 +205,7 @@ class Daemon:
 
     async def _compose(self) -> str:
         """Compose the digests that are due; report outcomes and the health of the service."""
-        outcomes = await asyncio.to_thread(
-            pipeline.compose_due,
-            self.storage,
-            self.settings,
-            self.clock(),
-            None,
-            self.stop.is_set,
-        )
+        outcomes = await asyncio.to_thread(self.cycle.compose, self.stop.is_set)
         waiting = await asyncio.to_thread(self.storage.waiting_digests)
         return f"{pipeline.describe_outcomes(outcomes)}; {waiting} digest(s) waiting to be sent"
 
@@ -216,22 +213,10 @@ class Daemon:
         """Send what is due, if anything is (no connection is opened for nothing)."""
         if not await asyncio.to_thread(self.storage.waiting_digests):
             return NOTHING_TO_SEND
-        report = await pipeline.deliver(
-            self.storage,
-            self.renderer,
-            self.transports(),
-            worker=pipeline.worker_name(),
-            clock=self.clock,
-            policy=pipeline.RetryPolicy.from_settings(self.settings),
-            limit=self.limit,
-            stop=self.stop,
-            journal_dir=self.settings.journal_dir,
-        )
+        report = await self.cycle.send(self.stop)
         return pipeline.describe_report(report)
 
     async def _feeds(self) -> str:
         """Rebuild every feed file."""
-        written = await asyncio.to_thread(
-            pipeline.build_feeds, self.storage, self.settings, self.clock()
-        )
+        written = await asyncio.to_thread(self.cycle.write_feeds)
         return f"wrote {len(written)} feed files"

@@ -12,7 +12,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from notifier.cli import _worker_starter, cli
+from notifier.cli import cli
+from notifier.pipeline.senders import _worker_starter
 from notifier.settings import load_settings
 from tests.conftest import SEED_FILES, Cli
 

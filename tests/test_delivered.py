@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from notifier import pipeline
+from notifier.demo import seed_papers
 from notifier.match import (
     IndexedPaper,
     PaperIndex,
@@ -108,7 +109,7 @@ def test_an_author_query_finds_the_authors_paper_in_every_mode(
 
 
 def test_a_description_folds_plurals_and_never_quotes_filler() -> None:
-    papers = pipeline.seed_papers()
+    papers = seed_papers()
     index = PaperIndex([IndexedPaper(p.id, p.title, p.abstract) for p in papers])
     about = "making world model approaches better"
     interest = compile_interest("w", None, about)

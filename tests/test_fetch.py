@@ -31,6 +31,7 @@ from notifier import __version__, pipeline
 from notifier.errors import ListingError
 from notifier.ingest.fetch import Fetcher, HostPacer
 from notifier.settings import Settings, SourceConfig
+from notifier.sources import source_report
 from notifier.storage import Storage
 from tests.conftest import NOW, Cli
 
@@ -719,7 +720,7 @@ def test_a_failing_source_is_counted_flagged_and_reset(
         assert state is not None
         assert (state.last_status, state.last_error) == ("failed", expected)
         assert state.consecutive_failures == failures
-        [row] = pipeline.source_report(settings, storage.sources_health(), NOW)
+        [row] = source_report(settings, storage.sources_health(), NOW)
         assert (row["consecutive_failures"], row["failing"]) == (failures, failures >= 2)
     assert len(server.seen(HF_PATH)) == 6
     assert storage.count_papers() == 0
@@ -737,7 +738,7 @@ def test_a_failing_source_is_counted_flagged_and_reset(
     state = storage.source_state("hf")
     assert state is not None
     assert (state.last_status, state.consecutive_failures, state.last_error) == ("ok", 0, None)
-    [row] = pipeline.source_report(settings, storage.sources_health(), NOW)
+    [row] = source_report(settings, storage.sources_health(), NOW)
     assert row["failing"] is False
     assert "FAILING" not in run("status").stdout
     assert "FAILING" not in run("sources").stdout

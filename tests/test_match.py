@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from notifier.demo import seed_papers
 from notifier.embedding import shared_embedder
 from notifier.errors import QueryError
 from notifier.evaluate import with_vectors
@@ -20,7 +21,6 @@ from notifier.match import (
     match_many,
     subscriber_matches,
 )
-from notifier.pipeline import seed_papers
 from notifier.query import Term, parse_query
 from notifier.terms import words
 

@@ -17,6 +17,7 @@ from notifier.embedding import (
     Vectors,
     shared_embedder,
 )
+from notifier.eval_run import run_eval
 from notifier.evaluate import mean
 from notifier.match import default_params
 from notifier.models import Interest
@@ -142,7 +143,7 @@ def test_paper_and_interest_embeddings_are_computed_once(
 
 
 def test_the_eval_backs_the_default_settings() -> None:
-    report = pipeline.run_eval(EVAL)
+    report = run_eval(EVAL)
     described = {mode: mean(r) for mode, r in report.results["description"].items()}
     held_out = {mode: mean(r) for mode, r in report.held_out["description"].items()}
     # The figures docs/matching.md reports; the default is the best of the three,

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import uvicorn
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
-from notifier import pipeline
+from notifier import demo
 from notifier.app import make_outbox, make_renderer, make_web_context
 from notifier.settings import Settings, load_settings
 from notifier.storage import Storage
@@ -131,7 +131,7 @@ def fill_demo(server: Server) -> None:
     settings, storage = server.settings, server.storage
     outbox = make_outbox(settings)
     asyncio.run(
-        pipeline.run_demo(storage, settings, make_renderer(settings), outbox, datetime.now(UTC))
+        demo.run_demo(storage, settings, make_renderer(settings), outbox, datetime.now(UTC))
     )
 
 

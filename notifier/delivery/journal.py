@@ -2,7 +2,7 @@
 
 A sending run appends one line per message the server accepted to its own file
 under state_dir/journal/ before it goes on to the next message; the database
-learns of them in group commits (pipeline._Marks), dozens of messages each
+learns of them in group commits (pipeline/send.py, _Marks), dozens of messages each
 instead of one transaction per message (0.19 ms on SQLite, 0.6 ms on
 PostgreSQL). A sender killed between the two leaves its file behind, and the
 next run on this machine applies it (recover), so a message that was accepted

@@ -7,7 +7,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from notifier.delivery.files import write_atomic
+from notifier.files import write_atomic
 from notifier.models import OutgoingMessage
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

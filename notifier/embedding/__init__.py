@@ -31,8 +31,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from notifier.delivery.files import write_atomic
 from notifier.errors import NotifierError
+from notifier.files import write_atomic
 from notifier.settings import user_cache_dir
 
 Vectors = npt.NDArray[np.float32]

@@ -137,7 +137,7 @@ class EmailRenderer:
 
         # A paper's block (its "why" included) depends only on the frozen paper, so
         # every subscriber shown the same paper for the same reason shares it: the
-        # same interest text gives the same reason (pipeline._ComposeRun). Kept as
+        # same interest text gives the same reason (pipeline/compose.py, _ComposeRun). Kept as
         # message-ready bytes. Bounded, so a long-running sender does not grow.
         @functools.lru_cache(maxsize=blocks)
         def paper_blocks(paper: DigestPaper) -> tuple[Chunk, Chunk]:

@@ -11,6 +11,9 @@ from feedgen.feed import FeedGenerator
 
 from notifier.papers import clean_text, http_url
 
+# Subscribers whose private feed is kept (any other status removes it).
+FEED_STATUSES = frozenset({"active", "paused", "suspended"})
+
 
 def feed_url(base_url: str, name: str) -> str:
     """Return where the feed called name is published, without its .rss/.atom suffix."""

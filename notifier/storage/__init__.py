@@ -8,19 +8,6 @@ the engine, the transactions and the migrations.
 
 from __future__ import annotations
 
-from notifier.errors import StaleDiff
-from notifier.models import (
-    DigestOutcome,
-    DigestRecord,
-    IngestRun,
-    JobRun,
-    MetricsFigures,
-    NewDigest,
-    Payload,
-    ScheduleKey,
-    Shard,
-    SourceState,
-)
 from notifier.storage.base import (
     LEADER_LOCK,
     MIGRATION_LOCK,
@@ -35,8 +22,6 @@ from notifier.storage.sending import SendingMixin
 from notifier.storage.signup import SignupMixin
 from notifier.storage.subscribers import SCHEDULE_COLUMNS, SubscribersMixin
 
-# The record types live in notifier.models and StaleDiff in notifier.errors; they
-# are importable from here too, as they were when this package defined them.
 __all__ = [
     "LATENCY_SCAN",
     "LEADER_LOCK",
@@ -44,17 +29,6 @@ __all__ = [
     "MIGRATION_LOCK",
     "SCHEDULE_COLUMNS",
     "SCHEMA_HEAD",
-    "DigestOutcome",
-    "DigestRecord",
-    "IngestRun",
-    "JobRun",
-    "MetricsFigures",
-    "NewDigest",
-    "Payload",
-    "ScheduleKey",
-    "Shard",
-    "SourceState",
-    "StaleDiff",
     "Storage",
     "StorageBase",
 ]

@@ -38,8 +38,8 @@ from notifier import models, validation
 from notifier.errors import InvalidInput
 from notifier.match import SENSITIVITIES
 from notifier.models import DigestOutcome, DigestRecord, IngestRun, JobRun
-from notifier.pipeline import source_report
 from notifier.schedule import CADENCES
+from notifier.sources import source_report
 from notifier.storage import Storage
 from notifier.web.context import WebContext
 from notifier.web.feeds import remove_private_feed

@@ -8,12 +8,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jinja2 import Environment
 
 from notifier.errors import NotifierError
-from notifier.models import OutgoingMessage
+from notifier.models import OutgoingMessage, Subscriber
 from notifier.render.email import NoticeRenderer
 from notifier.settings import Settings
 from notifier.storage import Storage
@@ -21,7 +22,7 @@ from notifier.tokens import LinkTokens
 from notifier.web.security import ClientLimiter
 
 if TYPE_CHECKING:
-    from notifier.pipeline import Matching
+    from notifier.matching import Matching
 
 log = logging.getLogger("notifier.web")
 
@@ -44,6 +45,8 @@ class WebContext:
     # measured 25-29 s on a loaded machine), so the server starts it in the
     # background (start_preparing) and the preview says so while it runs.
     matching_factory: Callable[[], Matching]
+    # Writes one subscriber's private feed now, with this matching; returns the files.
+    write_private_feed: Callable[[Subscriber, datetime, Matching], list[Path]]
     _matching: Matching | None = field(default=None, init=False)
     _preparing: threading.Lock = field(default_factory=threading.Lock, init=False)
     _ready: threading.Event = field(default_factory=threading.Event, init=False)

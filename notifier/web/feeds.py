@@ -19,10 +19,9 @@ from xml.etree import ElementTree as ET
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from notifier import pipeline
 from notifier.errors import NotifierError
 from notifier.papers import clean_text
-from notifier.render.feed import private_feed_name
+from notifier.render.feed import FEED_STATUSES, private_feed_name
 from notifier.web.context import WebContext
 
 log = logging.getLogger("notifier.web")
@@ -164,18 +163,14 @@ class PrivateFeeds:
         if not self._behind(feed_token):
             return
         subscriber = self.storage.subscriber_by_feed_token(feed_token)
-        if subscriber is None or subscriber.status not in pipeline.FEED_STATUSES:
+        if subscriber is None or subscriber.status not in FEED_STATUSES:
             return
         with self._building:
             if not self._behind(feed_token):
                 return
             try:
-                pipeline.build_private_feed(
-                    self.storage,
-                    self.context.settings,
-                    subscriber,
-                    self.context.clock(),
-                    self.context.matching,
+                self.context.write_private_feed(
+                    subscriber, self.context.clock(), self.context.matching
                 )
             except NotifierError as e:
                 # The file as it is (or a 404) beats an error page for a feed reader.

@@ -24,9 +24,9 @@ from starlette.datastructures import FormData
 
 from notifier.errors import DeliveryError, NotifierError, QueryError
 from notifier.match import match_interest
+from notifier.matching import compile_interests, describe_volume, interest_volumes, paper_index
 from notifier.models import Subscriber
 from notifier.papers import http_url
-from notifier.pipeline import compile_interests, describe_volume, interest_volumes, paper_index
 from notifier.render import default_templates_dir
 from notifier.render.feed import feed_url, private_feed_name
 from notifier.schedule import CADENCES, WEEKDAYS, next_due, resolve

@@ -1,0 +1,174 @@
+"""Feeds: the all-papers, topic and private subscriber feeds, written as RSS and Atom files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from notifier.errors import QueryError
+from notifier.files import write_atomic
+from notifier.match import CompiledInterest, PaperIndex, match_interest
+from notifier.matching import Matching, compile_interests, matching_for, paper_index
+from notifier.models import Interest, Match, Paper, Subscriber
+from notifier.render.feed import (
+    FEED_STATUSES,
+    FeedItem,
+    FeedMeta,
+    build_feed,
+    feed_url,
+    private_feed_name,
+)
+from notifier.settings import Settings
+from notifier.storage import Storage
+
+# How many of the newest papers topic and private feeds choose from.
+FEED_POOL = 1000
+
+
+def build_feeds(
+    storage: Storage, settings: Settings, now: datetime, matching: Matching | None = None
+) -> list[Path]:
+    """Write the all-papers, topic and private subscriber feeds; return the files written."""
+    matching = matching or matching_for(settings)
+    pool = storage.latest_papers(FEED_POOL)
+    index = paper_index(storage, matching, pool)
+    root = settings.feeds_dir
+    written = _write_feed(
+        root,
+        "all",
+        _meta(settings, "all", "notifier: all new papers", "Every new paper notifier has seen."),
+        [_item(p, "") for p in pool[: settings.feed_items]],
+        now,
+    )
+    for topic in settings.topics:
+        interest = Interest(topic.name, topic.query, topic.about, topic.sensitivity)
+        name = f"topics/{topic.slug}"
+        written += _write_feed(
+            root,
+            name,
+            _meta(settings, name, f"notifier: {topic.name}", f"New papers on {topic.name}."),
+            _matching_items(
+                index,
+                pool,
+                compile_interests(storage, matching, [interest]),
+                matching,
+                settings.feed_items,
+            ),
+            now,
+        )
+    keep = set()
+    # A paused or suspended subscriber stops getting email, not their feed.
+    for subscriber in (s for s in storage.subscribers() if s.status in FEED_STATUSES):
+        keep.add(subscriber.feed_token)
+        written += _write_private_feed(
+            storage, settings, subscriber, matching=matching, pool=pool, index=index, now=now
+        )
+    # A subscriber who left must not keep a live private feed. Dot files are the
+    # temporary files of a concurrent run (two run-once at once) mid-write.
+    for stale in (root / "subscribers").glob("[!.]*.*"):
+        if stale.stem not in keep:
+            stale.unlink(missing_ok=True)
+    return written
+
+
+def build_private_feed(
+    storage: Storage,
+    settings: Settings,
+    subscriber: Subscriber,
+    now: datetime,
+    matching: Matching | None = None,
+) -> list[Path]:
+    """Write one subscriber's private feed now; return the files written.
+
+    The web side calls it when a feed is asked for before the next build_feeds
+    (right after confirming) or has fallen behind the papers stored.
+    """
+    matching = matching or matching_for(settings)
+    pool = storage.latest_papers(FEED_POOL)
+    index = paper_index(storage, matching, pool)
+    return _write_private_feed(
+        storage, settings, subscriber, matching=matching, pool=pool, index=index, now=now
+    )
+
+
+def _write_private_feed(
+    storage: Storage,
+    settings: Settings,
+    subscriber: Subscriber,
+    *,
+    matching: Matching,
+    pool: Sequence[Paper],
+    index: PaperIndex,
+    now: datetime,
+) -> list[Path]:
+    """Write the private feed of one subscriber from an indexed pool of papers."""
+    try:
+        interests = compile_interests(storage, matching, subscriber.interests)
+    except QueryError:
+        interests = []
+    title = f"notifier: papers for {subscriber.name or subscriber.email}"
+    name = private_feed_name(subscriber.feed_token)
+    return _write_feed(
+        settings.feeds_dir,
+        name,
+        _meta(settings, name, title, "New papers matching your interests."),
+        _matching_items(index, pool, interests, matching, settings.feed_items),
+        now,
+    )
+
+
+def _write_feed(
+    root: Path, name: str, meta: FeedMeta, items: Sequence[FeedItem], now: datetime
+) -> list[Path]:
+    """Write the RSS and Atom files of one feed atomically; return their paths."""
+    rss, atom = build_feed(meta, items, empty_date=now)
+    written = []
+    for suffix, data in ((".rss", rss), (".atom", atom)):
+        path = root / f"{name}{suffix}"
+        write_atomic(path, data)
+        written.append(path)
+    return written
+
+
+def _meta(settings: Settings, name: str, title: str, description: str) -> FeedMeta:
+    """Return the metadata of the feed published at feeds/<name>."""
+    url = feed_url(settings.base_url, name)
+    return FeedMeta(
+        feed_id=f"{url}.atom",
+        title=title,
+        description=description,
+        link=settings.base_url,
+        self_base=url,
+        author=settings.sender_name,
+    )
+
+
+def _item(paper: Paper, reason: str) -> FeedItem:
+    """Return the feed entry of a paper, with why it was picked when there is a reason."""
+    summary = f"Why: {reason}. {paper.abstract}" if reason else paper.abstract
+    return FeedItem(
+        guid=paper.guid,
+        title=paper.title,
+        link=paper.url,
+        summary=summary,
+        published=paper.first_seen_at,
+        updated=paper.updated_at,
+    )
+
+
+def _matching_items(
+    index: PaperIndex,
+    pool: Sequence[Paper],
+    interests: Sequence[CompiledInterest],
+    matching: Matching,
+    limit: int,
+) -> list[FeedItem]:
+    """Return feed items of the newest papers matching any interest, with the best reason."""
+    best: dict[int, Match] = {}
+    for interest in interests:
+        for match in match_interest(index, interest, matching.params):
+            if match.paper not in best or match.score > best[match.paper].score:
+                best[match.paper] = match
+    newest_first = sorted(best)[:limit]  # positions follow the pool's newest-first order
+    return [_item(pool[i], f"{best[i].interest}: {best[i].reason}") for i in newest_first]
