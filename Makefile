@@ -23,10 +23,11 @@ test: $(STAMP)  ## Run the test suite (SQLite always; PostgreSQL at NOTIFIER_TES
 	@test -x $(CHROMIUM) || echo "note: no $(CHROMIUM), so the browser tests are skipped; 'make browser' installs it"
 	$(BIN)/pytest -q
 
-lint: $(STAMP)  ## ruff check, ruff format --check, mypy
+lint: $(STAMP)  ## ruff check, ruff format --check, mypy, the import contracts (pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 eval: $(STAMP)  ## Precision, recall, F1 and nDCG@10 of the matchers on tests/data/eval
 	$(BIN)/notifier eval

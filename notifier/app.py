@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import secrets
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,8 +22,7 @@ from notifier.storage import Storage
 from notifier.tokens import LinkTokens
 
 if TYPE_CHECKING:
-    from notifier.models import OutgoingMessage
-    from notifier.web.context import WebContext
+    pass
 
 
 def open_storage(settings: Settings) -> Storage:
@@ -160,36 +157,4 @@ def make_fetcher(settings: Settings) -> Fetcher:
         backoff=settings.fetch_backoff,
         max_bytes=settings.max_listing_bytes,
         pacer=HostPacer(default_interval=settings.polite_delay),
-    )
-
-
-def make_web_context(settings: Settings, storage: Storage) -> WebContext:
-    """Build what the web app needs: signers, templates, the notice mailer and limits."""
-    from notifier.matching import matching_for
-    from notifier.pipeline import build_private_feed
-    from notifier.web.context import WebContext
-    from notifier.web.security import ClientLimiter
-
-    smtp_configured = settings.smtp is not None
-
-    async def send_notice(message: OutgoingMessage) -> None:
-        # Sign-ups are rare next to digests: one connection per email is plenty.
-        transport = (
-            make_transport(settings) if smtp_configured else make_outbox(settings, "notice-")
-        )
-        async with transport:
-            await transport.send(message)
-
-    return WebContext(
-        settings=settings,
-        storage=storage,
-        tokens=link_tokens(settings),
-        env=make_environment(settings.templates_dir),
-        notices=make_notice_renderer(settings),
-        send_notice=send_notice,
-        clock=lambda: datetime.now(UTC),
-        signups=ClientLimiter(settings.signups_per_client, window=3600),
-        previews=ClientLimiter(120, window=60),
-        matching_factory=lambda: matching_for(settings),
-        write_private_feed=functools.partial(build_private_feed, storage, settings),
     )

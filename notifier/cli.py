@@ -910,7 +910,7 @@ def serve(context: Context, host: str | None, port: int | None) -> None:
     """
     import uvicorn
 
-    from notifier.app import make_web_context
+    from notifier.server import make_web_context
     from notifier.web import create_app
 
     settings = context.settings

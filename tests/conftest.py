@@ -312,7 +312,7 @@ def serve_web(
 
     import uvicorn
 
-    from notifier.app import make_web_context
+    from notifier.server import make_web_context
     from notifier.web import create_app
 
     monkeypatch.chdir(tmp_path)

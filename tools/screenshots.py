@@ -35,7 +35,8 @@ import uvicorn
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from notifier import demo
-from notifier.app import make_outbox, make_renderer, make_web_context
+from notifier.app import make_outbox, make_renderer
+from notifier.server import make_web_context
 from notifier.settings import Settings, load_settings
 from notifier.storage import Storage
 from notifier.tokens import Purpose

@@ -1,4 +1,4 @@
-"""What every web handler works with, built once by notifier.app.make_web_context."""
+"""What every web handler works with, built once by notifier.server.make_web_context."""
 
 from __future__ import annotations
 
