@@ -25,14 +25,8 @@ import numpy as np
 
 from notifier.demo import seed_papers
 from notifier.embedding import shared_embedder
-from notifier.match import (
-    CompiledInterest,
-    IndexedPaper,
-    PaperIndex,
-    compile_interest,
-    default_params,
-    match_many,
-)
+from notifier.match import CompiledInterest, compile_interest, default_params, match_many
+from notifier.paper_index import IndexedPaper, PaperIndex
 from notifier.papers import embedding_input
 from notifier.terms import words
 

@@ -31,15 +31,14 @@ from notifier.errors import ConfigError
 from notifier.match import (
     MODES,
     CompiledInterest,
-    IndexedPaper,
     MatchParams,
-    PaperIndex,
     compile_interest,
     embedding_text,
     match_interest,
     score,
 )
 from notifier.models import Paper
+from notifier.paper_index import IndexedPaper, PaperIndex
 from notifier.papers import embedding_input
 
 __all__ = [

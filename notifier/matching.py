@@ -19,15 +19,14 @@ from notifier.embedding import Embedder, shared_embedder
 from notifier.errors import QueryError
 from notifier.match import (
     CompiledInterest,
-    IndexedPaper,
     MatchParams,
-    PaperIndex,
     compile_interest,
     default_params,
     embedding_text,
     volume,
 )
 from notifier.models import Interest, InterestVolume, Paper, Subscriber
+from notifier.paper_index import IndexedPaper, PaperIndex
 from notifier.papers import embedding_input
 from notifier.settings import Settings
 from notifier.sources import source_report

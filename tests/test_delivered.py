@@ -10,14 +10,9 @@ import pytest
 
 from notifier import pipeline
 from notifier.demo import seed_papers
-from notifier.match import (
-    IndexedPaper,
-    PaperIndex,
-    compile_interest,
-    default_params,
-    match_interest,
-)
+from notifier.match import compile_interest, default_params, match_interest
 from notifier.models import Interest
+from notifier.paper_index import IndexedPaper, PaperIndex
 from notifier.settings import Settings
 from notifier.storage import Storage
 from tests.conftest import JOINED, NOW, Cli, seed_bytes

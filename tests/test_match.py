@@ -12,8 +12,6 @@ from notifier.errors import QueryError
 from notifier.evaluate import with_vectors
 from notifier.match import (
     CompiledInterest,
-    IndexedPaper,
-    PaperIndex,
     compile_interest,
     default_params,
     explainer,
@@ -21,6 +19,7 @@ from notifier.match import (
     match_many,
     subscriber_matches,
 )
+from notifier.paper_index import IndexedPaper, PaperIndex
 from notifier.query import Term, parse_query
 from notifier.terms import words
 

@@ -18,13 +18,13 @@ from notifier.errors import QueryError
 from notifier.match import (
     CompiledInterest,
     Decision,
-    PaperIndex,
     compile_interest,
     match_many,
     subscriber_matches,
 )
 from notifier.matching import Matching, attach_vectors, candidate_window, matching_for, paper_index
 from notifier.models import DigestContent, Interest, Match, NewDigest, Paper, Shard, Subscriber
+from notifier.paper_index import PaperIndex
 from notifier.render.email import EmailRenderer
 from notifier.schedule import last_slot, resolve
 from notifier.settings import Settings

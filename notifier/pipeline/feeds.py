@@ -8,9 +8,10 @@ from pathlib import Path
 
 from notifier.errors import QueryError
 from notifier.files import write_atomic
-from notifier.match import CompiledInterest, PaperIndex, match_interest
+from notifier.match import CompiledInterest, match_interest
 from notifier.matching import Matching, compile_interests, matching_for, paper_index
 from notifier.models import Interest, Match, Paper, Subscriber
+from notifier.paper_index import PaperIndex
 from notifier.render.feed import (
     FEED_STATUSES,
     FeedItem,
