@@ -3,24 +3,20 @@
 Nothing here changes state on a GET: link scanners fetch every link in an
 email, so the links in emails (/confirm, /unsubscribe) show a page whose
 button POSTs.
+
+kit.py holds what every page shares: rendering, CSRF checks, signed links.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import hmac
 import logging
 import re
-import secrets
-import zoneinfo
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.datastructures import FormData
 
 from notifier.errors import DeliveryError, NotifierError, QueryError
 from notifier.match import match_interest
@@ -31,7 +27,7 @@ from notifier.render import default_templates_dir
 from notifier.render.feed import feed_url, private_feed_name
 from notifier.schedule import CADENCES, WEEKDAYS, next_due, resolve
 from notifier.settings import Settings
-from notifier.tokens import Purpose, TokenError
+from notifier.tokens import Purpose
 from notifier.web.context import WebContext
 from notifier.web.feeds import (
     CONTENT_TYPES,
@@ -51,127 +47,18 @@ from notifier.web.forms import (
     rows_of,
     weekday_name,
 )
+from notifier.web.pages.kit import HONEYPOT, PRIVATE, PageKit, padded
 
 log = logging.getLogger("notifier.web")
 
-CSRF_COOKIE = "notifier_csrf"
-HONEYPOT = "website"  # hidden from people by CSS; bots fill every field
 PREVIEW_PAPERS = 300  # the most recent papers a preview looks at
 PREVIEW_SHOWN = 3  # per interest
 # A preview waits this long for the matching model, then says it is being prepared
 # and is asked again after PREVIEW_RETRY seconds (app.js).
 PREVIEW_WAIT = 1.5
 PREVIEW_RETRY = 2
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _FEED_NAME = re.compile(r"^(all|topics/[a-z0-9][a-z0-9-]{0,63}|subscribers/[A-Za-z0-9_-]{16,64})$")
 _STATIC = {"app.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
-# Pages holding a personal token must never be cached or indexed.
-_PRIVATE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
-
-
-class PageKit:
-    """What every page handler shares: rendering, CSRF checks and reading signed links."""
-
-    def __init__(self, context: WebContext) -> None:
-        self.context = context
-        self.settings = context.settings
-        self.storage = context.storage
-        self.tokens = context.tokens
-        self.secure_cookie = self.settings.base_url.startswith("https://")
-        self.link_age = timedelta(days=self.settings.link_days).total_seconds()
-        self.confirm_age = timedelta(hours=self.settings.confirm_hours).total_seconds()
-
-    def page(
-        self,
-        request: Request,
-        template: str,
-        status: int = 200,
-        headers: dict[str, str] | None = None,
-        **values: Any,
-    ) -> HTMLResponse:
-        """Render a page; forms on it get a CSRF token bound to the visitor's cookie."""
-        cookie = request.cookies.get(CSRF_COOKIE)
-        fresh = cookie is None or not _TOKEN.fullmatch(cookie)
-        if fresh:
-            cookie = secrets.token_urlsafe(24)
-        assert cookie is not None
-        html = self.context.env.get_template(f"web/{template}").render(
-            csrf=self.tokens.make(Purpose.CSRF, cookie),
-            zones=_zone_names(),
-            honeypot=HONEYPOT,
-            base_url=self.settings.base_url,
-            **values,
-        )
-        response = HTMLResponse(html, status_code=status, headers=headers)
-        if fresh:
-            response.set_cookie(
-                CSRF_COOKIE,
-                cookie,
-                httponly=True,
-                samesite="strict",
-                secure=self.secure_cookie,
-                max_age=86400,
-            )
-        return response
-
-    def message(
-        self, request: Request, title: str, text: str, status: int = 200, **values: Any
-    ) -> HTMLResponse:
-        """Render the one-message page (done, expired, not valid...)."""
-        return self.page(
-            request, "message.html.j2", status, headers=_PRIVATE, title=title, text=text, **values
-        )
-
-    def csrf_ok(self, request: Request, form: FormData) -> bool:
-        """Tell whether a form post carries the token of this visitor's cookie, from our origin."""
-        origin = request.headers.get("origin")
-        if (
-            origin
-            and origin != "null"
-            and not _same_origin(origin, self.settings.base_url, request)
-        ):
-            return False
-        cookie = request.cookies.get(CSRF_COOKIE, "")
-        sent = str(form.get("csrf", ""))
-        try:
-            signed = self.tokens.read(Purpose.CSRF, sent, max_age=86400)
-        except TokenError:
-            return False
-        return bool(cookie) and hmac.compare_digest(signed.encode(), cookie.encode())
-
-    def expired_form(self, request: Request) -> HTMLResponse:
-        """Answer a form post whose CSRF token does not check out."""
-        return self.message(
-            request,
-            "Please try again",
-            "This form is too old or came from another site. Reload the page and send it again.",
-            status=403,
-        )
-
-    def subscriber_for(self, purpose: Purpose, token: str, max_age: float) -> Subscriber | str:
-        """Return the subscriber a signed link names, or why the link is refused."""
-        try:
-            key = self.tokens.read(purpose, token, max_age)
-        except TokenError as e:
-            return str(e)
-        found = self.storage.subscriber_by_manage_key(key)
-        return found if found is not None else "this link is not valid"
-
-    def refused(self, request: Request, why: str) -> HTMLResponse:
-        """Answer a link that is forged, expired or for another purpose."""
-        return self.message(
-            request,
-            "This link does not work",
-            f"Sorry: {why}. Use the link in your most recent email, or sign up again "
-            "to get a fresh one.",
-            status=400 if "expired" in why else 404,
-            link="/",
-            link_text="Go to the sign-up page",
-        )
-
-    def manage_url(self, subscriber: Subscriber) -> str:
-        """Return a fresh preferences link for subscriber."""
-        return f"/manage/{self.tokens.make(Purpose.MANAGE, subscriber.manage_token)}"
 
 
 def pages_router(context: WebContext) -> APIRouter:
@@ -204,7 +91,7 @@ def _subscribe_routes(router: APIRouter, kit: PageKit) -> None:
             "subscribe.html.j2",
             status,
             values=values or {"cadence": "daily", "send_time": "07:00", "timezone": ""},
-            rows=_padded(rows or [], 3),
+            rows=padded(rows or [], 3),
             errors=errors or {},
             cadences=CADENCES,
             weekdays=WEEKDAYS,
@@ -393,7 +280,7 @@ def _confirm_routes(router: APIRouter, kit: PageKit) -> None:
         return page(
             request,
             "confirm.html.j2",
-            headers=_PRIVATE,
+            headers=PRIVATE,
             token=token,
             subscriber=found,
             schedule=_describe_schedule(found, settings),
@@ -452,11 +339,11 @@ def _preference_routes(router: APIRouter, kit: PageKit) -> None:
             request,
             "manage.html.j2",
             status,
-            headers=_PRIVATE,
+            headers=PRIVATE,
             token=token,
             subscriber=subscriber,
             values=values,
-            rows=_padded(rows if rows is not None else rows_of(subscriber.interests), 3),
+            rows=padded(rows if rows is not None else rows_of(subscriber.interests), 3),
             errors=errors or {},
             saved=saved,
             next_due=next_due,
@@ -542,7 +429,7 @@ def _preference_routes(router: APIRouter, kit: PageKit) -> None:
         return Response(
             data,
             media_type="text/x-opml; charset=utf-8",
-            headers={**_PRIVATE, "Content-Disposition": 'attachment; filename="notifier.opml"'},
+            headers={**PRIVATE, "Content-Disposition": 'attachment; filename="notifier.opml"'},
         )
 
 
@@ -560,7 +447,7 @@ def _unsubscribe_routes(router: APIRouter, kit: PageKit) -> None:
         return page(
             request,
             "unsubscribe.html.j2",
-            headers=_PRIVATE,
+            headers=PRIVATE,
             token=token,
             subscriber=found,
             done=found.status == "unsubscribed",
@@ -581,7 +468,7 @@ def _unsubscribe_routes(router: APIRouter, kit: PageKit) -> None:
         return page(
             request,
             "unsubscribe.html.j2",
-            headers=_PRIVATE,
+            headers=PRIVATE,
             token=token,
             subscriber=found,
             done=True,
@@ -634,12 +521,6 @@ def _feed_routes(router: APIRouter, kit: PageKit) -> None:
         )
 
 
-@functools.cache
-def _zone_names() -> list[str]:
-    """Return the IANA time zone names offered as suggestions in the forms."""
-    return sorted(zoneinfo.available_timezones())
-
-
 def _current_values(subscriber: Subscriber, settings: Settings) -> dict[str, Any]:
     """Return the preferences form's values for a subscriber (defaults where none chosen)."""
     return {
@@ -677,16 +558,3 @@ def _describe_schedule(subscriber: Subscriber, settings: Settings) -> str:
         ).describe()
     except ValueError:
         return "on the default schedule"
-
-
-def _padded(rows: list[InterestRow], rows_shown: int) -> list[InterestRow]:
-    """Return the filled rows, in order, then blank ones: at least one, rows_shown in all."""
-    filled = [r for r in rows if not r.blank]
-    return filled + [InterestRow()] * max(1, rows_shown - len(filled))
-
-
-def _same_origin(origin: str, base_url: str, request: Request) -> bool:
-    """Tell whether an Origin header is our public address or the address asked for."""
-    asked = f"{request.url.scheme}://{request.headers.get('host', '')}"
-    ours = urlsplit(base_url)
-    return origin in (f"{ours.scheme}://{ours.netloc}", asked)
