@@ -1,0 +1,217 @@
+"""The admin API's subscriber routes: list, create, read, change, suspend, delete, interests."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+
+from notifier import models
+from notifier.web.api.common import After, SubscriberId, error_responses, found, missing
+from notifier.web.api.schemas import (
+    InterestList,
+    InterestOut,
+    NewSubscriber,
+    SubscriberChanges,
+    SubscriberOut,
+    SubscriberPage,
+    SubscriberStatus,
+)
+from notifier.web.context import WebContext
+from notifier.web.feeds import remove_private_feed
+
+log = logging.getLogger("notifier.web")
+
+_WHERE = "The new subscriber's URL."
+
+
+def subscriber_out(subscriber: models.Subscriber) -> SubscriberOut:
+    """Return what the API shows of a subscriber (never feed_token or manage_token)."""
+    return SubscriberOut(
+        id=subscriber.id,
+        email=subscriber.email,
+        name=subscriber.name,
+        status=subscriber.status,
+        interests=interests_out(subscriber.interests),
+        max_papers=subscriber.max_papers,
+        cadence=subscriber.cadence,
+        send_time=subscriber.send_time,
+        timezone=subscriber.timezone,
+        weekday=subscriber.weekday,
+        empty_note=subscriber.empty_note,
+        created_at=subscriber.created_at,
+        confirmed_at=subscriber.confirmed_at,
+        unsubscribed_at=subscriber.unsubscribed_at,
+    )
+
+
+def interests_out(interests: tuple[models.Interest, ...]) -> list[InterestOut]:
+    """Return stored interests as the API shows them."""
+    return [
+        InterestOut(name=i.name, query=i.query, about=i.about, sensitivity=i.sensitivity)
+        for i in interests
+    ]
+
+
+def add_subscriber_routes(router: APIRouter, context: WebContext) -> None:
+    """Add listing, creating, reading, changing, suspending and deleting subscribers."""
+    storage = context.storage
+    feeds_dir = context.settings.feeds_dir
+
+    @router.get(
+        "/subscribers",
+        response_model=SubscriberPage,
+        response_description="A page of subscribers.",
+        tags=["subscribers"],
+    )
+    def list_subscribers(
+        status: Annotated[SubscriberStatus | None, Query(description="Only this status.")] = None,
+        after: After = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> SubscriberPage:
+        """List subscribers in id order, a page at a time."""
+        # One more than asked says whether another page follows.
+        page = storage.subscriber_page(after, limit + 1, status)
+        more = len(page) > limit
+        return SubscriberPage(
+            items=[subscriber_out(s) for s in page[:limit]],
+            next_after=page[limit - 1].id if more else None,
+        )
+
+    @router.post(
+        "/subscribers",
+        response_model=SubscriberOut,
+        status_code=201,
+        response_description="The subscriber created.",
+        responses={
+            201: {"headers": {"Location": {"schema": {"type": "string"}, "description": _WHERE}}},
+            **error_responses(400, 409),
+        },
+        tags=["subscribers"],
+    )
+    def create_subscriber(
+        new: NewSubscriber, request: Request, response: Response
+    ) -> SubscriberOut:
+        """Create an active (or paused) subscriber; no confirmation email is sent."""
+        created = storage.create_subscriber(
+            new.email,
+            new.name or None,
+            new.interests.interests(),
+            context.clock(),
+            max_papers=new.max_papers,
+            schedule=new.schedule(),
+            status=new.status,
+        )
+        if created is None:
+            raise HTTPException(409, f"a subscriber with the address {new.email} already exists")
+        log.info("admin API: created subscriber %d", created.id)
+        response.headers["Location"] = str(
+            request.url_for("get_subscriber", subscriber_id=created.id)
+        )
+        return subscriber_out(created)
+
+    @router.get(
+        "/subscribers/{subscriber_id}",
+        response_model=SubscriberOut,
+        response_description="The subscriber.",
+        responses=error_responses(404),
+        tags=["subscribers"],
+    )
+    def get_subscriber(subscriber_id: SubscriberId) -> SubscriberOut:
+        """Return one subscriber."""
+        return subscriber_out(found(storage, subscriber_id))
+
+    @router.patch(
+        "/subscribers/{subscriber_id}",
+        response_model=SubscriberOut,
+        response_description="The subscriber as changed.",
+        responses=error_responses(400, 404),
+        tags=["subscribers"],
+    )
+    def update_subscriber(subscriber_id: SubscriberId, changes: SubscriberChanges) -> SubscriberOut:
+        """Change what is given: name, interests (the whole list), clock, cap, status."""
+        unsubscribing = changes.status == "unsubscribed"
+        updated = storage.update_preferences(
+            subscriber_id,
+            name=(changes.name or "") if "name" in changes.model_fields_set else None,
+            chosen=changes.interests.interests() if changes.interests else None,
+            schedule=changes.schedule(),
+            # Unsubscribing also records when, as the unsubscribe link does.
+            status=None if unsubscribing else changes.status,
+            max_papers=changes.max_papers,
+        )
+        if updated is None:
+            raise missing(subscriber_id)
+        if unsubscribing or changes.interests:
+            # Gone, or rebuilt with the new interests when next asked for.
+            remove_private_feed(feeds_dir, updated.feed_token)
+        if unsubscribing:
+            storage.unsubscribe(subscriber_id, context.clock())
+            updated = found(storage, subscriber_id)
+        return subscriber_out(updated)
+
+    @router.delete(
+        "/subscribers/{subscriber_id}",
+        status_code=204,
+        response_class=Response,
+        response_description="Deleted.",
+        responses=error_responses(404),
+        tags=["subscribers"],
+    )
+    def delete_subscriber(subscriber_id: SubscriberId) -> None:
+        """Delete a subscriber with their interests, digests and private feed."""
+        subscriber = found(storage, subscriber_id)
+        if not storage.delete_subscriber(subscriber_id):
+            raise missing(subscriber_id)
+        remove_private_feed(feeds_dir, subscriber.feed_token)
+        log.info("admin API: deleted subscriber %d", subscriber_id)
+
+    @router.post(
+        "/subscribers/{subscriber_id}/suspend",
+        response_model=SubscriberOut,
+        response_description="The subscriber, suspended.",
+        responses=error_responses(404),
+        tags=["subscribers"],
+    )
+    def suspend_subscriber(subscriber_id: SubscriberId) -> SubscriberOut:
+        """Stop a subscriber's digests, as repeated hard bounces do; PATCH status to resume."""
+        updated = storage.update_preferences(subscriber_id, status="suspended")
+        if updated is None:
+            raise missing(subscriber_id)
+        log.info("admin API: suspended subscriber %d", subscriber_id)
+        return subscriber_out(updated)
+
+
+def add_interest_routes(router: APIRouter, context: WebContext) -> None:
+    """Add reading and replacing a subscriber's interests."""
+    storage = context.storage
+
+    @router.get(
+        "/subscribers/{subscriber_id}/interests",
+        response_model=list[InterestOut],
+        response_description="The interests, in order.",
+        responses=error_responses(404),
+        tags=["interests"],
+    )
+    def list_interests(subscriber_id: SubscriberId) -> list[InterestOut]:
+        """Return a subscriber's interests in order."""
+        return interests_out(found(storage, subscriber_id).interests)
+
+    @router.put(
+        "/subscribers/{subscriber_id}/interests",
+        response_model=list[InterestOut],
+        response_description="The interests as stored, in order.",
+        responses=error_responses(400, 404),
+        tags=["interests"],
+    )
+    def replace_interests(
+        subscriber_id: SubscriberId, interests: InterestList
+    ) -> list[InterestOut]:
+        """Replace a subscriber's interests with the list given."""
+        updated = storage.update_preferences(subscriber_id, chosen=interests.interests())
+        if updated is None:
+            raise missing(subscriber_id)
+        # Rebuilt with the new interests when next asked for.
+        remove_private_feed(context.settings.feeds_dir, updated.feed_token)
+        return interests_out(updated.interests)
