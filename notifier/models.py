@@ -29,6 +29,62 @@ class Announce(StrEnum):
         return self in (Announce.REPLACE, Announce.REPLACE_CROSS)
 
 
+# The values of the status enums below are the strings stored in the database
+# (and shown by the CLI and the admin API): they must not change without a migration.
+
+
+class IngestStatus(StrEnum):
+    """Tell how one ingest of a listing ended (ingest_runs.status, sources.last_status)."""
+
+    OK = "ok"  # papers listed and stored
+    EMPTY = "empty"  # a listing with no papers (a weekend): not a failure
+    UNCHANGED = "unchanged"  # the server answered 304 Not Modified
+    FAILED = "failed"  # refused or unreachable; no paper of it stored
+
+
+class SubscriberStatus(StrEnum):
+    """Say whether a subscriber gets digests (subscribers.status): only active ones do."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"  # no email until resumed; their private feed is kept
+    SUSPENDED = "suspended"  # hard bounces (or the admin API); their private feed is kept
+    PENDING = "pending"  # signed up on the web, not confirmed yet
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class DigestStatus(StrEnum):
+    """Track a digest from composed to delivered or given up (digests.status)."""
+
+    # Nothing matched (reason kept): never sent, replaced if a later ingest fills the
+    # period. A "nothing new" note the subscriber asked for is stored pending instead.
+    EMPTY = "empty"
+    PENDING = "pending"  # waiting for its first or next attempt
+    SENDING = "sending"  # leased by a sending worker
+    SENT = "sent"  # accepted by the mail server
+    FAILED = "failed"  # refused for good
+    # Timed out after the final ".": it may have arrived; retried with the same Message-ID.
+    UNKNOWN = "unknown"
+    UNCONFIRMED = "unconfirmed"  # unknown until retry_deadline, then given up: never "failed"
+
+
+class JobStatus(StrEnum):
+    """Tell how a scheduled job run stands (job_runs.status)."""
+
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+
+
+# Not stored, but printed and given by `notifier digest --json`: scripts read them.
+class ComposeOutcome(StrEnum):
+    """Say what composing did for one subscriber."""
+
+    CREATED = "created"  # a digest with papers, stored to be sent
+    EMPTY = "empty"  # nothing new matched (stored; sent only as a note asked for)
+    EXISTS = "exists"  # this period's digest was composed already (or meanwhile)
+    INVALID = "invalid"  # a stored choice (query, time zone) stopped being valid
+
+
 @dataclass(frozen=True, slots=True)
 class PaperData:
     """One paper as a listing gives it, already normalised."""
