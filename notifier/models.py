@@ -255,7 +255,7 @@ class Subscriber:
     manage_token: str
     created_at: datetime
     max_papers: int | None = None
-    status: str = "active"  # active | paused | suspended | pending | unsubscribed
+    status: SubscriberStatus = SubscriberStatus.ACTIVE
     # Their own clock; None means the configured default (see schedule.resolve).
     cadence: str | None = None
     send_time: str | None = None
@@ -442,7 +442,7 @@ class MetricsFigures:
     papers: int
     composed: int
     digests: dict[str, int]
-    subscribers: dict[str, int]
+    subscribers: dict[SubscriberStatus, int]
     latencies: list[float]  # seconds from composed to accepted, digests sent recently
 
 

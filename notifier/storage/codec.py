@@ -20,6 +20,7 @@ from notifier.models import (
     StoredDigest,
     StoredPaper,
     Subscriber,
+    SubscriberStatus,
 )
 from notifier.papers import http_url, paper_url
 
@@ -86,7 +87,7 @@ def subscriber(row: Any, interests: tuple[Interest, ...]) -> Subscriber:
         manage_token=row.manage_token,
         created_at=row.created_at,
         max_papers=row.max_papers,
-        status=row.status,
+        status=SubscriberStatus(row.status),
         cadence=row.cadence,
         send_time=row.send_time,
         timezone=row.timezone,

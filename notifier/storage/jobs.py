@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, insert, select, update
 
-from notifier.models import JobRun, MetricsFigures
+from notifier.models import JobRun, MetricsFigures, SubscriberStatus
 from notifier.storage.base import StorageBase
 from notifier.storage.schema import digests, job_runs, papers, subscribers
 
@@ -58,7 +58,7 @@ class JobsMixin(StorageBase):
                 )
             }
             people = {
-                status: int(n)
+                SubscriberStatus(status): int(n)
                 for status, n in conn.execute(
                     select(subscribers.c.status, func.count()).group_by(subscribers.c.status)
                 )

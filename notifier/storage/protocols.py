@@ -25,6 +25,7 @@ from notifier.models import (
     StoredDigest,
     StoredPaper,
     Subscriber,
+    SubscriberStatus,
 )
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class SubscriberStore(Protocol):
         *,
         max_papers: int | None = None,
         schedule: Mapping[str, Any] | None = None,
-        status: str = "active",
+        status: str = SubscriberStatus.ACTIVE,
     ) -> Subscriber | None:
         """Create one subscriber; return None when the address is taken."""
 

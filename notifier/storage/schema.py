@@ -25,6 +25,8 @@ from sqlalchemy import (
     false,
 )
 
+from notifier.models import SubscriberStatus
+
 metadata = MetaData()
 
 
@@ -139,9 +141,9 @@ subscribers = Table(
     Column("id", Integer, primary_key=True),
     Column("email", String(320), nullable=False, unique=True),
     Column("name", String(200)),
-    # active | paused | suspended (hard bounces) | pending (not yet confirmed, web
-    # sign-ups) | unsubscribed; only active ones get digests.
-    Column("status", String(16), nullable=False, default="active"),
+    # SubscriberStatus: active | paused | suspended (hard bounces) | pending (not yet
+    # confirmed, web sign-ups) | unsubscribed; only active ones get digests.
+    Column("status", String(16), nullable=False, default=SubscriberStatus.ACTIVE),
     Column("max_papers", Integer),
     Column("hard_bounces", Integer, nullable=False, default=0, server_default="0"),
     # Two secrets: the feed URL is often shared, the manage link must not be.

@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from notifier import collector
 from notifier.errors import StorageError
-from notifier.models import StoredDigest
+from notifier.models import StoredDigest, SubscriberStatus
 from notifier.storage import codec
 from notifier.storage.base import StorageBase, _chunks, _one_line
 from notifier.storage.schema import UtcDateTime, digests, paper_cards, subscribers
@@ -69,7 +69,10 @@ class SendingMixin(StorageBase):
         )
         active = (
             select(subscribers.c.id)
-            .where(subscribers.c.id == digests.c.subscriber_id, subscribers.c.status == "active")
+            .where(
+                subscribers.c.id == digests.c.subscriber_id,
+                subscribers.c.status == SubscriberStatus.ACTIVE,
+            )
             .exists()
         )
         with self._tx() as conn:
@@ -297,7 +300,9 @@ class SendingMixin(StorageBase):
             if bounces < bounce_limit:
                 return False
             conn.execute(
-                update(subscribers).where(subscribers.c.id == owner).values(status="suspended")
+                update(subscribers)
+                .where(subscribers.c.id == owner)
+                .values(status=SubscriberStatus.SUSPENDED)
             )
             return True
 
