@@ -384,7 +384,7 @@ class StoredDigest:
     id: int
     subscriber: Subscriber
     content: DigestContent
-    status: str
+    status: DigestStatus
     message_id: str
     created_at: datetime
     attempts: int = 0
@@ -398,7 +398,7 @@ class DigestOutcome:
 
     email: str
     period: str
-    status: str
+    status: DigestStatus
     papers: int
     reason: str | None
     last_error: str | None
@@ -412,7 +412,7 @@ class DigestRecord:
     subscriber_id: int
     email: str
     period: str
-    status: str
+    status: DigestStatus
     papers: int
     attempts: int
     last_error: str | None
@@ -441,8 +441,10 @@ class MetricsFigures:
 
     papers: int
     composed: int
+    # Keyed by DigestStatus and SubscriberStatus members, typed str while /metrics
+    # (web/ops.py) still looks them up by literal: a dict's key type is invariant.
     digests: dict[str, int]
-    subscribers: dict[SubscriberStatus, int]
+    subscribers: dict[str, int]
     latencies: list[float]  # seconds from composed to accepted, digests sent recently
 
 

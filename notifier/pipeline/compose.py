@@ -24,7 +24,16 @@ from notifier.match import (
     subscriber_matches,
 )
 from notifier.matching import Matching, attach_vectors, candidate_window, matching_for, paper_index
-from notifier.models import DigestContent, Interest, Match, NewDigest, Paper, Shard, Subscriber
+from notifier.models import (
+    DigestContent,
+    DigestStatus,
+    Interest,
+    Match,
+    NewDigest,
+    Paper,
+    Shard,
+    Subscriber,
+)
 from notifier.render.email import EmailRenderer
 from notifier.schedule import last_slot, resolve
 from notifier.settings import Settings
@@ -238,7 +247,7 @@ class _ComposeRun:
         decided = self._decide([i for s in batch for i in s.interests])
         composed: list[tuple[Subscriber, Composition]] = []
         for subscriber in batch:
-            if statuses.get(subscriber.id) not in (None, "empty"):
+            if statuses.get(subscriber.id) not in (None, DigestStatus.EMPTY):
                 done[subscriber.id] = ComposedDigest(
                     subscriber, None, "exists", f"already composed for {period}"
                 )

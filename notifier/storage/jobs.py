@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, insert, select, update
 
-from notifier.models import JobRun, MetricsFigures, SubscriberStatus
+from notifier.models import DigestStatus, JobRun, MetricsFigures, SubscriberStatus
 from notifier.storage.base import StorageBase
 from notifier.storage.schema import digests, job_runs, papers, subscribers
 
@@ -51,13 +51,13 @@ class JobsMixin(StorageBase):
         """Return the counts /metrics shows, and the send latencies of the last window."""
         with self._read() as conn:
             papers_count = conn.execute(select(func.count()).select_from(papers)).scalar_one()
-            by_status = {
-                status: int(n)
+            by_status: dict[str, int] = {
+                DigestStatus(status): int(n)
                 for status, n in conn.execute(
                     select(digests.c.status, func.count()).group_by(digests.c.status)
                 )
             }
-            people = {
+            people: dict[str, int] = {
                 SubscriberStatus(status): int(n)
                 for status, n in conn.execute(
                     select(subscribers.c.status, func.count()).group_by(subscribers.c.status)
@@ -72,14 +72,14 @@ class JobsMixin(StorageBase):
                 rows = conn.execute(
                     select(digests.c.created_at, digests.c.sent_at).where(
                         digests.c.id > newest - LATENCY_SCAN,
-                        digests.c.status == "sent",
+                        digests.c.status == DigestStatus.SENT,
                         digests.c.sent_at >= cutoff - window,
                     )
                 )
                 latencies = [(sent - created).total_seconds() for created, sent in rows]
         return MetricsFigures(
             papers=int(papers_count),
-            composed=sum(n for status, n in by_status.items() if status != "empty"),
+            composed=sum(n for status, n in by_status.items() if status != DigestStatus.EMPTY),
             digests=by_status,
             subscribers=people,
             latencies=latencies,

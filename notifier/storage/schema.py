@@ -25,7 +25,7 @@ from sqlalchemy import (
     false,
 )
 
-from notifier.models import SubscriberStatus
+from notifier.models import DigestStatus, SubscriberStatus
 
 metadata = MetaData()
 
@@ -203,7 +203,7 @@ digests = Table(
     Column("id", Integer, primary_key=True),
     Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
     Column("period", String(32), nullable=False),
-    # empty (nothing matched, reason kept) | pending | sending (leased by a worker)
+    # DigestStatus: empty (nothing matched, reason kept) | pending | sending (leased by a worker)
     # | sent | failed | unknown (timed out after the final ".": retried, same Message-ID)
     # | unconfirmed (unknown until retry_deadline, then given up: it may have arrived)
     Column("status", String(16), nullable=False),
@@ -227,7 +227,8 @@ digests = Table(
 )
 Index("ix_digests_status", digests.c.status, digests.c.next_attempt_at)
 # What senders scan: the digests still to send, in id order.
-_DUE = digests.c.status.in_(("pending", "unknown", "sending"))
+DUE_STATUSES = (DigestStatus.PENDING, DigestStatus.UNKNOWN, DigestStatus.SENDING)
+_DUE = digests.c.status.in_(DUE_STATUSES)
 Index("ix_digests_due", digests.c.id, postgresql_where=_DUE, sqlite_where=_DUE)
 
 # What a digest shows of a paper (title, abstract, links, authors), frozen when a
