@@ -456,5 +456,5 @@ class JobRun:
     host: str
     started_at: datetime
     finished_at: datetime | None
-    status: str  # running | ok | failed
+    status: JobStatus
     detail: str

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, insert, select, update
 
-from notifier.models import DigestStatus, JobRun, MetricsFigures, SubscriberStatus
+from notifier.models import DigestStatus, JobRun, JobStatus, MetricsFigures, SubscriberStatus
 from notifier.storage.base import StorageBase
 from notifier.storage.schema import digests, job_runs, papers, subscribers
 
@@ -23,7 +23,7 @@ class JobsMixin(StorageBase):
             return int(
                 conn.execute(
                     insert(job_runs)
-                    .values(job=job, host=host, started_at=now, status="running", detail="")
+                    .values(job=job, host=host, started_at=now, status=JobStatus.RUNNING, detail="")
                     .returning(job_runs.c.id)
                 ).scalar_one()
             )
@@ -43,7 +43,7 @@ class JobsMixin(StorageBase):
         query = select(job_runs).where(job_runs.c.id.in_(latest)).order_by(job_runs.c.job)
         with self._read() as conn:
             return [
-                JobRun(r.job, r.host, r.started_at, r.finished_at, r.status, r.detail)
+                JobRun(r.job, r.host, r.started_at, r.finished_at, JobStatus(r.status), r.detail)
                 for r in conn.execute(query)
             ]
 

@@ -273,7 +273,7 @@ job_runs = Table(
     Column("host", String(200), nullable=False),
     Column("started_at", UtcDateTime(), nullable=False),
     Column("finished_at", UtcDateTime()),
-    Column("status", String(16), nullable=False),  # running | ok | failed
+    Column("status", String(16), nullable=False),  # JobStatus: running | ok | failed
     Column("detail", Text, nullable=False, default="", server_default=""),
 )
 Index("ix_job_runs_job", job_runs.c.job, job_runs.c.id)
