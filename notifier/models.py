@@ -175,7 +175,7 @@ class IngestSummary:
     seen: int
     updated: int
     skipped: int = 0
-    status: str = "ok"  # ok | empty | unchanged
+    status: IngestStatus = IngestStatus.OK  # ok, empty or unchanged (a failure raises)
     reason: str | None = None
 
 
@@ -185,7 +185,7 @@ class IngestRun:
 
     id: int
     source: str
-    status: str
+    status: IngestStatus
     started_at: datetime
     papers: int
     new: int
@@ -208,6 +208,8 @@ class SourceState:
     last_modified: str | None = None
     last_checked_at: datetime | None = None
     last_success_at: datetime | None = None
+    # An IngestStatus when read from storage; typed str while callers outside the
+    # pipeline (a test, for one) still build states with a literal.
     last_status: str | None = None
     last_error: str | None = None
     last_papers: int | None = None

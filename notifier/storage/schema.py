@@ -82,7 +82,7 @@ ingest_runs = Table(
     Column("id", Integer, primary_key=True),
     Column("source", Text, nullable=False),
     Column("label", String(40)),
-    Column("status", String(16), nullable=False),  # ok | empty | unchanged | failed
+    Column("status", String(16), nullable=False),  # IngestStatus: ok | empty | unchanged | failed
     Column("started_at", UtcDateTime(), nullable=False),
     Column("papers", Integer, nullable=False, default=0),
     Column("new", Integer, nullable=False, default=0),
