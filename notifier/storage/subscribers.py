@@ -11,7 +11,14 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from notifier.errors import SubscriberError
-from notifier.models import Interest, ScheduleKey, Shard, Subscriber, SubscriberStatus
+from notifier.models import (
+    DigestStatus,
+    Interest,
+    ScheduleKey,
+    Shard,
+    Subscriber,
+    SubscriberStatus,
+)
 from notifier.storage import codec
 from notifier.storage.base import StorageBase, _chunks, _dialect_insert
 from notifier.storage.schema import deliveries, digests, interest_vectors, interests, subscribers
@@ -367,7 +374,9 @@ class SubscribersMixin(StorageBase):
             )
             if fresh_since is not None:
                 # An empty digest composed before the newest paper arrived may fill up now.
-                stale_empty = and_(digests.c.status == "empty", digests.c.created_at < fresh_since)
+                stale_empty = and_(
+                    digests.c.status == DigestStatus.EMPTY, digests.c.created_at < fresh_since
+                )
                 settled = settled.where(~stale_empty)
             condition = and_(condition, ~settled.exists())
         last = 0
