@@ -29,6 +29,62 @@ class Announce(StrEnum):
         return self in (Announce.REPLACE, Announce.REPLACE_CROSS)
 
 
+# The values of the status enums below are the strings stored in the database
+# (and shown by the CLI and the admin API): they must not change without a migration.
+
+
+class IngestStatus(StrEnum):
+    """Tell how one ingest of a listing ended (ingest_runs.status, sources.last_status)."""
+
+    OK = "ok"  # papers listed and stored
+    EMPTY = "empty"  # a listing with no papers (a weekend): not a failure
+    UNCHANGED = "unchanged"  # the server answered 304 Not Modified
+    FAILED = "failed"  # refused or unreachable; no paper of it stored
+
+
+class SubscriberStatus(StrEnum):
+    """Say whether a subscriber gets digests (subscribers.status): only active ones do."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"  # no email until resumed; their private feed is kept
+    SUSPENDED = "suspended"  # hard bounces (or the admin API); their private feed is kept
+    PENDING = "pending"  # signed up on the web, not confirmed yet
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class DigestStatus(StrEnum):
+    """Track a digest from composed to delivered or given up (digests.status)."""
+
+    # Nothing matched (reason kept): never sent, replaced if a later ingest fills the
+    # period. A "nothing new" note the subscriber asked for is stored pending instead.
+    EMPTY = "empty"
+    PENDING = "pending"  # waiting for its first or next attempt
+    SENDING = "sending"  # leased by a sending worker
+    SENT = "sent"  # accepted by the mail server
+    FAILED = "failed"  # refused for good
+    # Timed out after the final ".": it may have arrived; retried with the same Message-ID.
+    UNKNOWN = "unknown"
+    UNCONFIRMED = "unconfirmed"  # unknown until retry_deadline, then given up: never "failed"
+
+
+class JobStatus(StrEnum):
+    """Tell how a scheduled job run stands (job_runs.status)."""
+
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+
+
+# Not stored, but printed and given by `notifier digest --json`: scripts read them.
+class ComposeOutcome(StrEnum):
+    """Say what composing did for one subscriber."""
+
+    CREATED = "created"  # a digest with papers, stored to be sent
+    EMPTY = "empty"  # nothing new matched (stored; sent only as a note asked for)
+    EXISTS = "exists"  # this period's digest was composed already (or meanwhile)
+    INVALID = "invalid"  # a stored choice (query, time zone) stopped being valid
+
+
 @dataclass(frozen=True, slots=True)
 class PaperData:
     """One paper as a listing gives it, already normalised."""
@@ -119,7 +175,7 @@ class IngestSummary:
     seen: int
     updated: int
     skipped: int = 0
-    status: str = "ok"  # ok | empty | unchanged
+    status: IngestStatus = IngestStatus.OK  # ok, empty or unchanged (a failure raises)
     reason: str | None = None
 
 
@@ -129,7 +185,7 @@ class IngestRun:
 
     id: int
     source: str
-    status: str
+    status: IngestStatus
     started_at: datetime
     papers: int
     new: int
@@ -152,6 +208,8 @@ class SourceState:
     last_modified: str | None = None
     last_checked_at: datetime | None = None
     last_success_at: datetime | None = None
+    # An IngestStatus when read from storage; typed str while callers outside the
+    # pipeline (a test, for one) still build states with a literal.
     last_status: str | None = None
     last_error: str | None = None
     last_papers: int | None = None
@@ -199,7 +257,7 @@ class Subscriber:
     manage_token: str
     created_at: datetime
     max_papers: int | None = None
-    status: str = "active"  # active | paused | suspended | pending | unsubscribed
+    status: SubscriberStatus = SubscriberStatus.ACTIVE
     # Their own clock; None means the configured default (see schedule.resolve).
     cadence: str | None = None
     send_time: str | None = None
@@ -328,7 +386,7 @@ class StoredDigest:
     id: int
     subscriber: Subscriber
     content: DigestContent
-    status: str
+    status: DigestStatus
     message_id: str
     created_at: datetime
     attempts: int = 0
@@ -342,7 +400,7 @@ class DigestOutcome:
 
     email: str
     period: str
-    status: str
+    status: DigestStatus
     papers: int
     reason: str | None
     last_error: str | None
@@ -356,7 +414,7 @@ class DigestRecord:
     subscriber_id: int
     email: str
     period: str
-    status: str
+    status: DigestStatus
     papers: int
     attempts: int
     last_error: str | None
@@ -385,6 +443,8 @@ class MetricsFigures:
 
     papers: int
     composed: int
+    # Keyed by DigestStatus and SubscriberStatus members, typed str while /metrics
+    # (web/ops.py) still looks them up by literal: a dict's key type is invariant.
     digests: dict[str, int]
     subscribers: dict[str, int]
     latencies: list[float]  # seconds from composed to accepted, digests sent recently
@@ -398,5 +458,5 @@ class JobRun:
     host: str
     started_at: datetime
     finished_at: datetime | None
-    status: str  # running | ok | failed
+    status: JobStatus
     detail: str

@@ -28,6 +28,7 @@ from notifier.delivery import Transport
 from notifier.delivery.limits import RateLimit
 from notifier.errors import NotifierError
 from notifier.ingest.fetch import Fetcher
+from notifier.models import JobStatus
 from notifier.pipeline.cycle import Cycle, JobRun, failure_detail, job_host
 from notifier.pipeline.senders import Sender
 from notifier.render.email import EmailRenderer
@@ -175,15 +176,15 @@ class Daemon:
         """Record the start of a job, run it, record how it ended and log it."""
         started = time.perf_counter()
         job = await asyncio.to_thread(JobRun.start, self.storage, name, self.host, self.clock)
-        status, detail = "ok", ""
+        status, detail = JobStatus.OK, ""
         try:
             detail = await work(*args)
         except Exception as e:  # a job must never take the daemon down; the next run retries
-            status, detail = "failed", failure_detail(e)
+            status, detail = JobStatus.FAILED, failure_detail(e)
         with contextlib.suppress(NotifierError):
             await asyncio.to_thread(job.finish, status, detail)
         line = f"{name}: {status} in {time.perf_counter() - started:.1f} s: {detail}"
-        if status != "ok":
+        if status != JobStatus.OK:
             log.error(line)
         elif detail in IDLE:
             log.debug(line)  # a send run with nothing to do, every minute: not news

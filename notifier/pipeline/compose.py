@@ -23,7 +23,17 @@ from notifier.match import (
     subscriber_matches,
 )
 from notifier.matching import Matching, attach_vectors, candidate_window, matching_for, paper_index
-from notifier.models import DigestContent, Interest, Match, NewDigest, Paper, Shard, Subscriber
+from notifier.models import (
+    ComposeOutcome,
+    DigestContent,
+    DigestStatus,
+    Interest,
+    Match,
+    NewDigest,
+    Paper,
+    Shard,
+    Subscriber,
+)
 from notifier.paper_index import PaperIndex
 from notifier.render.email import EmailRenderer
 from notifier.schedule import last_slot, resolve
@@ -37,7 +47,7 @@ class ComposedDigest:
 
     subscriber: Subscriber
     content: DigestContent | None
-    outcome: str  # created | empty | exists | invalid
+    outcome: ComposeOutcome
     detail: str = ""
 
 
@@ -95,7 +105,7 @@ def iter_composed(
             # A stored choice that stopped being valid (a zone removed from tzdata).
             for batch in storage.subscriber_batches(COMPOSE_BATCH, schedule, shard=shard):
                 for subscriber in batch:
-                    yield ComposedDigest(subscriber, None, "invalid", str(e))
+                    yield ComposedDigest(subscriber, None, ComposeOutcome.INVALID, str(e))
             continue
         slot = last_slot(cadence, now)
         if slot is None:
@@ -238,15 +248,17 @@ class _ComposeRun:
         decided = self._decide([i for s in batch for i in s.interests])
         composed: list[tuple[Subscriber, Composition]] = []
         for subscriber in batch:
-            if statuses.get(subscriber.id) not in (None, "empty"):
+            if statuses.get(subscriber.id) not in (None, DigestStatus.EMPTY):
                 done[subscriber.id] = ComposedDigest(
-                    subscriber, None, "exists", f"already composed for {period}"
+                    subscriber, None, ComposeOutcome.EXISTS, f"already composed for {period}"
                 )
                 continue
             mine = [decided[_interest_key(i)] for i in subscriber.interests]
             if failed := next((d for d in mine if isinstance(d, QueryError)), None):
                 # Stored queries were valid when saved; one bad one must not stop the others.
-                done[subscriber.id] = ComposedDigest(subscriber, None, "invalid", str(failed))
+                done[subscriber.id] = ComposedDigest(
+                    subscriber, None, ComposeOutcome.INVALID, str(failed)
+                )
                 continue
             shared = [d for d in mine if isinstance(d, _Decided)]
             skip = frozenset(offered.get(subscriber.id, ()))
@@ -284,10 +296,10 @@ class _ComposeRun:
             content = composition.content
             if digest_id is None:
                 done[subscriber.id] = ComposedDigest(
-                    subscriber, None, "exists", "composed meanwhile"
+                    subscriber, None, ComposeOutcome.EXISTS, "composed meanwhile"
                 )
             else:
-                outcome = "empty" if content.is_empty else "created"
+                outcome = ComposeOutcome.EMPTY if content.is_empty else ComposeOutcome.CREATED
                 done[subscriber.id] = ComposedDigest(subscriber, content, outcome, content.reason)
         return done
 

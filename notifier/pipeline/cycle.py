@@ -23,7 +23,7 @@ from typing import Protocol
 
 from notifier.errors import NotifierError, ServerUnavailable
 from notifier.ingest.fetch import Fetcher
-from notifier.models import IngestSummary
+from notifier.models import IngestSummary, JobStatus
 from notifier.pipeline.compose import compose_due, describe_outcomes
 from notifier.pipeline.feeds import build_feeds
 from notifier.pipeline.ingest import ingest_due, ingest_source
@@ -58,14 +58,14 @@ class JobRun:
         """Record that job starts now on host."""
         return cls(storage, storage.start_job(job, host, clock()), clock)
 
-    def finish(self, status: str, detail: str) -> None:
+    def finish(self, status: JobStatus, detail: str) -> None:
         """Record how the run ended (ok or failed) with one line on what it did."""
         self.storage.finish_job(self.run_id, status, detail, self.clock())
 
     def failed(self, error: BaseException) -> None:
         """Record the run as failed by error, unless the database cannot take that either."""
         with contextlib.suppress(NotifierError):
-            self.finish("failed", failure_detail(error))
+            self.finish(JobStatus.FAILED, failure_detail(error))
 
 
 class CycleListener(Protocol):
@@ -126,7 +126,7 @@ class Cycle:
         job = JobRun.start(self.storage, "run-once", job_host(), self.clock)
         try:
             errors, detail = self._steps(listener)
-            job.finish("failed" if errors else "ok", detail)
+            job.finish(JobStatus.FAILED if errors else JobStatus.OK, detail)
         except BaseException as e:
             # A cycle that dies is recorded as failed, never left "running" (issue 21).
             job.failed(e)

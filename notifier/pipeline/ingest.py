@@ -12,7 +12,7 @@ from notifier.errors import ListingError, StaleDiff
 from notifier.ingest import parse_listing, read_file
 from notifier.ingest.fetch import Fetched, Fetcher
 from notifier.ingest.hf import api_page_items, join_api_pages
-from notifier.models import IngestSummary, Payload, SourceState
+from notifier.models import IngestStatus, IngestSummary, Payload, SourceState
 from notifier.settings import Settings, SourceConfig
 from notifier.sources import due_sources
 from notifier.storage import Storage
@@ -120,7 +120,7 @@ def ingest_source(
                 0,
                 0,
                 0,
-                status="unchanged",
+                status=IngestStatus.UNCHANGED,
                 reason="not modified since the last fetch",
             )
         else:
@@ -152,7 +152,7 @@ def ingest_source(
         storage.save_source_state(
             replace(
                 state,
-                last_status="failed",
+                last_status=IngestStatus.FAILED,
                 last_error=str(failure),
                 consecutive_failures=state.consecutive_failures + 1,
             )

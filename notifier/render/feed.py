@@ -9,10 +9,13 @@ from datetime import datetime, timedelta
 
 from feedgen.feed import FeedGenerator
 
+from notifier.models import SubscriberStatus
 from notifier.papers import clean_text, http_url
 
 # Subscribers whose private feed is kept (any other status removes it).
-FEED_STATUSES = frozenset({"active", "paused", "suspended"})
+FEED_STATUSES = frozenset(
+    {SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED, SubscriberStatus.SUSPENDED}
+)
 
 
 def feed_url(base_url: str, name: str) -> str:

@@ -15,11 +15,13 @@ from notifier.models import (
     DigestContent,
     DigestPaper,
     DigestSection,
+    DigestStatus,
     Interest,
     Paper,
     StoredDigest,
     StoredPaper,
     Subscriber,
+    SubscriberStatus,
 )
 from notifier.papers import http_url, paper_url
 
@@ -86,7 +88,7 @@ def subscriber(row: Any, interests: tuple[Interest, ...]) -> Subscriber:
         manage_token=row.manage_token,
         created_at=row.created_at,
         max_papers=row.max_papers,
-        status=row.status,
+        status=SubscriberStatus(row.status),
         cadence=row.cadence,
         send_time=row.send_time,
         timezone=row.timezone,
@@ -103,7 +105,7 @@ def stored_digest(row: Any, owner: Subscriber, cards: Mapping[int, dict[str, Any
         id=row.id,
         subscriber=owner,
         content=content_from_json(row.content, cards),
-        status=row.status,
+        status=DigestStatus(row.status),
         message_id=row.message_id,
         created_at=row.created_at,
         attempts=row.attempts,

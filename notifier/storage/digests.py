@@ -9,7 +9,14 @@ from typing import Any
 from sqlalchemy import Connection, Select, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from notifier.models import DigestContent, DigestOutcome, DigestPaper, DigestRecord, NewDigest
+from notifier.models import (
+    DigestContent,
+    DigestOutcome,
+    DigestPaper,
+    DigestRecord,
+    DigestStatus,
+    NewDigest,
+)
 from notifier.storage import codec
 from notifier.storage.base import StorageBase, _chunks, _dialect_insert, _insert_rows
 from notifier.storage.schema import deliveries, digests, paper_cards, subscribers
@@ -42,9 +49,11 @@ class DigestsMixin(StorageBase):
                         found.setdefault(subscriber_id, set()).add(paper_id)
         return found
 
-    def digest_statuses(self, subscriber_ids: Iterable[int], period: str) -> dict[int, str]:
+    def digest_statuses(
+        self, subscriber_ids: Iterable[int], period: str
+    ) -> dict[int, DigestStatus]:
         """Return the status of each subscriber's digest for period (absent: none yet)."""
-        found: dict[int, str] = {}
+        found: dict[int, DigestStatus] = {}
         with self._read() as conn:
             for chunk in self._id_chunks(subscriber_ids):
                 rows = conn.execute(
@@ -52,7 +61,7 @@ class DigestsMixin(StorageBase):
                         self._within(digests.c.subscriber_id, chunk), digests.c.period == period
                     )
                 )
-                found.update(dict(rows.all()))
+                found.update({i: DigestStatus(status) for i, status in rows.all()})
         return found
 
     def record_digest(
@@ -110,7 +119,11 @@ class DigestsMixin(StorageBase):
         for k, item in enumerate(composed):
             content = item.content
             values = {
-                "status": "empty" if content.is_empty and not item.send_empty else "pending",
+                "status": (
+                    DigestStatus.EMPTY
+                    if content.is_empty and not item.send_empty
+                    else DigestStatus.PENDING
+                ),
                 "message_id": item.message_id,
                 "content": codec.content_to_json(content, cards),
                 "papers": len(content.papers),
@@ -124,7 +137,7 @@ class DigestsMixin(StorageBase):
                 rows.append(
                     {"subscriber_id": content.subscriber_id, "period": content.period, **values}
                 )
-            elif found[1] == "empty":
+            elif found[1] == DigestStatus.EMPTY:
                 conn.execute(update(digests).where(digests.c.id == found[0]).values(**values))
                 results[k] = found[0]
         if rows:
@@ -206,7 +219,7 @@ class DigestsMixin(StorageBase):
         latest = select(func.max(digests.c.id)).group_by(digests.c.subscriber_id).scalar_subquery()
         query = _outcomes().where(digests.c.id.in_(latest)).order_by(subscribers.c.email)
         with self._read() as conn:
-            return [DigestOutcome(*row) for row in conn.execute(query)]
+            return [_outcome(row) for row in conn.execute(query)]
 
     def digest_history(self, subscriber_id: int, limit: int) -> list[DigestOutcome]:
         """Return a subscriber's latest digests, newest first (called by status EMAIL)."""
@@ -217,7 +230,7 @@ class DigestsMixin(StorageBase):
             .limit(limit)
         )
         with self._read() as conn:
-            return [DigestOutcome(*row) for row in conn.execute(query)]
+            return [_outcome(row) for row in conn.execute(query)]
 
     def digest_page(self, after: int, limit: int, status: str | None = None) -> list[DigestRecord]:
         """Return up to limit digests with ids above after, in id order, without their content."""
@@ -242,13 +255,16 @@ class DigestsMixin(StorageBase):
         if status is not None:
             query = query.where(digests.c.status == status)
         with self._read() as conn:
-            return [DigestRecord(**row._mapping) for row in conn.execute(query)]
+            return [
+                DigestRecord(**{**row._mapping, "status": DigestStatus(row.status)})
+                for row in conn.execute(query)
+            ]
 
-    def digest_counts(self) -> dict[str, int]:
+    def digest_counts(self) -> dict[DigestStatus, int]:
         """Return how many digests are in each status."""
         query = select(digests.c.status, func.count()).group_by(digests.c.status)
         with self._read() as conn:
-            return {status: int(n) for status, n in conn.execute(query)}
+            return {DigestStatus(status): int(n) for status, n in conn.execute(query)}
 
 
 # The ledger's columns, in the order _ledger_rows gives them.
@@ -276,6 +292,13 @@ def _ledger_rows(item: NewDigest, digest_id: int, now: datetime) -> list[tuple[A
         (subscriber_id, paper_id, digest_id, interest, score, reason, False, now)
         for paper_id, interest, score, reason in item.overflow
     ]
+
+
+def _outcome(row: Any) -> DigestOutcome:
+    """Return the DigestOutcome of a row of _outcomes."""
+    return DigestOutcome(
+        row.email, row.period, DigestStatus(row.status), row.papers, row.reason, row.last_error
+    )
 
 
 def _outcomes() -> Select[Any]:

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, insert, select, update
 
-from notifier.models import JobRun, MetricsFigures
+from notifier.models import DigestStatus, JobRun, JobStatus, MetricsFigures, SubscriberStatus
 from notifier.storage.base import StorageBase
 from notifier.storage.schema import digests, job_runs, papers, subscribers
 
@@ -23,7 +23,7 @@ class JobsMixin(StorageBase):
             return int(
                 conn.execute(
                     insert(job_runs)
-                    .values(job=job, host=host, started_at=now, status="running", detail="")
+                    .values(job=job, host=host, started_at=now, status=JobStatus.RUNNING, detail="")
                     .returning(job_runs.c.id)
                 ).scalar_one()
             )
@@ -43,7 +43,7 @@ class JobsMixin(StorageBase):
         query = select(job_runs).where(job_runs.c.id.in_(latest)).order_by(job_runs.c.job)
         with self._read() as conn:
             return [
-                JobRun(r.job, r.host, r.started_at, r.finished_at, r.status, r.detail)
+                JobRun(r.job, r.host, r.started_at, r.finished_at, JobStatus(r.status), r.detail)
                 for r in conn.execute(query)
             ]
 
@@ -51,14 +51,14 @@ class JobsMixin(StorageBase):
         """Return the counts /metrics shows, and the send latencies of the last window."""
         with self._read() as conn:
             papers_count = conn.execute(select(func.count()).select_from(papers)).scalar_one()
-            by_status = {
-                status: int(n)
+            by_status: dict[str, int] = {
+                DigestStatus(status): int(n)
                 for status, n in conn.execute(
                     select(digests.c.status, func.count()).group_by(digests.c.status)
                 )
             }
-            people = {
-                status: int(n)
+            people: dict[str, int] = {
+                SubscriberStatus(status): int(n)
                 for status, n in conn.execute(
                     select(subscribers.c.status, func.count()).group_by(subscribers.c.status)
                 )
@@ -72,14 +72,14 @@ class JobsMixin(StorageBase):
                 rows = conn.execute(
                     select(digests.c.created_at, digests.c.sent_at).where(
                         digests.c.id > newest - LATENCY_SCAN,
-                        digests.c.status == "sent",
+                        digests.c.status == DigestStatus.SENT,
                         digests.c.sent_at >= cutoff - window,
                     )
                 )
                 latencies = [(sent - created).total_seconds() for created, sent in rows]
         return MetricsFigures(
             papers=int(papers_count),
-            composed=sum(n for status, n in by_status.items() if status != "empty"),
+            composed=sum(n for status, n in by_status.items() if status != DigestStatus.EMPTY),
             digests=by_status,
             subscribers=people,
             latencies=latencies,

@@ -16,6 +16,7 @@ from notifier.errors import StaleDiff, StorageError
 from notifier.models import (
     ChangeKind,
     IngestRun,
+    IngestStatus,
     IngestSummary,
     Listing,
     Paper,
@@ -71,7 +72,7 @@ class PapersMixin(StorageBase):
         # item for a paper never seen.
         counts[ChangeKind.SKIPPED] += listing.skipped
         listed = len(changes) + listing.skipped
-        status = "ok" if listing.papers else "empty"
+        status = IngestStatus.OK if listing.papers else IngestStatus.EMPTY
         try:
             with self._tx() as conn:
                 run_id = conn.execute(
@@ -170,7 +171,7 @@ class PapersMixin(StorageBase):
                 .values(
                     source=source,
                     kind=kind,
-                    status="failed",
+                    status=IngestStatus.FAILED,
                     started_at=now,
                     papers=0,
                     new=0,
@@ -193,7 +194,7 @@ class PapersMixin(StorageBase):
                     .values(
                         source=source,
                         kind=kind,
-                        status="unchanged",
+                        status=IngestStatus.UNCHANGED,
                         started_at=now,
                         papers=0,
                         new=0,
@@ -327,7 +328,7 @@ def _ingest_run(r: Any) -> IngestRun:
     return IngestRun(
         r.id,
         r.source,
-        r.status,
+        IngestStatus(r.status),
         r.started_at,
         r.papers,
         r.new,
@@ -350,7 +351,7 @@ def _source_state(r: Any) -> SourceState:
         r.last_modified,
         r.last_checked_at,
         r.last_success_at,
-        r.last_status,
+        None if r.last_status is None else IngestStatus(r.last_status),
         r.last_error,
         r.last_papers,
         r.consecutive_failures,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from notifier.models import (
     DigestOutcome,
     DigestRecord,
+    DigestStatus,
     IngestRun,
     IngestSummary,
     Interest,
@@ -25,6 +26,7 @@ from notifier.models import (
     StoredDigest,
     StoredPaper,
     Subscriber,
+    SubscriberStatus,
 )
 
 if TYPE_CHECKING:
@@ -102,7 +104,7 @@ class SubscriberStore(Protocol):
         *,
         max_papers: int | None = None,
         schedule: Mapping[str, Any] | None = None,
-        status: str = "active",
+        status: str = SubscriberStatus.ACTIVE,
     ) -> Subscriber | None:
         """Create one subscriber; return None when the address is taken."""
 
@@ -214,7 +216,9 @@ class DigestStore(VectorStore, Protocol):
     ) -> Iterator[list[Subscriber]]:
         """Yield the active subscribers due a digest, size at a time."""
 
-    def digest_statuses(self, subscriber_ids: Iterable[int], period: str) -> dict[int, str]:
+    def digest_statuses(
+        self, subscriber_ids: Iterable[int], period: str
+    ) -> dict[int, DigestStatus]:
         """Return the status of each subscriber's digest for period."""
 
     def offered_papers(
@@ -330,7 +334,7 @@ class ReportStore(Protocol):
     def digest_page(self, after: int, limit: int, status: str | None = None) -> list[DigestRecord]:
         """Return up to limit digests with ids above after, in id order."""
 
-    def digest_counts(self) -> dict[str, int]:
+    def digest_counts(self) -> dict[DigestStatus, int]:
         """Return how many digests are in each status."""
 
     def last_job_runs(self) -> list[JobRun]:

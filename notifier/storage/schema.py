@@ -25,6 +25,8 @@ from sqlalchemy import (
     false,
 )
 
+from notifier.models import DigestStatus, SubscriberStatus
+
 metadata = MetaData()
 
 
@@ -80,7 +82,7 @@ ingest_runs = Table(
     Column("id", Integer, primary_key=True),
     Column("source", Text, nullable=False),
     Column("label", String(40)),
-    Column("status", String(16), nullable=False),  # ok | empty | unchanged | failed
+    Column("status", String(16), nullable=False),  # IngestStatus: ok | empty | unchanged | failed
     Column("started_at", UtcDateTime(), nullable=False),
     Column("papers", Integer, nullable=False, default=0),
     Column("new", Integer, nullable=False, default=0),
@@ -139,9 +141,9 @@ subscribers = Table(
     Column("id", Integer, primary_key=True),
     Column("email", String(320), nullable=False, unique=True),
     Column("name", String(200)),
-    # active | paused | suspended (hard bounces) | pending (not yet confirmed, web
-    # sign-ups) | unsubscribed; only active ones get digests.
-    Column("status", String(16), nullable=False, default="active"),
+    # SubscriberStatus: active | paused | suspended (hard bounces) | pending (not yet
+    # confirmed, web sign-ups) | unsubscribed; only active ones get digests.
+    Column("status", String(16), nullable=False, default=SubscriberStatus.ACTIVE),
     Column("max_papers", Integer),
     Column("hard_bounces", Integer, nullable=False, default=0, server_default="0"),
     # Two secrets: the feed URL is often shared, the manage link must not be.
@@ -201,7 +203,7 @@ digests = Table(
     Column("id", Integer, primary_key=True),
     Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
     Column("period", String(32), nullable=False),
-    # empty (nothing matched, reason kept) | pending | sending (leased by a worker)
+    # DigestStatus: empty (nothing matched, reason kept) | pending | sending (leased by a worker)
     # | sent | failed | unknown (timed out after the final ".": retried, same Message-ID)
     # | unconfirmed (unknown until retry_deadline, then given up: it may have arrived)
     Column("status", String(16), nullable=False),
@@ -225,7 +227,8 @@ digests = Table(
 )
 Index("ix_digests_status", digests.c.status, digests.c.next_attempt_at)
 # What senders scan: the digests still to send, in id order.
-_DUE = digests.c.status.in_(("pending", "unknown", "sending"))
+DUE_STATUSES = (DigestStatus.PENDING, DigestStatus.UNKNOWN, DigestStatus.SENDING)
+_DUE = digests.c.status.in_(DUE_STATUSES)
 Index("ix_digests_due", digests.c.id, postgresql_where=_DUE, sqlite_where=_DUE)
 
 # What a digest shows of a paper (title, abstract, links, authors), frozen when a
@@ -270,7 +273,7 @@ job_runs = Table(
     Column("host", String(200), nullable=False),
     Column("started_at", UtcDateTime(), nullable=False),
     Column("finished_at", UtcDateTime()),
-    Column("status", String(16), nullable=False),  # running | ok | failed
+    Column("status", String(16), nullable=False),  # JobStatus: running | ok | failed
     Column("detail", Text, nullable=False, default="", server_default=""),
 )
 Index("ix_job_runs_job", job_runs.c.job, job_runs.c.id)

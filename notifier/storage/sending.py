@@ -28,10 +28,22 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from notifier import collector
 from notifier.errors import StorageError
-from notifier.models import StoredDigest
+from notifier.models import DigestStatus, StoredDigest, SubscriberStatus
 from notifier.storage import codec
 from notifier.storage.base import StorageBase, _chunks, _one_line
-from notifier.storage.schema import UtcDateTime, digests, paper_cards, subscribers
+from notifier.storage.schema import DUE_STATUSES, UtcDateTime, digests, paper_cards, subscribers
+
+# Digests waiting for their first or next attempt (ix_digests_due also holds the
+# sending ones, whose lease may expire).
+_RETRYABLE = (DigestStatus.PENDING, DigestStatus.UNKNOWN)
+
+# What a digest put back for a later attempt becomes: unknown once an attempt may
+# have arrived (unknown_since is set), else pending. The values, not the members:
+# a bare member gets no SQL type, so PostgreSQL would lose its ::VARCHAR casts.
+_PUT_BACK = case(
+    (digests.c.unknown_since.is_not(None), DigestStatus.UNKNOWN.value),
+    else_=DigestStatus.PENDING.value,
+)
 
 
 class SendingMixin(StorageBase):
@@ -62,14 +74,17 @@ class SendingMixin(StorageBase):
         self, worker: str, limit: int, now: datetime, lease: timedelta, due_by: datetime | None
     ) -> list[StoredDigest]:
         """Lease due digests and load them with their subscribers and cards (claim_digests)."""
-        expired = and_(digests.c.status == "sending", digests.c.lease_until < now)
+        expired = and_(digests.c.status == DigestStatus.SENDING, digests.c.lease_until < now)
         due = and_(
-            digests.c.status.in_(("pending", "unknown")),
+            digests.c.status.in_(_RETRYABLE),
             or_(digests.c.next_attempt_at.is_(None), digests.c.next_attempt_at <= (due_by or now)),
         )
         active = (
             select(subscribers.c.id)
-            .where(subscribers.c.id == digests.c.subscriber_id, subscribers.c.status == "active")
+            .where(
+                subscribers.c.id == digests.c.subscriber_id,
+                subscribers.c.status == SubscriberStatus.ACTIVE,
+            )
             .exists()
         )
         with self._tx() as conn:
@@ -97,7 +112,7 @@ class SendingMixin(StorageBase):
                 update(digests)
                 .where(self._among(digests.c.id, ids))
                 .values(
-                    status="sending",
+                    status=DigestStatus.SENDING,
                     lease_owner=worker,
                     lease_until=now + lease,
                     attempts=digests.c.attempts + 1,
@@ -215,9 +230,7 @@ class SendingMixin(StorageBase):
         earlier one may have arrived (unknown_since is set from now on), else pending.
         """
         changes: dict[str, Any] = {
-            "status": case((digests.c.unknown_since.is_not(None), "unknown"), else_="pending")
-            if not unknown
-            else "unknown",
+            "status": _PUT_BACK if not unknown else DigestStatus.UNKNOWN,
             "last_error": error,
             "next_attempt_at": next_attempt,
             "lease_owner": None,
@@ -236,7 +249,7 @@ class SendingMixin(StorageBase):
                 update(digests)
                 .where(*_held(digest_id, worker))
                 .values(
-                    status="unconfirmed",
+                    status=DigestStatus.UNCONFIRMED,
                     last_error=error,
                     next_attempt_at=None,
                     unknown_since=func.coalesce(
@@ -264,7 +277,7 @@ class SendingMixin(StorageBase):
                 .where(
                     self._among(digests.c.id, ids),
                     digests.c.lease_owner == worker,
-                    digests.c.status == "sending",
+                    digests.c.status == DigestStatus.SENDING,
                     digests.c.lease_until >= now,
                 )
                 .values(lease_until=now + lease)
@@ -283,7 +296,9 @@ class SendingMixin(StorageBase):
             owner = conn.execute(
                 update(digests)
                 .where(*_held(digest_id, worker))
-                .values(status="failed", last_error=error, lease_owner=None, lease_until=None)
+                .values(
+                    status=DigestStatus.FAILED, last_error=error, lease_owner=None, lease_until=None
+                )
                 .returning(digests.c.subscriber_id)
             ).scalar_one_or_none()
             if owner is None or not hard_bounce:
@@ -297,7 +312,9 @@ class SendingMixin(StorageBase):
             if bounces < bounce_limit:
                 return False
             conn.execute(
-                update(subscribers).where(subscribers.c.id == owner).values(status="suspended")
+                update(subscribers)
+                .where(subscribers.c.id == owner)
+                .values(status=SubscriberStatus.SUSPENDED)
             )
             return True
 
@@ -313,13 +330,11 @@ class SendingMixin(StorageBase):
                     .where(
                         digests.c.id.in_(ids),
                         digests.c.lease_owner == worker,
-                        digests.c.status == "sending",
+                        digests.c.status == DigestStatus.SENDING,
                     )
                     .values(
                         # Given back untried: unknown stays unknown (it may have arrived).
-                        status=case(
-                            (digests.c.unknown_since.is_not(None), "unknown"), else_="pending"
-                        ),
+                        status=_PUT_BACK,
                         attempts=digests.c.attempts - 1,
                         lease_owner=None,
                         lease_until=None,
@@ -333,11 +348,7 @@ class SendingMixin(StorageBase):
         The daemon asks every minute; counting every status would scan a table
         that grows by a day's subscribers every day.
         """
-        query = (
-            select(func.count())
-            .select_from(digests)
-            .where(digests.c.status.in_(("pending", "unknown", "sending")))
-        )
+        query = select(func.count()).select_from(digests).where(digests.c.status.in_(DUE_STATUSES))
         with self._read() as conn:
             return int(conn.execute(query).scalar_one())
 
@@ -347,7 +358,7 @@ def _sent_values() -> dict[str, Any]:
     mark_reply, no error, no lease.
     """
     return {
-        "status": "sent",
+        "status": DigestStatus.SENT,
         "sent_at": bindparam("mark_now"),
         "last_reply": bindparam("mark_reply"),
         "last_error": None,
@@ -363,7 +374,7 @@ _MARK_SENT = (
     .where(
         digests.c.id == bindparam("mark_id"),
         digests.c.lease_owner == bindparam("mark_owner"),
-        digests.c.status == "sending",
+        digests.c.status == DigestStatus.SENDING,
     )
     .values(**_sent_values())
 )
@@ -386,7 +397,7 @@ _PG_MARK_SENT = (
     .where(
         digests.c.id == _PG_MARKS.c.id,
         digests.c.lease_owner == bindparam("mark_owner"),
-        digests.c.status == "sending",
+        digests.c.status == DigestStatus.SENDING,
     )
     .values(**(_sent_values() | {"last_reply": _PG_MARKS.c.reply}))
 )
@@ -397,11 +408,16 @@ _RECOVER_SENT = (
     .where(
         digests.c.id == bindparam("mark_id"),
         # Not IN (...): executemany cannot expand a list.
-        digests.c.status != "sent",
-        digests.c.status != "empty",
+        digests.c.status != DigestStatus.SENT,
+        digests.c.status != DigestStatus.EMPTY,
     )
     .values(**_sent_values(), next_attempt_at=None)
 )
+
+
+def _sql_strings(values: Iterable[str]) -> str:
+    """Return values as a parenthesised list of SQL string literals: ('a', 'b')."""
+    return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
 
 
 # claim_digests' scan of due digests on SQLite. Without statistics SQLite reads every
@@ -411,11 +427,11 @@ _RECOVER_SENT = (
 # word for word: SQLite uses a partial index only for a query that states it.
 _SQLITE_DUE = text(
     "SELECT digests.id FROM digests INDEXED BY ix_digests_due"
-    " WHERE digests.status IN ('pending', 'unknown', 'sending')"
-    " AND digests.status IN ('pending', 'unknown')"
+    f" WHERE digests.status IN {_sql_strings(DUE_STATUSES)}"
+    f" AND digests.status IN {_sql_strings(_RETRYABLE)}"
     " AND (digests.next_attempt_at IS NULL OR digests.next_attempt_at <= :due_by)"
     " AND EXISTS (SELECT 1 FROM subscribers WHERE subscribers.id = digests.subscriber_id"
-    " AND subscribers.status = 'active')"
+    f" AND subscribers.status = '{SubscriberStatus.ACTIVE}')"
     " ORDER BY digests.id LIMIT :limit"
 ).bindparams(bindparam("due_by", type_=UtcDateTime()))
 
@@ -472,5 +488,5 @@ def _held(digest_id: int, worker: str) -> tuple[Any, ...]:
     return (
         digests.c.id == digest_id,
         digests.c.lease_owner == worker,
-        digests.c.status == "sending",
+        digests.c.status == DigestStatus.SENDING,
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 
-from notifier.models import Interest, Subscriber
+from notifier.models import Interest, Subscriber, SubscriberStatus
 from notifier.storage.schema import subscribers
 from notifier.storage.subscribers import (
     SubscribersMixin,
@@ -50,7 +50,7 @@ class SignupMixin(SubscribersMixin):
                     conn.dialect.name,
                     email,
                     now,
-                    {"name": name, "status": "pending", **schedule},
+                    {"name": name, "status": SubscriberStatus.PENDING, **schedule},
                 )
             ).scalar_one_or_none()
             action = "confirm"
@@ -62,13 +62,13 @@ class SignupMixin(SubscribersMixin):
                     )
                 ).one()
                 subscriber_id = row.id
-                if row.status == "unsubscribed":
+                if row.status == SubscriberStatus.UNSUBSCRIBED:
                     conn.execute(
                         update(subscribers)
                         .where(subscribers.c.id == row.id)
-                        .values(name=name, status="pending", **schedule)
+                        .values(name=name, status=SubscriberStatus.PENDING, **schedule)
                     )
-                elif row.status == "pending":
+                elif row.status == SubscriberStatus.PENDING:
                     store_request = False
                 else:
                     action = "remind"
@@ -111,7 +111,7 @@ class SignupMixin(SubscribersMixin):
                 conn.execute(
                     delete(subscribers)
                     .where(
-                        subscribers.c.status == "pending",
+                        subscribers.c.status == SubscriberStatus.PENDING,
                         subscribers.c.confirmed_at.is_(None),
                         last_email < before,
                     )
@@ -129,8 +129,11 @@ class SignupMixin(SubscribersMixin):
             return bool(
                 conn.execute(
                     update(subscribers)
-                    .where(subscribers.c.id == subscriber_id, subscribers.c.status == "pending")
-                    .values(status="active", confirmed_at=now, unsubscribed_at=None)
+                    .where(
+                        subscribers.c.id == subscriber_id,
+                        subscribers.c.status == SubscriberStatus.PENDING,
+                    )
+                    .values(status=SubscriberStatus.ACTIVE, confirmed_at=now, unsubscribed_at=None)
                 ).rowcount
             )
 
@@ -145,8 +148,9 @@ class SignupMixin(SubscribersMixin):
                 conn.execute(
                     update(subscribers)
                     .where(
-                        subscribers.c.id == subscriber_id, subscribers.c.status != "unsubscribed"
+                        subscribers.c.id == subscriber_id,
+                        subscribers.c.status != SubscriberStatus.UNSUBSCRIBED,
                     )
-                    .values(status="unsubscribed", unsubscribed_at=now)
+                    .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=now)
                 ).rowcount
             )

@@ -11,7 +11,14 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from notifier.errors import SubscriberError
-from notifier.models import Interest, ScheduleKey, Shard, Subscriber
+from notifier.models import (
+    DigestStatus,
+    Interest,
+    ScheduleKey,
+    Shard,
+    Subscriber,
+    SubscriberStatus,
+)
 from notifier.storage import codec
 from notifier.storage.base import StorageBase, _chunks, _dialect_insert
 from notifier.storage.schema import deliveries, digests, interest_vectors, interests, subscribers
@@ -51,7 +58,7 @@ class SubscribersMixin(StorageBase):
                     .values(
                         email=email,
                         name=name,
-                        status=status or "active",
+                        status=status or SubscriberStatus.ACTIVE,
                         max_papers=max_papers,
                         feed_token=secrets.token_urlsafe(24),
                         manage_token=secrets.token_urlsafe(24),
@@ -119,7 +126,7 @@ class SubscribersMixin(StorageBase):
         *,
         max_papers: int | None = None,
         schedule: Mapping[str, Any] | None = None,
-        status: str = "active",
+        status: str = SubscriberStatus.ACTIVE,
     ) -> Subscriber | None:
         """Create one subscriber with their interests; return None when the address is taken.
 
@@ -168,7 +175,7 @@ class SubscribersMixin(StorageBase):
                         {
                             "email": email,
                             "name": name,
-                            "status": "active",
+                            "status": SubscriberStatus.ACTIVE,
                             "feed_token": secrets.token_urlsafe(24),
                             "manage_token": secrets.token_urlsafe(24),
                             "created_at": now,
@@ -195,7 +202,7 @@ class SubscribersMixin(StorageBase):
 
     def subscribers(self, active_only: bool = False) -> list[Subscriber]:
         """Return subscribers with their interests, in id order."""
-        condition = subscribers.c.status == "active" if active_only else None
+        condition = subscribers.c.status == SubscriberStatus.ACTIVE if active_only else None
         with self._read() as conn:
             return self._subscribers(conn, condition)
 
@@ -324,7 +331,7 @@ class SubscribersMixin(StorageBase):
         columns = [subscribers.c[name] for name in SCHEDULE_COLUMNS]
         query = (
             select(*columns, func.count())
-            .where(subscribers.c.status == "active", *_in_shard(shard))
+            .where(subscribers.c.status == SubscriberStatus.ACTIVE, *_in_shard(shard))
             .group_by(*columns)
         )
         with self._read() as conn:
@@ -349,7 +356,7 @@ class SubscribersMixin(StorageBase):
         those who subscribed (confirmed) by then: a slot before someone subscribed
         is not theirs, so their first digest comes at their first slot after.
         """
-        condition = and_(subscribers.c.status == "active", *_in_shard(shard))
+        condition = and_(subscribers.c.status == SubscriberStatus.ACTIVE, *_in_shard(shard))
         if joined_by is not None:
             joined = func.coalesce(subscribers.c.confirmed_at, subscribers.c.created_at)
             condition = and_(condition, joined <= joined_by)
@@ -367,7 +374,9 @@ class SubscribersMixin(StorageBase):
             )
             if fresh_since is not None:
                 # An empty digest composed before the newest paper arrived may fill up now.
-                stale_empty = and_(digests.c.status == "empty", digests.c.created_at < fresh_since)
+                stale_empty = and_(
+                    digests.c.status == DigestStatus.EMPTY, digests.c.created_at < fresh_since
+                )
                 settled = settled.where(~stale_empty)
             condition = and_(condition, ~settled.exists())
         last = 0
