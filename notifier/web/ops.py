@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from notifier.errors import NotifierError
+from notifier.models import DigestStatus
 from notifier.storage import Storage
 from notifier.web.context import WebContext
 
@@ -123,10 +124,10 @@ class StorageCollector(Collector):
         composed.add_metric([], figures.composed)
         yield composed
         sent = CounterMetricFamily("notifier_digests_sent", "Digests accepted by the mail server.")
-        sent.add_metric([], figures.digests.get("sent", 0))
+        sent.add_metric([], figures.digests.get(DigestStatus.SENT, 0))
         yield sent
         failed = CounterMetricFamily("notifier_digests_failed", "Digests that failed for good.")
-        failed.add_metric([], figures.digests.get("failed", 0))
+        failed.add_metric([], figures.digests.get(DigestStatus.FAILED, 0))
         yield failed
         by_status = GaugeMetricFamily(
             "notifier_digests", "Digests by delivery status.", labels=["status"]

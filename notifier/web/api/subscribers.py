@@ -176,7 +176,9 @@ def add_subscriber_routes(router: APIRouter, context: WebContext) -> None:
     )
     def suspend_subscriber(subscriber_id: SubscriberId) -> SubscriberOut:
         """Stop a subscriber's digests, as repeated hard bounces do; PATCH status to resume."""
-        updated = storage.update_preferences(subscriber_id, status="suspended")
+        updated = storage.update_preferences(
+            subscriber_id, status=models.SubscriberStatus.SUSPENDED
+        )
         if updated is None:
             raise missing(subscriber_id)
         log.info("admin API: suspended subscriber %d", subscriber_id)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from notifier.matching import describe_volume, interest_volumes
-from notifier.models import Subscriber
+from notifier.models import Subscriber, SubscriberStatus
 from notifier.render.feed import feed_url, private_feed_name
 from notifier.schedule import CADENCES, WEEKDAYS, next_due
 from notifier.settings import Settings
@@ -46,7 +46,11 @@ def add_preference_routes(router: APIRouter, kit: PageKit) -> None:
         volumes: list[tuple[str, str]] = []
         failing: list[str] = []
         # Only once the model is ready (preparing it takes half a minute at start).
-        if subscriber.status in ("active", "paused", "suspended") and context.matching_ready:
+        if (
+            subscriber.status
+            in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED, SubscriberStatus.SUSPENDED)
+            and context.matching_ready
+        ):
             try:
                 found, failing = interest_volumes(
                     storage, settings, subscriber, context.clock(), context.matching
@@ -96,7 +100,9 @@ def add_preference_routes(router: APIRouter, kit: PageKit) -> None:
         fields = {k: str(v) for k, v in form.items()}
         if fields.get("action") == "resubscribe":
             # The signed link came by email to this address: that is the opt-in.
-            await asyncio.to_thread(storage.update_preferences, found.id, status="active")
+            await asyncio.to_thread(
+                storage.update_preferences, found.id, status=SubscriberStatus.ACTIVE
+            )
             return RedirectResponse(f"/manage/{token}?saved=1", status_code=303)
         rows = interest_rows({k: [str(v) for v in form.getlist(k)] for k in form})
         checked = check_preferences(fields, rows)
@@ -114,10 +120,12 @@ def add_preference_routes(router: APIRouter, kit: PageKit) -> None:
                 )
             )
         status = None
-        if found.status in ("active", "paused"):
-            status = "paused" if "paused" in fields else "active"
-        elif found.status == "suspended" and "paused" not in fields:
-            status = "active"  # they followed a link from an email, so mail reaches them
+        if found.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
+            status = SubscriberStatus.PAUSED if "paused" in fields else SubscriberStatus.ACTIVE
+        elif found.status == SubscriberStatus.SUSPENDED and "paused" not in fields:
+            status = (
+                SubscriberStatus.ACTIVE
+            )  # they followed a link from an email, so mail reaches them
         await asyncio.to_thread(
             lambda: storage.update_preferences(
                 found.id,
@@ -164,13 +172,13 @@ def _current_values(subscriber: Subscriber, settings: Settings) -> dict[str, Any
         "weekday": (
             weekday_name(subscriber.weekday) if subscriber.weekday is not None else settings.weekday
         ),
-        "paused": subscriber.status == "paused",
+        "paused": subscriber.status == SubscriberStatus.PAUSED,
     }
 
 
 def _next_due(subscriber: Subscriber, settings: Settings, now: datetime) -> str | None:
     """Return when an active subscriber's next digest is due, in their own zone."""
-    if subscriber.status != "active":
+    if subscriber.status != SubscriberStatus.ACTIVE:
         return None
     try:
         cadence, due = next_due(settings.default_cadence, subscriber, now)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse
 
 from notifier.errors import DeliveryError, NotifierError
-from notifier.models import Subscriber
+from notifier.models import Subscriber, SubscriberStatus
 from notifier.schedule import CADENCES, WEEKDAYS, resolve
 from notifier.settings import Settings
 from notifier.tokens import Purpose
@@ -124,9 +124,9 @@ def add_confirm_routes(router: APIRouter, kit: PageKit) -> None:
 
     def settled(request: Request, subscriber: Subscriber) -> HTMLResponse | None:
         """Answer a link whose subscriber is no longer pending, or None when it is."""
-        if subscriber.status == "pending":
+        if subscriber.status == SubscriberStatus.PENDING:
             return None
-        if subscriber.status == "unsubscribed":
+        if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
             return message(
                 request,
                 "You have unsubscribed",

@@ -7,6 +7,7 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from notifier.models import SubscriberStatus
 from notifier.tokens import Purpose
 from notifier.web.feeds import remove_private_feed
 from notifier.web.pages.kit import PRIVATE, PageKit
@@ -31,7 +32,7 @@ def add_unsubscribe_routes(router: APIRouter, kit: PageKit) -> None:
             headers=PRIVATE,
             token=token,
             subscriber=found,
-            done=found.status == "unsubscribed",
+            done=found.status == SubscriberStatus.UNSUBSCRIBED,
             manage=kit.manage_url(found),
         )
 
