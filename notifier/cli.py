@@ -33,7 +33,6 @@ from notifier.demo import DemoDay, run_demo
 from notifier.errors import (
     ConfigError,
     InvalidInput,
-    ListingError,
     NotifierError,
     QueryError,
     SubscriberError,
@@ -41,15 +40,16 @@ from notifier.errors import (
 from notifier.eval_run import run_eval
 from notifier.evaluate import Metrics
 from notifier.evaluate import mean as mean_metrics
-from notifier.ingest import KINDS, expand_paths, guess_kind, read_file
+from notifier.ingest import KINDS
 from notifier.ingest.fetch import Fetcher
 from notifier.matching import describe_volume, interest_volumes, matching_for
 from notifier.models import DigestContent, IngestSummary, Interest, Subscriber
 from notifier.pipeline.cycle import Cycle
+from notifier.pipeline.ingest import IngestResult, ingest_jobs, run_ingest_jobs, summary_json
 from notifier.pipeline.senders import send_from_settings, send_in_processes
 from notifier.render.email import subscriber_links
 from notifier.schedule import CADENCES, next_due
-from notifier.settings import Settings, SourceConfig, load_settings, parse_duration
+from notifier.settings import Settings, load_settings, parse_duration
 from notifier.sources import source_report
 from notifier.storage import Storage
 
@@ -189,107 +189,53 @@ def ingest(
     Each listing is stored whole or not at all; a malformed one is refused with
     the source and line at fault, and the others still go in.
     """
-    settings, storage = context.settings, context.storage
-    jobs: list[tuple[str, Callable[[datetime], IngestSummary]]] = []
-    if not locations:
-        configured = (
-            settings.sources
-            if every_source
-            else pipeline.due_sources(settings.sources, storage.sources_health(), utc_now())
-        )
-        if not settings.sources:
-            raise ListingError(
-                "notifier.toml", "no [[sources]] configured and no PATH or URL given"
-            )
-        fetcher = context.fetcher
-        for source in configured:
-            jobs.append((source.name, partial(pipeline.ingest_source, storage, fetcher, source)))
-        if not jobs:
-            click.echo("no source is due yet (see `notifier sources`; --all polls them now)")
-    for location in expand_paths(list(locations)):
-        try:
-            job_kind = kind or guess_kind(location)
-        except ListingError as e:
-            jobs.append((location, partial(_raise, e)))
-            continue
-        if location.startswith(("http://", "https://")):
-            adhoc = SourceConfig(name=location, kind=job_kind, url=location)
-            jobs.append(
-                (location, partial(pipeline.ingest_source, storage, context.fetcher, adhoc))
-            )
-        else:
-            jobs.append(
-                (
-                    location,
-                    partial(_ingest_file, storage, location, job_kind, settings.max_listing_bytes),
-                )
-            )
-    results: list[dict[str, Any]] = []
+    jobs = ingest_jobs(
+        context.storage,
+        context.settings,
+        lambda: context.fetcher,
+        locations,
+        utc_now(),
+        kind=kind,
+        every_source=every_source,
+    )
+    if not locations and not jobs:
+        click.echo("no source is due yet (see `notifier sources`; --all polls them now)")
+    results: list[IngestResult] = []
     with _progress(len(jobs), "ingesting", enabled=not as_json) as advance:
-        for name, job in jobs:
-            try:
-                result = _summary_json(job(utc_now()))
-            except ListingError as e:
-                result = {"source": name, "error": str(e)}
+        for result in run_ingest_jobs(jobs, utc_now):
             results.append(result)
             advance()
             if as_json:  # streamed: a consumer may read each listing as it lands
-                click.echo(json.dumps(result))
+                click.echo(json.dumps(_result_json(result)))
     # Human lines come after the progress bar, so the two do not collide.
     for result in [] if as_json else results:
-        if "error" in result:
-            click.echo(f"notifier: error: {result['error']}", err=True)
+        if result.summary is None:
+            click.echo(f"notifier: error: {result.error}", err=True)
         else:
-            click.echo(_summary_line(result))
-    if any("error" in r for r in results):
+            click.echo(_summary_line(result.summary))
+    if any(r.summary is None for r in results):
         sys.exit(1)
 
 
-def _raise(error: Exception, _now: datetime) -> IngestSummary:
-    """Raise error when its job runs, so it is reported in turn with the others."""
-    raise error
+def _result_json(result: IngestResult) -> dict[str, Any]:
+    """Return what `ingest --json` prints for one listing: its summary, or its error."""
+    if result.summary is None:
+        return {"source": result.name, "error": result.error}
+    return summary_json(result.summary)
 
 
-def _ingest_file(
-    storage: Storage, location: str, kind: str, max_bytes: int, now: datetime
-) -> IngestSummary:
-    """Ingest one file (or stdin), recording a failed run if it cannot be read."""
-    source = "stdin" if location == "-" else location
-    try:
-        data = read_file(location, max_bytes)
-    except ListingError as e:
-        storage.record_failed_ingest(source, str(e), now, kind)
-        raise
-    return pipeline.ingest(storage, source, data, now, kind)
-
-
-def _summary_json(summary: IngestSummary) -> dict[str, Any]:
-    """Return an ingest summary as JSON-ready data."""
-    data: dict[str, Any] = {
-        "source": summary.source,
-        "status": summary.status,
-        "papers": summary.papers,
-        "new": summary.new,
-        "seen": summary.seen,
-        "updated": summary.updated,
-        "skipped": summary.skipped,
-        "run": summary.run_id,
-    }
-    if summary.reason:
-        data["reason"] = summary.reason
-    return data
-
-
-def _summary_line(result: dict[str, Any]) -> str:
-    """Return one human line for an ingest result."""
-    if result["status"] == "unchanged":
-        return f"{result['source']}: not modified since the last fetch"
-    if result["status"] == "empty":
-        return f"{result['source']}: empty: {result.get('reason', '')}"
-    extras = [f"{result[k]} {k}" for k in ("updated", "skipped") if result[k]]
+def _summary_line(summary: IngestSummary) -> str:
+    """Return one human line for an ingest summary."""
+    if summary.status == "unchanged":
+        return f"{summary.source}: not modified since the last fetch"
+    if summary.status == "empty":
+        return f"{summary.source}: empty: {summary.reason or ''}"
+    extras = [
+        f"{n} {k}" for k, n in (("updated", summary.updated), ("skipped", summary.skipped)) if n
+    ]
     return (
-        f"{result['source']}: {result['papers']} papers, {result['new']} new, "
-        f"{result['seen']} seen before" + "".join(f", {e}" for e in extras)
+        f"{summary.source}: {summary.papers} papers, {summary.new} new, "
+        f"{summary.seen} seen before" + "".join(f", {e}" for e in extras)
     )
 
 
@@ -827,7 +773,7 @@ class _CycleOutput:
 
     def ingested(self, summary: IngestSummary) -> None:
         """Print one line for a source polled."""
-        click.echo(_summary_line(_summary_json(summary)))
+        click.echo(_summary_line(summary))
 
     def composed(self, outcomes: Mapping[str, int]) -> None:
         """Print how many digests of each outcome composing had."""
@@ -1074,7 +1020,7 @@ def replay(context: Context, run: int) -> None:
     fetching it again. The replay is a new run that refers to RUN.
     """
     summary = pipeline.replay(context.storage, run, utc_now())
-    click.echo(f"replayed #{run} as #{summary.run_id}: " + _summary_line(_summary_json(summary)))
+    click.echo(f"replayed #{run} as #{summary.run_id}: " + _summary_line(summary))
 
 
 @cli.command()
