@@ -21,7 +21,6 @@ import click
 
 from notifier import __version__, pipeline, validation
 from notifier.app import (
-    mail_identity,
     make_fetcher,
     make_outbox,
     make_rate_limit,
@@ -32,10 +31,8 @@ from notifier.app import (
 from notifier.demo import DemoDay, run_demo
 from notifier.errors import (
     ConfigError,
-    InvalidInput,
     NotifierError,
     QueryError,
-    SubscriberError,
 )
 from notifier.eval_run import run_eval
 from notifier.evaluate import Metrics
@@ -47,11 +44,11 @@ from notifier.models import DigestContent, IngestSummary, Interest, Subscriber
 from notifier.pipeline.cycle import Cycle
 from notifier.pipeline.ingest import IngestResult, ingest_jobs, run_ingest_jobs, summary_json
 from notifier.pipeline.senders import send_from_settings, send_in_processes
-from notifier.render.email import subscriber_links
 from notifier.schedule import CADENCES, next_due
 from notifier.settings import Settings, load_settings, parse_duration
 from notifier.sources import source_report
 from notifier.storage import Storage
+from notifier.subscribers import SubscriberChanges, save_subscriber, subscriber_json, with_feeds
 
 
 def utc_now() -> datetime:
@@ -304,21 +301,20 @@ def subscriber_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def schedule_changes(
-    cadence: str | None,
-    send_time: str | None,
-    timezone: str | None,
-    weekday: str | None,
-    empty_note: bool | None,
-) -> dict[str, Any]:
-    """Return the schedule columns the options change ("default": back to the config's)."""
-    given = {"cadence": cadence, "send_time": send_time, "timezone": timezone, "weekday": weekday}
-    changes: dict[str, Any] = validation.schedule(
-        {k: None if v == "default" else v for k, v in given.items() if v is not None}
+def _changes(options: Mapping[str, Any], status: str | None) -> SubscriberChanges:
+    """Return the subscriber changes the subscriber_options ask for."""
+    given = {k: options[k] for k in ("cadence", "send_time", "timezone", "weekday")}
+    return SubscriberChanges(
+        name=options["name"],
+        queries=[_named(raw, "query") for raw in options["queries"]],
+        abouts=[_named(raw, "about") for raw in options["abouts"]],
+        sensitivities=[_named(raw, "sensitivity") for raw in options["sensitivities"]],
+        max_papers=options["max_papers"],
+        # "default" puts a column back to the configuration's.
+        schedule={k: None if v == "default" else v for k, v in given.items() if v is not None},
+        empty_note=options["empty_note"],
+        status=status,
     )
-    if empty_note is not None:
-        changes["empty_note"] = empty_note
-    return changes
 
 
 def _describe_schedule(settings: Settings, subscriber: Subscriber, now: datetime) -> str:
@@ -359,47 +355,9 @@ def _save_subscriber(
     must_exist: bool = False,
 ) -> None:
     """Create or update a subscriber from the subscriber_options and print the result."""
-    try:
-        address = validation.email(email)
-    except InvalidInput as e:
-        raise SubscriberError(f"{email!r} is not a valid email address: {e.reason}") from None
-    schedule = schedule_changes(
-        options["cadence"],
-        options["send_time"],
-        options["timezone"],
-        options["weekday"],
-        options["empty_note"],
-    )
-    storage = context.storage
-    try:
-        current: Subscriber | None = storage.subscriber_by_email(address)
-    except SubscriberError:
-        if must_exist:
-            raise SubscriberError(
-                f"no subscriber with the address {address!r}: see `notifier subscribers`"
-            ) from None
-        current = None
-    changed = validation.merged_interests(
-        current.interests if current else (),
-        [_named(raw, "query") for raw in options["queries"]],
-        [_named(raw, "about") for raw in options["abouts"]],
-        [_named(raw, "sensitivity") for raw in options["sensitivities"]],
-    )
-    name = options["name"]
-    display = validation.display_name(name) if name is not None else None
-    if not changed and current is None:
-        raise SubscriberError(
-            "a new subscriber needs at least one --interest NAME=QUERY or --about NAME=TEXT"
-        )
     now = utc_now()
-    subscriber, created = storage.save_subscriber(
-        address,
-        display or None,
-        changed,
-        now,
-        options["max_papers"],
-        schedule=schedule,
-        status=status,
+    subscriber, created = save_subscriber(
+        context.storage, email, _changes(options, status), now, must_exist=must_exist
     )
     verb = "subscribed" if created else "updated"
     click.echo(f"{verb} {subscriber.email} with {len(subscriber.interests)} interest(s):")
@@ -445,30 +403,9 @@ def _describe_interest(interest: Interest) -> str:
 @pass_context
 def subscribers(context: Context, as_json: bool) -> None:
     """List subscribers with their interests."""
-    identity = mail_identity(context.settings)
-    for s in context.storage.subscribers():
-        feed = subscriber_links(identity, s).feed
+    for s, feed in with_feeds(context.settings, context.storage):
         if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "email": s.email,
-                        "name": s.name,
-                        "status": s.status,
-                        "max_papers": s.max_papers,
-                        "interests": [
-                            {
-                                "name": i.name,
-                                "query": i.query,
-                                "about": i.about,
-                                "sensitivity": i.sensitivity,
-                            }
-                            for i in s.interests
-                        ],
-                        "feed": feed,
-                    }
-                )
-            )
+            click.echo(json.dumps(subscriber_json(s, feed)))
             continue
         click.echo(f"{s.email}" + (f" ({s.name})" if s.name else "") + f" [{s.status}]")
         for i in s.interests:
