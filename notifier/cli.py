@@ -37,9 +37,10 @@ from notifier.errors import (
 from notifier.eval_run import run_eval
 from notifier.evaluate import Metrics
 from notifier.evaluate import mean as mean_metrics
+from notifier.health import check_health
 from notifier.ingest import KINDS
 from notifier.ingest.fetch import Fetcher
-from notifier.matching import describe_volume, interest_volumes, matching_for
+from notifier.matching import describe_volume, matching_for
 from notifier.models import DigestContent, IngestSummary, Interest, Subscriber
 from notifier.pipeline.cycle import Cycle
 from notifier.pipeline.ingest import IngestResult, ingest_jobs, run_ingest_jobs, summary_json
@@ -47,6 +48,7 @@ from notifier.pipeline.senders import send_from_settings, send_in_processes
 from notifier.schedule import CADENCES, next_due
 from notifier.settings import Settings, load_settings, parse_duration
 from notifier.sources import source_report
+from notifier.status import SubscriberStatus, service_status, subscriber_status
 from notifier.storage import Storage
 from notifier.subscribers import SubscriberChanges, save_subscriber, subscriber_json, with_feeds
 
@@ -573,68 +575,71 @@ def feeds(context: Context) -> None:
 @pass_context
 def status(context: Context, email: str | None) -> None:
     """Show recent ingests and digests; with EMAIL, why that subscriber got what they got."""
-    storage = context.storage
     if email is not None:
-        subscriber = storage.subscriber_by_email(email.strip().lower())  # stored lowercased
-        click.echo(f"{subscriber.email} [{subscriber.status}]")
-        click.echo(f"  {_describe_schedule(context.settings, subscriber, utc_now())}")
-        if subscriber.status == "paused":
-            click.echo(
-                f"  paused: no digests until `notifier subscriber edit {subscriber.email} --resume`"
-            )
-        elif subscriber.status == "suspended":
-            click.echo("  suspended after repeated hard bounces: check the address, then --resume")
-        try:
-            volumes, failing = interest_volumes(storage, context.settings, subscriber, utc_now())
-        except Exception as e:  # "why so few" is an extra: the history still prints
-            click.echo(f"  (cannot say what each interest finds now: {e})")
-            volumes, failing = [], []
-        for found in volumes:
-            click.echo(f"  interest {found.interest!r}: {describe_volume(found)}")
-        if failing:
-            click.echo(f"  sources failing, so fewer papers than usual: {', '.join(failing)}")
-        history = storage.digest_history(subscriber.id, limit=10)
-        if not history:
-            click.echo("  no digest composed yet: run `notifier digest`")
-        for d in history:
-            error = f" (last error: {d.last_error})" if d.last_error else ""
-            click.echo(f"  {d.period}  {d.status:<7} {d.papers:>3} papers  {d.reason}{error}")
+        _print_subscriber_status(
+            context.settings, subscriber_status(context.storage, context.settings, email, utc_now())
+        )
         return
-    click.echo(f"database: {storage.safe_url()}")
-    click.echo(f"papers: {storage.count_papers()}, subscribers: {len(storage.subscribers())}")
+    status = service_status(context.storage, context.settings, utc_now())
+    click.echo(f"database: {status.database}")
+    click.echo(f"papers: {status.papers}, subscribers: {status.subscribers}")
     click.echo("recent ingests:")
-    for run in storage.ingest_runs(limit=10):
+    for run in status.ingests:
         when = run.started_at.strftime("%Y-%m-%d %H:%M")
         if run.status == "ok":
             detail = f"{run.papers} papers, {run.new} new, {run.seen} seen before"
         else:
             detail = run.error or run.reason or ""
         click.echo(f"  #{run.id} {when}  {run.status:<6} {run.source}: {detail}")
-    report = source_report(context.settings, storage.sources_health(), utc_now())
-    for row in (r for r in report if r["failing"]):
+    for row in status.failing_sources:
         click.echo(
             f"source FAILING: {row['name']}: {row['consecutive_failures']} failures in a row: "
             f"{row['last_error']}"
         )
-    runs = storage.last_job_runs()
-    if runs:
+    if status.job_runs:
         click.echo("last job runs:")
-    for job in runs:
+    for job in status.job_runs:
         ended = f"{job.finished_at:%Y-%m-%d %H:%M}" if job.finished_at else "still running"
         click.echo(
             f"  {job.job}: {job.status} at {job.started_at:%Y-%m-%d %H:%M} UTC "
             f"(ended {ended}) on {job.host}: {job.detail}"
         )
-    counts = storage.digest_counts()
+    counts = status.digest_counts
     click.echo(
         "digests: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none yet")
     )
-    for outcome in storage.latest_digests():
+    for outcome in status.latest_digests:
         error = f" (last error: {outcome.last_error})" if outcome.last_error else ""
         click.echo(
             f"  {outcome.email}: {outcome.period} {outcome.status}, {outcome.papers} papers"
             f" - {outcome.reason}{error}"
         )
+
+
+def _print_subscriber_status(settings: Settings, status: SubscriberStatus) -> None:
+    """Print one subscriber's schedule, what each interest finds now, and their digests."""
+    subscriber = status.subscriber
+    click.echo(f"{subscriber.email} [{subscriber.status}]")
+    click.echo(f"  {_describe_schedule(settings, subscriber, utc_now())}")
+    if subscriber.status == "paused":
+        click.echo(
+            f"  paused: no digests until `notifier subscriber edit {subscriber.email} --resume`"
+        )
+    elif subscriber.status == "suspended":
+        click.echo("  suspended after repeated hard bounces: check the address, then --resume")
+    if status.volumes_error is not None:
+        click.echo(f"  (cannot say what each interest finds now: {status.volumes_error})")
+    for found in status.volumes:
+        click.echo(f"  interest {found.interest!r}: {describe_volume(found)}")
+    if status.failing_sources:
+        click.echo(
+            f"  sources failing, so fewer papers than usual: {', '.join(status.failing_sources)}"
+        )
+    if not status.history:
+        click.echo("  no digest composed yet: run `notifier digest`")
+    for d in status.history:
+        error = f" (last error: {d.last_error})" if d.last_error else ""
+        click.echo(f"  {d.period}  {d.status:<7} {d.papers:>3} papers  {d.reason}{error}")
 
 
 @cli.command("run")
@@ -746,36 +751,20 @@ def health(context: Context, max_age: str) -> None:
         limit = parse_duration(max_age)
     except ValueError as e:
         raise ConfigError(f"--max-age: {e}") from None
-    now = utc_now()
-    runs = {job.job: job for job in context.storage.last_job_runs()}
-    latest = max(
-        (runs[name] for name in ("compose", "run-once") if name in runs),
-        key=lambda job: job.started_at,
-        default=None,
-    )
-    if latest is None:
+    verdict = check_health(context.storage.last_job_runs(), limit, utc_now())
+    job, minutes = verdict.job, int(verdict.age.total_seconds() // 60)
+    if job is None:
         fail("unhealthy: no compose has run yet (is `notifier run` or cron running?)")
-    age = now - latest.started_at
-    minutes = int(age.total_seconds() // 60)
-    if latest.status == "failed":
-        fail(f"unhealthy: the last {latest.job} failed {minutes} min ago: {latest.detail}")
-    # A compose or run-once still "running" long after it started died without a
-    # record, or hangs (a send may rightly run for hours at a low send_rate_hourly).
-    stuck = [
-        job
-        for job in runs.values()
-        if job.job in ("compose", "run-once")
-        and job.status == "running"
-        and now - job.started_at > limit
-    ]
-    for job in stuck:
+    if verdict.problem == "failed":
+        fail(f"unhealthy: the last {job.job} failed {minutes} min ago: {job.detail}")
+    if verdict.problem == "stuck":
         fail(
-            f"unhealthy: {job.job} started {int((now - job.started_at).total_seconds() // 60)} "
-            f"min ago on {job.host} and has not finished (more than {max_age}): stuck or killed"
+            f"unhealthy: {job.job} started {minutes} min ago on {job.host} and has not "
+            f"finished (more than {max_age}): stuck or killed"
         )
-    if age > limit:
-        fail(f"unhealthy: the last {latest.job} ran {minutes} min ago (more than {max_age})")
-    click.echo(f"healthy: the last {latest.job} was {latest.status} {minutes} min ago")
+    if verdict.problem == "too old":
+        fail(f"unhealthy: the last {job.job} ran {minutes} min ago (more than {max_age})")
+    click.echo(f"healthy: the last {job.job} was {job.status} {minutes} min ago")
 
 
 @cli.command()
