@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -28,7 +27,7 @@ from notifier.app import (
     make_transports,
     open_storage,
 )
-from notifier.demo import DemoDay, run_demo
+from notifier.demo import DemoDay, play_demo
 from notifier.errors import (
     ConfigError,
     NotifierError,
@@ -40,7 +39,7 @@ from notifier.evaluate import mean as mean_metrics
 from notifier.health import check_health
 from notifier.ingest import KINDS
 from notifier.ingest.fetch import Fetcher
-from notifier.matching import describe_volume, matching_for
+from notifier.matching import describe_volume
 from notifier.models import DigestContent, IngestSummary, Interest, Subscriber
 from notifier.pipeline.cycle import Cycle
 from notifier.pipeline.ingest import IngestResult, ingest_jobs, run_ingest_jobs, summary_json
@@ -960,22 +959,26 @@ def demo(context: Context, reset: bool) -> None:
     Digests go to state/outbox/ as .eml files (no mail server needed) and feeds
     to state/feeds/.
     """
-    settings, storage = context.settings, context.storage
-    if storage.count_papers() or storage.subscribers():
-        if not reset:
-            fail(
-                f"the database {storage.safe_url()} already holds data; "
-                "run `notifier demo --reset` to start over (deletes it)"
-            )
-        storage.reset()
-        for folder in (settings.outbox_dir, settings.feeds_dir):
-            shutil.rmtree(folder, ignore_errors=True)
-    # Said before the wait, not after it: the first run on a machine prepares the
-    # embedding model, which takes a while (issue 21).
-    click.echo("preparing the matching model (the first time on a machine takes longest)...")
-    matching_for(settings)
+    settings = context.settings
+    report = play_demo(context.storage, settings, utc_now(), _DemoOutput(), reset=reset)
+    click.echo(
+        f"\n{report.sent} digests written to {settings.outbox_dir}/ and {len(report.feeds)} "
+        f"feed files to {settings.feeds_dir}/"
+    )
+    click.echo(
+        f"look at: {settings.outbox_dir}/*.eml, {settings.feeds_dir}/all.atom, `notifier status`"
+    )
 
-    def day_done(day: DemoDay) -> None:
+
+class _DemoOutput:
+    """Print how the demo goes, as it goes."""
+
+    def preparing(self) -> None:
+        """Print that the wait for the matching model begins."""
+        click.echo("preparing the matching model (the first time on a machine takes longest)...")
+
+    def day_done(self, day: DemoDay) -> None:
+        """Print one day: its listing and how many papers each subscriber's digest got."""
         period, summary, composed = day
         got = ", ".join(
             f"{c.subscriber.email.split('@')[0]} {len(c.content.papers) if c.content else 0}"
@@ -985,24 +988,6 @@ def demo(context: Context, reset: bool) -> None:
             f"{period}: {summary.source}: {summary.papers} papers, {summary.new} new, "
             f"{summary.seen} seen before; digest papers: {got}"
         )
-
-    report = asyncio.run(
-        run_demo(
-            storage,
-            settings,
-            make_renderer(settings),
-            make_outbox(settings),
-            utc_now(),
-            on_day=day_done,
-        )
-    )
-    click.echo(
-        f"\n{report.sent} digests written to {settings.outbox_dir}/ and {len(report.feeds)} "
-        f"feed files to {settings.feeds_dir}/"
-    )
-    click.echo(
-        f"look at: {settings.outbox_dir}/*.eml, {settings.feeds_dir}/all.atom, `notifier status`"
-    )
 
 
 @contextmanager
