@@ -40,9 +40,11 @@ from notifier.health import check_health
 from notifier.ingest import KINDS
 from notifier.ingest.fetch import Fetcher
 from notifier.matching import describe_volume
-from notifier.models import DigestContent, IngestSummary, Interest, Subscriber
+from notifier.models import IngestSummary, Interest, Subscriber
+from notifier.pipeline.compose import digest_json
 from notifier.pipeline.cycle import Cycle
 from notifier.pipeline.ingest import IngestResult, ingest_jobs, run_ingest_jobs, summary_json
+from notifier.pipeline.send import report_json
 from notifier.pipeline.senders import send_from_settings, send_in_processes
 from notifier.schedule import CADENCES, next_due
 from notifier.settings import Settings, load_settings, parse_duration
@@ -482,12 +484,8 @@ def send(context: Context, workers: int, as_json: bool) -> None:
 
 def _send_here(context: Context, progress: bool) -> pipeline.SendReport:
     """Deliver due digests from this process, stopping cleanly on SIGTERM / SIGINT."""
-    settings, storage = context.settings, context.storage
-    due = sum(
-        n for status, n in storage.digest_counts().items() if status in ("pending", "unknown")
-    )
-    sender = send_from_settings(settings, storage, utc_now)
-    with _progress(due, "sending", enabled=progress) as advance:
+    sender = send_from_settings(context.settings, context.storage, utc_now)
+    with _progress(sender.backlog(), "sending", enabled=progress) as advance:
         return sender.send_until_signalled(on_progress=lambda _n: advance())
 
 
@@ -503,10 +501,8 @@ def _print_report(report: pipeline.SendReport, as_json: bool) -> None:
         click.echo(f"notifier: error: {email}: {error}", err=True)
     for email in report.suspended:
         click.echo(f"notifier: warning: {email}: suspended after repeated hard bounces", err=True)
-    counts = {k: len(getattr(report, k)) for k in ("failed", "deferred", "unknown", "unconfirmed")}
-    counts = {"sent": report.recorded, **counts}
     if as_json:
-        click.echo(json.dumps(counts | {"recovered": report.recovered}), err=True)
+        click.echo(json.dumps(report_json(report)), err=True)
     else:
         click.echo(pipeline.describe_report(report))
     if report.failed or report.deferred or report.unknown or report.unconfirmed:
@@ -517,7 +513,7 @@ def _print_composed(composed: Iterable[pipeline.ComposedDigest], as_json: bool) 
     """Print what composing did, per subscriber."""
     for item in composed:
         if as_json:
-            click.echo(json.dumps(_digest_json(item)))
+            click.echo(json.dumps(digest_json(item)))
             continue
         email, content = item.subscriber.email, item.content
         if content is None:
@@ -529,35 +525,6 @@ def _print_composed(composed: Iterable[pipeline.ComposedDigest], as_json: bool) 
             click.echo(
                 f"{email}: {len(content.papers)} papers in {len(content.sections)} section(s){more}"
             )
-
-
-def _digest_json(item: pipeline.ComposedDigest) -> dict[str, Any]:
-    """Return a composed digest as JSON-ready data."""
-    content: DigestContent | None = item.content
-    data: dict[str, Any] = {"subscriber": item.subscriber.email, "outcome": item.outcome}
-    if content is None:
-        return data | {"detail": item.detail}
-    return data | {
-        "period": content.period,
-        "reason": content.reason,
-        "more": content.more,
-        "sections": [
-            {
-                "interest": s.interest,
-                "papers": [
-                    {
-                        "title": p.title,
-                        "url": p.url,
-                        "score": p.score,
-                        "reason": p.reason,
-                        "also_matches": list(p.also_matches),
-                    }
-                    for p in s.papers
-                ],
-            }
-            for s in content.sections
-        ],
-    }
 
 
 @cli.command()

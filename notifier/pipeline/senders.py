@@ -78,6 +78,11 @@ class Sender:
 
         return asyncio.run(run())
 
+    def backlog(self) -> int:
+        """Return how many digests wait to be sent (pending, or of unknown outcome)."""
+        counts = self.storage.digest_counts()
+        return sum(n for status, n in counts.items() if status in ("pending", "unknown"))
+
 
 def send_from_settings(
     settings: Settings, storage: Storage, clock: Callable[[], datetime]
