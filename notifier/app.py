@@ -24,6 +24,8 @@ from notifier.storage import Storage
 from notifier.tokens import LinkTokens
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from notifier.models import OutgoingMessage
     from notifier.web.context import WebContext
 
@@ -33,6 +35,26 @@ def open_storage(settings: Settings) -> Storage:
     storage = Storage(settings.database)
     storage.migrate()
     return storage
+
+
+def upgrade_schema(settings: Settings) -> tuple[str | None, str | None]:
+    """Apply pending migrations; return the schema revision before and after."""
+    storage = Storage(settings.database)
+    try:
+        before = storage.schema_revision()
+        storage.migrate()
+        return before, storage.schema_revision()
+    finally:
+        storage.close()
+
+
+def schema_revisions(settings: Settings) -> tuple[str | None, str]:
+    """Return the database's schema revision (None before the first) and the newest known."""
+    storage = Storage(settings.database)
+    try:
+        return storage.schema_revision(), Storage.head_revision()
+    finally:
+        storage.close()
 
 
 def mail_identity(settings: Settings) -> MailIdentity:
@@ -193,3 +215,40 @@ def make_web_context(settings: Settings, storage: Storage) -> WebContext:
         matching_factory=lambda: matching_for(settings),
         write_private_feed=functools.partial(build_private_feed, storage, settings),
     )
+
+
+def make_web_server(
+    settings: Settings, storage: Storage, host: str | None = None, port: int | None = None
+) -> uvicorn.Server:
+    """Build the server of the web side (default address: the web_host and web_port settings)."""
+    import uvicorn
+
+    from notifier.web import create_app
+
+    app = create_app(make_web_context(settings, storage))
+    config = uvicorn.Config(
+        app,
+        host=host or settings.web_host,
+        port=settings.web_port if port is None else port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        # Our own access log hides the tokens in paths; uvicorn's would print them.
+        access_log=False,
+        log_config=None,
+        server_header=False,
+    )
+    return uvicorn.Server(config)
+
+
+def web_server_notes(settings: Settings) -> list[str]:
+    """Return the lines `notifier serve` warns with about what the configuration leaves off."""
+    notes = []
+    if settings.smtp is None:
+        notes.append(
+            "warning: no mail server configured (NOTIFIER_SMTP_URL): confirmation emails "
+            f"go to {settings.outbox_dir}/"
+        )
+    if settings.admin_token is None:
+        off = "the admin API is" if settings.metrics_public else "the admin API and /metrics are"
+        notes.append(f"note: {off} off until NOTIFIER_ADMIN_TOKEN is set")
+    return notes

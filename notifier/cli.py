@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -21,11 +18,12 @@ import click
 from notifier import __version__, pipeline, validation
 from notifier.app import (
     make_fetcher,
-    make_outbox,
-    make_rate_limit,
-    make_renderer,
     make_transports,
+    make_web_server,
     open_storage,
+    schema_revisions,
+    upgrade_schema,
+    web_server_notes,
 )
 from notifier.demo import DemoDay, play_demo
 from notifier.errors import (
@@ -35,7 +33,6 @@ from notifier.errors import (
 )
 from notifier.eval_run import run_eval
 from notifier.evaluate import Metrics
-from notifier.evaluate import mean as mean_metrics
 from notifier.health import check_health
 from notifier.ingest import KINDS
 from notifier.ingest.fetch import Fetcher
@@ -45,7 +42,12 @@ from notifier.pipeline.compose import digest_json
 from notifier.pipeline.cycle import Cycle
 from notifier.pipeline.ingest import IngestResult, ingest_jobs, run_ingest_jobs, summary_json
 from notifier.pipeline.send import report_json
-from notifier.pipeline.senders import send_from_settings, send_in_processes
+from notifier.pipeline.senders import (
+    Sender,
+    preview_from_settings,
+    send_from_settings,
+    send_in_processes,
+)
 from notifier.schedule import CADENCES, next_due
 from notifier.settings import Settings, load_settings, parse_duration
 from notifier.sources import source_report
@@ -430,18 +432,16 @@ def digest(context: Context, dry_run: bool, as_json: bool) -> None:
     and nothing is lost.
     """
     settings, storage = context.settings, context.storage
-    renderer = make_renderer(settings)
     now = utc_now()
     if dry_run:
-        outbox = make_outbox(settings, prefix="dry-run_")
-        composed = asyncio.run(pipeline.preview_digests(storage, settings, renderer, outbox, now))
+        composed, written = preview_from_settings(settings, storage, now)
         _print_composed(composed, as_json)
-        written = sum(1 for c in composed if c.content and not c.content.is_empty)
         click.echo(
             f"dry run: wrote {written} preview(s) to {settings.outbox_dir}/; nothing recorded",
             err=as_json,
         )
         return
+    sender = send_from_settings(settings, storage, utc_now)
     make_transports(settings)  # fail on missing config before recording anything
     # Streamed: one line per subscriber as each batch is stored, memory stays flat.
     up_to_date: list[int] = []
@@ -452,8 +452,7 @@ def digest(context: Context, dry_run: bool, as_json: bool) -> None:
             "their current period, or signed up after its send time",
             err=as_json,
         )
-    report = _send_here(context, progress=True)
-    _print_report(report, as_json)
+    _print_report(_send_here(sender, progress=True), as_json)
 
 
 @cli.command()
@@ -476,15 +475,15 @@ def send(context: Context, workers: int, as_json: bool) -> None:
     """
     make_transports(context.settings)
     if workers == 1:
-        report = _send_here(context, progress=not as_json)
+        sender = send_from_settings(context.settings, context.storage, utc_now)
+        report = _send_here(sender, progress=not as_json)
     else:
         report = send_in_processes(context.config_file, workers)
     _print_report(report, as_json)
 
 
-def _send_here(context: Context, progress: bool) -> pipeline.SendReport:
+def _send_here(sender: Sender, progress: bool) -> pipeline.SendReport:
     """Deliver due digests from this process, stopping cleanly on SIGTERM / SIGINT."""
-    sender = send_from_settings(context.settings, context.storage, utc_now)
     with _progress(sender.backlog(), "sending", enabled=progress) as advance:
         return sender.send_until_signalled(on_progress=lambda _n: advance())
 
@@ -622,8 +621,6 @@ def run_service(context: Context) -> None:
     manager restarts it as a standby. Every job logs one line per run;
     `notifier status` shows the last run of each.
     """
-    settings, storage = context.settings, context.storage
-    make_transports(settings)  # fail on missing SMTP configuration before starting
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s notifier[%(process)d] %(message)s",
@@ -631,26 +628,10 @@ def run_service(context: Context) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-
     # Imported here: APScheduler is for the daemon alone, not every command.
-    from notifier.scheduler import Daemon
+    from notifier.scheduler import run_daemon
 
-    async def serve() -> None:
-        daemon = Daemon(
-            settings,
-            storage,
-            context.fetcher,
-            make_renderer(settings),
-            partial(make_transports, settings),
-            limit=make_rate_limit(settings),
-            clock=utc_now,
-        )
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, daemon.stop.set)
-        await daemon.serve()
-
-    asyncio.run(serve())
+    run_daemon(context.settings, context.storage, context.fetcher, utc_now)
 
 
 @cli.command("run-once")
@@ -746,12 +727,6 @@ def serve(context: Context, host: str | None, port: int | None) -> None:
     a TLS-terminating proxy at base_url; it runs beside notifier run, not
     instead of it.
     """
-    import uvicorn
-
-    from notifier.app import make_web_context
-    from notifier.web import create_app
-
-    settings = context.settings
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s notifier-web[%(process)d] %(message)s",
@@ -759,28 +734,10 @@ def serve(context: Context, host: str | None, port: int | None) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # /healthz reads the revision
-    app = create_app(make_web_context(settings, context.storage))
-    if settings.smtp is None:
-        click.echo(
-            "warning: no mail server configured (NOTIFIER_SMTP_URL): confirmation emails "
-            f"go to {settings.outbox_dir}/",
-            err=True,
-        )
-    if settings.admin_token is None:
-        off = "the admin API is" if settings.metrics_public else "the admin API and /metrics are"
-        click.echo(f"note: {off} off until NOTIFIER_ADMIN_TOKEN is set", err=True)
-    config = uvicorn.Config(
-        app,
-        host=host or settings.web_host,
-        port=settings.web_port if port is None else port,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        # Our own access log hides the tokens in paths; uvicorn's would print them.
-        access_log=False,
-        log_config=None,
-        server_header=False,
-    )
-    uvicorn.Server(config).run()
+    server = make_web_server(context.settings, context.storage, host, port)
+    for note in web_server_notes(context.settings):
+        click.echo(note, err=True)
+    server.run()
 
 
 @cli.group()
@@ -792,13 +749,7 @@ def db() -> None:
 @pass_context
 def db_upgrade(context: Context) -> None:
     """Apply pending migrations (other commands do this too; run it first when deploying)."""
-    storage = Storage(context.settings.database)
-    try:
-        before = storage.schema_revision()
-        storage.migrate()
-        after = storage.schema_revision()
-    finally:
-        storage.close()
+    before, after = upgrade_schema(context.settings)
     if before == after:
         click.echo(f"database schema is current (revision {after})")
     else:
@@ -809,11 +760,7 @@ def db_upgrade(context: Context) -> None:
 @pass_context
 def db_current(context: Context) -> None:
     """Print the schema revision and the newest this version knows; exit 1 if behind."""
-    storage = Storage(context.settings.database)
-    try:
-        current, head = storage.schema_revision(), Storage.head_revision()
-    finally:
-        storage.close()
+    current, head = schema_revisions(context.settings)
     state = "current" if current == head else "behind: run `notifier db upgrade`"
     click.echo(f"revision {current or 'none'} (newest {head}): {state}")
     if current != head:
@@ -846,11 +793,7 @@ def evaluate_matching(context: Context, data_dir: Path, tune: bool) -> None:
         click.echo(f"{'interest':<20}" + "".join(f" | {m:^33}" for m in modes))
         columns = " | {:>6} {:>6} {:>6} {:>7} {:>3}".format("P", "R", "F1", "nDCG10", "n")
         click.echo(f"{'':<20}" + columns * len(modes))
-        rows = {name: [by_mode[m][name] for m in modes] for name in by_mode[modes[0]]}
-        rows["macro mean"] = [mean_metrics(by_mode[m]) for m in modes]
-        if track in report.held_out:
-            rows["held out"] = [mean_metrics(report.held_out[track][m]) for m in modes]
-        for name, cells in rows.items():
+        for name, cells in report.table(track).items():
             click.echo(f"{name:<20}" + "".join(_metric_cells(m) for m in cells))
     if report.held_out:
         click.echo(
@@ -859,7 +802,7 @@ def evaluate_matching(context: Context, data_dir: Path, tune: bool) -> None:
         )
     for mode, tuning in report.tunings.items():
         p = tuning.params
-        tuned, held = mean_metrics(tuning.tuned), mean_metrics(tuning.held_out)
+        tuned, held = report.tuned_means(mode)
         click.echo(
             f"tuned {mode}: macro F1 {tuned.f1:.3f} nDCG@10 {tuned.ndcg10:.3f}; "
             f"held out F1 {held.f1:.3f} nDCG@10 {held.ndcg10:.3f}; "
