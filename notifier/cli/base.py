@@ -9,15 +9,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from notifier.app import make_fetcher, open_storage
 from notifier.errors import NotifierError
-from notifier.ingest.fetch import Fetcher
-from notifier.settings import Settings, load_settings
-from notifier.storage import Storage
+
+if TYPE_CHECKING:
+    from notifier.ingest.fetch import Fetcher
+    from notifier.settings import Settings
+    from notifier.storage import Storage
 
 
 def utc_now() -> datetime:
@@ -38,6 +39,8 @@ class Context:
     def settings(self) -> Settings:
         """Return the validated settings."""
         if self._settings is None:
+            from notifier.settings import load_settings
+
             self._settings = load_settings(self.config_file)
         return self._settings
 
@@ -45,6 +48,8 @@ class Context:
     def storage(self) -> Storage:
         """Return the opened, migrated storage."""
         if self._storage is None:
+            from notifier.app import open_storage
+
             self._storage = open_storage(self.settings)
         return self._storage
 
@@ -52,6 +57,8 @@ class Context:
     def fetcher(self) -> Fetcher:
         """Return the HTTP fetcher (one per command, so host pacing is shared)."""
         if self._fetcher is None:
+            from notifier.app import make_fetcher
+
             self._fetcher = make_fetcher(self.settings)
         return self._fetcher
 

@@ -6,7 +6,6 @@ import sys
 
 import click
 
-from notifier.app import schema_revisions, upgrade_schema
 from notifier.cli.base import Context, pass_context
 
 
@@ -30,6 +29,8 @@ def db() -> None:
 @pass_context
 def db_upgrade(context: Context) -> None:
     """Apply pending migrations (other commands do this too; run it first when deploying)."""
+    from notifier.app import upgrade_schema
+
     before, after = upgrade_schema(context.settings)
     if before == after:
         click.echo(f"database schema is current (revision {after})")
@@ -41,6 +42,8 @@ def db_upgrade(context: Context) -> None:
 @pass_context
 def db_current(context: Context) -> None:
     """Print the schema revision and the newest this version knows; exit 1 if behind."""
+    from notifier.app import schema_revisions
+
     current, head = schema_revisions(context.settings)
     state = "current" if current == head else "behind: run `notifier db upgrade`"
     click.echo(f"revision {current or 'none'} (newest {head}): {state}")

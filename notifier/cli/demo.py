@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from notifier.cli.base import Context, pass_context, utc_now
-from notifier.demo import DemoDay, play_demo
+
+if TYPE_CHECKING:
+    from notifier.demo import DemoDay
 
 
 @click.command()
@@ -19,6 +23,8 @@ def demo(context: Context, reset: bool) -> None:
     Digests go to state/outbox/ as .eml files (no mail server needed) and feeds
     to state/feeds/.
     """
+    from notifier.demo import play_demo
+
     settings = context.settings
     report = play_demo(context.storage, settings, utc_now(), _DemoOutput(), reset=reset)
     click.echo(

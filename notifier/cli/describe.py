@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from notifier.models import IngestSummary, Interest, Subscriber
 from notifier.schedule import next_due
-from notifier.settings import Settings
+
+if TYPE_CHECKING:
+    from notifier.models import IngestSummary, Interest, Subscriber
+    from notifier.settings import Settings
 
 
 def describe_summary(summary: IngestSummary) -> str:

@@ -5,20 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import click
 
-from notifier import pipeline
-from notifier.app import make_transports
 from notifier.cli.base import Context, pass_context, progress, utc_now
-from notifier.pipeline.compose import digest_json
-from notifier.pipeline.send import report_json
-from notifier.pipeline.senders import (
-    Sender,
-    preview_from_settings,
-    send_from_settings,
-    send_in_processes,
-)
+
+if TYPE_CHECKING:
+    from notifier.pipeline import ComposedDigest, SendReport
+    from notifier.pipeline.senders import Sender
 
 
 @click.command()
@@ -35,6 +30,10 @@ def digest(context: Context, dry_run: bool, as_json: bool) -> None:
     marked sent only when the mail server accepts it, so nothing is sent twice
     and nothing is lost.
     """
+    from notifier import pipeline
+    from notifier.app import make_transports
+    from notifier.pipeline.senders import preview_from_settings, send_from_settings
+
     settings, storage = context.settings, context.storage
     now = utc_now()
     if dry_run:
@@ -77,6 +76,9 @@ def send(context: Context, workers: int, as_json: bool) -> None:
     a digest whose worker died is taken over when its lease expires. SIGTERM or
     Ctrl-C finishes the messages in flight and gives the rest back.
     """
+    from notifier.app import make_transports
+    from notifier.pipeline.senders import send_from_settings, send_in_processes
+
     make_transports(context.settings)
     if workers == 1:
         sender = send_from_settings(context.settings, context.storage, utc_now)
@@ -90,19 +92,23 @@ def send(context: Context, workers: int, as_json: bool) -> None:
 @pass_context
 def feeds(context: Context) -> None:
     """Write the RSS and Atom feeds: all papers, each topic, each subscriber."""
+    from notifier import pipeline
+
     settings = context.settings
     written = pipeline.build_feeds(context.storage, settings, utc_now())
     click.echo(f"wrote {len(written)} feed files to {settings.feeds_dir}/")
 
 
-def _send_here(sender: Sender, show_progress: bool) -> pipeline.SendReport:
+def _send_here(sender: Sender, show_progress: bool) -> SendReport:
     """Deliver due digests from this process, stopping cleanly on SIGTERM / SIGINT."""
     with progress(sender.backlog(), "sending", enabled=show_progress) as advance:
         return sender.send_until_signalled(on_progress=lambda _n: advance())
 
 
-def _print_report(report: pipeline.SendReport, as_json: bool) -> None:
+def _print_report(report: SendReport, as_json: bool) -> None:
     """Print what a send run did, and exit non-zero when a digest was not delivered."""
+    from notifier.pipeline.send import describe_report, report_json
+
     for email, error in report.failed:
         click.echo(f"notifier: error: {email}: not delivered: {error}", err=True)
     for email, error in report.deferred:
@@ -116,13 +122,15 @@ def _print_report(report: pipeline.SendReport, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report_json(report)), err=True)
     else:
-        click.echo(pipeline.describe_report(report))
+        click.echo(describe_report(report))
     if report.failed or report.deferred or report.unknown or report.unconfirmed:
         sys.exit(1)
 
 
-def _print_composed(composed: Iterable[pipeline.ComposedDigest], as_json: bool) -> None:
+def _print_composed(composed: Iterable[ComposedDigest], as_json: bool) -> None:
     """Print what composing did, per subscriber."""
+    from notifier.pipeline.compose import digest_json
+
     for item in composed:
         if as_json:
             click.echo(json.dumps(digest_json(item)))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from notifier.cli.base import Context, pass_context
-from notifier.eval_run import run_eval
-from notifier.evaluate import Metrics
+
+if TYPE_CHECKING:
+    from notifier.evaluate import Metrics
 
 
 @click.command("eval")
@@ -30,6 +32,8 @@ def evaluate_matching(context: Context, data_dir: Path, tune: bool) -> None:
     their default settings (or, with --tune, at the settings found best), then
     the macro figures with each interest's cut chosen on the other interests.
     """
+    from notifier.eval_run import run_eval
+
     report = run_eval(data_dir, tune=tune, cache_dir=context.settings.cache_dir)
     for track, by_mode in report.results.items():
         modes = list(by_mode)

@@ -7,16 +7,17 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from notifier import pipeline
-from notifier.app import make_transports, make_web_server, web_server_notes
 from notifier.cli.base import Context, pass_context, utc_now
 from notifier.cli.describe import describe_summary
-from notifier.models import IngestSummary
-from notifier.pipeline.cycle import Cycle
-from notifier.settings import Settings
+
+if TYPE_CHECKING:
+    from notifier.models import IngestSummary
+    from notifier.pipeline import SendReport
+    from notifier.settings import Settings
 
 
 @click.command("run")
@@ -40,7 +41,6 @@ def run_service(context: Context) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    # Imported here: APScheduler is for the daemon alone, not every command.
     from notifier.scheduler import run_daemon
 
     run_daemon(context.settings, context.storage, context.fetcher, utc_now)
@@ -56,6 +56,9 @@ def run_once(context: Context) -> None:
     workers lease them. Exits 1 with one line per problem when a source failed,
     the mail server was unreachable, or a digest failed for good.
     """
+    from notifier.app import make_transports
+    from notifier.pipeline.cycle import Cycle
+
     settings, storage = context.settings, context.storage
     if settings.smtp_url is None:
         make_transports(settings)  # the one-line error about the missing configuration
@@ -78,11 +81,15 @@ class _CycleOutput:
 
     def composed(self, outcomes: Mapping[str, int]) -> None:
         """Print how many digests of each outcome composing had."""
-        click.echo(f"composed: {pipeline.describe_outcomes(outcomes)}")
+        from notifier.pipeline.compose import describe_outcomes
 
-    def sent(self, report: pipeline.SendReport) -> None:
+        click.echo(f"composed: {describe_outcomes(outcomes)}")
+
+    def sent(self, report: SendReport) -> None:
         """Print the send totals, and a warning per digest that will be retried."""
-        click.echo(pipeline.describe_report(report))
+        from notifier.pipeline.send import describe_report
+
+        click.echo(describe_report(report))
         for email, error in report.deferred + report.unknown:
             click.echo(f"notifier: warning: {email}: will retry: {error}", err=True)
 
@@ -104,6 +111,8 @@ def serve(context: Context, host: str | None, port: int | None) -> None:
     a TLS-terminating proxy at base_url; it runs beside notifier run, not
     instead of it.
     """
+    from notifier.app import make_web_server, web_server_notes
+
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s notifier-web[%(process)d] %(message)s",

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from notifier import pipeline
 from notifier.cli.base import Context, pass_context, progress, utc_now
 from notifier.cli.describe import describe_summary
 from notifier.ingest import KINDS
-from notifier.pipeline.ingest import IngestResult, ingest_jobs, run_ingest_jobs, summary_json
-from notifier.sources import source_report
+
+if TYPE_CHECKING:
+    from notifier.pipeline.ingest import IngestResult
 
 
 @click.command()
@@ -44,6 +44,8 @@ def ingest(
     Each listing is stored whole or not at all; a malformed one is refused with
     the source and line at fault, and the others still go in.
     """
+    from notifier.pipeline.ingest import ingest_jobs, run_ingest_jobs
+
     jobs = ingest_jobs(
         context.storage,
         context.settings,
@@ -74,6 +76,8 @@ def ingest(
 
 def _result_json(result: IngestResult) -> dict[str, Any]:
     """Return what `ingest --json` prints for one listing: its summary, or its error."""
+    from notifier.pipeline.ingest import summary_json
+
     if result.summary is None:
         return {"source": result.name, "error": result.error}
     return summary_json(result.summary)
@@ -88,6 +92,8 @@ def sources(context: Context, as_json: bool) -> None:
     Configured [[sources]] and URLs ingested ad hoc are both shown; a source
     failing failure_alert_after times in a row is flagged FAILING.
     """
+    from notifier.sources import source_report
+
     settings, storage = context.settings, context.storage
     for row in source_report(settings, storage.sources_health(), utc_now()):
         if as_json:
@@ -116,5 +122,7 @@ def replay(context: Context, run: int) -> None:
     Useful after a parser fix: a listing that failed can be replayed without
     fetching it again. The replay is a new run that refers to RUN.
     """
+    from notifier import pipeline
+
     summary = pipeline.replay(context.storage, run, utc_now())
     click.echo(f"replayed #{run} as #{summary.run_id}: " + describe_summary(summary))

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from notifier.cli.base import Context, fail, pass_context, utc_now
 from notifier.cli.describe import describe_schedule
 from notifier.errors import ConfigError
-from notifier.health import check_health
-from notifier.matching import describe_volume
-from notifier.settings import Settings, parse_duration
-from notifier.status import SubscriberStatus, service_status, subscriber_status
+
+if TYPE_CHECKING:
+    from notifier.settings import Settings
+    from notifier.status import SubscriberStatus
 
 
 @click.command()
@@ -18,6 +20,8 @@ from notifier.status import SubscriberStatus, service_status, subscriber_status
 @pass_context
 def status(context: Context, email: str | None) -> None:
     """Show recent ingests and digests; with EMAIL, why that subscriber got what they got."""
+    from notifier.status import service_status, subscriber_status
+
     if email is not None:
         _print_subscriber_status(
             context.settings, subscriber_status(context.storage, context.settings, email, utc_now())
@@ -61,6 +65,8 @@ def status(context: Context, email: str | None) -> None:
 
 def _print_subscriber_status(settings: Settings, status: SubscriberStatus) -> None:
     """Print one subscriber's schedule, what each interest finds now, and their digests."""
+    from notifier.matching import describe_volume
+
     subscriber = status.subscriber
     click.echo(f"{subscriber.email} [{subscriber.status}]")
     click.echo(f"  {describe_schedule(settings, subscriber, utc_now())}")
@@ -100,6 +106,9 @@ def health(context: Context, max_age: str) -> None:
     when the last compose (notifier run) or run-once is older than --max-age
     or failed.
     """
+    from notifier.health import check_health
+    from notifier.settings import parse_duration
+
     try:
         limit = parse_duration(max_age)
     except ValueError as e:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,7 +13,9 @@ from notifier.cli.base import Context, pass_context, utc_now
 from notifier.cli.describe import describe_interest, describe_schedule
 from notifier.errors import QueryError
 from notifier.schedule import CADENCES
-from notifier.subscribers import SubscriberChanges, save_subscriber, subscriber_json, with_feeds
+
+if TYPE_CHECKING:
+    from notifier.subscribers import SubscriberChanges
 
 
 def subscriber_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -83,6 +85,8 @@ def _named(raw: str, what: str) -> tuple[str, str]:
 
 def _changes(options: Mapping[str, Any], status: str | None) -> SubscriberChanges:
     """Return the subscriber changes the subscriber_options ask for."""
+    from notifier.subscribers import SubscriberChanges
+
     given = {k: options[k] for k in ("cadence", "send_time", "timezone", "weekday")}
     return SubscriberChanges(
         name=options["name"],
@@ -105,6 +109,8 @@ def _save_subscriber(
     must_exist: bool = False,
 ) -> None:
     """Create or update a subscriber from the subscriber_options and print the result."""
+    from notifier.subscribers import save_subscriber
+
     now = utc_now()
     subscriber, created = save_subscriber(
         context.storage, email, _changes(options, status), now, must_exist=must_exist
@@ -159,6 +165,8 @@ def subscriber_edit(context: Context, /, email: str, status: str | None, **optio
 @pass_context
 def subscribers(context: Context, as_json: bool) -> None:
     """List subscribers with their interests."""
+    from notifier.subscribers import subscriber_json, with_feeds
+
     for s, feed in with_feeds(context.settings, context.storage):
         if as_json:
             click.echo(json.dumps(subscriber_json(s, feed)))
