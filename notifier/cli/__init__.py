@@ -4,7 +4,7 @@ Each command parses its options, makes one call into the library (pipeline,
 storage, matching, ...), and prints; base.py holds what they share. Commands
 import the library inside their bodies, so `notifier --help` and a usage
 error load only what the options name, not the database, pipeline or web
-stacks (0.2 s instead of 0.6 s).
+stacks.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ def digest(context: Context, dry_run: bool, as_json: bool) -> None:
             err=as_json,
         )
         return
+    # Built first: a template or link-key problem fails before anything is recorded.
     sender = send_from_settings(settings, storage, utc_now)
     make_transports(settings)  # fail on missing config before recording anything
     # Streamed: one line per subscriber as each batch is stored, memory stays flat.

@@ -34,6 +34,9 @@ def run_service(context: Context) -> None:
     manager restarts it as a standby. Every job logs one line per run;
     `notifier status` shows the last run of each.
     """
+    # Imported here: APScheduler is for the daemon alone, not every command.
+    from notifier.scheduler import run_daemon
+
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s notifier[%(process)d] %(message)s",
@@ -41,8 +44,6 @@ def run_service(context: Context) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    from notifier.scheduler import run_daemon
-
     run_daemon(context.settings, context.storage, context.fetcher, utc_now)
 
 
