@@ -32,6 +32,26 @@ def open_storage(settings: Settings) -> Storage:
     return storage
 
 
+def upgrade_schema(settings: Settings) -> tuple[str | None, str | None]:
+    """Apply pending migrations; return the schema revision before and after."""
+    storage = Storage(settings.database)
+    try:
+        before = storage.schema_revision()
+        storage.migrate()
+        return before, storage.schema_revision()
+    finally:
+        storage.close()
+
+
+def schema_revisions(settings: Settings) -> tuple[str | None, str]:
+    """Return the database's schema revision (None before the first) and the newest known."""
+    storage = Storage(settings.database)
+    try:
+        return storage.schema_revision(), Storage.head_revision()
+    finally:
+        storage.close()
+
+
 def mail_identity(settings: Settings) -> MailIdentity:
     """Return who digests are from, where their links point, and how they are signed."""
     key = None

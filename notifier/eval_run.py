@@ -24,6 +24,24 @@ class EvalReport:
     held_out: dict[str, dict[str, dict[str, evaluation.Metrics]]]
     tunings: dict[str, evaluation.Tuning]
 
+    def table(self, track: str) -> dict[str, list[evaluation.Metrics]]:
+        """Return the rows of track's table, one cell per mode: each interest, then the means.
+
+        The means are the macro mean and, for a cross-validated track, the held-out mean.
+        """
+        by_mode = self.results[track]
+        modes = list(by_mode)
+        rows = {name: [by_mode[m][name] for m in modes] for name in by_mode[modes[0]]}
+        rows["macro mean"] = [evaluation.mean(by_mode[m]) for m in modes]
+        if track in self.held_out:
+            rows["held out"] = [evaluation.mean(self.held_out[track][m]) for m in modes]
+        return rows
+
+    def tuned_means(self, mode: str) -> tuple[evaluation.Metrics, evaluation.Metrics]:
+        """Return mode's macro means at its tuned settings: on every interest, and held out."""
+        tuning = self.tunings[mode]
+        return evaluation.mean(tuning.tuned), evaluation.mean(tuning.held_out)
+
 
 def run_eval(data_dir: Path, tune: bool = False, cache_dir: Path | None = None) -> EvalReport:
     """Score the judged evaluation set with each mode's defaults (and tune them if asked)."""

@@ -14,16 +14,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from notifier import pipeline
+from notifier.app import make_rate_limit, make_renderer, make_transports
 from notifier.delivery import Transport
 from notifier.delivery.limits import RateLimit
 from notifier.errors import NotifierError
@@ -221,3 +224,27 @@ class Daemon:
         """Rebuild every feed file."""
         written = await asyncio.to_thread(self.cycle.write_feeds)
         return f"wrote {len(written)} feed files"
+
+
+def run_daemon(
+    settings: Settings, storage: Storage, fetcher: Fetcher, clock: Callable[[], datetime]
+) -> None:
+    """Run `notifier run` until SIGTERM / SIGINT (see Daemon.serve)."""
+    make_transports(settings)  # fail on missing SMTP configuration before starting
+
+    async def serve() -> None:
+        daemon = Daemon(
+            settings,
+            storage,
+            fetcher,
+            make_renderer(settings),
+            partial(make_transports, settings),
+            limit=make_rate_limit(settings),
+            clock=clock,
+        )
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, daemon.stop.set)
+        await daemon.serve()
+
+    asyncio.run(serve())

@@ -5,14 +5,20 @@ The snapshots (seeds/) are also the papers the evaluation set judges (seed_paper
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
+from typing import Protocol
 
+from notifier.app import make_outbox, make_renderer
 from notifier.delivery import Transport
+from notifier.errors import NotifierError
 from notifier.ingest import parse_listing
+from notifier.matching import matching_for
 from notifier.models import IngestSummary, Interest, Paper, PaperData
 from notifier.pipeline import (
     ComposedDigest,
@@ -135,3 +141,51 @@ async def run_demo(
             on_day(report.days[-1])
     report.feeds = build_feeds(storage, settings, now)
     return report
+
+
+class DemoListener(Protocol):
+    """Hears how `notifier demo` goes, as it goes."""
+
+    def preparing(self) -> None:
+        """Hear that the matching model is being prepared (the first time on a machine is slow)."""
+
+    def day_done(self, day: DemoDay) -> None:
+        """Hear of one day replayed: its period, the listing ingested, the digests composed."""
+
+
+def play_demo(
+    storage: Storage,
+    settings: Settings,
+    now: datetime,
+    listener: DemoListener,
+    *,
+    reset: bool = False,
+) -> DemoReport:
+    """Run the demo on an empty database, writing digests to the outbox (see run_demo).
+
+    With reset, a database that holds data is emptied first, and the outbox and
+    feeds deleted; without, it raises NotifierError.
+    """
+    if storage.count_papers() or storage.subscribers():
+        if not reset:
+            raise NotifierError(
+                f"the database {storage.safe_url()} already holds data; "
+                "run `notifier demo --reset` to start over (deletes it)"
+            )
+        storage.reset()
+        for folder in (settings.outbox_dir, settings.feeds_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+    # Said before the wait, not after it: the first run on a machine prepares the
+    # embedding model, which takes a while (issue 21).
+    listener.preparing()
+    matching_for(settings)
+    return asyncio.run(
+        run_demo(
+            storage,
+            settings,
+            make_renderer(settings),
+            make_outbox(settings),
+            now,
+            on_day=listener.day_done,
+        )
+    )

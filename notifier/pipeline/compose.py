@@ -404,3 +404,32 @@ def _compose_shard(
 def describe_outcomes(outcomes: Mapping[str, int]) -> str:
     """Return composing outcomes as "2 created, 1 empty, 40 up to date"."""
     return ", ".join(f"{n} {name}" for name, n in outcomes.items() if n) or "nobody due"
+
+
+def digest_json(item: ComposedDigest) -> dict[str, Any]:
+    """Return what composing did for one subscriber as JSON-ready data (`digest --json`)."""
+    content = item.content
+    data: dict[str, Any] = {"subscriber": item.subscriber.email, "outcome": item.outcome}
+    if content is None:
+        return data | {"detail": item.detail}
+    return data | {
+        "period": content.period,
+        "reason": content.reason,
+        "more": content.more,
+        "sections": [
+            {
+                "interest": s.interest,
+                "papers": [
+                    {
+                        "title": p.title,
+                        "url": p.url,
+                        "score": p.score,
+                        "reason": p.reason,
+                        "also_matches": list(p.also_matches),
+                    }
+                    for p in s.papers
+                ],
+            }
+            for s in content.sections
+        ],
+    }

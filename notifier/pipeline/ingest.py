@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from notifier.diff import decide, lookup_keys
 from notifier.errors import ListingError, StaleDiff
-from notifier.ingest import parse_listing, read_file
+from notifier.ingest import expand_paths, guess_kind, parse_listing, read_file
 from notifier.ingest.fetch import Fetched, Fetcher
 from notifier.ingest.hf import api_page_items, join_api_pages
 from notifier.models import IngestStatus, IngestSummary, Payload, SourceState
@@ -218,3 +219,113 @@ def ingest_due(
         except ListingError as e:
             errors.append(str(e))
     return summaries, errors
+
+
+@dataclass(frozen=True)
+class IngestJob:
+    """One listing `notifier ingest` takes in turn: a configured source, a URL, a file or stdin."""
+
+    name: str
+    run: Callable[[datetime], IngestSummary]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """How one ingest job ended: the summary of what it stored, or why its listing was refused."""
+
+    name: str
+    summary: IngestSummary | None = None
+    error: str | None = None
+
+
+def ingest_jobs(
+    storage: Storage,
+    settings: Settings,
+    fetcher: Callable[[], Fetcher],
+    locations: Sequence[str],
+    now: datetime,
+    *,
+    kind: str | None = None,
+    every_source: bool = False,
+) -> list[IngestJob]:
+    """Return the jobs for locations, or with none, for the due (or every) configured source.
+
+    Locations are files, directories of .txt files, - for stdin, or URLs; kind
+    overrides the kind guessed from each. A location whose kind cannot be
+    guessed becomes a job that fails when run, so it is reported in turn with
+    the others. fetcher is called only when a job needs HTTP. Raises
+    ListingError when there is neither a location nor a configured source.
+    """
+    jobs: list[IngestJob] = []
+    if not locations:
+        configured = (
+            settings.sources
+            if every_source
+            else due_sources(settings.sources, storage.sources_health(), now)
+        )
+        if not settings.sources:
+            raise ListingError(
+                "notifier.toml", "no [[sources]] configured and no PATH or URL given"
+            )
+        client = fetcher()
+        for source in configured:
+            jobs.append(IngestJob(source.name, partial(ingest_source, storage, client, source)))
+    for location in expand_paths(list(locations)):
+        try:
+            job_kind = kind or guess_kind(location)
+        except ListingError as e:
+            jobs.append(IngestJob(location, partial(_raise, e)))
+            continue
+        if location.startswith(("http://", "https://")):
+            adhoc = SourceConfig(name=location, kind=job_kind, url=location)
+            jobs.append(IngestJob(location, partial(ingest_source, storage, fetcher(), adhoc)))
+        else:
+            run = partial(ingest_file, storage, location, job_kind, settings.max_listing_bytes)
+            jobs.append(IngestJob(location, run))
+    return jobs
+
+
+def _raise(error: Exception, _now: datetime) -> IngestSummary:
+    """Raise error when its job runs, so it is reported in turn with the others."""
+    raise error
+
+
+def run_ingest_jobs(
+    jobs: Sequence[IngestJob], clock: Callable[[], datetime]
+) -> Iterator[IngestResult]:
+    """Run the jobs in order, yielding each result as it lands; a refused listing stops none."""
+    for job in jobs:
+        try:
+            yield IngestResult(job.name, summary=job.run(clock()))
+        except ListingError as e:
+            yield IngestResult(job.name, error=str(e))
+
+
+def ingest_file(
+    storage: Storage, location: str, kind: str, max_bytes: int, now: datetime
+) -> IngestSummary:
+    """Ingest one file (or stdin), recording a failed run if it cannot be read."""
+    source = "stdin" if location == "-" else location
+    try:
+        data = read_file(location, max_bytes)
+    except ListingError as e:
+        storage.record_failed_ingest(source, str(e), now, kind)
+        raise
+    return ingest(storage, source, data, now, kind)
+
+
+def summary_json(summary: IngestSummary) -> dict[str, Any]:
+    """Return an ingest summary as JSON-ready data (`notifier ingest --json`)."""
+    data: dict[str, Any] = {
+        "source": summary.source,
+        "status": summary.status,
+        "papers": summary.papers,
+        "new": summary.new,
+        "seen": summary.seen,
+        "updated": summary.updated,
+        "skipped": summary.skipped,
+        "run": summary.run_id,
+    }
+    if summary.reason:
+        data["reason"] = summary.reason
+    return data

@@ -586,3 +586,15 @@ def describe_report(report: SendReport) -> str:
     if report.recovered:
         described += f" ({report.recovered} sent by a stopped sender recorded from its journal)"
     return described
+
+
+def report_json(report: SendReport) -> dict[str, int]:
+    """Return a send report's totals as JSON-ready data (`send --json`): digests, each once."""
+    return {
+        "sent": report.recorded,
+        "failed": len(report.failed),
+        "deferred": len(report.deferred),
+        "unknown": len(report.unknown),
+        "unconfirmed": len(report.unconfirmed),
+        "recovered": report.recovered,
+    }

@@ -24,10 +24,17 @@ from multiprocessing.context import ForkContext, SpawnContext
 from pathlib import Path
 from typing import Any
 
-from notifier.app import make_rate_limit, make_renderer, make_transports, open_storage
+from notifier.app import (
+    make_outbox,
+    make_rate_limit,
+    make_renderer,
+    make_transports,
+    open_storage,
+)
 from notifier.delivery import Transport
 from notifier.delivery.limits import RateLimit
 from notifier.errors import NotifierError
+from notifier.pipeline.compose import ComposedDigest, preview_digests
 from notifier.pipeline.send import RetryPolicy, SendReport, deliver, worker_name
 from notifier.render.email import EmailRenderer
 from notifier.settings import Settings, load_settings
@@ -78,6 +85,11 @@ class Sender:
 
         return asyncio.run(run())
 
+    def backlog(self) -> int:
+        """Return how many digests wait to be sent (pending, or of unknown outcome)."""
+        counts = self.storage.digest_counts()
+        return sum(n for status, n in counts.items() if status in ("pending", "unknown"))
+
 
 def send_from_settings(
     settings: Settings, storage: Storage, clock: Callable[[], datetime]
@@ -91,6 +103,19 @@ def send_from_settings(
         make_rate_limit(settings),
         clock,
     )
+
+
+def preview_from_settings(
+    settings: Settings, storage: Storage, now: datetime
+) -> tuple[list[ComposedDigest], int]:
+    """Compose the due digests without recording them; write them to the outbox as dry-run_*.
+
+    Returns what composing did per subscriber, and how many previews were written.
+    """
+    renderer = make_renderer(settings)
+    outbox = make_outbox(settings, prefix="dry-run_")
+    composed = asyncio.run(preview_digests(storage, settings, renderer, outbox, now))
+    return composed, sum(1 for c in composed if c.content and not c.content.is_empty)
 
 
 def _utc_now() -> datetime:
