@@ -25,6 +25,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+import notifier.clock
 from notifier import pipeline
 from notifier.app import make_rate_limit, make_renderer, make_transports
 from notifier.delivery import Transport
@@ -54,7 +55,7 @@ class Daemon:
     renderer: EmailRenderer
     transports: Callable[[], list[Transport]]
     limit: RateLimit | None = None
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    clock: Callable[[], datetime] = notifier.clock.now
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     host: str = field(default_factory=job_host)
     _running: set[asyncio.Task[Any]] = field(default_factory=set)

@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -34,7 +33,7 @@ from urllib.parse import urlsplit
 import uvicorn
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
-from notifier import demo
+from notifier import clock, demo
 from notifier.app import make_outbox, make_renderer
 from notifier.server import make_web_context
 from notifier.settings import Settings, load_settings
@@ -131,9 +130,7 @@ def fill_demo(server: Server) -> None:
     """The bundled listings as five days ending now, three subscribers, their digests."""
     settings, storage = server.settings, server.storage
     outbox = make_outbox(settings)
-    asyncio.run(
-        demo.run_demo(storage, settings, make_renderer(settings), outbox, datetime.now(UTC))
-    )
+    asyncio.run(demo.run_demo(storage, settings, make_renderer(settings), outbox, clock.now()))
 
 
 def show_email(page: Page, eml: Path) -> None:

@@ -7,7 +7,6 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -19,11 +18,6 @@ if TYPE_CHECKING:
     from notifier.ingest.fetch import Fetcher
     from notifier.settings import Settings
     from notifier.storage import Storage
-
-
-def utc_now() -> datetime:
-    """Return the current time, aware and in UTC."""
-    return datetime.now(UTC)
 
 
 @dataclass

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from notifier.cli.base import Context, pass_context, utc_now
+from notifier import clock
+from notifier.cli.base import Context, pass_context
 
 if TYPE_CHECKING:
     from notifier.demo import DemoDay
@@ -26,7 +27,7 @@ def demo(context: Context, reset: bool) -> None:
     from notifier.demo import play_demo
 
     settings = context.settings
-    report = play_demo(context.storage, settings, utc_now(), _DemoOutput(), reset=reset)
+    report = play_demo(context.storage, settings, clock.now(), _DemoOutput(), reset=reset)
     click.echo(
         f"\n{report.sent} digests written to {settings.outbox_dir}/ and {len(report.feeds)} "
         f"feed files to {settings.feeds_dir}/"

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from notifier.cli.base import Context, pass_context, progress, utc_now
+from notifier import clock
+from notifier.cli.base import Context, pass_context, progress
 
 if TYPE_CHECKING:
     from notifier.pipeline import ComposedDigest, SendReport
@@ -35,7 +36,7 @@ def digest(context: Context, dry_run: bool, as_json: bool) -> None:
     from notifier.pipeline.senders import preview_from_settings, send_from_settings
 
     settings, storage = context.settings, context.storage
-    now = utc_now()
+    now = clock.now()
     if dry_run:
         composed, written = preview_from_settings(settings, storage, now)
         _print_composed(composed, as_json)
@@ -45,7 +46,7 @@ def digest(context: Context, dry_run: bool, as_json: bool) -> None:
         )
         return
     # Built first: a template or link-key problem fails before anything is recorded.
-    sender = send_from_settings(settings, storage, utc_now)
+    sender = send_from_settings(settings, storage, clock.now)
     make_transports(settings)  # fail on missing config before recording anything
     # Streamed: one line per subscriber as each batch is stored, memory stays flat.
     up_to_date: list[int] = []
@@ -82,7 +83,7 @@ def send(context: Context, workers: int, as_json: bool) -> None:
 
     make_transports(context.settings)
     if workers == 1:
-        sender = send_from_settings(context.settings, context.storage, utc_now)
+        sender = send_from_settings(context.settings, context.storage, clock.now)
         report = _send_here(sender, show_progress=not as_json)
     else:
         report = send_in_processes(context.config_file, workers)
@@ -96,7 +97,7 @@ def feeds(context: Context) -> None:
     from notifier import pipeline
 
     settings = context.settings
-    written = pipeline.build_feeds(context.storage, settings, utc_now())
+    written = pipeline.build_feeds(context.storage, settings, clock.now())
     click.echo(f"wrote {len(written)} feed files to {settings.feeds_dir}/")
 
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from notifier.cli.base import Context, pass_context, utc_now
+from notifier import clock
+from notifier.cli.base import Context, pass_context
 from notifier.cli.describe import describe_summary
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def run_service(context: Context) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    run_daemon(context.settings, context.storage, context.fetcher, utc_now)
+    run_daemon(context.settings, context.storage, context.fetcher, clock.now)
 
 
 @click.command("run-once")
@@ -63,7 +64,7 @@ def run_once(context: Context) -> None:
     settings, storage = context.settings, context.storage
     if settings.smtp_url is None:
         make_transports(settings)  # the one-line error about the missing configuration
-    errors = Cycle(settings, storage, context.fetcher, utc_now).run_once(_CycleOutput(settings))
+    errors = Cycle(settings, storage, context.fetcher, clock.now).run_once(_CycleOutput(settings))
     for error in errors:
         click.echo(f"notifier: error: {error}", err=True)
     if errors:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from notifier.cli.base import Context, pass_context, progress, utc_now
+from notifier import clock
+from notifier.cli.base import Context, pass_context, progress
 from notifier.cli.describe import describe_summary
 from notifier.ingest import KINDS
 
@@ -51,7 +52,7 @@ def ingest(
         context.settings,
         lambda: context.fetcher,
         locations,
-        utc_now(),
+        clock.now(),
         kind=kind,
         every_source=every_source,
     )
@@ -59,7 +60,7 @@ def ingest(
         click.echo("no source is due yet (see `notifier sources`; --all polls them now)")
     results: list[IngestResult] = []
     with progress(len(jobs), "ingesting", enabled=not as_json) as advance:
-        for result in run_ingest_jobs(jobs, utc_now):
+        for result in run_ingest_jobs(jobs, clock.now):
             results.append(result)
             advance()
             if as_json:  # streamed: a consumer may read each listing as it lands
@@ -95,7 +96,7 @@ def sources(context: Context, as_json: bool) -> None:
     from notifier.sources import source_report
 
     settings, storage = context.settings, context.storage
-    for row in source_report(settings, storage.sources_health(), utc_now()):
+    for row in source_report(settings, storage.sources_health(), clock.now()):
         if as_json:
             click.echo(json.dumps(row, default=str))
             continue
@@ -124,5 +125,5 @@ def replay(context: Context, run: int) -> None:
     """
     from notifier import pipeline
 
-    summary = pipeline.replay(context.storage, run, utc_now())
+    summary = pipeline.replay(context.storage, run, clock.now())
     click.echo(f"replayed #{run} as #{summary.run_id}: " + describe_summary(summary))

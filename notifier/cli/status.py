@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from notifier.cli.base import Context, fail, pass_context, utc_now
+from notifier import clock
+from notifier.cli.base import Context, fail, pass_context
 from notifier.cli.describe import describe_schedule
 from notifier.errors import ConfigError
 
@@ -24,10 +25,11 @@ def status(context: Context, email: str | None) -> None:
 
     if email is not None:
         _print_subscriber_status(
-            context.settings, subscriber_status(context.storage, context.settings, email, utc_now())
+            context.settings,
+            subscriber_status(context.storage, context.settings, email, clock.now()),
         )
         return
-    status = service_status(context.storage, context.settings, utc_now())
+    status = service_status(context.storage, context.settings, clock.now())
     click.echo(f"database: {status.database}")
     click.echo(f"papers: {status.papers}, subscribers: {status.subscribers}")
     click.echo("recent ingests:")
@@ -69,7 +71,7 @@ def _print_subscriber_status(settings: Settings, status: SubscriberStatus) -> No
 
     subscriber = status.subscriber
     click.echo(f"{subscriber.email} [{subscriber.status}]")
-    click.echo(f"  {describe_schedule(settings, subscriber, utc_now())}")
+    click.echo(f"  {describe_schedule(settings, subscriber, clock.now())}")
     if subscriber.status == "paused":
         click.echo(
             f"  paused: no digests until `notifier subscriber edit {subscriber.email} --resume`"
@@ -113,7 +115,7 @@ def health(context: Context, max_age: str) -> None:
         limit = parse_duration(max_age)
     except ValueError as e:
         raise ConfigError(f"--max-age: {e}") from None
-    verdict = check_health(context.storage.last_job_runs(), limit, utc_now())
+    verdict = check_health(context.storage.last_job_runs(), limit, clock.now())
     job, minutes = verdict.job, int(verdict.age.total_seconds() // 60)
     if job is None:
         fail("unhealthy: no compose has run yet (is `notifier run` or cron running?)")

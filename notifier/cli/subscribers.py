@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from notifier import validation
-from notifier.cli.base import Context, pass_context, utc_now
+from notifier import clock, validation
+from notifier.cli.base import Context, pass_context
 from notifier.cli.describe import describe_interest, describe_schedule
 from notifier.errors import QueryError
 from notifier.schedule import CADENCES
@@ -111,7 +111,7 @@ def _save_subscriber(
     """Create or update a subscriber from the subscriber_options and print the result."""
     from notifier.subscribers import save_subscriber
 
-    now = utc_now()
+    now = clock.now()
     subscriber, created = save_subscriber(
         context.storage, email, _changes(options, status), now, must_exist=must_exist
     )

@@ -18,12 +18,13 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from multiprocessing.context import ForkContext, SpawnContext
 from pathlib import Path
 from typing import Any
 
+from notifier import clock
 from notifier.app import (
     make_outbox,
     make_rate_limit,
@@ -118,18 +119,13 @@ def preview_from_settings(
     return composed, sum(1 for c in composed if c.content and not c.content.is_empty)
 
 
-def _utc_now() -> datetime:
-    """Return the current time, aware and in UTC."""
-    return datetime.now(UTC)
-
-
 def _worker_process(config_file: Path | None, results: Any) -> None:
     """Run one sending process (the target of send_in_processes); always report back."""
     storage = None
     try:
         settings = load_settings(config_file)
         storage = open_storage(settings)
-        report = send_from_settings(settings, storage, _utc_now).send_until_signalled()
+        report = send_from_settings(settings, storage, clock.now).send_until_signalled()
         # Only what the parent prints: counts, and the (few) addresses with a problem.
         results.put(
             (
