@@ -6,19 +6,10 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from notifier.memo import IdentityMemo
-from notifier.models import DigestContent, DigestPaper, DigestSection, Match, Paper
+from notifier.models import ComposedDigest, DigestContent, DigestPaper, DigestSection, Match, Paper
 from notifier.papers import http_url
 
 DEFAULT_MAX_PAPERS = 30
-
-
-@dataclass(frozen=True, slots=True)
-class Composition:
-    """A composed digest and the matched papers left out by the cap."""
-
-    content: DigestContent
-    # (paper id, interest, score, reason) of each paper counted in "and N more".
-    overflow: tuple[tuple[int, str, float, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +30,7 @@ def compose(
     candidates: int,
     max_papers: int = DEFAULT_MAX_PAPERS,
     explain: Callable[[Sequence[Match]], Sequence[Match]] | None = None,
-) -> Composition:
+) -> ComposedDigest:
     """Group matched papers by interest, best first, capped at max_papers.
 
     matches refer to papers by position (Match.paper). A paper matching several
@@ -69,7 +60,7 @@ def compose(
     fresh = candidates - (
         sum(1 for p in papers if p.id in already_offered) if already_offered else 0
     )
-    return Composition(
+    return ComposedDigest(
         content=DigestContent(
             subscriber_id=subscriber_id,
             period=period,

@@ -366,6 +366,25 @@ class DigestContent:
 
 
 @dataclass(frozen=True, slots=True)
+class ComposedDigest:
+    """A digest as composing left it: its content and the matched papers the cap left out."""
+
+    content: DigestContent
+    # (paper id, interest, score, reason) of each paper counted in "and N more".
+    overflow: tuple[tuple[int, str, float, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ComposeResult:
+    """What composing did for one subscriber: the outcome, and the content if any."""
+
+    subscriber: Subscriber
+    content: DigestContent | None
+    outcome: ComposeOutcome
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class NewDigest:
     """A composed digest to store: its content, its overflow and its Message-ID.
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from notifier.digest import Composition, compose
-from notifier.models import Match, Paper
+from notifier.digest import compose
+from notifier.models import ComposedDigest, Match, Paper
 
 T0 = datetime(2026, 3, 11, tzinfo=UTC)
 
@@ -43,7 +43,7 @@ MATCHES = [
 ]
 
 
-def composed(**kwargs: object) -> Composition:
+def composed(**kwargs: object) -> ComposedDigest:
     args: dict[str, object] = {
         "interests": INTERESTS,
         "matches": MATCHES,

@@ -13,7 +13,8 @@ from notifier import clock
 from notifier.cli.base import Context, pass_context, progress
 
 if TYPE_CHECKING:
-    from notifier.pipeline import ComposedDigest, SendReport
+    from notifier.models import ComposeResult
+    from notifier.pipeline import SendReport
     from notifier.pipeline.senders import Sender
 
 
@@ -129,7 +130,7 @@ def _print_report(report: SendReport, as_json: bool) -> None:
         sys.exit(1)
 
 
-def _print_composed(composed: Iterable[ComposedDigest], as_json: bool) -> None:
+def _print_composed(composed: Iterable[ComposeResult], as_json: bool) -> None:
     """Print what composing did, per subscriber."""
     from notifier.pipeline.compose import digest_json
 

@@ -19,9 +19,8 @@ from notifier.delivery import Transport
 from notifier.errors import NotifierError
 from notifier.ingest import parse_listing
 from notifier.matching import matching_for
-from notifier.models import IngestSummary, Interest, Paper, PaperData
+from notifier.models import ComposeResult, IngestSummary, Interest, Paper, PaperData
 from notifier.pipeline import (
-    ComposedDigest,
     build_feeds,
     compose_digests,
     ingest,
@@ -98,7 +97,7 @@ def seed_papers() -> list[Paper]:
 class DemoReport:
     """What the demo did, day by day."""
 
-    days: list[tuple[str, IngestSummary, list[ComposedDigest]]] = field(default_factory=list)
+    days: list[tuple[str, IngestSummary, list[ComposeResult]]] = field(default_factory=list)
     sent: int = 0
     feeds: list[Path] = field(default_factory=list)
 
@@ -108,7 +107,7 @@ def _fixed_clock(moment: datetime) -> Callable[[], datetime]:
     return lambda: moment
 
 
-DemoDay = tuple[str, IngestSummary, list[ComposedDigest]]
+DemoDay = tuple[str, IngestSummary, list[ComposeResult]]
 
 
 async def run_demo(

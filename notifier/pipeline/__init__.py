@@ -13,7 +13,6 @@ from __future__ import annotations
 from notifier.matching import Matching, matching_for
 from notifier.pipeline.compose import (
     COMPOSE_BATCH,
-    ComposedDigest,
     compose_digests,
     compose_due,
     describe_outcomes,
@@ -37,7 +36,6 @@ from notifier.sources import due_sources
 __all__ = [
     "COMPOSE_BATCH",
     "FEED_STATUSES",
-    "ComposedDigest",
     "Matching",
     "RetryPolicy",
     "SendReport",

@@ -13,7 +13,7 @@ from typing import Any
 
 from notifier import collector
 from notifier.delivery import Transport
-from notifier.digest import Composition, compose
+from notifier.digest import compose
 from notifier.errors import QueryError
 from notifier.match import (
     CompiledInterest,
@@ -24,8 +24,9 @@ from notifier.match import (
 )
 from notifier.matching import Matching, attach_vectors, candidate_window, matching_for, paper_index
 from notifier.models import (
+    ComposedDigest,
     ComposeOutcome,
-    DigestContent,
+    ComposeResult,
     DigestStatus,
     Interest,
     Match,
@@ -39,16 +40,6 @@ from notifier.render.email import EmailRenderer
 from notifier.schedule import last_slot, resolve
 from notifier.settings import Settings
 from notifier.storage import Storage
-
-
-@dataclass(frozen=True, slots=True)
-class ComposedDigest:
-    """What compose_digests did for one subscriber."""
-
-    subscriber: Subscriber
-    content: DigestContent | None
-    outcome: ComposeOutcome
-    detail: str = ""
 
 
 def period_of(now: datetime) -> str:
@@ -68,7 +59,7 @@ def compose_digests(
     now: datetime,
     record: bool = True,
     matching: Matching | None = None,
-) -> list[ComposedDigest]:
+) -> list[ComposeResult]:
     """Compose this period's digest for every active subscriber (see iter_composed)."""
     return list(iter_composed(storage, settings, now, record=record, matching=matching))
 
@@ -82,7 +73,7 @@ def iter_composed(
     matching: Matching | None = None,
     up_to_date: list[int] | None = None,
     shard: Shard | None = None,
-) -> Iterator[ComposedDigest]:
+) -> Iterator[ComposeResult]:
     """Compose the digest of every active subscriber whose slot is due, a batch at a time.
 
     Each subscriber's own cadence (or the configured default) says which slot is
@@ -105,7 +96,7 @@ def iter_composed(
             # A stored choice that stopped being valid (a zone removed from tzdata).
             for batch in storage.subscriber_batches(COMPOSE_BATCH, schedule, shard=shard):
                 for subscriber in batch:
-                    yield ComposedDigest(subscriber, None, ComposeOutcome.INVALID, str(e))
+                    yield ComposeResult(subscriber, None, ComposeOutcome.INVALID, str(e))
             continue
         slot = last_slot(cadence, now)
         if slot is None:
@@ -229,7 +220,7 @@ class _ComposeRun:
 
     def batch(
         self, batch: Sequence[Subscriber], period: str, record: bool
-    ) -> Iterator[ComposedDigest]:
+    ) -> Iterator[ComposeResult]:
         """Compose (and with record, store) one batch of subscribers' digests for period."""
         with collector.paused():
             done = self._compose_batch(batch, period, record)
@@ -238,25 +229,25 @@ class _ComposeRun:
 
     def _compose_batch(
         self, batch: Sequence[Subscriber], period: str, record: bool
-    ) -> dict[int, ComposedDigest]:
+    ) -> dict[int, ComposeResult]:
         """Compose (and with record, store) one batch; return each subscriber's outcome by id."""
         storage, settings, index = self.storage, self.settings, self.index
         ids = [s.id for s in batch]
         statuses = storage.digest_statuses(ids, period) if record else {}
         offered = storage.offered_papers(ids, self.position)
-        done: dict[int, ComposedDigest] = {}
+        done: dict[int, ComposeResult] = {}
         decided = self._decide([i for s in batch for i in s.interests])
-        composed: list[tuple[Subscriber, Composition]] = []
+        composed: list[tuple[Subscriber, ComposedDigest]] = []
         for subscriber in batch:
             if statuses.get(subscriber.id) not in (None, DigestStatus.EMPTY):
-                done[subscriber.id] = ComposedDigest(
+                done[subscriber.id] = ComposeResult(
                     subscriber, None, ComposeOutcome.EXISTS, f"already composed for {period}"
                 )
                 continue
             mine = [decided[_interest_key(i)] for i in subscriber.interests]
             if failed := next((d for d in mine if isinstance(d, QueryError)), None):
                 # Stored queries were valid when saved; one bad one must not stop the others.
-                done[subscriber.id] = ComposedDigest(
+                done[subscriber.id] = ComposeResult(
                     subscriber, None, ComposeOutcome.INVALID, str(failed)
                 )
                 continue
@@ -295,18 +286,18 @@ class _ComposeRun:
         for (subscriber, composition), digest_id in zip(composed, stored, strict=True):
             content = composition.content
             if digest_id is None:
-                done[subscriber.id] = ComposedDigest(
+                done[subscriber.id] = ComposeResult(
                     subscriber, None, ComposeOutcome.EXISTS, "composed meanwhile"
                 )
             else:
                 outcome = ComposeOutcome.EMPTY if content.is_empty else ComposeOutcome.CREATED
-                done[subscriber.id] = ComposedDigest(subscriber, content, outcome, content.reason)
+                done[subscriber.id] = ComposeResult(subscriber, content, outcome, content.reason)
         return done
 
 
 async def preview_digests(
     storage: Storage, settings: Settings, renderer: EmailRenderer, outbox: Transport, now: datetime
-) -> list[ComposedDigest]:
+) -> list[ComposeResult]:
     """Compose digests without recording them and write them to the outbox (dry run)."""
     composed = compose_digests(storage, settings, now, record=False)
     async with outbox:
@@ -406,7 +397,7 @@ def describe_outcomes(outcomes: Mapping[str, int]) -> str:
     return ", ".join(f"{n} {name}" for name, n in outcomes.items() if n) or "nobody due"
 
 
-def digest_json(item: ComposedDigest) -> dict[str, Any]:
+def digest_json(item: ComposeResult) -> dict[str, Any]:
     """Return what composing did for one subscriber as JSON-ready data (`digest --json`)."""
     content = item.content
     data: dict[str, Any] = {"subscriber": item.subscriber.email, "outcome": item.outcome}

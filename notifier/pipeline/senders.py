@@ -35,7 +35,8 @@ from notifier.app import (
 from notifier.delivery import Transport
 from notifier.delivery.limits import RateLimit
 from notifier.errors import NotifierError
-from notifier.pipeline.compose import ComposedDigest, preview_digests
+from notifier.models import ComposeResult
+from notifier.pipeline.compose import preview_digests
 from notifier.pipeline.send import RetryPolicy, SendReport, deliver, worker_name
 from notifier.render.email import EmailRenderer
 from notifier.settings import Settings, load_settings
@@ -108,7 +109,7 @@ def send_from_settings(
 
 def preview_from_settings(
     settings: Settings, storage: Storage, now: datetime
-) -> tuple[list[ComposedDigest], int]:
+) -> tuple[list[ComposeResult], int]:
     """Compose the due digests without recording them; write them to the outbox as dry-run_*.
 
     Returns what composing did per subscriber, and how many previews were written.
