@@ -31,6 +31,7 @@ from notifier.papers import embedding_input
 from notifier.settings import Settings
 from notifier.sources import source_report
 from notifier.storage import Storage
+from notifier.storage.protocols import VectorStore
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def matching_for(settings: Settings) -> Matching:
     return Matching(default_params(settings.matching), embedder)
 
 
-def paper_index(storage: Storage, matching: Matching, papers: Sequence[Paper]) -> PaperIndex:
+def paper_index(storage: VectorStore, matching: Matching, papers: Sequence[Paper]) -> PaperIndex:
     """Index papers for one run, embedding those never embedded before (stored once)."""
     indexed = [IndexedPaper(p.id, p.title, p.abstract, p.authors) for p in papers]
     embedder = matching.embedder
@@ -65,7 +66,7 @@ def paper_index(storage: Storage, matching: Matching, papers: Sequence[Paper]) -
 
 
 def compile_interests(
-    storage: Storage, matching: Matching, interests: Sequence[Interest]
+    storage: VectorStore, matching: Matching, interests: Sequence[Interest]
 ) -> list[CompiledInterest]:
     """Parse interests and attach their embeddings, computing them only when their text changed.
 
@@ -76,7 +77,7 @@ def compile_interests(
 
 
 def attach_vectors(
-    storage: Storage,
+    storage: VectorStore,
     matching: Matching,
     interests: Sequence[Interest],
     compiled: Sequence[CompiledInterest],

@@ -40,6 +40,7 @@ from notifier.render.email import EmailRenderer
 from notifier.schedule import last_slot, resolve
 from notifier.settings import Settings
 from notifier.storage import Storage
+from notifier.storage.protocols import DigestStore
 
 
 def period_of(now: datetime) -> str:
@@ -54,7 +55,7 @@ COMPOSE_BATCH = 1000
 
 
 def compose_digests(
-    storage: Storage,
+    storage: DigestStore,
     settings: Settings,
     now: datetime,
     record: bool = True,
@@ -65,7 +66,7 @@ def compose_digests(
 
 
 def iter_composed(
-    storage: Storage,
+    storage: DigestStore,
     settings: Settings,
     now: datetime,
     *,
@@ -163,7 +164,7 @@ def _shared_explainer(
 class _ComposeRun:
     """What every batch of one compose run shares: the candidates, their index, the settings."""
 
-    storage: Storage
+    storage: DigestStore
     settings: Settings
     matching: Matching
     candidates: list[Paper]
@@ -296,7 +297,11 @@ class _ComposeRun:
 
 
 async def preview_digests(
-    storage: Storage, settings: Settings, renderer: EmailRenderer, outbox: Transport, now: datetime
+    storage: DigestStore,
+    settings: Settings,
+    renderer: EmailRenderer,
+    outbox: Transport,
+    now: datetime,
 ) -> list[ComposeResult]:
     """Compose digests without recording them and write them to the outbox (dry run)."""
     composed = compose_digests(storage, settings, now, record=False)
@@ -311,7 +316,7 @@ async def preview_digests(
 
 
 def compose_due(  # noqa: PLR0917
-    storage: Storage,
+    storage: DigestStore,
     settings: Settings,
     now: datetime,
     matching: Matching | None = None,
@@ -339,7 +344,7 @@ def compose_due(  # noqa: PLR0917
 
 
 def _compose_here(  # noqa: PLR0917
-    storage: Storage,
+    storage: DigestStore,
     settings: Settings,
     now: datetime,
     matching: Matching | None,
@@ -360,7 +365,7 @@ def _compose_here(  # noqa: PLR0917
 
 
 def _compose_in_processes(
-    storage: Storage, settings: Settings, now: datetime, matching: Matching | None
+    storage: DigestStore, settings: Settings, now: datetime, matching: Matching | None
 ) -> collections.Counter[str]:
     """Compose with compose_workers processes, each on its shard of the subscribers.
 

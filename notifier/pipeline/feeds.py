@@ -21,14 +21,14 @@ from notifier.render.feed import (
     private_feed_name,
 )
 from notifier.settings import Settings
-from notifier.storage import Storage
+from notifier.storage.protocols import FeedStore
 
 # How many of the newest papers topic and private feeds choose from.
 FEED_POOL = 1000
 
 
 def build_feeds(
-    storage: Storage, settings: Settings, now: datetime, matching: Matching | None = None
+    storage: FeedStore, settings: Settings, now: datetime, matching: Matching | None = None
 ) -> list[Path]:
     """Write the all-papers, topic and private subscriber feeds; return the files written."""
     matching = matching or matching_for(settings)
@@ -74,7 +74,7 @@ def build_feeds(
 
 
 def build_private_feed(
-    storage: Storage,
+    storage: FeedStore,
     settings: Settings,
     subscriber: Subscriber,
     now: datetime,
@@ -94,7 +94,7 @@ def build_private_feed(
 
 
 def _write_private_feed(
-    storage: Storage,
+    storage: FeedStore,
     settings: Settings,
     subscriber: Subscriber,
     *,

@@ -16,13 +16,13 @@ from notifier.ingest.hf import api_page_items, join_api_pages
 from notifier.models import IngestStatus, IngestSummary, Payload, SourceState
 from notifier.settings import Settings, SourceConfig
 from notifier.sources import due_sources
-from notifier.storage import Storage
+from notifier.storage.protocols import PaperStore
 
 RACE_RETRIES = 3
 
 
 def ingest(
-    storage: Storage,
+    storage: PaperStore,
     source: str,
     data: bytes,
     now: datetime,
@@ -69,7 +69,7 @@ def ingest(
     raise AssertionError("unreachable")
 
 
-def replay(storage: Storage, run_id: int, now: datetime) -> IngestSummary:
+def replay(storage: PaperStore, run_id: int, now: datetime) -> IngestSummary:
     """Re-run the parse and diff of an earlier ingest from its kept raw bytes."""
     run, payload = storage.payload(run_id)
     return ingest(
@@ -95,7 +95,7 @@ def resolve_params(params: Mapping[str, str | int], now: datetime) -> dict[str, 
 
 
 def ingest_source(
-    storage: Storage, fetcher: Fetcher, source: SourceConfig, now: datetime
+    storage: PaperStore, fetcher: Fetcher, source: SourceConfig, now: datetime
 ) -> IngestSummary:
     """Fetch one configured source (conditionally) and ingest it, keeping its health.
 
@@ -202,7 +202,7 @@ def _fetch_pages(
 
 
 def ingest_due(
-    storage: Storage,
+    storage: PaperStore,
     fetcher: Fetcher,
     settings: Settings,
     now: datetime,
@@ -239,7 +239,7 @@ class IngestResult:
 
 
 def ingest_jobs(
-    storage: Storage,
+    storage: PaperStore,
     settings: Settings,
     fetcher: Callable[[], Fetcher],
     locations: Sequence[str],
@@ -302,7 +302,7 @@ def run_ingest_jobs(
 
 
 def ingest_file(
-    storage: Storage, location: str, kind: str, max_bytes: int, now: datetime
+    storage: PaperStore, location: str, kind: str, max_bytes: int, now: datetime
 ) -> IngestSummary:
     """Ingest one file (or stdin), recording a failed run if it cannot be read."""
     source = "stdin" if location == "-" else location

@@ -29,7 +29,7 @@ from notifier.errors import (
 from notifier.models import OutgoingMessage, StoredDigest
 from notifier.render.email import EmailRenderer
 from notifier.settings import Settings
-from notifier.storage import Storage
+from notifier.storage.protocols import SendStore
 
 log = logging.getLogger("notifier.pipeline")
 
@@ -84,7 +84,7 @@ class _Leases:
 
     def __init__(
         self,
-        storage: Storage,
+        storage: SendStore,
         worker: str,
         clock: Callable[[], datetime],
         lease: timedelta,
@@ -161,7 +161,7 @@ class _Marks:
 
     def __init__(
         self,
-        storage: Storage,
+        storage: SendStore,
         worker: str,
         clock: Callable[[], datetime],
         on_error: Callable[[Exception], None],
@@ -244,7 +244,7 @@ JOURNAL_HOLD = 0.05
 class _Delivery:
     """One worker's delivery run: claims, lanes, and the outcome of every message."""
 
-    storage: Storage
+    storage: SendStore
     renderer: EmailRenderer
     worker: str
     clock: Callable[[], datetime]
@@ -500,7 +500,7 @@ class _Delivery:
 
 
 async def deliver(
-    storage: Storage,
+    storage: SendStore,
     renderer: EmailRenderer,
     transports: Sequence[Transport],
     *,
@@ -550,7 +550,7 @@ async def deliver(
 
 
 async def send_pending(
-    storage: Storage,
+    storage: SendStore,
     renderer: EmailRenderer,
     transport: Transport,
     clock: Callable[[], datetime],

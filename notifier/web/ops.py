@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from notifier.errors import NotifierError
 from notifier.models import DigestStatus
-from notifier.storage import Storage
+from notifier.storage.protocols import ReportStore
 from notifier.web.context import WebContext
 
 # A scrape every 15 s must not count a large digests table each time.
@@ -101,7 +101,7 @@ def _metrics_refusal(
 class StorageCollector(Collector):
     """Read notifier's counters from the database (cached METRICS_TTL seconds)."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: ReportStore) -> None:
         self.storage = storage
         self._cached: tuple[float, list[Any]] | None = None
 
