@@ -85,7 +85,7 @@ def secret_key(settings: Settings) -> bytes:
     if settings.database.startswith("postgresql") and not path.exists():
         # Machines sharing one PostgreSQL do not share a state directory, and a
         # container's is new on every run: a key invented here would sign links no
-        # other process accepts, and break every link in emails already sent (issue 21).
+        # other process accepts, and break every link in emails already sent.
         raise ConfigError(
             "no link-signing key: with PostgreSQL, set NOTIFIER_SECRET_KEY (at least 16 "
             "random characters, the same for every process and machine)"

@@ -12,7 +12,7 @@ from urllib.parse import quote_plus, urlsplit
 # break feeds (lxml refuses them) and can smuggle line breaks into headers.
 # Control characters, lone surrogates, and the bidirectional embeddings, overrides and
 # isolates (U+202A-202E, U+2066-2069) that make a name or title display in another
-# order than it is written ("Trojan Source", CVE-2021-42574; issue 21).
+# order than it is written ("Trojan Source", CVE-2021-42574).
 _CONTROL = re.compile(
     r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff\u202a-\u202e\u2066-\u2069]"
 )
@@ -20,7 +20,7 @@ _WHITESPACE = re.compile(r"\s+")
 _PUNCTUATION_OR_SPACE = re.compile(r"[\W_]+")
 # ASCII digits only (\d also takes Arabic-Indic and other digits). An old-style
 # archive name is a word or two ("solv-int", "math.GT"), so an id always fits
-# papers.arxiv_id, VARCHAR(40) (issue 21).
+# papers.arxiv_id, VARCHAR(40).
 _ARXIV_NEW = re.compile(r"^([0-9]{4}\.[0-9]{4,5})(?:v[0-9]+)?$")
 _ARXIV_OLD = re.compile(
     r"^([a-z][a-z.-]{0,19}(?:\.[A-Z]{2})?/[0-9]{7})(?:v[0-9]+)?$", re.IGNORECASE | re.ASCII
@@ -30,7 +30,7 @@ _ARXIV_PREFIX = re.compile(
     re.IGNORECASE,
 )
 _VERSION = re.compile(r"v([0-9]+)(?:\.pdf)?$")
-# papers.version is an INTEGER; real papers have a handful of versions (issue 21).
+# papers.version is an INTEGER; real papers have a handful of versions.
 MAX_ARXIV_VERSION = 9_999
 # Only HTML's own tags with well-formed attributes are markup: LaTeX such as
 # "$1<p \le 2$ ... $p>2$" or "$a<b$" must survive.
@@ -44,7 +44,7 @@ _TAG = re.compile(
 _BLOCK_TAG = re.compile(r"</?(?:br|p|div|li|tr|h[1-6]|blockquote)" + _ATTRIBUTES, re.IGNORECASE)
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 # Whitespace, controls and what would end an attribute or a tag: never in a link
-# we emit, even where a browser would forgive them (issue 21).
+# we emit, even where a browser would forgive them.
 _NOT_IN_LINKS = re.compile(r'[\x00-\x20\x7f-\x9f"<>\\`]')
 MAX_URL_CHARS = 2_000
 _SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.DOTALL | re.IGNORECASE)
@@ -80,7 +80,7 @@ def http_url(value: object) -> str | None:
 
     A listing's links end up as hrefs in emails, feeds and web pages: a
     javascript:, vbscript: or data: URL would run there, and a scheme-relative
-    //host or a relative path would point somewhere no source meant (issue 21).
+    //host or a relative path would point somewhere no source meant.
     """
     if not isinstance(value, str):
         return None

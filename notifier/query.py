@@ -198,7 +198,7 @@ class _Parser:
         assert token is not None
         if token[0] in ("-", "NOT"):
             # A run of negations excludes what follows; read as a loop, not by
-            # recursion, so a thousand NOTs are an ordinary query (issue 21).
+            # recursion, so a thousand NOTs are an ordinary query.
             while (nxt := self.peek()) is not None and nxt[0] in ("-", "NOT"):
                 token = nxt
                 self.i += 1

@@ -28,7 +28,7 @@ STOPWORDS = frozenset(
 
 # The filler of research prose: words every abstract uses whatever its topic.
 # A description's "making models better" must neither pick papers nor be
-# quoted as the reason one was picked (issue 20). Matched by exact form, so
+# quoted as the reason one was picked. Matched by exact form, so
 # each inflection is listed.
 FILLER_WORDS = frozenset(
     "approach approaches method methods technique techniques framework frameworks "

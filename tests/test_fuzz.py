@@ -4,8 +4,7 @@ Hypothesis mutates the samples of tests/data/sources/ and the bundled seed snaps
 both structurally (a JSON value, an XML element's text or a snapshot line replaced by
 something strange) and as bytes (cut, spliced, repeated). Whatever comes out, a parser
 either returns papers that storage can hold or raises the project's ListingError
-naming the source in one line; never a RecursionError, ValueError or OverflowError
-(issue 21).
+naming the source in one line; never a RecursionError, ValueError or OverflowError.
 """
 
 from __future__ import annotations
@@ -42,7 +41,7 @@ SAMPLES: dict[str, list[str]] = {
 }
 DEEP = 100_000
 
-# Texts a source could put where a value belongs: the inputs of issue 21 and their kin.
+# Texts a source could put where a value belongs: hostile inputs and their kin.
 STRANGE_TEXT = [
     "",
     " ",
@@ -130,7 +129,7 @@ def assert_storable(listing: Listing) -> None:
         assert paper.version is None or 1 <= paper.version <= MAX_ARXIV_VERSION
         assert paper.published_at is None or paper.published_at.tzinfo is UTC
         assert all(isinstance(a, str) for a in paper.authors)
-        # Links are absolute http(s) URLs or absent (issue 21).
+        # Links are absolute http(s) URLs or absent.
         for link in (paper.url, paper.meta.get("github"), paper.meta.get("project_page")):
             assert link is None or http_url(link) == link
         # PostgreSQL's JSON refuses NaN and Infinity.
@@ -306,7 +305,7 @@ def test_fuzzed_seed_snapshots_give_papers_or_a_listing_error(draw: st.DataObjec
     check("snapshot", mutated("snapshot", data, draw))
 
 
-# -- the inputs of issue 21, one by one ------------------------------------------
+# -- hostile inputs seen in real listings, one by one ------------------------------------------
 
 
 def hf_api_with(field: str, raw: str, *, in_paper: bool = True) -> bytes:

@@ -3,7 +3,7 @@
 A feed entry's link or a Hugging Face githubRepo of javascript:, vbscript:, data: or
 //host is dropped where the listing is parsed; papers stored or frozen into digests
 before that are guarded where links are rendered. A paper with a bad link is still
-delivered, without it (issue 21).
+delivered, without it.
 """
 
 from __future__ import annotations

@@ -175,7 +175,7 @@ def play_demo(
         for folder in (settings.outbox_dir, settings.feeds_dir):
             shutil.rmtree(folder, ignore_errors=True)
     # Said before the wait, not after it: the first run on a machine prepares the
-    # embedding model, which takes a while (issue 21).
+    # embedding model, which takes a while.
     listener.preparing()
     matching_for(settings)
     return asyncio.run(

@@ -82,7 +82,7 @@ def read_file(raw: str, max_bytes: int) -> bytes:
     """Return the bytes of a file (or stdin for -), or raise ListingError naming it.
 
     At most max_bytes + 1 bytes are read, so a huge file, a device or an endless
-    pipe is refused without being held in memory (issue 21).
+    pipe is refused without being held in memory.
     """
     name = "stdin" if raw == "-" else raw
     try:

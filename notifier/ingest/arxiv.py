@@ -245,7 +245,7 @@ def _local(tag: Any) -> str:
 def _int(text: str) -> int | None:
     """Return a count as an int, or None when it is not one.
 
-    Only ASCII digits: str.isdigit() also accepts "²", which int() refuses (issue 21).
+    Only ASCII digits: str.isdigit() also accepts "²", which int() refuses.
     """
     return int(text) if _COUNT.fullmatch(text.strip()) else None
 

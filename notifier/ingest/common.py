@@ -14,7 +14,7 @@ MAX_TITLE_CHARS = 1_000
 MAX_ABSTRACT_CHARS = 20_000
 MAX_AUTHORS = 500
 # ingest_runs.label is VARCHAR(40) (notifier/storage/schema.py): a feed's title
-# or a listing's date line is shortened to fit (issue 21).
+# or a listing's date line is shortened to fit.
 MAX_LABEL_CHARS = 40
 # How much of a value a source supplied an error message quotes, and of an
 # upstream error message.
@@ -63,7 +63,7 @@ def make_paper(
         rank=rank,
         arxiv_id=arxiv_id,
         version=version,
-        url=http_url(url),  # a javascript: link is no link; the paper stays (issue 21)
+        url=http_url(url),  # a javascript: link is no link; the paper stays
         authors=names,
         published_at=published_at,
         announce=announce,
@@ -101,7 +101,7 @@ def utc_moment(moment: datetime | None) -> datetime | None:
     """Return an aware datetime in UTC, or None when it is naive or has no UTC equivalent.
 
     "0001-01-01T00:00+01:00" is a valid ISO date whose UTC time falls before
-    year 1, which Python cannot represent (issue 21).
+    year 1, which Python cannot represent.
     """
     if moment is None or moment.tzinfo is None:
         return None

@@ -49,7 +49,7 @@ def parse_feed(data: bytes, source: str, content_type: str | None = None) -> Lis
     problem = parsed.get("bozo_exception")
     if parsed.get("bozo") and _message(problem) == "undefined entity":
         # An HTML entity such as &aacute; is no XML: read it as feedparser's own
-        # fallback parser and browsers do, strictly otherwise (issue 21).
+        # fallback parser and browsers do, strictly otherwise.
         parsed = _feedparser(html_entities_as_references(data), source)
         problem = parsed.get("bozo_exception")
     if parsed.get("bozo") and not isinstance(problem, _HARMLESS):

@@ -33,7 +33,7 @@ EMPTY_DAY = "Hugging Face listed no papers (a weekend, a holiday, or a day not y
 # Where the papers pages keep their list, newest layouts first.
 _LIST_KEYS = ("dailyPapers", "papers", "trendingPapers")
 # Longer integers become floats (infinity beyond 1e308), as 1e999 does: int() refuses
-# more than 4,300 digits, and no count or id of the API comes near 18 (issue 21).
+# more than 4,300 digits, and no count or id of the API comes near 18.
 MAX_INT_DIGITS = 18
 MAX_ID_CHARS = 100
 MAX_SUMMARY_CHARS = 5_000

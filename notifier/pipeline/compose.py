@@ -104,7 +104,7 @@ def iter_composed(
             continue
         seen = 0
         # Only those who subscribed by the slot's time: the first digest is due at
-        # the first slot after subscribing, as status and the pages say (issue 21).
+        # the first slot after subscribing, as status and the pages say.
         batches = storage.subscriber_batches(
             COMPOSE_BATCH, schedule, slot.period, newest, shard, joined_by=slot.due_at
         )

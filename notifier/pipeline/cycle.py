@@ -128,7 +128,7 @@ class Cycle:
             errors, detail = self._steps(listener)
             job.finish(JobStatus.FAILED if errors else JobStatus.OK, detail)
         except BaseException as e:
-            # A cycle that dies is recorded as failed, never left "running" (issue 21).
+            # A cycle that dies is recorded as failed, never left "running".
             job.failed(e)
             raise
         return errors

@@ -44,7 +44,7 @@ def ingest(
         except ListingError:
             raise
         except Exception as e:
-            # A parser's own bug must fail this listing, not the cycle (issue 21);
+            # A parser's own bug must fail this listing, not the cycle;
             # the bytes are kept, so the listing can be replayed once it is fixed.
             raise ListingError(
                 source,
@@ -142,7 +142,7 @@ def ingest_source(
             )
     except Exception as e:
         # Whatever one source raises is that source's failed run, counted toward
-        # failure_alert_after; the other sources and the cycle go on (issue 21).
+        # failure_alert_after; the other sources and the cycle go on.
         failure = (
             e
             if isinstance(e, ListingError)

@@ -47,7 +47,7 @@ class SendReport:
     suspended: list[str] = field(default_factory=list)
     recovered: int = 0  # marks applied from the journals of senders that died
     # Digests recorded as sent: the count to report. A message another worker took
-    # over is never sent, and were it sent its mark would not count (issue 21).
+    # over is never sent, and were it sent its mark would not count.
     recorded: int = 0
     taken_over: int = 0  # claimed, then lost to another worker before going out
 
@@ -156,7 +156,7 @@ class _Marks:
     commit while the connections go on sending. With one (delivery/journal.py),
     each mark is on disk already, so marks gather until `group` are waiting or
     `hold` seconds have passed: a transaction for dozens of messages, not one
-    (docs/design.md, issue 5).
+    (docs/design.md, Sending).
     """
 
     def __init__(
@@ -319,7 +319,7 @@ class _Delivery:
 
     def _claim_size(self, batch: int, lanes: int) -> int:
         """Return how many digests to claim at once: no more than half a lease's worth
-        at the configured rate, so leases are rarely in need of renewal (issue 21).
+        at the configured rate, so leases are rarely in need of renewal.
         """
         rate = self.limit.per_second if self.limit is not None else None
         if rate is None:
@@ -332,7 +332,7 @@ class _Delivery:
 
         Leases are renewed every third of a lease while the batch is sent, and a
         digest goes on the wire only while its lease has a third of its length
-        left; a digest another worker took over is never sent (issue 21).
+        left; a digest another worker took over is never sent.
         """
         queue = collections.deque(claimed)
         tried: set[int] = set()
@@ -416,7 +416,7 @@ class _Delivery:
             return "stop"  # marks cannot be recorded: the run stops
         if self._stopping():
             return "stop"
-        # Checked after the rate limit's wait, right before the wire (issue 21).
+        # Checked after the rate limit's wait, right before the wire.
         if not await leases.holds(digest_id):
             self.report.taken_over += 1
             return "skip"

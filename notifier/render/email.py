@@ -108,7 +108,7 @@ def linkable(paper: DigestPaper) -> DigestPaper:
 
     Papers frozen into digests before links were checked at ingest may still
     hold a javascript: or data: URL; templates, custom ones included, only ever
-    see links fit for an href (issue 21).
+    see links fit for an href.
     """
     url, code_url = http_url(paper.url) or "", http_url(paper.code_url)
     if (url, code_url) == (paper.url, paper.code_url):

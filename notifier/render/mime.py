@@ -91,7 +91,7 @@ def header_text(value: str, name: str = "Subject") -> str:
     """Return free text as the value of header name: folded, RFC 2047-encoded when not ASCII."""
     value = _shorten(value)
     # Text shaped like an encoded word ("=?utf-8?q?...?=") is encoded itself, so a
-    # client decodes it once, back to the literal text (issue 21).
+    # client decodes it once, back to the literal text.
     lookalike = "=?" in value
     if value.isascii() and value.isprintable() and not lookalike:
         if len(name) + 2 + len(value) <= 78:
@@ -137,7 +137,7 @@ def _encoded(name: str, address: str, header: str) -> str:
 
     Also for ASCII text shaped like an encoded word: written as it is, mail clients
     decode it ("=?utf-8?q?Bcc=3A_...?=" shows as "Bcc: ...", even quoted); encoded,
-    it is decoded once, back to the literal text (issue 21).
+    it is decoded once, back to the literal text.
     """
     encoded = Header(name, "utf-8", maxlinelen=78, header_name=header).encode(linesep=CRLF)
     return f"{encoded} <{address}>"

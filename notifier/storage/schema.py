@@ -221,7 +221,7 @@ digests = Table(
     Column("lease_until", UtcDateTime()),
     Column("next_attempt_at", UtcDateTime()),
     # When an attempt first ended with no reply after the data: from then on the
-    # digest may be in the mailbox, so it is never called "failed" (issue 21).
+    # digest may be in the mailbox, so it is never called "failed".
     Column("unknown_since", UtcDateTime()),
     UniqueConstraint("subscriber_id", "period"),
 )

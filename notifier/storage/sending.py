@@ -266,7 +266,7 @@ class SendingMixin(StorageBase):
         """Extend this worker's leases on digests it still holds; return the ids it holds.
 
         A digest whose lease expired and was taken over by another worker is not
-        returned: its old holder must not send it (issue 21).
+        returned: its old holder must not send it.
         """
         ids = sorted(set(digest_ids))
         if not ids:

@@ -37,7 +37,7 @@ class SignupMixin(SubscribersMixin):
         clock asked for, and gets a confirmation ("confirm"). An address already
         pending keeps the request it has and gets that request's confirmation
         again: anyone can type anyone's address, and the owner's link must
-        activate what the owner chose (issue 21). An address already subscribed
+        activate what the owner chose. An address already subscribed
         is left exactly as it is and gets a reminder with its preferences link
         ("remind"). Either email goes at most once per resend_after per address;
         otherwise "quiet".

@@ -30,7 +30,7 @@ def create_app(context: WebContext) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The matching model takes up to half a minute the first time (issue 21).
+        # The matching model takes up to half a minute the first time.
         # Prepared in the background, so that sign-ups, confirmations, one-click
         # unsubscribes, feeds and /healthz answer at once (a start blocked that
         # long fails health checks); only the preview and the preferences

@@ -41,8 +41,8 @@ class WebContext:
     clock: Callable[[], datetime]
     signups: ClientLimiter
     previews: ClientLimiter
-    # Slow the first time: the sentence model is quantized and loaded (issue 21
-    # measured 25-29 s on a loaded machine), so the server starts it in the
+    # Slow the first time: the sentence model is quantized and loaded
+    # (25-29 s on a loaded machine), so the server starts it in the
     # background (start_preparing) and the preview says so while it runs.
     matching_factory: Callable[[], Matching]
     # Writes one subscriber's private feed now, with this matching; returns the files.

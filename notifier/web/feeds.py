@@ -142,7 +142,7 @@ class PrivateFeeds:
 
     `notifier feeds` (and the service after each ingest with news) writes every
     feed; until it runs, a subscriber who just confirmed would find "No such
-    feed." behind the links on their preferences page (issue 21). A feed is
+    feed." behind the links on their preferences page. A feed is
     built here when its file is missing (new subscriber, interests just
     changed), or when papers were stored after it was written and it is at
     least REFRESH_AFTER old, so a reader polling a stale feed does not make the

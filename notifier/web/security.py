@@ -168,7 +168,7 @@ class SlashRedirect:
     """Redirect a path that matches a route once its trailing slash is added or dropped.
 
     Starlette's own redirect builds its Location from the Host header, which
-    anyone can set (issue 21); this one starts from the configured base_url.
+    anyone can set; this one starts from the configured base_url.
     Paths that match nothing get the router's 404.
     """
 

@@ -146,7 +146,7 @@ def add_confirm_routes(router: APIRouter, kit: PageKit) -> None:
 
     @router.get("/confirm/{token}", response_class=HTMLResponse)
     def confirm_page(request: Request, token: str) -> HTMLResponse:
-        # Mail scanners follow every link in an email (issue 21): a GET only shows
+        # Mail scanners follow every link in an email: a GET only shows
         # the button, so an address is subscribed only by someone who presses it.
         found = kit.subscriber_for(Purpose.CONFIRM, token, kit.confirm_age)
         if isinstance(found, str):

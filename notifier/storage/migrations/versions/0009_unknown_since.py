@@ -3,7 +3,7 @@
 A message whose server stored it and then hung up (or never answered the
 final ".") may be in the reader's mailbox. It is retried with the same
 Message-ID until retry_deadline and then given up as "unconfirmed", never
-"failed", even when a later attempt got a 4xx (issue 21). The status alone
+"failed", even when a later attempt got a 4xx. The status alone
 cannot carry that: a claim sets it to "sending".
 
 Revision ID: 0009
