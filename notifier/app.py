@@ -7,7 +7,6 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from notifier.delivery import Transport
 from notifier.delivery.limits import RateLimit
@@ -20,9 +19,6 @@ from notifier.render.email import DkimKey, EmailRenderer, MailIdentity, NoticeRe
 from notifier.settings import Settings
 from notifier.storage import Storage
 from notifier.tokens import LinkTokens
-
-if TYPE_CHECKING:
-    pass
 
 
 def open_storage(settings: Settings) -> Storage:

@@ -46,11 +46,20 @@ class Topic(BaseModel):
     about: str | None = None
     sensitivity: Literal["strict", "normal", "broad"] = "normal"
 
-    @model_validator(mode="after")
-    def _valid_interest(self) -> Topic:
-        # As every other surface checks an interest; InvalidInput is a ValueError.
-        validation.interest(self.name, self.query, self.about, self.sensitivity)
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_interest(cls, data: Any) -> Any:
+        """Check the topic's interest as every surface does, and keep it as matching reads it."""
+        fields = ("name", "query", "about", "sensitivity")
+        if not isinstance(data, dict) or not data.get("name"):
+            return data  # the field checks say what is missing
+        if any(not isinstance(data.get(f), str | None) for f in fields):
+            return data  # the field checks say what is not text
+        # InvalidInput is a ValueError, so the config names the topic and the reason.
+        interest = validation.interest(
+            data["name"], data.get("query"), data.get("about"), data.get("sensitivity") or "normal"
+        )
+        return {**data, "name": interest.name, "query": interest.query, "about": interest.about}
 
 
 SourceKind = Literal["snapshot", "hf-api", "hf-page", "arxiv-api", "arxiv-rss", "feed"]

@@ -76,11 +76,10 @@ def interest_text(text: str, what: str = "description") -> str:
 
 
 def sensitivity(text: str) -> str:
-    """Return a known sensitivity, lowercased, or raise InvalidInput."""
-    level = text.strip().lower()
-    if level not in SENSITIVITIES:
+    """Return a known sensitivity, or raise InvalidInput."""
+    if text not in SENSITIVITIES:
         raise InvalidInput(f"sensitivity must be one of {', '.join(SENSITIVITIES)}, not {text!r}")
-    return level
+    return text
 
 
 def interest(
@@ -196,29 +195,40 @@ def merged_interests(
 ) -> list[Interest]:
     """Return the interests changed by (name, value) pairs, each checked as it will be stored.
 
-    An existing interest keeps the fields not given; a new name adds one. The
-    whole list the subscriber ends up with must be valid too (its length, its
-    names); a sensitivity may only be set on an interest that exists.
+    A name matches an existing interest whatever its letter case, and that
+    interest keeps the fields not given; a new name adds one, up to
+    MAX_INTERESTS. A sensitivity may only be set on an interest that exists.
+    Interests not named are left as they are, so a list stored under older
+    limits can still be edited.
     """
-    by_name = {i.name: i for i in existing}
+    by_key = {i.name.lower(): i for i in existing}
     changed: dict[str, Interest] = {}
+    spelled: dict[str, str] = {}  # how this change writes each name
 
     def base(raw_name: str) -> tuple[str, Interest]:
         name = interest_name(raw_name)
-        return name, changed.get(name) or by_name.get(name) or Interest(name)
+        key = name.lower()
+        if spelled.setdefault(key, name) != name:
+            raise InvalidInput(
+                f"two interests are called {spelled[key]!r} and {name!r}: give each its own name"
+            )
+        return key, changed.get(key) or by_key.get(key) or Interest(name)
 
     for raw_name, query in queries:
-        name, current = base(raw_name)
-        changed[name] = replace(current, query=query)
+        key, current = base(raw_name)
+        changed[key] = replace(current, query=query)
     for raw_name, about in abouts:
-        name, current = base(raw_name)
-        changed[name] = replace(current, about=about)
+        key, current = base(raw_name)
+        changed[key] = replace(current, about=about)
     for raw_name, level in levels:
-        name, current = base(raw_name)
-        if name not in changed and name not in by_name:
-            raise InvalidInput(f"there is no interest named {name!r} to set the sensitivity of")
-        changed[name] = replace(current, sensitivity=level)
+        key, current = base(raw_name)
+        if key not in changed and key not in by_key:
+            raise InvalidInput(
+                f"there is no interest named {current.name!r} to set the sensitivity of"
+            )
+        changed[key] = replace(current, sensitivity=level.strip().lower())
     checked = [interest(i.name, i.query, i.about, i.sensitivity) for i in changed.values()]
-    if checked:
-        interests([*(i for i in existing if i.name not in changed), *checked])
+    added = sum(1 for key in changed if key not in by_key)
+    if added and len(existing) + added > MAX_INTERESTS:
+        raise InvalidInput(f"at most {MAX_INTERESTS} interests, please")
     return checked

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
+from typing import get_args
 
 import httpx
 import pytest
 
-from tests.conftest import Cli, WebServer
+from notifier.models import DigestStatus, Interest, SubscriberStatus
+from notifier.storage import Storage
+from notifier.web.api import schemas
+from tests.conftest import NOW, Cli, WebServer
 from tests.test_web import sign_up, subscriber_count
 
 TOKEN = "admin-token-0123456789-abcdef"
@@ -89,3 +94,52 @@ def test_two_interests_differing_only_in_case_are_refused_everywhere(
     )
     assert refused.status_code == 422
     assert "give each its own name" in refused.text
+
+
+def test_an_interest_named_in_another_case_is_the_same_interest(run: Cli) -> None:
+    assert run.subscribe_earlier("a@example.org", "--interest", "rl=robot").exit_code == 0
+    changed = run("subscriber", "edit", "a@example.org", "--interest", "RL=arm")
+    assert changed.exit_code == 0, changed.stderr
+    listed = run("subscribers", "--json")
+    assert '"rl"' in listed.stdout and '"RL"' not in listed.stdout
+    assert '"arm"' in listed.stdout and '"robot"' not in listed.stdout
+
+
+def test_a_list_stored_under_older_limits_can_still_be_edited(run: Cli) -> None:
+    storage = Storage(run.env["NOTIFIER_DATABASE_URL"])
+    storage.migrate()
+    eleven = [Interest(f"i{k}", f"robot{k}") for k in range(11)]
+    storage.save_subscriber("old@example.org", None, eleven, NOW - timedelta(days=2), None)
+    storage.close()
+    tuned = run("subscriber", "edit", "old@example.org", "--sensitivity", "i3=broad")
+    assert tuned.exit_code == 0, tuned.stderr
+    assert "i3" in tuned.stdout and "broad" in tuned.stdout
+    twelfth = run("subscriber", "edit", "old@example.org", "--interest", "i11=arm")
+    assert twelfth.exit_code == 1
+    assert twelfth.stderr == "notifier: error: at most 10 interests, please\n"
+
+
+def test_a_topic_whose_query_is_blank_is_read_as_a_description_alone(
+    run: Cli, tmp_path: Path
+) -> None:
+    topic = '[[topics]]\nname = "Robots"\nslug = "robots"\nquery = "   "\nabout = "robot arms"\n'
+    (tmp_path / "notifier.toml").write_text(topic)
+    feeds = run("feeds")
+    assert feeds.exit_code == 0, feeds.stderr
+    assert list((tmp_path / "state" / "feeds" / "topics").glob("robots.*"))
+
+
+def test_the_api_publishes_every_status_the_models_store() -> None:
+    assert get_args(schemas.SubscriberStatus) == tuple(SubscriberStatus)
+    assert get_args(schemas.DigestStatus) == tuple(DigestStatus)
+
+
+def test_the_api_takes_a_sensitivity_only_as_its_schema_spells_it(
+    serve_web: Callable[..., WebServer],
+) -> None:
+    web = serve_web(admin_token=TOKEN)
+    refused = _api_create(
+        web, "a@example.org", [{"name": "rl", "query": "robot", "sensitivity": "STRICT"}]
+    )
+    assert refused.status_code == 422
+    assert "sensitivity must be one of strict, normal, broad" in refused.text

@@ -11,12 +11,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from urllib.parse import urlsplit
 
 import httpx
 import tenacity
 
+from notifier import clock
 from notifier.errors import ListingError
 
 # arXiv asks for no more than one request every 3 seconds (API terms of use).
@@ -244,4 +245,4 @@ def _retry_after(value: str | None) -> float | None:
         return None
     if moment.tzinfo is None:  # asctime and "-0000" dates: HTTP-dates are always GMT
         moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+    return max(0.0, (moment - clock.now()).total_seconds())

@@ -35,7 +35,7 @@ from notifier.app import (
 from notifier.delivery import Transport
 from notifier.delivery.limits import RateLimit
 from notifier.errors import NotifierError
-from notifier.models import ComposeResult
+from notifier.models import ComposeResult, DigestStatus
 from notifier.pipeline.compose import preview_digests
 from notifier.pipeline.send import RetryPolicy, SendReport, deliver, worker_name
 from notifier.render.email import EmailRenderer
@@ -90,7 +90,11 @@ class Sender:
     def backlog(self) -> int:
         """Return how many digests wait to be sent (pending, or of unknown outcome)."""
         counts = self.storage.digest_counts()
-        return sum(n for status, n in counts.items() if status in ("pending", "unknown"))
+        return sum(
+            n
+            for status, n in counts.items()
+            if status in (DigestStatus.PENDING, DigestStatus.UNKNOWN)
+        )
 
 
 def send_from_settings(

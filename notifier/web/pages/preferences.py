@@ -123,9 +123,8 @@ def add_preference_routes(router: APIRouter, kit: PageKit) -> None:
         if found.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
             status = SubscriberStatus.PAUSED if "paused" in fields else SubscriberStatus.ACTIVE
         elif found.status == SubscriberStatus.SUSPENDED and "paused" not in fields:
-            status = (
-                SubscriberStatus.ACTIVE
-            )  # they followed a link from an email, so mail reaches them
+            # They followed a link from an email, so mail reaches them.
+            status = SubscriberStatus.ACTIVE
         await asyncio.to_thread(
             lambda: storage.update_preferences(
                 found.id,
