@@ -33,7 +33,7 @@ from notifier.delivery.limits import RateLimit
 from notifier.errors import NotifierError
 from notifier.ingest.fetch import Fetcher
 from notifier.models import JobStatus
-from notifier.pipeline.cycle import Cycle, JobRun, failure_detail, job_host
+from notifier.pipeline.cycle import Cycle, JobRecorder, failure_detail, job_host
 from notifier.pipeline.senders import Sender
 from notifier.render.email import EmailRenderer
 from notifier.settings import Settings, SourceConfig
@@ -179,7 +179,7 @@ class Daemon:
     ) -> None:
         """Record the start of a job, run it, record how it ended and log it."""
         started = time.perf_counter()
-        job = await asyncio.to_thread(JobRun.start, self.storage, name, self.host, self.clock)
+        job = await asyncio.to_thread(JobRecorder.start, self.storage, name, self.host, self.clock)
         status, detail = JobStatus.OK, ""
         try:
             detail = await work(*args)

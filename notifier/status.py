@@ -35,7 +35,7 @@ class ServiceStatus:
 
 
 @dataclass(frozen=True)
-class SubscriberStatus:
+class SubscriberReport:
     """Why one subscriber got what they got: what each interest finds now, and their digests."""
 
     subscriber: Subscriber
@@ -63,7 +63,7 @@ def service_status(storage: Storage, settings: Settings, now: datetime) -> Servi
 
 def subscriber_status(
     storage: Storage, settings: Settings, email: str, now: datetime
-) -> SubscriberStatus:
+) -> SubscriberReport:
     """Return the status of the subscriber at email; raise SubscriberError if there is none."""
     subscriber = storage.subscriber_by_email(email.strip().lower())  # stored lowercased
     try:
@@ -72,4 +72,4 @@ def subscriber_status(
     except Exception as e:  # "why so few" is an extra: the history is still reported
         volumes, failing, error = [], [], str(e)
     history = storage.digest_history(subscriber.id, limit=10)
-    return SubscriberStatus(subscriber, volumes, failing, error, history)
+    return SubscriberReport(subscriber, volumes, failing, error, history)

@@ -13,7 +13,7 @@ from notifier.errors import ConfigError
 
 if TYPE_CHECKING:
     from notifier.settings import Settings
-    from notifier.status import SubscriberStatus
+    from notifier.status import SubscriberReport
 
 
 @click.command()
@@ -65,7 +65,7 @@ def status(context: Context, email: str | None) -> None:
         )
 
 
-def _print_subscriber_status(settings: Settings, status: SubscriberStatus) -> None:
+def _print_subscriber_status(settings: Settings, status: SubscriberReport) -> None:
     """Print one subscriber's schedule, what each interest finds now, and their digests."""
     from notifier.matching import describe_volume
 

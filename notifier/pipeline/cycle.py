@@ -4,7 +4,7 @@
 (Cycle.run_once). `notifier run` (scheduler.py) runs each step as a job of its
 own on its own interval: each source on its `every`, compose and send on
 theirs, the feeds at start and after news. Both take the same steps and
-record their runs in job_runs the same way (JobRun), for `notifier status`
+record their runs in job_runs the same way (JobRecorder), for `notifier status`
 and `notifier health`.
 """
 
@@ -46,7 +46,7 @@ def failure_detail(error: BaseException) -> str:
 
 
 @dataclass(frozen=True)
-class JobRun:
+class JobRecorder:
     """One run of a job in job_runs: recorded as started when made, then finished once."""
 
     storage: Storage
@@ -54,7 +54,9 @@ class JobRun:
     clock: Callable[[], datetime]
 
     @classmethod
-    def start(cls, storage: Storage, job: str, host: str, clock: Callable[[], datetime]) -> JobRun:
+    def start(
+        cls, storage: Storage, job: str, host: str, clock: Callable[[], datetime]
+    ) -> JobRecorder:
         """Record that job starts now on host."""
         return cls(storage, storage.start_job(job, host, clock()), clock)
 
@@ -123,7 +125,7 @@ class Cycle:
         for good are problems: the run is recorded as failed with them, and the
         other steps still run. Anything else raised is recorded, then raised.
         """
-        job = JobRun.start(self.storage, "run-once", job_host(), self.clock)
+        job = JobRecorder.start(self.storage, "run-once", job_host(), self.clock)
         try:
             errors, detail = self._steps(listener)
             job.finish(JobStatus.FAILED if errors else JobStatus.OK, detail)
