@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -69,6 +70,30 @@ def built_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Vectors
     """Return a cache directory holding the quantized model, and TEXTS' vectors from it."""
     cache = tmp_path_factory.mktemp("model-cache")
     return cache, MiniLmEmbedder(cache_dir=cache).embed(TEXTS)
+
+
+def test_a_full_memory_of_texts_neither_loses_a_row_nor_embeds_a_text_twice(
+    built_cache: tuple[Path, Vectors], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache, known = built_cache
+    monkeypatch.setattr("notifier.embedding.MEMO_SIZE", 3)
+    embedder = MiniLmEmbedder(cache_dir=cache)
+    runs: list[list[str]] = []
+    model = embedder._embed
+
+    def counted(texts: Sequence[str]) -> Vectors:
+        runs.append(list(texts))
+        return model(texts)
+
+    monkeypatch.setattr(embedder, "_embed", counted)
+    embedder.embed(TEXTS)  # the memory is full
+    # One text remembered, three new: adding the new rows evicts the old one.
+    new = ["graph neural networks", "protein folding", "sparse attention"]
+    vectors = embedder.embed([TEXTS[0], *new, new[0]])
+    assert vectors.shape == (5, 384)
+    assert (vectors[0] == known[0]).all()
+    assert (vectors[1] == vectors[4]).all()
+    assert runs[-1] == new  # each new text once; the remembered one not at all
 
 
 def test_the_quantized_model_is_built_once_per_cache_directory(

@@ -114,18 +114,27 @@ class MiniLmEmbedder:
             self._tokenizer, self._session = tokenizer, session
 
     def embed(self, texts: Sequence[str]) -> Vectors:
-        """Return one L2-normalised row per text; texts seen before come from memory."""
+        """Return one L2-normalised row per text; texts seen before come from memory.
+
+        Rows found in memory are read before new ones are added, since adding may
+        evict them; a text given twice is embedded once.
+        """
         out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
-        keys = [hashlib.sha1(t.encode()).digest() for t in texts]
-        todo = [i for i, k in enumerate(keys) if k not in self._memo]
-        if todo:
-            computed = self._embed([texts[i] for i in todo])
-            for row, i in enumerate(todo):
+        missing: dict[bytes, list[int]] = {}
+        for i, text in enumerate(texts):
+            key = hashlib.sha1(text.encode()).digest()
+            known = self._memo.get(key)
+            if known is None:
+                missing.setdefault(key, []).append(i)
+            else:
+                out[i] = known
+        if missing:
+            computed = self._embed([texts[rows[0]] for rows in missing.values()])
+            for (key, rows), vector in zip(missing.items(), computed, strict=True):
+                out[rows] = vector
                 if len(self._memo) >= MEMO_SIZE:
                     self._memo.pop(next(iter(self._memo)))
-                self._memo[keys[i]] = computed[row]
-        for i, k in enumerate(keys):
-            out[i] = self._memo[k]
+                self._memo[key] = vector
         return out
 
     def _embed(self, texts: Sequence[str]) -> Vectors:
