@@ -83,10 +83,15 @@ class PaperIndex:
             f: max(float(v.mean()), 1.0) if self.n else 1.0 for f, v in self._lengths.items()
         }
         self._cache: dict[str, _Hits] = {}
-        self._matrix: npt.NDArray[np.float64] = np.zeros((0, self.n))
-        self._rows = 0
+        # Row 0 is all zeros: every term no paper has shares it, so memory grows
+        # with the terms the papers hold, not with how many interests name words
+        # (with subscribers who each write their own, most of their terms are in
+        # no paper of the day).
+        self._matrix: npt.NDArray[np.float64] = np.zeros((256, self.n))
+        self._rows = 1
         self.everything = np.ones(self.n, dtype=bool)
         self.nothing = np.zeros(self.n)
+        self._absent = _Hits({}, {}, frozenset(), np.zeros(self.n, dtype=bool), self.nothing, 0)
 
     def hits(self, term: Term) -> _Hits:
         """Return where a term occurs (cached for the index's lifetime)."""
@@ -104,6 +109,8 @@ class PaperIndex:
             authors = self._count("author", term)
             counts = {"title": {}, "abstract": authors}  # scored like an abstract hit
         papers = frozenset(counts["title"]) | frozenset(counts["abstract"])
+        if not papers:
+            return self._absent
         mask = np.zeros(self.n, dtype=bool)
         mask[list(papers)] = True
         saturated = self._saturated(counts)
@@ -119,7 +126,10 @@ class PaperIndex:
         return _Hits(counts["title"], counts["abstract"], papers, mask, self._matrix[row], row)
 
     def scores(self) -> npt.NDArray[np.float64]:
-        """Return every looked-up term's score row as one matrix."""
+        """Return the score rows of the looked-up terms found in some paper, as one matrix.
+
+        Row 0 is the zero row that every term found in no paper shares.
+        """
         return self._matrix[: self._rows]
 
     def summed(self, terms: Sequence[Term]) -> Vector:

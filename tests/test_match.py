@@ -326,3 +326,15 @@ def test_highlighting_marks_every_form_the_query_matched() -> None:
     assert str(highlight("the robots and one robot", ["=robot"])) == (
         "the robots and one <mark>robot</mark>"
     )
+
+
+def test_terms_no_paper_holds_share_one_row_so_memory_follows_the_papers() -> None:
+    index = PaperIndex(PAPERS)
+    found = index.summed([Term("robot", ("robot",)), Term("survey", ("survey",))])
+    rows_for_the_papers = index.scores().shape[0]
+    for k in range(2000):  # interests that subscribers each wrote in their own words
+        absent = [Term(f"zyx{k}", (f"zyx{k}",)), Term(f"zyx{k} qwv", (f"zyx{k}", "qwv"))]
+        assert not index.summed(absent).any()
+        assert index.matching(absent[0]) == frozenset()
+    assert index.scores().shape[0] == rows_for_the_papers
+    assert (index.summed([Term("robot", ("robot",)), Term("survey", ("survey",))]) == found).all()
