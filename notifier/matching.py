@@ -76,6 +76,18 @@ def compile_interests(
     return attach_vectors(storage, matching, interests, compiled)
 
 
+def embed_interests(storage: VectorStore, matching: Matching, subscriber: Subscriber) -> None:
+    """Store the embeddings of a subscriber's interests now, when they are made or changed.
+
+    The cycle then finds them stored and embeds only what it could not find
+    (an interest written while the model was not loaded); without this, a day
+    of new subscribers who each wrote their own interests is embedded inside
+    the compose run.
+    """
+    if matching.embedder is not None and subscriber.interests:
+        compile_interests(storage, matching, subscriber.interests)
+
+
 def attach_vectors(
     storage: VectorStore,
     matching: Matching,

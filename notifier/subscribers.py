@@ -7,6 +7,7 @@ exist), checking the fields in the order their errors are reported.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,11 +15,14 @@ from typing import Any
 
 from notifier import validation
 from notifier.app import mail_identity
-from notifier.errors import InvalidInput, SubscriberError
+from notifier.errors import InvalidInput, NotifierError, SubscriberError
+from notifier.matching import Matching, embed_interests
 from notifier.models import Subscriber
 from notifier.render.email import subscriber_links
 from notifier.settings import Settings
 from notifier.storage import Storage
+
+log = logging.getLogger("notifier")
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,11 @@ def save_subscriber(
     now: datetime,
     *,
     must_exist: bool = False,
+    matching: Matching | None = None,
 ) -> tuple[Subscriber, bool]:
     """Create or update the subscriber at email; return them and whether they are new.
 
+    Changed interests are embedded with matching, so the cycle finds them ready.
     Raises SubscriberError for an address that is not valid, one not stored
     when must_exist, or a new subscriber without an interest; InvalidInput
     for any other field that is not valid.
@@ -78,7 +84,7 @@ def save_subscriber(
         raise SubscriberError(
             "a new subscriber needs at least one --interest NAME=QUERY or --about NAME=TEXT"
         )
-    return storage.save_subscriber(
+    subscriber, created = storage.save_subscriber(
         address,
         display or None,
         changed,
@@ -87,6 +93,16 @@ def save_subscriber(
         schedule=schedule,
         status=changes.status,
     )
+    if matching is not None and changed:
+        try:
+            embed_interests(storage, matching, subscriber)
+        except NotifierError as e:  # saved all the same: the next compose embeds them
+            log.warning(
+                "%s's interests are saved; embedding them waits for the cycle: %s",
+                subscriber.email,
+                e,
+            )
+    return subscriber, created
 
 
 def with_feeds(settings: Settings, storage: Storage) -> list[tuple[Subscriber, str]]:

@@ -109,11 +109,17 @@ def _save_subscriber(
     must_exist: bool = False,
 ) -> None:
     """Create or update a subscriber from the subscriber_options and print the result."""
+    from notifier.matching import matching_for
     from notifier.subscribers import save_subscriber
 
     now = clock.now()
     subscriber, created = save_subscriber(
-        context.storage, email, _changes(options, status), now, must_exist=must_exist
+        context.storage,
+        email,
+        _changes(options, status),
+        now,
+        must_exist=must_exist,
+        matching=matching_for(context.settings),
     )
     verb = "subscribed" if created else "updated"
     click.echo(f"{verb} {subscriber.email} with {len(subscriber.interests)} interest(s):")

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -52,6 +53,11 @@ class WebContext:
     _ready: threading.Event = field(default_factory=threading.Event, init=False)
     _starting: threading.Lock = field(default_factory=threading.Lock, init=False)
     _started: bool = field(default=False, init=False)
+    # One thread embeds the interests written through the web, in order.
+    _embedding: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="embed-interests"),
+        init=False,
+    )
     # Why the last preparation failed, for the preview to say; None when it did not.
     preparation_error: str | None = field(default=None, init=False)
 
@@ -85,6 +91,22 @@ class WebContext:
                 return
             self._started = True
         threading.Thread(target=self._prepare_logged, name="prepare-matching", daemon=True).start()
+
+    def embed_interests_soon(self, subscriber: Subscriber | None) -> Future[None] | None:
+        """Embed a subscriber's new or changed interests in the background, if the model is
+        loaded; otherwise the next compose run embeds them."""
+        if subscriber is None or not subscriber.interests or not self.matching_ready:
+            return None
+        return self._embedding.submit(self._embed_logged, subscriber)
+
+    def _embed_logged(self, subscriber: Subscriber) -> None:
+        """Embed and store a subscriber's interests, logging why when that fails."""
+        from notifier.matching import embed_interests
+
+        try:
+            embed_interests(self.storage, self.matching, subscriber)
+        except (NotifierError, OSError) as e:
+            log.warning("interests of subscriber %d wait for the cycle: %s", subscriber.id, e)
 
     def wait_for_matching(self, seconds: float) -> bool:
         """Wait up to seconds for the matching to be prepared; tell whether it is."""

@@ -106,6 +106,7 @@ def add_subscriber_routes(router: APIRouter, context: WebContext) -> None:
         if created is None:
             raise HTTPException(409, f"a subscriber with the address {new.email} already exists")
         log.info("admin API: created subscriber %d", created.id)
+        context.embed_interests_soon(created)
         response.headers["Location"] = str(
             request.url_for("get_subscriber", subscriber_id=created.id)
         )
@@ -146,6 +147,8 @@ def add_subscriber_routes(router: APIRouter, context: WebContext) -> None:
         if unsubscribing or changes.interests:
             # Gone, or rebuilt with the new interests when next asked for.
             remove_private_feed(feeds_dir, updated.feed_token)
+        if changes.interests and not unsubscribing:
+            context.embed_interests_soon(updated)
         if unsubscribing:
             storage.unsubscribe(subscriber_id, context.clock())
             updated = found(storage, subscriber_id)
@@ -216,4 +219,5 @@ def add_interest_routes(router: APIRouter, context: WebContext) -> None:
             raise missing(subscriber_id)
         # Rebuilt with the new interests when next asked for.
         remove_private_feed(context.settings.feeds_dir, updated.feed_token)
+        context.embed_interests_soon(updated)
         return interests_out(updated.interests)

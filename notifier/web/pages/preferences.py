@@ -125,7 +125,7 @@ def add_preference_routes(router: APIRouter, kit: PageKit) -> None:
         elif found.status == SubscriberStatus.SUSPENDED and "paused" not in fields:
             # They followed a link from an email, so mail reaches them.
             status = SubscriberStatus.ACTIVE
-        await asyncio.to_thread(
+        updated = await asyncio.to_thread(
             lambda: storage.update_preferences(
                 found.id,
                 name=checked.values["name"] or "",
@@ -136,6 +136,7 @@ def add_preference_routes(router: APIRouter, kit: PageKit) -> None:
         )
         # Rebuilt with the new interests when next asked for (PrivateFeeds).
         remove_private_feed(settings.feeds_dir, found.feed_token)
+        context.embed_interests_soon(updated)
         return RedirectResponse(f"/manage/{token}?saved=1", status_code=303)
 
     @router.get("/manage/{token}/feeds.opml")

@@ -86,6 +86,7 @@ def add_subscribe_routes(router: APIRouter, kit: PageKit) -> None:
             # After the response: the page must not say, by content or by delay,
             # whether the address was known.
             background.add_task(send_notice, action, subscriber)
+        context.embed_interests_soon(subscriber)
         return inbox(request)
 
     def inbox(request: Request) -> HTMLResponse:
