@@ -22,8 +22,10 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     insert,
     inspect,
+    select,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -303,6 +305,29 @@ def _insert_rows(
         pick = itemgetter(*(names.index(n) for n in order))
         params = [pick(row) for row in values]
     conn.exec_driver_sql(compiled.string, params)
+
+
+def _new_ids(conn: Connection, table: Table, count: int) -> list[int]:
+    """Return count fresh ids, ascending, for rows of table to be inserted with them.
+
+    On PostgreSQL they come from the id column's sequence in one round trip. On
+    SQLite they follow the largest id, as SQLite itself numbers rows of a table
+    without AUTOINCREMENT; the transaction holds the write lock from its BEGIN
+    IMMEDIATE, and a row whose id was taken all the same is refused by the
+    primary key (IntegrityError), as a row with a taken unique key is.
+    """
+    if conn.dialect.name == "postgresql":
+        taken = conn.execute(
+            text(
+                f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id'))"
+                " FROM generate_series(1, :n)"
+            ),
+            {"n": count},
+        ).scalars()
+        return sorted(taken)
+    last = conn.execute(select(func.max(table.c.id))).scalar_one()
+    start = (last or 0) + 1
+    return list(range(start, start + count))
 
 
 def _then_sqlite_adapted(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
