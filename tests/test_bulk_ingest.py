@@ -220,3 +220,13 @@ def test_ingest_diffs_again_when_another_ingest_stored_a_paper_first(
         51,
         2,
     )
+
+
+def test_a_paper_first_seen_at_the_edge_of_a_window_is_in_it(storage: Storage) -> None:
+    # On SQLite times are text: stored as Core writes them ("07:00:00.000000"),
+    # a paper first seen exactly at `since` is not sorted before it.
+    pipeline.ingest(storage, "day", f"Deep Nets\n{ABSTRACT}\n".encode(), NOW)
+    hour = timedelta(hours=1)
+    assert len(storage.recent_papers(NOW, NOW + hour)) == 1
+    assert len(storage.recent_papers(NOW - hour, NOW)) == 1
+    assert storage.newest_paper_seen_at() == NOW

@@ -303,7 +303,9 @@ def _store_changes(
             continue
         paper_id = next(new_ids) if change.kind is ChangeKind.NEW else change.stored_id
         seen.append((paper_id, run_id, change.paper.rank, now))
-    _insert_rows(conn, sightings, _SIGHTING_COLUMNS, seen, repeated={"run_id", "seen_at"})
+    _insert_rows(
+        conn, sightings, _SIGHTING_COLUMNS, seen, repeated={"run_id", "seen_at"}, as_insert=True
+    )
 
 
 def _insert_papers(conn: Connection, new: Sequence[PaperData], now: datetime) -> list[int]:
@@ -337,7 +339,9 @@ def _insert_papers(conn: Connection, new: Sequence[PaperData], now: datetime) ->
         )
         for paper_id, paper in zip(ids, new, strict=True)
     ]
-    _insert_rows(conn, papers, _PAPER_COLUMNS, rows, repeated={"first_seen_at", "updated_at"})
+    _insert_rows(
+        conn, papers, _PAPER_COLUMNS, rows, repeated={"first_seen_at", "updated_at"}, as_insert=True
+    )
     return ids
 
 
