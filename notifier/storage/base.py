@@ -22,8 +22,10 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     insert,
     inspect,
+    select,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -263,6 +265,8 @@ def _insert_rows(
     names: Sequence[str],
     rows: Sequence[tuple[Any, ...]],
     repeated: Collection[str] = (),
+    *,
+    as_insert: bool = False,
 ) -> None:
     """Insert many rows, each a tuple in the order of names, in one statement.
 
@@ -272,17 +276,28 @@ def _insert_rows(
     memoised for the columns in repeated, whose few values recur in every row
     (a batch's moment). On PostgreSQL the rows go by COPY; a unique key violated
     raises IntegrityError as an INSERT would.
+
+    SQLite keeps times as text, and which text depends on who made it: sqlite3
+    ("2026-11-22 07:00:00", what the ledger always had) or, with as_insert, the
+    dialect's own processor as a Core INSERT applies it ("2026-11-22
+    07:00:00.000000"), the text that conditions on the column compare with
+    (the first sorts before the same moment). On PostgreSQL as_insert changes
+    nothing: COPY sends typed values.
     """
     if not rows:
         return
     dialect = conn.dialect
+    sqlite_text = dialect.name == "sqlite" and as_insert
     columns: list[Sequence[Any]] | None = None
     for k, name in enumerate(names):
-        process: Callable[[Any], Any] | None = table.c[name].type.bind_processor(dialect)
+        column_type = table.c[name].type
+        if sqlite_text:
+            column_type = column_type.dialect_impl(dialect)
+        process: Callable[[Any], Any] | None = column_type.bind_processor(dialect)
         if process is None:
             continue
         if name in repeated:
-            if dialect.name == "sqlite":
+            if dialect.name == "sqlite" and not sqlite_text:
                 process = _then_sqlite_adapted(process)
             process = functools.lru_cache(maxsize=256)(process)
         if columns is None:
@@ -303,6 +318,29 @@ def _insert_rows(
         pick = itemgetter(*(names.index(n) for n in order))
         params = [pick(row) for row in values]
     conn.exec_driver_sql(compiled.string, params)
+
+
+def _new_ids(conn: Connection, table: Table, count: int) -> list[int]:
+    """Return count fresh ids, ascending, for rows of table to be inserted with them.
+
+    On PostgreSQL they come from the id column's sequence in one round trip. On
+    SQLite they follow the largest id, as SQLite itself numbers rows of a table
+    without AUTOINCREMENT; the transaction holds the write lock from its BEGIN
+    IMMEDIATE, and a row whose id was taken all the same is refused by the
+    primary key (IntegrityError), as a row with a taken unique key is.
+    """
+    if conn.dialect.name == "postgresql":
+        taken = conn.execute(
+            text(
+                f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id'))"
+                " FROM generate_series(1, :n)"
+            ),
+            {"n": count},
+        ).scalars()
+        return sorted(taken)
+    last = conn.execute(select(func.max(table.c.id))).scalar_one()
+    start = (last or 0) + 1
+    return list(range(start, start + count))
 
 
 def _then_sqlite_adapted(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
