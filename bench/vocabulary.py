@@ -497,3 +497,30 @@ SYLLABLES = (
     "ro",
     "ba",
 )
+
+# Sentences of context any abstract may carry, whatever its topic.
+BACKGROUND = (
+    "Such systems are increasingly deployed in practice, where errors are costly.",
+    "Collecting annotations at this scale is slow and expensive.",
+    "The gap between controlled experiments and real deployments remains large.",
+    "Practitioners often tune these pipelines by hand for every new problem.",
+    "Existing evaluations rarely report variance or compute budgets.",
+    "Many real applications impose strict limits on latency and memory.",
+    "Progress has been fast, but comparisons across papers are hard to draw.",
+    "Open questions remain about what these methods actually learn.",
+    "In practice the available signal is noisy, sparse and delayed.",
+    "The field lacks a shared understanding of which design choices matter.",
+)
+# How a paper describes its method: {m} a method, {a} a topic, {b} another, {j} an adjective.
+DETAILS = (
+    "The core of the method is a {j} objective that couples {a} with {b}.",
+    "We build on {m}, adding a module that reasons explicitly about {b}.",
+    "Training proceeds in two stages: pretraining with {m}, then fine-tuning for {a}.",
+    "A lightweight adapter lets the same backbone serve {a} and {b}.",
+    "We derive a tractable bound that guides the design of the {j} estimator.",
+    "Inference requires a single forward pass, so the approach runs in real time.",
+    "The approach needs no labels beyond those already available for {a}.",
+    "We introduce a new dataset of curated examples spanning {a} and {b}.",
+    "Our analysis characterizes when {m} helps and when it hurts for {a}.",
+    "We formalize {a} as a {j} inference problem and solve it with {m}.",
+)
