@@ -5,15 +5,15 @@ Two kinds of data, chosen with `--subscribers-from` (the papers follow):
 realistic: papers name two topics of one of 15 research fields and, half of
 them, a third topic (of another field, mostly), out of 271 topics
 (bench/vocabulary.py), with a method and an adjective, in a title of their own
-and an abstract of research prose (about 125 words, as long as the shared-topic
-abstracts). Subscribers write their own interests from
-the same topics: of each person's three interests, 30 % are a description in
-plain words (one or two sentences, 14 phrasings; a tenth strict and a tenth
-broad), 40 % a query (phrases, words, OR, -exclusions, prefix*, groups) and
-30 % both, and no two people write the same one. 15 % of subscribers belong
-to a lab (one per 100 subscribers) and take its three interests. Against a
-day's 500 papers, with hybrid matching, a subscriber matches a median of 28
-(10th-90th percentile 11-57); a query alone a median of 6, a description 15.
+and an abstract of research prose (about 125 words, as long as the
+shared-topic abstracts). Subscribers write their own interests from the same topics:
+of each person's three interests, 30 % are a description in plain words (one
+or two sentences, 14 phrasings; a tenth strict and a tenth broad), 40 % a
+query (phrases, words, OR, -exclusions, prefix*, groups) and 30 % both, and no
+two people write the same one. 15 % of subscribers belong to a lab (one per
+100 subscribers) and take its three interests. Against a day's 500 papers,
+with hybrid matching, a subscriber matches a median of 28 (10th-90th
+percentile 11-57); a query alone a median of 6, a description 15.
 
 shared-topics: papers name two of 100 two-word topics ("sparse retrieval");
 every interest is one of those topics quoted, so a compose run decides at most
