@@ -92,9 +92,11 @@ def subscribers(count: int, seed: int = 0, mode: str = REALISTIC) -> Iterator[Su
 
 def populate(
     storage: Storage, count: int, now: datetime, seed: int = 0, mode: str = REALISTIC
-) -> None:
-    """Store count subscribers, joined at now."""
-    storage.add_subscribers(list(subscribers(count, seed, mode)), now)
+) -> int:
+    """Store count subscribers, joined at now; return how many distinct interests they have."""
+    made = list(subscribers(count, seed, mode))
+    storage.add_subscribers(made, now)
+    return len({(i.name, i.query, i.about, i.sensitivity) for _, _, mine in made for i in mine})
 
 
 def embed_interests(storage: Storage, matching: Matching) -> None:
