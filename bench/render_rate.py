@@ -1,16 +1,16 @@
 """The sender's CPU per digest, without the wire: claim (load) and render, one process, SQLite.
 
 Composes N digests of about 20 papers once (synthetic data, see synthetic.py;
-shared topics by default: claiming and rendering do not depend on how
-interests were decided, and shared-topic digests all show about 20 papers, so
-every run renders the same size of message as the earlier figures;
---subscribers-from realistic gives digests of up to 20 papers), then, in a
-fresh copy of that database each run, claims every digest in batches of 100 as
-`notifier send` does and renders each into the bytes that would go out. Prints
-milliseconds per digest for the two phases. With --reference DIR (another
-checkout of notifier, e.g. a `git worktree` of main) the runs alternate
-between that code and this one, and the medians and their ratio are printed,
-so a noisy machine affects both alike.
+subscribers who write their own interests by default: a paper's block carries
+the reason of the interest that matched it, so distinct interests render
+distinct blocks; --subscribers-from shared-topics for the earlier figures,
+where a thousand subscribers share each block), then, in a fresh copy of that
+database each run, claims every digest in batches of 100 as `notifier send`
+does and renders each into the bytes that would go out. Prints milliseconds
+per digest for the two phases. With --reference DIR (another checkout of
+notifier, e.g. a `git worktree` of main) the runs alternate between that code
+and this one, and the medians and their ratio are printed, so a noisy machine
+affects both alike.
 
     .venv/bin/python bench/render_rate.py --digests 5000 --reference /tmp/base
 """
@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from checkouts import run_child
-from synthetic import SHARED_TOPICS, add_mode_option, listing, populate
+from synthetic import add_mode_option, listing, populate
 
 from notifier import pipeline
 from notifier.settings import load_settings
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--digests", type=int, default=5_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--reference", type=Path, help="another checkout to compare against")
-    add_mode_option(parser, SHARED_TOPICS)
+    add_mode_option(parser)
     args = parser.parse_args()
     mode = args.subscribers_from
 
