@@ -1,8 +1,9 @@
 """Composing alone: N subscribers x 3 interests against 500 papers, one process, SQLite.
 
-Prepares one database (subscribers, their stored embeddings, a day's listing
-and its papers' embeddings),
-then composes every due digest in a fresh copy of it, several times. With
+Prepares one database (synthetic subscribers, by default each writing their
+own interests, see synthetic.py; their stored embeddings; a day's listing and
+its papers' embeddings), then composes every due digest in a fresh copy of
+it, several times. With
 --reference DIR (another checkout of notifier, e.g. a `git worktree` of main)
 the runs alternate between that code and this one, and the medians and their
 ratio are printed, so a noisy machine affects both alike.
@@ -21,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from checkouts import run_child
-from synthetic import embed_interests, listing, populate
+from synthetic import add_mode_option, embed_interests, listing, populate
 
 from notifier import pipeline
 from notifier.matching import paper_index
@@ -33,7 +34,7 @@ HERE = Path(__file__).resolve().parent.parent
 
 # Run in a child process with the code under test first on sys.path.
 CHILD = """
-import json, sys, time
+import json, resource, sys, time
 from datetime import datetime
 from notifier import pipeline
 from notifier.settings import load_settings
@@ -44,7 +45,8 @@ storage.migrate()
 matching = pipeline.matching_for(settings)
 started = time.perf_counter()
 outcomes = pipeline.compose_due(storage, settings, datetime.fromisoformat(sys.argv[1]), matching)
-print(json.dumps({"seconds": time.perf_counter() - started, "created": outcomes["created"]}))
+print(json.dumps({"seconds": time.perf_counter() - started, "created": outcomes["created"],
+                  "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
@@ -68,7 +70,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--matching", default="hybrid", choices=("lexical", "semantic", "hybrid"))
     parser.add_argument("--reference", type=Path, help="another checkout to compare against")
+    add_mode_option(parser)
     args = parser.parse_args()
+    mode = args.subscribers_from
 
     with tempfile.TemporaryDirectory() as prepared:
         template = Path(prepared) / "bench.db"
@@ -77,17 +81,18 @@ def main() -> None:
         storage = Storage(settings.database)
         storage.migrate()
         started = time.perf_counter()
-        populate(storage, args.subscribers, NOW - timedelta(days=1))
+        populate(storage, args.subscribers, NOW - timedelta(days=1), mode=mode)
         matching = pipeline.matching_for(settings)
         embed_interests(storage, matching)
-        pipeline.ingest(storage, "daily", listing(args.papers, seed=1), NOW - timedelta(minutes=5))
+        data = listing(args.papers, seed=1, mode=mode)
+        pipeline.ingest(storage, "daily", data, NOW - timedelta(minutes=5))
         # Embed the papers now: that is a fixed ~13 s per run (bench/daily_cycle.py counts
         # it); here only the per-subscriber work is timed.
         paper_index(storage, matching, storage.latest_papers(args.papers))
         storage.close()
         print(
-            f"set-up: {args.subscribers:,} subscribers x 3 interests, {args.papers} papers "
-            f"({args.matching}) in {time.perf_counter() - started:.0f} s"
+            f"set-up: {args.subscribers:,} subscribers x 3 interests ({mode}), {args.papers} "
+            f"papers ({args.matching}) in {time.perf_counter() - started:.0f} s"
         )
         codes = {"this": HERE}
         if args.reference is not None:
@@ -106,7 +111,8 @@ def main() -> None:
                 rate = result["created"] / result["seconds"]
                 print(
                     f"run {run + 1} {name:<9} {result['seconds']:6.1f} s  "
-                    f"{int(result['created']):,} digests  {rate:,.0f}/s"
+                    f"{int(result['created']):,} digests  {rate:,.0f}/s  "
+                    f"peak RSS {result['rss']:,.0f} MiB"
                 )
     for name, values in seconds.items():
         median = statistics.median(values)

@@ -1,49 +1,55 @@
 """The whole daily cycle: 100,000 subscribers x 3 interests, 500 new papers, into smtp-sink.
 
-Set-up (not timed): synthetic subscribers (synthetic.py) and their interest
-embeddings, as a previous day leaves them. Timed, one stage after the other as
-`notifier run-once` would: ingest the day's listing (parse, diff, store),
-compose every digest (embed the new papers, match, record digests and ledger),
-and send them all with `notifier send --workers 2` to Postfix's smtp-sink,
-until the last message is accepted. Printed per stage: wall time, peak RSS,
-the share of CPU time the hypervisor took and the share left idle, the CPU
-time of the busiest programs (bench/machine.py: python is this script and the
-`notifier send` workers, postgres the server); on PostgreSQL also the WAL the
-server wrote and the checkpoints it made.
+Set-up (not timed): synthetic subscribers (synthetic.py: by default each
+writes their own interests; --subscribers-from shared-topics for the 100
+shared topics) and their interest embeddings, as a previous day leaves them.
+Then, in steady state (the default), --history-days earlier days (7), each
+day's listing of new papers ingested and its digests composed, then marked
+sent: today's compose looks at every paper first seen in the candidate window
+(max(backlog_days, 8) days: 4,000 papers with 7 earlier days of 500), of which
+the earlier days' are already in each subscriber's ledger, as in production.
+--history-days 0 composes against today's papers alone. Timed, one stage after
+the other as `notifier run-once` would: ingest the day's listing (parse, diff,
+store), compose every digest (embed the new papers, match, record digests and
+ledger), and send them all with `notifier send --workers 2` to Postfix's
+smtp-sink, until the last message is accepted. Printed per stage: wall time,
+peak RSS, the share of CPU time the hypervisor took and the share left idle,
+the CPU time of the busiest programs (bench/machine.py: python is this script
+and the `notifier send` workers, postgres the server); on PostgreSQL also the
+WAL the server wrote and the checkpoints it made. The compose stage names the
+candidates it scored.
 
 Run: .venv/bin/python bench/daily_cycle.py [--subscribers N] [--database URL]
+     [--subscribers-from realistic|shared-topics] [--history-days N]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from machine import cpu_by_program, cpu_shares, cpu_ticks, program_shares
+from machine import PeakRss, cpu_by_program, cpu_shares, cpu_ticks, program_shares
 from postfix import DEFAULT_CACHE_DIR, postfix_tools, sink
 from send_rate import bench_env, timed_send
-from synthetic import embed_interests, listing, populate
+from sqlalchemy import text
+from synthetic import add_mode_option, embed_interests, listing, populate
 
 from notifier import pipeline
-from notifier.settings import load_settings
+from notifier.matching import Matching, candidate_window
+from notifier.settings import Settings, load_settings
 from notifier.storage import Storage
 
 NOW = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 
-
-def rss_mib() -> float:
-    """Return this process's peak RSS so far in MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def children_rss_mib() -> float:
-    """Return the largest peak RSS of the finished child processes (compose workers), MiB."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+# What sending an earlier day's digests leaves: each accepted by the server.
+MARK_SENT = """
+UPDATE digests SET status = 'sent', attempts = 1, sent_at = :sent_at, last_reply = '250 2.0.0 Ok'
+WHERE status = 'pending'
+"""
 
 
 class WalMeter:
@@ -101,6 +107,61 @@ def print_stages(stages: list[Stage], total_shares: str) -> None:
     )
 
 
+def run_history(  # noqa: PLR0917
+    storage: Storage,
+    settings: Settings,
+    matching: Matching,
+    days: int,
+    papers: int,
+    mode: str,
+) -> tuple[int, int]:
+    """Ingest and compose days earlier days (oldest first), marking their digests sent.
+
+    Day k before today lists papers of seed 1 + k (today's is seed 1), so
+    every day's papers are new. Returns (papers ingested, digests marked sent).
+    """
+    ingested = sent = 0
+    for before in range(days, 0, -1):
+        day = NOW - timedelta(days=before)
+        data = listing(papers, seed=1 + before, mode=mode)
+        ingested += pipeline.ingest(storage, "daily", data, day - timedelta(minutes=5)).new
+        pipeline.compose_due(storage, settings, day, matching)
+        with storage.engine.begin() as conn:
+            sent += conn.execute(text(MARK_SENT), {"sent_at": day + timedelta(minutes=10)}).rowcount
+    if storage.engine.dialect.name == "postgresql":
+        # What autovacuum would have done over a week (it is off on the bench server).
+        with storage.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE digests, deliveries, papers, subscribers"))
+    return ingested, sent
+
+
+def set_up(
+    storage: Storage, settings: Settings, args: argparse.Namespace, database: str
+) -> Matching:
+    """Store the subscribers and their interests' embeddings, then the earlier days."""
+    mode = args.subscribers_from
+    started = time.perf_counter()
+    joined = NOW - timedelta(days=1 + args.history_days)  # before the first day's slot
+    distinct = populate(storage, args.subscribers, joined, mode=mode)
+    matching = pipeline.matching_for(settings)
+    embed_interests(storage, matching)
+    print(
+        f"set-up: {args.subscribers:,} subscribers x 3 interests ({mode}: {distinct:,} "
+        f"distinct; {args.matching}) in {time.perf_counter() - started:.0f} s; "
+        f"database {database.split(':', maxsplit=1)[0]}"
+    )
+    if args.history_days:
+        started = time.perf_counter()
+        ingested, sent = run_history(
+            storage, settings, matching, args.history_days, args.papers, mode
+        )
+        print(
+            f"history (set-up): {args.history_days} earlier days, {ingested:,} papers, "
+            f"{sent:,} digests composed and marked sent, in {time.perf_counter() - started:.0f} s"
+        )
+    return matching
+
+
 def parse_arguments() -> argparse.Namespace:
     """Return the command line's options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -110,6 +171,13 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--compose-workers", type=int, default=2, help="composing processes")
     parser.add_argument("--matching", default="hybrid", choices=("lexical", "semantic", "hybrid"))
     parser.add_argument("--database", help="database URL (default: SQLite in a temp dir)")
+    parser.add_argument(
+        "--history-days",
+        type=int,
+        default=7,
+        help="earlier days ingested and composed before the timed day (0: today's papers only)",
+    )
+    add_mode_option(parser)
     return parser.parse_args()
 
 
@@ -127,15 +195,8 @@ def main() -> None:
         storage = Storage(database)
         storage.migrate()
         storage.reset()
-        started = time.perf_counter()
-        populate(storage, args.subscribers, NOW - timedelta(days=1))
-        matching = pipeline.matching_for(settings)
-        embed_interests(storage, matching)
-        print(
-            f"set-up: {args.subscribers:,} subscribers x 3 interests ({args.matching}) in "
-            f"{time.perf_counter() - started:.0f} s; database {database.split(':')[0]}"
-        )
-        data = listing(args.papers, seed=1)
+        matching = set_up(storage, settings, args, database)
+        data = listing(args.papers, seed=1, mode=args.subscribers_from)
 
         stages: list[Stage] = []
         ticks = [cpu_ticks()]
@@ -154,17 +215,21 @@ def main() -> None:
             spent = program_shares(programs[-2], programs[-1])
             stages.append(Stage(name, seconds, peak, shares, written, spent))
 
-        t0 = time.perf_counter()
-        summary = pipeline.ingest(storage, "daily", data, NOW - timedelta(minutes=5))
-        t1 = time.perf_counter()
-        stage(f"ingest ({summary.new} new papers)", t1 - t0, rss_mib())
-        outcomes = pipeline.compose_due(storage, settings, NOW, matching)
-        t2 = time.perf_counter()
+        with PeakRss() as peak:
+            t0 = time.perf_counter()
+            summary = pipeline.ingest(storage, "daily", data, NOW - timedelta(minutes=5))
+            t1 = time.perf_counter()
+        stage(f"ingest ({summary.new} new papers)", t1 - t0, peak.mib)
+        with PeakRss() as peak:
+            t1 = time.perf_counter()  # not counting the previous stage's readings
+            outcomes = pipeline.compose_due(storage, settings, NOW, matching)
+            t2 = time.perf_counter()
         composed = ", ".join(f"{n:,} {k}" for k, n in outcomes.items() if n)
+        candidates = len(storage.recent_papers(NOW - candidate_window(settings), NOW))
         stage(
-            f"compose ({args.compose_workers} processes: {composed})",
+            f"compose ({args.compose_workers} processes, {candidates:,} candidates: {composed})",
             t2 - t1,
-            max(rss_mib(), children_rss_mib()),
+            peak.mib,
         )
         storage.close()
         before = server.messages()

@@ -1,12 +1,14 @@
 """Embedding a day's papers: N synthetic papers' title + abstract through the model, one process.
 
 Each run is a fresh child process (no memo, no stored vectors) that loads the
-model, then embeds every paper of a synthetic listing (synthetic.py) as
-composing does for new papers. Printed per run: the load time (with a
-quantized model already in the cache directory, reading it back), the wall
-and CPU seconds of the embedding and papers per second. With --reference DIR
-(another checkout, e.g. a `git worktree` of main) the runs alternate between
-that code and this one, and the medians and their ratio are printed.
+model, then embeds every paper of a synthetic listing (synthetic.py; realistic
+papers by default, --papers-from shared-topics for the earlier listing, whose
+abstracts are as long) as composing does for new papers. Printed per run: the
+load time (with a quantized model already in the cache directory, reading it
+back), the wall and CPU seconds of the embedding and papers per second. With
+--reference DIR (another checkout, e.g. a `git worktree` of main) the runs
+alternate between that code and this one, and the medians and their ratio are
+printed.
 
 Run: .venv/bin/python bench/embed_rate.py [--papers 500] [--runs 3] [--reference /tmp/base]
 """
@@ -21,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from synthetic import MODES, REALISTIC
+
 HERE = Path(__file__).resolve().parent.parent
 
 # Run in a child process with the code under test first on sys.path.
@@ -31,7 +35,7 @@ from synthetic import listing
 from notifier.embedding import shared_embedder
 from notifier.ingest.snapshot import parse_snapshot
 from notifier.papers import embedding_input
-papers = parse_snapshot(listing(int(sys.argv[1]), seed=1), "bench").papers
+papers = parse_snapshot(listing(int(sys.argv[1]), seed=1, mode=sys.argv[3]), "bench").papers
 texts = [embedding_input(p.title, p.abstract) for p in papers]
 started = time.perf_counter()
 embedder = shared_embedder("hybrid")
@@ -44,10 +48,10 @@ print(json.dumps({"load": loaded, "wall": time.perf_counter() - started,
 """
 
 
-def timed(code: Path, papers: int) -> dict[str, float]:
+def timed(code: Path, papers: int, mode: str) -> dict[str, float]:
     """Run the child against the checkout code; return its timings."""
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(papers), str(HERE / "bench")],
+        [sys.executable, "-c", CHILD, str(papers), str(HERE / "bench"), mode],
         env=os.environ | {"PYTHONPATH": str(code)},
         check=True,
         capture_output=True,
@@ -63,16 +67,23 @@ def main() -> None:
     parser.add_argument("--papers", type=int, default=500)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--reference", type=Path, help="another checkout to compare against")
+    parser.add_argument(
+        "--papers-from",
+        choices=MODES,
+        default=REALISTIC,
+        help="the synthetic listing: realistic or shared-topics (default realistic)",
+    )
     args = parser.parse_args()
     codes = {"this": HERE}
     if args.reference is not None:
         codes = {"reference": args.reference.resolve(), **codes}
     walls: dict[str, list[float]] = {name: [] for name in codes}
     cpus: dict[str, list[float]] = {name: [] for name in codes}
-    timed(HERE, 1)  # a warm-up: the quantized model built into the cache if it is not there
+    # A warm-up: the quantized model built into the cache if it is not there.
+    timed(HERE, 1, args.papers_from)
     for run in range(args.runs):
         for name, code in codes.items():
-            result = timed(code, args.papers)
+            result = timed(code, args.papers, args.papers_from)
             walls[name].append(result["wall"])
             cpus[name].append(result["cpu"])
             print(

@@ -11,7 +11,10 @@ the neighbours than about the code, so the benchmarks print it beside each one.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
+import threading
 from pathlib import Path
 
 _STAT = Path("/proc/stat")
@@ -93,3 +96,75 @@ def program_shares(
     busiest = sorted(spent.items(), key=lambda item: -item[1])[:top]
     shown = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in busiest if seconds >= 0.5)
     return shown or "under 0.5 s for every program"
+
+
+class PeakRss:
+    """The peak RSS of the largest process among this one and its descendants, over a stage.
+
+    On entry this process's high-water mark is reset (/proc/self/clear_refs),
+    so what an earlier stage or the set-up used does not count; a thread reads
+    the high-water mark (VmHWM) of every descendant every interval seconds, so
+    a child that grows in its last interval before exiting is missed by that
+    much. Off Linux, mib is the process's peak since it started.
+
+        with PeakRss() as peak:
+            ...  # the measured work
+        print(f"{peak.mib:.0f} MiB")
+    """
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._children_kib = 0
+        self.mib = 0.0
+
+    def __enter__(self) -> PeakRss:
+        with contextlib.suppress(OSError):
+            Path("/proc/self/clear_refs").write_text("5")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        own = _high_water_kib(os.getpid())
+        if own is None:
+            own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self.mib = max(own, self._children_kib) / 1024
+
+    def _sample(self) -> None:
+        while True:
+            for pid in _descendants(os.getpid()):
+                self._children_kib = max(self._children_kib, _high_water_kib(pid) or 0)
+            if self._stop.wait(self._interval):
+                return
+
+
+def _descendants(root: int) -> list[int]:
+    """Return the pids of every running descendant of root (from /proc/*/stat)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        parent = int(text[text.rindex(")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _high_water_kib(pid: int) -> int | None:
+    """Return a process's peak RSS so far (VmHWM) in KiB, or None if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None

@@ -1,12 +1,16 @@
 """The sender's CPU per digest, without the wire: claim (load) and render, one process, SQLite.
 
-Composes N digests of about 20 papers once (synthetic data, see synthetic.py),
-then, in a fresh copy of that database each run, claims every digest in
-batches of 100 as `notifier send` does and renders each into the bytes that
-would go out. Prints milliseconds per digest for the two phases. With
---reference DIR (another checkout of notifier, e.g. a `git worktree` of main)
-the runs alternate between that code and this one, and the medians and their
-ratio are printed, so a noisy machine affects both alike.
+Composes N digests of about 20 papers once (synthetic data, see synthetic.py;
+subscribers who write their own interests by default: a paper's block carries
+the reason of the interest that matched it, so distinct interests render
+distinct blocks; --subscribers-from shared-topics for the earlier figures,
+where a thousand subscribers share each block), then, in a fresh copy of that
+database each run, claims every digest in batches of 100 as `notifier send`
+does and renders each into the bytes that would go out. Prints milliseconds
+per digest for the two phases. With --reference DIR (another checkout of
+notifier, e.g. a `git worktree` of main) the runs alternate between that code
+and this one, and the medians and their ratio are printed, so a noisy machine
+affects both alike.
 
     .venv/bin/python bench/render_rate.py --digests 5000 --reference /tmp/base
 """
@@ -21,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from checkouts import run_child
-from synthetic import listing, populate
+from synthetic import add_mode_option, listing, populate
 
 from notifier import pipeline
 from notifier.settings import load_settings
@@ -75,7 +79,9 @@ def main() -> None:
     parser.add_argument("--digests", type=int, default=5_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--reference", type=Path, help="another checkout to compare against")
+    add_mode_option(parser)
     args = parser.parse_args()
+    mode = args.subscribers_from
 
     with tempfile.TemporaryDirectory() as prepared:
         template = Path(prepared) / "bench.db"
@@ -83,11 +89,13 @@ def main() -> None:
         settings = load_settings(None)
         storage = Storage(settings.database)
         storage.migrate()
-        pipeline.ingest(storage, "bench", listing(500), NOW - timedelta(hours=1))
-        populate(storage, args.digests, NOW - timedelta(days=1))  # joined before the slot
+        pipeline.ingest(storage, "bench", listing(500, mode=mode), NOW - timedelta(hours=1))
+        populate(
+            storage, args.digests, NOW - timedelta(days=1), mode=mode
+        )  # joined before the slot
         outcomes = pipeline.compose_due(storage, settings, NOW, pipeline.matching_for(settings))
         storage.close()
-        print(f"set-up: {outcomes['created']:,} digests composed")
+        print(f"set-up: {outcomes['created']:,} digests composed ({mode})")
         codes = {"this": HERE}
         if args.reference is not None:
             codes = {"reference": args.reference.resolve(), **codes}

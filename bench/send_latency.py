@@ -5,9 +5,11 @@ costs a round trip. This times `notifier send` of N digests (one worker, C
 connections) through a TCP relay that holds every chunk for half the RTT in
 each direction, in front of Postfix's smtp-sink. With --reference DIR (another
 checkout, e.g. a `git worktree` of main) the runs alternate between that code
-and this one and the medians and their ratio are printed. Printed per run:
-digests per second without the start-up, and the round trips per digest that rate implies
-(connections / (rate x RTT)).
+and this one and the medians and their ratio are printed. The digests are
+composed for subscribers who write their own interests by default, as in
+send_rate.py (--subscribers-from shared-topics for the earlier figures).
+Printed per run: digests per second without the start-up, and the round trips
+per digest that rate implies (connections / (rate x RTT)).
 
 Run: .venv/bin/python bench/send_latency.py [--digests 1000] [--rtt-ms 10] [--connections 2]
      [--repeat 2 --reference /tmp/base]
@@ -29,6 +31,7 @@ from pathlib import Path
 
 from postfix import DEFAULT_CACHE_DIR, postfix_tools, sink
 from send_rate import bench_env, prepare, reset, timed_send
+from synthetic import add_mode_option
 
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
@@ -107,6 +110,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--reference", type=Path, help="another checkout to alternate with")
+    add_mode_option(parser)
     args = parser.parse_args()
     rtt = args.rtt_ms / 1000
     codes: dict[str, Path | None] = {"this": None}
@@ -123,7 +127,7 @@ def main() -> None:
         env = bench_env(state, database, f"smtp://127.0.0.1:{port}", "lexical")
         env["NOTIFIER_SMTP_CONNECTIONS"] = str(args.connections)
         os.environ.update(env)
-        count, _ = prepare(env, args.digests)
+        count, _ = prepare(env, args.digests, args.subscribers_from)
         timed_send(env, 1)  # a warm-up: the database pages and the binaries in the cache
         startups = {name: timed_send(env, 1, code).wall for name, code in codes.items()}
         print(f"RTT {args.rtt_ms:g} ms, 1 worker x {args.connections} connections")

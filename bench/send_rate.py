@@ -1,16 +1,19 @@
 """Delivery speed: 20,000 digests of about 20 papers into Postfix's smtp-sink.
 
-Composes the digests once (synthetic papers and subscribers, see synthetic.py),
+Composes the digests once (synthetic papers and subscribers, see synthetic.py;
+subscribers who write their own interests by default: a paper's block carries
+the reason of the interest that matched it, so distinct interests render
+distinct blocks; --subscribers-from shared-topics for the earlier figures),
 then for each (worker processes, connections per process) pair puts every
 digest back to pending and times `notifier send --workers W` as a subprocess,
 from start to exit, against smtp-sink. In the same run, Postfix's smtp-source
 sends the same number of messages of the same size over the same connections:
 the ceiling of this machine. Printed per row: digests per second (raw, and
 without the process start-up measured by a `send` with nothing due), the
-ceiling, the ratio, the peak RSS of the largest process, and the CPU time
-of every sending process per digest (less disturbed by other load on the
-machine than wall time), and the share of CPU time the hypervisor took
-during the send (bench/machine.py).
+ceiling, the ratio, the peak RSS of the largest process, and the CPU time of
+every sending process per digest (less disturbed by other load on the machine
+than wall time), and the share of CPU time the hypervisor took during the send
+(bench/machine.py).
 
 With --reference DIR (another checkout, e.g. a `git worktree` of main) each
 pair is timed --repeat times, alternating the two checkouts on the same
@@ -39,7 +42,7 @@ from pathlib import Path
 from machine import cpu_ticks, steal_share
 from postfix import DEFAULT_CACHE_DIR, postfix_tools, sink, source_rate
 from sqlalchemy import text
-from synthetic import listing, populate
+from synthetic import REALISTIC, add_mode_option, listing, populate
 
 from notifier import pipeline
 from notifier.app import make_renderer
@@ -72,13 +75,13 @@ def bench_env(state: str, database: str, smtp_url: str, matching: str) -> dict[s
     }
 
 
-def prepare(env: dict[str, str], digests: int) -> tuple[int, int]:
+def prepare(env: dict[str, str], digests: int, mode: str = REALISTIC) -> tuple[int, int]:
     """Compose digests for synthetic subscribers; return (digests pending, mean message size)."""
     settings = load_settings(None)
     storage = Storage(settings.database)
     storage.migrate()
-    pipeline.ingest(storage, "bench", listing(500), NOW - timedelta(hours=1))
-    populate(storage, digests, NOW - timedelta(days=1))  # joined before the slot
+    pipeline.ingest(storage, "bench", listing(500, mode=mode), NOW - timedelta(hours=1))
+    populate(storage, digests, NOW - timedelta(days=1), mode=mode)  # joined before the slot
     composed = [c for c in pipeline.iter_composed(storage, settings, NOW) if c.outcome == "created"]
     renderer = make_renderer(settings)
     sizes = [
@@ -88,7 +91,7 @@ def prepare(env: dict[str, str], digests: int) -> tuple[int, int]:
     ]
     shown = [len(c.content.papers) for c in composed if c.content is not None]
     print(
-        f"composed {len(composed)} digests, {statistics.mean(shown):.1f} papers each "
+        f"composed {len(composed)} digests ({mode}), {statistics.mean(shown):.1f} papers each "
         f"(median {statistics.median(shown)}), message size {statistics.mean(sizes):,.0f} bytes"
     )
     storage.close()
@@ -177,6 +180,7 @@ def parse_arguments() -> argparse.Namespace:
     )
     parser.add_argument("--repeat", type=int, default=1, help="times each pair is timed")
     parser.add_argument("--reference", type=Path, help="another checkout to alternate with")
+    add_mode_option(parser)
     return parser.parse_args()
 
 
@@ -200,7 +204,7 @@ def main() -> None:
             storage.reset()
             storage.close()
         started = time.perf_counter()
-        count, size = prepare(env, args.digests)
+        count, size = prepare(env, args.digests, args.subscribers_from)
         print(f"setup {time.perf_counter() - started:.1f} s; database {database.split(':')[0]}")
         reset(database)
         timed_send(env, 1)  # a warm-up run: the database pages and the binaries in the cache
