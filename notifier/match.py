@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from notifier.errors import QueryError
 from notifier.models import InterestVolume, Match
-from notifier.paper_index import PaperIndex, Scored, Vector
+from notifier.paper_index import PaperScores, Scored, Vector
 from notifier.query import Query, Term, parse_query
 from notifier.terms import is_filler, is_stopword, words
 
@@ -186,7 +186,7 @@ def embedding_text(interest: CompiledInterest) -> str:
     return " ".join(t.text.strip('"') for t in interest.query.terms())
 
 
-def effective_mode(index: PaperIndex, interest: CompiledInterest, params: MatchParams) -> str:
+def effective_mode(index: PaperScores, interest: CompiledInterest, params: MatchParams) -> str:
     """Return the mode actually used: without embeddings every mode is lexical."""
     if params.mode == "lexical" or index.embeddings is None or interest.vector is None:
         return "lexical"
@@ -194,7 +194,7 @@ def effective_mode(index: PaperIndex, interest: CompiledInterest, params: MatchP
 
 
 def score(
-    index: PaperIndex,
+    index: PaperScores,
     interest: CompiledInterest,
     params: MatchParams,
     similarity: Vector | None = None,
@@ -244,7 +244,7 @@ def score(
 
 
 def _chosen(
-    index: PaperIndex,
+    index: PaperScores,
     interest: CompiledInterest,
     params: MatchParams,
     scored: Scored,
@@ -262,7 +262,7 @@ def _chosen(
 
 
 def volume(
-    index: PaperIndex,
+    index: PaperScores,
     interest: CompiledInterest,
     params: MatchParams,
     exclude: Collection[int] = (),
@@ -300,23 +300,39 @@ def volume(
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """One interest decided against the index: the matching positions and their scores."""
+    """One interest decided against the index: the matching positions and their scores.
+
+    Only the matched papers' scores are kept (not a row per candidate), so a
+    run can keep thousands of decisions in little memory.
+    """
 
     interest: CompiledInterest
-    positions: npt.NDArray[np.intp]
+    positions: npt.NDArray[np.intp]  # ascending
     scores: Vector
-    scored: Scored  # kept so reasons need no second scoring pass
+    lexical: Vector  # at positions, for reasons
+    semantic: Vector | None  # at positions, for reasons (None when lexical)
     # The matches without reasons, built once: every subscriber with this interest
     # shares them (subscriber_matches), instead of building their own.
     matches: tuple[Match, ...]
 
-    def explain(self, index: PaperIndex, positions: Sequence[int]) -> list[Match]:
-        """Return the Matches, with reasons, of the given positions."""
-        return _matches(index, self.interest, self.scored, positions)
+    def explain(self, index: PaperScores, positions: Sequence[int]) -> list[Match]:
+        """Return the Matches, with reasons, of the given positions (each one it matched)."""
+        at = np.searchsorted(self.positions, positions).tolist()
+        return [
+            _explain(
+                index,
+                interest=self.interest,
+                i=position,
+                fused=float(self.scores[k]),
+                lexical=float(self.lexical[k]),
+                similarity=None if self.semantic is None else float(self.semantic[k]),
+            )
+            for position, k in zip(positions, at, strict=True)
+        ]
 
 
 def match_many(
-    index: PaperIndex,
+    index: PaperScores,
     interests: Sequence[CompiledInterest],
     params: MatchParams,
     chunk: int = 2048,
@@ -339,13 +355,20 @@ def match_many(
             similarity = rows.get(k) if rows is not None else None
             scored = score(index, interest, params, similarity)
             chosen = _chosen(index, interest, params, scored)
-            fused = scored[1][chosen]
-            name, rounded = interest.name, np.round(fused, 4).tolist()
+            _, fused, lexical, closeness = scored
+            name, rounded = interest.name, np.round(fused[chosen], 4).tolist()
             matches = tuple(
                 Match(name, value, (), "", position)
                 for position, value in zip(chosen.tolist(), rounded, strict=True)
             )
-            yield Decision(interest, chosen, fused, scored, matches)
+            yield Decision(
+                interest,
+                chosen,
+                fused[chosen],
+                lexical[chosen],
+                None if closeness is None else closeness[chosen],
+                matches,
+            )
 
 
 def subscriber_matches(decisions: Sequence[Decision], exclude: Collection[int] = ()) -> list[Match]:
@@ -360,7 +383,7 @@ def subscriber_matches(decisions: Sequence[Decision], exclude: Collection[int] =
 
 
 def explainer(
-    index: PaperIndex, decisions: Sequence[Decision]
+    index: PaperScores, decisions: Sequence[Decision]
 ) -> Callable[[Sequence[Match]], list[Match]]:
     """Return a function that gives matches of these decisions their reasons."""
     by_name = {decision.interest.name: decision for decision in decisions}
@@ -374,7 +397,7 @@ def explainer(
 
 
 def match_interest(
-    index: PaperIndex,
+    index: PaperScores,
     interest: CompiledInterest,
     params: MatchParams,
     exclude: frozenset[int] = frozenset(),
@@ -390,7 +413,7 @@ def match_interest(
 
 
 def _matches(
-    index: PaperIndex,
+    index: PaperScores,
     interest: CompiledInterest,
     scored: Scored,
     positions: Sequence[int],
@@ -411,7 +434,7 @@ def _matches(
 
 
 def _explain(
-    index: PaperIndex,
+    index: PaperScores,
     *,
     interest: CompiledInterest,
     i: int,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,27 @@ class _Hits:
     mask: npt.NDArray[np.bool_]  # papers as a boolean row, for vectorised AND / OR
     score: Vector  # BM25F contribution per paper (0 where absent)
     row: int  # this term's row in PaperIndex.scores()
+
+
+class PaperScores(Protocol):
+    """What scoring reads of an index: the papers, their embeddings, term hits and scores."""
+
+    n: int
+    papers: list[IndexedPaper]
+    embeddings: Any
+    everything: npt.NDArray[np.bool_]
+
+    def hits(self, term: Term) -> _Hits:
+        """Return where a term occurs (positions in the whole index)."""
+        ...
+
+    def mask(self, expr: Expr) -> npt.NDArray[np.bool_]:
+        """Return which papers an expression matches, as a boolean row."""
+        ...
+
+    def summed(self, terms: Sequence[Term]) -> Vector:
+        """Return the summed scores of terms for every paper."""
+        ...
 
 
 class PaperIndex:
@@ -142,6 +163,10 @@ class PaperIndex:
         summed: Vector = self.scores()[rows].sum(axis=0)
         return summed
 
+    def head(self, n: int) -> PaperScores:
+        """Return the first n papers of this index, scored with the whole index's statistics."""
+        return self if n >= self.n else _Head(self, n)
+
     def _count(self, name: str, term: Term) -> dict[int, int]:
         """Return, per paper, how many times the term occurs in one field."""
         postings = self._postings[name]
@@ -219,6 +244,38 @@ class PaperIndex:
         for other in masks[2:]:
             combine(result, other, out=result)
         return result
+
+
+class _Head:
+    """The first n papers of an index: positions and term statistics are the index's own.
+
+    Composing puts the papers new to a subscriber first, so scoring a prefix
+    decides only those, with the same idf (and so the same scores) as the
+    whole candidate window would give them.
+    """
+
+    def __init__(self, index: PaperIndex, n: int) -> None:
+        self._index = index
+        self.n = n
+        self.papers = index.papers[:n]
+        self.embeddings = None if index.embeddings is None else index.embeddings[:n]
+        self.everything = index.everything[:n]
+
+    def hits(self, term: Term) -> _Hits:
+        """Return where a term occurs in the whole index (positions below n are this head's)."""
+        return self._index.hits(term)
+
+    def mask(self, expr: Expr) -> npt.NDArray[np.bool_]:
+        """Return which of the first n papers an expression matches."""
+        return self._index.mask(expr)[: self.n]
+
+    def summed(self, terms: Sequence[Term]) -> Vector:
+        """Return the summed scores of terms for the first n papers."""
+        if not terms:
+            return self._index.nothing[: self.n]
+        rows = [self._index.hits(t).row for t in terms]
+        summed: Vector = self._index.scores()[rows, : self.n].sum(axis=0)
+        return summed
 
 
 def _bisect(items: list[str], value: str) -> int:
