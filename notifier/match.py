@@ -317,18 +317,15 @@ class Decision:
 
     def explain(self, index: PaperScores, positions: Sequence[int]) -> list[Match]:
         """Return the Matches, with reasons, of the given positions (each one it matched)."""
-        at = np.searchsorted(self.positions, positions).tolist()
-        return [
-            _explain(
-                index,
-                interest=self.interest,
-                i=position,
-                fused=float(self.scores[k]),
-                lexical=float(self.lexical[k]),
-                similarity=None if self.semantic is None else float(self.semantic[k]),
-            )
-            for position, k in zip(positions, at, strict=True)
-        ]
+        at = np.searchsorted(self.positions, positions)
+        return _explain_all(
+            index,
+            self.interest,
+            positions,
+            self.scores[at],
+            self.lexical[at],
+            None if self.semantic is None else self.semantic[at],
+        )
 
 
 def match_many(
@@ -420,61 +417,75 @@ def _matches(
 ) -> list[Match]:
     """Return the Match, with its reason, of each position."""
     _, fused, lexical, similarity = scored
-    return [
-        _explain(
-            index,
-            interest=interest,
-            i=position,
-            fused=float(fused[position]),
-            lexical=float(lexical[position]),
-            similarity=None if similarity is None else float(similarity[position]),
-        )
-        for position in positions
-    ]
+    at = list(positions)
+    return _explain_all(
+        index,
+        interest,
+        at,
+        fused[at],
+        lexical[at],
+        None if similarity is None else similarity[at],
+    )
 
 
-def _explain(
+def _explain_all(  # noqa: PLR0917
     index: PaperScores,
-    *,
     interest: CompiledInterest,
-    i: int,
-    fused: float,
-    lexical: float,
-    similarity: float | None,
-) -> Match:
-    """Say why paper i matches: the terms found and where, and the closest phrase."""
-    terms: list[str] = []
-    parts: list[str] = []
+    positions: Sequence[int],
+    fused: Vector,
+    lexical: Vector,
+    similarity: Vector | None,
+) -> list[Match]:
+    """Say why each paper at positions matches: the terms found and where, the closest phrase.
+
+    fused, lexical and similarity hold the scores of those papers, in order.
+    The terms are looked up and the phrases compared once for all of them.
+    """
     keyword = interest.query is not None and interest.query.include is not None
     query_terms = (
         interest.query.terms() if keyword and interest.query else interest.description_terms
     )
-    for term in query_terms:
-        hits = index.hits(term)
-        in_title, in_abstract = hits.title.get(i, 0), hits.abstract.get(i, 0)
-        if in_title or in_abstract:
-            # Match.terms is what the email highlights: "=" keeps an exact form exact.
-            # Author names are never folded, so never highlighted in folded forms.
-            exact = term.exact or term.field == "author"
-            terms.append(("=" if exact else "") + term.label)
-            if keyword:
-                parts.append(_where(term.label, in_title, in_abstract, term.field))
-    if not keyword and terms:
-        parts.append("words " + ", ".join(f"“{t}”" for t in terms[:6]))  # never filler
+    found = [(term, index.hits(term)) for term in query_terms]
+    found = [(term, hits) for term, hits in found if hits.papers]
+    closest: list[tuple[int, float]] | None = None
     if similarity is not None and interest.phrase_vectors is not None and interest.phrases:
-        row = index.embeddings[i]
-        closeness = interest.phrase_vectors @ row
-        best = int(np.argmax(closeness))
-        parts.append(f"close to “{interest.phrases[best]}” ({float(closeness[best]):.2f})")
-    return Match(
-        interest=interest.name,
-        score=float(np.round(fused, 4)),  # as match_many rounds, so rankings agree
-        terms=tuple(terms),
-        reason="; ".join(parts) or "matched",
-        paper=i,
-        lexical=round(lexical, 4),
-        semantic=None if similarity is None else round(similarity, 4),
-    )
+        closeness = interest.phrase_vectors @ index.embeddings[list(positions)].T
+        best = closeness.argmax(axis=0)
+        values = closeness[best, np.arange(len(best))]
+        closest = list(zip(best.tolist(), values.tolist(), strict=True))
+    scores = np.round(fused, 4).tolist()  # as match_many rounds, so rankings agree
+    lexicals = [round(value, 4) for value in lexical.tolist()]
+    semantics = None if similarity is None else [round(v, 4) for v in similarity.tolist()]
+    matches = []
+    for k, i in enumerate(positions):
+        terms: list[str] = []
+        parts: list[str] = []
+        for term, hits in found:
+            in_title, in_abstract = hits.title.get(i, 0), hits.abstract.get(i, 0)
+            if in_title or in_abstract:
+                # Match.terms is what the email highlights: "=" keeps an exact form exact.
+                # Author names are never folded, so never highlighted in folded forms.
+                exact = term.exact or term.field == "author"
+                terms.append(("=" if exact else "") + term.label)
+                if keyword:
+                    parts.append(_where(term.label, in_title, in_abstract, term.field))
+        if not keyword and terms:
+            parts.append("words " + ", ".join(f"“{t}”" for t in terms[:6]))  # never filler
+        if closest is not None:
+            phrase, value = closest[k]
+            parts.append(f"close to “{interest.phrases[phrase]}” ({value:.2f})")
+        matches.append(
+            Match(
+                interest=interest.name,
+                score=scores[k],
+                terms=tuple(terms),
+                reason="; ".join(parts) or "matched",
+                paper=i,
+                lexical=lexicals[k],
+                semantic=None if semantics is None else semantics[k],
+            )
+        )
+    return matches
 
 
 def _where(term: str, in_title: int, in_abstract: int, field_name: str | None) -> str:

@@ -232,6 +232,8 @@ class Paper:
     version: int | None = None
     authors: tuple[str, ...] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
+    # The ingest that stored it or last changed its text (storage.arrivals_committed).
+    arrival: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +245,8 @@ class Interest:
     about: str | None = None
     sensitivity: str = "normal"  # strict | normal | broad
     interest_id: int | None = field(default=None, compare=False)  # set once stored
+    # When its query, description or sensitivity last changed (None: not known).
+    changed_at: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,6 +400,8 @@ class NewDigest:
     overflow: tuple[tuple[int, str, float, str], ...]
     message_id: str
     send_empty: bool = False  # the subscriber asked for a "nothing new" note
+    # Every arrival up to this had committed when the candidates were read.
+    arrivals_through: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

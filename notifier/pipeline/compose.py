@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import collections
+import contextlib
 import functools
 import multiprocessing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import random
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import make_msgid
@@ -74,7 +77,8 @@ def iter_composed(
     matching: Matching | None = None,
     up_to_date: list[int] | None = None,
     shard: Shard | None = None,
-) -> Iterator[ComposeResult]:
+    claims: Shard | None = None,
+) -> Generator[ComposeResult]:
     """Compose the digest of every active subscriber whose slot is due, a batch at a time.
 
     Each subscriber's own cadence (or the configured default) says which slot is
@@ -83,13 +87,64 @@ def iter_composed(
     record=True each digest and its ledger rows are stored together (a batch is
     one transaction); with record=False nothing is written (dry run). up_to_date,
     when given, receives how many subscribers already had their current digest;
-    shard (k, n) limits the run to one of n composing processes.
+    shard (k, n) limits the run to one of n composing processes. On
+    PostgreSQL a recording run instead claims parts of the subscribers (those
+    of its share claims (k, n) of the parts, or all), so composers on this
+    machine or any other take disjoint parts; it returns once every part of
+    its share is composed.
     """
     matching = matching or matching_for(settings)
+    # Read before the candidates: every arrival up to it is among them.
+    through = storage.arrivals_committed()
     candidates = storage.recent_papers(since=now - candidate_window(settings), until=now)
-    run = _ComposeRun(storage, settings, matching, candidates, now)
-    newest = max((p.first_seen_at for p in candidates), default=None)
-    default = settings.default_cadence
+    run = _ComposeRun(storage, settings, matching, candidates, now, through)
+    if claims is None and shard is None and record and storage.claims_parts:
+        claims = (0, 1)
+    parts = [(shard, True)] if claims is None else _claimed_parts(storage, claims)
+    for part, first in parts:
+        # A part waited for was its holder's to count as up to date.
+        yield from _compose_part(run, part, record, up_to_date if first else None)
+    if record and run.recorded:
+        storage.refresh_statistics()
+
+
+# Composers that claim their work split the subscribers into this many parts
+# (by id): enough that two machines of two processes each share the work evenly.
+PARTS = 64
+
+
+def _claimed_parts(storage: DigestStore, share: Shard) -> Iterator[tuple[Shard, bool]]:
+    """Yield the parts of the subscribers this composer claimed, holding each while used.
+
+    share (k, n) is this composer's share of the parts (those equal to k
+    modulo n: processes of one machine split them so). First each part of the
+    share that no other composer holds (with True); then, waiting for their
+    holders, the parts that were busy (with False: composed by a composer on
+    another machine, or, if it died, left for this one to finish). So when
+    this ends, every part of the share has been composed by someone.
+    """
+    k, n = share
+    mine = [part for part in range(PARTS) if part % n == k]
+    # Composers on other machines start elsewhere, so they rarely meet.
+    start = random.randrange(len(mine))
+    busy = []
+    for part in mine[start:] + mine[:start]:
+        with storage.part_claim(part) as held:
+            if held:
+                yield (part, PARTS), True
+            else:
+                busy.append(part)
+    for part in busy:
+        with storage.part_claim(part, wait=True):
+            yield (part, PARTS), False
+
+
+def _compose_part(
+    run: _ComposeRun, shard: Shard | None, record: bool, up_to_date: list[int] | None
+) -> Iterator[ComposeResult]:
+    """Compose the due digests of one part of the subscribers (all of them with None)."""
+    storage, default = run.storage, run.settings.default_cadence
+    newest = max((p.first_seen_at for p in run.candidates), default=None)
     for schedule, count in storage.schedule_groups(shard):
         try:
             cadence = resolve(default, *schedule)
@@ -99,7 +154,7 @@ def iter_composed(
                 for subscriber in batch:
                     yield ComposeResult(subscriber, None, ComposeOutcome.INVALID, str(e))
             continue
-        slot = last_slot(cadence, now)
+        slot = last_slot(cadence, run.now)
         if slot is None:
             continue
         seen = 0
@@ -113,19 +168,25 @@ def iter_composed(
             yield from run.batch(batch, slot.period, record)
         if up_to_date is not None:
             up_to_date.append(count - seen)
-    if record and run.recorded:
-        storage.refresh_statistics()
 
 
-# Distinct interests whose decisions one compose run keeps (each holds a few
-# arrays as long as the candidate list: ~30 kB for 500 papers).
+# Distinct interests whose decisions one compose run keeps (each holds its
+# matches: a few kB).
 DECISION_CACHE = 4096
 
-_InterestKey = tuple[str, str | None, str | None, str]
+# An interest changed this long before a subscriber's last digest was composed
+# is decided against the whole window again: the digest may have read the
+# subscriber before the change committed.
+CHANGE_MARGIN = timedelta(hours=1)
+
+_Texts = tuple[str, str | None, str | None, str]
+# What an interest's decision depends on: its name and texts, and how many of
+# the candidates (the newest arrivals first) it is decided against.
+_InterestKey = tuple[_Texts, int]
 
 
-def _interest_key(interest: Interest) -> _InterestKey:
-    """Return what an interest's decision depends on: its name and texts."""
+def _texts(interest: Interest) -> _Texts:
+    """Return what an interest's verdicts depend on: its name and texts."""
     return (interest.name, interest.query, interest.about, interest.sensitivity)
 
 
@@ -144,18 +205,15 @@ def _shared_explainer(
     by_name = {d.decision.interest.name: d for d in decided}
 
     def explain(matches: Sequence[Match]) -> list[Match]:
-        explained = []
+        missing: dict[str, list[int]] = {}
         for match in matches:
-            if match.reason:
-                explained.append(match)
-                continue
-            shared = by_name[match.interest]
-            reason = shared.reasons.get(match.paper)
-            if reason is None:
-                reason = shared.decision.explain(index, [match.paper])[0]
-                shared.reasons[match.paper] = reason
-            explained.append(reason)
-        return explained
+            if not match.reason and match.paper not in by_name[match.interest].reasons:
+                missing.setdefault(match.interest, []).append(match.paper)
+        for name, positions in missing.items():
+            shared = by_name[name]
+            for reason in shared.decision.explain(index, positions):
+                shared.reasons[reason.paper] = reason
+        return [m if m.reason else by_name[m.interest].reasons[m.paper] for m in matches]
 
     return explain
 
@@ -167,10 +225,13 @@ class _ComposeRun:
     storage: DigestStore
     settings: Settings
     matching: Matching
-    candidates: list[Paper]
+    candidates: list[Paper]  # the latest arrivals first (storage.recent_papers)
     now: datetime
+    through: int  # every arrival up to this one is among the candidates
     recorded: int = 0
     position: dict[int, int] = field(init=False)
+    _arrivals: list[int] = field(init=False)  # the candidates' arrivals, negated: ascending
+    _prefixes: dict[int, list[Paper]] = field(init=False, default_factory=dict)
     # Subscribers who wrote the same interest share its decision and its reasons:
     # identical text gives an identical query, embedding and verdict. Bounded, so
     # a run where every interest is different keeps its memory flat.
@@ -180,14 +241,50 @@ class _ComposeRun:
 
     def __post_init__(self) -> None:
         self.position = {paper.id: k for k, paper in enumerate(self.candidates)}
+        self._arrivals = [-paper.arrival for paper in self.candidates]
 
-    def _decide(self, interests: Sequence[Interest]) -> dict[_InterestKey, _Decided | QueryError]:
+    def undecided(
+        self, subscriber: Subscriber, decided: tuple[int, datetime] | None
+    ) -> list[tuple[Interest, int]]:
+        """Return each interest with how many candidates (a prefix) it has still to decide.
+
+        A subscriber's earlier digest decided every arrival up to the one it
+        recorded, for each interest unchanged since: those papers either are in
+        the ledger or did not match, so only later arrivals are new to them. A
+        first digest, or an interest changed since, looks at the whole window.
+        """
+        everything = len(self.candidates)
+        if decided is None:
+            return [(interest, everything) for interest in subscriber.interests]
+        through, composed_at = decided
+        newer = bisect.bisect_left(self._arrivals, -through)
+        return [
+            (
+                interest,
+                everything
+                if interest.changed_at is not None
+                and interest.changed_at >= composed_at - CHANGE_MARGIN
+                else newer,
+            )
+            for interest in subscriber.interests
+        ]
+
+    def prefix(self, upto: int) -> list[Paper]:
+        """Return the first upto candidates (one list per length, shared by the run)."""
+        found = self._prefixes.get(upto)
+        if found is None:
+            found = self._prefixes[upto] = self.candidates[:upto]
+        return found
+
+    def _decide(
+        self, interests: Sequence[tuple[Interest, int]]
+    ) -> dict[_InterestKey, _Decided | QueryError]:
         """Return the decision of each distinct interest, deciding only those not seen yet."""
         cache = self._decisions
         found: dict[_InterestKey, _Decided | QueryError] = {}
         fresh: dict[_InterestKey, Interest] = {}
-        for interest in interests:
-            key = _interest_key(interest)
+        for interest, upto in interests:
+            key = (_texts(interest), upto)
             if key in found or key in fresh:
                 continue
             if key in cache:
@@ -198,16 +295,23 @@ class _ComposeRun:
         parsed: list[tuple[_InterestKey, Interest, CompiledInterest]] = []
         for key, interest in fresh.items():
             try:
-                parsed.append((key, interest, compile_interest(*key)))
+                parsed.append((key, interest, compile_interest(*key[0])))
             except QueryError as e:
                 found[key] = e
         compiled = attach_vectors(
             self.storage, self.matching, [i for _, i, _ in parsed], [c for _, _, c in parsed]
         )
-        # One matrix product for the new interests' similarities; reasons only for what is shown.
-        decisions = match_many(self.index, compiled, self.matching.params)
-        for (key, _, _), decision in zip(parsed, decisions, strict=True):
-            found[key] = _Decided(decision)
+        # Per prefix, one matrix product for the new interests' similarities;
+        # reasons only for what is shown.
+        by_prefix: dict[int, list[tuple[_InterestKey, CompiledInterest]]] = {}
+        for (key, _, _), one in zip(parsed, compiled, strict=True):
+            by_prefix.setdefault(key[1], []).append((key, one))
+        for upto, group in by_prefix.items():
+            decisions = match_many(
+                self.index.head(upto), [c for _, c in group], self.matching.params
+            )
+            for (key, _), decision in zip(group, decisions, strict=True):
+                found[key] = _Decided(decision)
         for key in fresh:
             cache[key] = found[key]
         while len(cache) > DECISION_CACHE:
@@ -235,9 +339,12 @@ class _ComposeRun:
         storage, settings, index = self.storage, self.settings, self.index
         ids = [s.id for s in batch]
         statuses = storage.digest_statuses(ids, period) if record else {}
-        offered = storage.offered_papers(ids, self.position)
+        earlier = storage.decided_through(ids)
+        todo = {s.id: self.undecided(s, earlier.get(s.id)) for s in batch}
+        reach = max((upto for mine in todo.values() for _, upto in mine), default=0)
+        offered = storage.offered_papers(ids, [p.id for p in self.candidates[:reach]])
         done: dict[int, ComposeResult] = {}
-        decided = self._decide([i for s in batch for i in s.interests])
+        decided = self._decide([item for mine in todo.values() for item in mine])
         composed: list[tuple[Subscriber, ComposedDigest]] = []
         for subscriber in batch:
             if statuses.get(subscriber.id) not in (None, DigestStatus.EMPTY):
@@ -245,7 +352,8 @@ class _ComposeRun:
                     subscriber, None, ComposeOutcome.EXISTS, f"already composed for {period}"
                 )
                 continue
-            mine = [decided[_interest_key(i)] for i in subscriber.interests]
+            mine = [decided[(_texts(i), upto)] for i, upto in todo[subscriber.id]]
+            looked_at = max((upto for _, upto in todo[subscriber.id]), default=0)
             if failed := next((d for d in mine if isinstance(d, QueryError)), None):
                 # Stored queries were valid when saved; one bad one must not stop the others.
                 done[subscriber.id] = ComposeResult(
@@ -262,9 +370,9 @@ class _ComposeRun:
                 period,
                 interests=[i.name for i in subscriber.interests],
                 matches=matches,
-                papers=self.candidates,
+                papers=self.prefix(looked_at),
                 already_offered=skip,
-                candidates=len(self.candidates),
+                candidates=looked_at,
                 max_papers=subscriber.max_papers or settings.max_papers,
                 explain=_shared_explainer(index, shared),
             )
@@ -278,6 +386,7 @@ class _ComposeRun:
                         c.overflow,
                         make_msgid(idstring=f"digest.{period}", domain=settings.sender_domain),
                         send_empty=subscriber.empty_note,
+                        arrivals_through=self.through,
                     )
                     for subscriber, c in composed
                 ],
@@ -322,22 +431,27 @@ def compose_due(  # noqa: PLR0917
     matching: Matching | None = None,
     stopping: Callable[[], bool] = lambda: False,
     shard: Shard | None = None,
+    claims: Shard | None = None,
 ) -> collections.Counter[str]:
     """Compose every digest that is due; return how many of each outcome.
 
     stopping is checked between subscribers: each batch is committed before its
     subscribers are reported, so stopping early loses nothing and the rest is
-    composed by the next run. With settings.compose_workers > 1 (and no shard
-    given) the subscribers are split among that many processes.
+    composed by the next run. With settings.compose_workers > 1 the subscribers
+    are split among that many processes. On PostgreSQL every composer claims
+    parts of the subscribers, so composers on several machines share the work
+    (claims: this process's share of the parts, see iter_composed); on SQLite
+    the processes take one shard each.
     """
+    worker = shard is not None or claims is not None
     forgotten = 0
-    if shard is None:
+    if not worker:
         # Housekeeping of the main process: sign-ups never confirmed are not kept.
         forgotten = storage.forget_unconfirmed(now - timedelta(days=settings.unconfirmed_days))
-    if shard is None and settings.compose_workers > 1:
+    if not worker and settings.compose_workers > 1:
         outcomes = _compose_in_processes(storage, settings, now, matching)
     else:
-        outcomes = _compose_here(storage, settings, now, matching, stopping, shard)
+        outcomes = _compose_here(storage, settings, now, matching, stopping, shard, claims)
     if forgotten:
         outcomes["unconfirmed sign-ups forgotten"] = forgotten
     return outcomes
@@ -350,16 +464,25 @@ def _compose_here(  # noqa: PLR0917
     matching: Matching | None,
     stopping: Callable[[], bool],
     shard: Shard | None,
+    claims: Shard | None,
 ) -> collections.Counter[str]:
-    """Compose what is due in this process (one shard of it, with shard)."""
+    """Compose what is due in this process (one shard of it, or the parts it claims)."""
     outcomes: collections.Counter[str] = collections.Counter()
     up_to_date: list[int] = []
-    for item in iter_composed(
-        storage, settings, now, matching=matching, up_to_date=up_to_date, shard=shard
-    ):
-        outcomes[item.outcome] += 1
-        if stopping():
-            break
+    composed = iter_composed(
+        storage,
+        settings,
+        now,
+        matching=matching,
+        up_to_date=up_to_date,
+        shard=shard,
+        claims=claims,
+    )
+    with contextlib.closing(composed):  # stopping early gives back the part held
+        for item in composed:
+            outcomes[item.outcome] += 1
+            if stopping():
+                break
     outcomes["up to date"] = sum(up_to_date)
     return outcomes
 
@@ -367,32 +490,40 @@ def _compose_here(  # noqa: PLR0917
 def _compose_in_processes(
     storage: DigestStore, settings: Settings, now: datetime, matching: Matching | None
 ) -> collections.Counter[str]:
-    """Compose with compose_workers processes, each on its shard of the subscribers.
+    """Compose with compose_workers processes: claiming parts (PostgreSQL) or a shard each.
 
     Matching is CPU-bound Python, so processes, not threads. The new papers are
     embedded here first, once; the workers then read the stored vectors.
     """
     candidates = storage.recent_papers(since=now - candidate_window(settings), until=now)
     paper_index(storage, matching or matching_for(settings), candidates)
-    workers = settings.compose_workers
+    workers, claims = settings.compose_workers, storage.claims_parts
+    tasks = [
+        (
+            settings.model_dump(),
+            now,
+            None if claims else (k, workers),
+            (k, workers) if claims else None,
+        )
+        for k in range(workers)
+    ]
     spawn = multiprocessing.get_context("spawn")
     with spawn.Pool(workers) as pool:
-        shards = [(settings.model_dump(), now, (k, workers)) for k in range(workers)]
-        results = pool.starmap(_compose_shard, shards)
+        results = pool.starmap(_compose_worker, tasks)
     total: collections.Counter[str] = collections.Counter()
     for outcome in results:
         total.update(outcome)
     return total
 
 
-def _compose_shard(
-    settings_data: dict[str, Any], now: datetime, shard: Shard
+def _compose_worker(
+    settings_data: dict[str, Any], now: datetime, shard: Shard | None, claims: Shard | None
 ) -> collections.Counter[str]:
-    """Compose one shard in a worker process (the target of _compose_in_processes)."""
+    """Compose in a worker process (the target of _compose_in_processes)."""
     settings = Settings(**settings_data)
     storage = Storage(settings.database)
     try:
-        return compose_due(storage, settings, now, shard=shard)
+        return compose_due(storage, settings, now, shard=shard, claims=claims)
     finally:
         storage.close()
 

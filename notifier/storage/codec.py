@@ -57,6 +57,7 @@ def paper(row: Any) -> Paper:
         version=row.version,
         authors=tuple(row.authors or ()),
         meta=row.meta or {},
+        arrival=row.arrival,
     )
 
 

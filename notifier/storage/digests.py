@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -62,6 +63,64 @@ class DigestsMixin(StorageBase):
                     )
                 )
                 found.update({i: DigestStatus(status) for i, status in rows.all()})
+        return found
+
+    @property
+    def claims_parts(self) -> bool:
+        """Tell whether composers can claim parts of the subscribers (PostgreSQL only)."""
+        return self.engine.dialect.name == "postgresql"
+
+    @contextlib.contextmanager
+    def part_claim(self, part: int, *, wait: bool = False) -> Iterator[bool]:
+        """Hold the claim on one part of the subscribers while composing it; say if held.
+
+        A session advisory lock on a connection of its own: composers on any
+        machine take disjoint parts, and a composer that dies releases its part
+        with its connection. wait=True waits for the holder to finish instead.
+        The key names the schema, so deployments sharing a server do not collide.
+        """
+        if not self.claims_parts:
+            raise NotImplementedError("claiming parts of the subscribers needs PostgreSQL")
+        key = f"hashtext('notifier-compose:' || current_schema()), {int(part)}"
+        conn = self.engine.connect()
+        held = False
+        try:
+            if wait:
+                conn.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
+                held = True
+            else:
+                held = bool(conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar())
+            conn.commit()
+            yield held
+        finally:
+            with contextlib.suppress(Exception):  # a dead connection has released it already
+                if held:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+                    conn.commit()
+            conn.close()
+
+    def decided_through(self, subscriber_ids: Iterable[int]) -> dict[int, tuple[int, datetime]]:
+        """Return, per subscriber, the arrivals their digests decided and when the last was.
+
+        Absent: no digest has recorded its arrivals yet (a first digest, or
+        digests composed before arrivals were kept).
+        """
+        found: dict[int, tuple[int, datetime]] = {}
+        with self._read() as conn:
+            for chunk in self._id_chunks(subscriber_ids):
+                rows = conn.execute(
+                    select(
+                        digests.c.subscriber_id,
+                        func.max(digests.c.arrivals_through),
+                        func.max(digests.c.created_at),
+                    )
+                    .where(
+                        self._within(digests.c.subscriber_id, chunk),
+                        digests.c.arrivals_through.is_not(None),
+                    )
+                    .group_by(digests.c.subscriber_id)
+                )
+                found.update({i: (int(through), at) for i, through, at in rows.all()})
         return found
 
     def record_digest(
@@ -130,6 +189,7 @@ class DigestsMixin(StorageBase):
                 "reason": content.reason,
                 "created_at": now,
                 "attempts": 0,
+                "arrivals_through": item.arrivals_through,
             }
             found = existing.get((content.subscriber_id, content.period))
             if found is None:

@@ -29,7 +29,15 @@ from notifier.models import (
 from notifier.papers import title_hash
 from notifier.storage import codec
 from notifier.storage.base import StorageBase, _chunks, _insert_rows, _new_ids
-from notifier.storage.schema import ingest_runs, paper_vectors, papers, payloads, sightings, sources
+from notifier.storage.schema import (
+    arrival_counter,
+    ingest_runs,
+    paper_vectors,
+    papers,
+    payloads,
+    sightings,
+    sources,
+)
 
 
 class PapersMixin(StorageBase):
@@ -200,14 +208,31 @@ class PapersMixin(StorageBase):
                 conn.execute(insert(sources).values(name=state.name, **values))
 
     def recent_papers(self, since: datetime, until: datetime) -> list[Paper]:
-        """Return papers first seen in [since, until], newest first (called by compose_digests)."""
+        """Return papers first seen in [since, until], latest arrival first, then newest first.
+
+        Composing relies on the order: the papers of arrivals after a given one
+        come first, so a subscriber's new papers are a prefix of the list.
+        """
         query = (
             select(papers)
             .where(papers.c.first_seen_at >= since, papers.c.first_seen_at <= until)
-            .order_by(papers.c.first_seen_at.desc(), papers.c.id.desc())
+            .order_by(papers.c.arrival.desc(), papers.c.first_seen_at.desc(), papers.c.id.desc())
         )
         with self._read() as conn:
             return [codec.paper(row) for row in conn.execute(query)]
+
+    def arrivals_committed(self) -> int:
+        """Return the last arrival number taken; every arrival up to it has committed.
+
+        Read before the candidates: an ingest holds the counter's row until it
+        commits, so what this returns is visible to every later read.
+        """
+        with self._read() as conn:
+            return int(
+                conn.execute(
+                    select(arrival_counter.c.value).where(arrival_counter.c.id == 1)
+                ).scalar_one()
+            )
 
     def latest_papers(self, limit: int) -> list[Paper]:
         """Return the newest papers by first sight, newest first (for feeds)."""
@@ -280,6 +305,7 @@ _PAPER_COLUMNS = (
     "published_at",
     "first_seen_at",
     "updated_at",
+    "arrival",
 )
 _SIGHTING_COLUMNS = ("paper_id", "run_id", "rank", "seen_at")
 
@@ -295,8 +321,11 @@ def _store_changes(
     IntegrityError, as the single row's INSERT or UPDATE did.
     """
     new = [change.paper for change in changes if change.kind is ChangeKind.NEW]
-    new_ids = iter(_insert_papers(conn, new, now))
-    _update_papers(conn, changes, now)
+    arrival = 0
+    if new or any(change.kind is ChangeKind.UPDATED for change in changes):
+        arrival = _next_arrival(conn)
+    new_ids = iter(_insert_papers(conn, new, now, arrival))
+    _update_papers(conn, changes, now, arrival)
     seen = []
     for change in changes:
         if change.kind is ChangeKind.SKIPPED:
@@ -308,7 +337,25 @@ def _store_changes(
     )
 
 
-def _insert_papers(conn: Connection, new: Sequence[PaperData], now: datetime) -> list[int]:
+def _next_arrival(conn: Connection) -> int:
+    """Take the next arrival number; the counter's row stays locked until this transaction ends.
+
+    So ingests commit in arrival order, and composing can tell which papers an
+    earlier digest had already seen (schema.arrival_counter).
+    """
+    return int(
+        conn.execute(
+            update(arrival_counter)
+            .where(arrival_counter.c.id == 1)
+            .values(value=arrival_counter.c.value + 1)
+            .returning(arrival_counter.c.value)
+        ).scalar_one()
+    )
+
+
+def _insert_papers(
+    conn: Connection, new: Sequence[PaperData], now: datetime, arrival: int
+) -> list[int]:
     """Insert new papers; return their ids, ascending in the order given.
 
     Ids ascend in listing order because papers first seen at one moment are
@@ -336,20 +383,29 @@ def _insert_papers(conn: Connection, new: Sequence[PaperData], now: datetime) ->
             paper.published_at,
             now,
             now,
+            arrival,
         )
         for paper_id, paper in zip(ids, new, strict=True)
     ]
     _insert_rows(
-        conn, papers, _PAPER_COLUMNS, rows, repeated={"first_seen_at", "updated_at"}, as_insert=True
+        conn,
+        papers,
+        _PAPER_COLUMNS,
+        rows,
+        repeated={"first_seen_at", "updated_at", "arrival"},
+        as_insert=True,
     )
     return ids
 
 
-def _update_papers(conn: Connection, changes: Sequence[PaperChange], now: datetime) -> None:
+def _update_papers(
+    conn: Connection, changes: Sequence[PaperChange], now: datetime, arrival: int
+) -> None:
     """Apply the changes' updates to stored papers, one executemany per set of columns.
 
     Two changes of one stored paper are merged, the later one's values winning,
-    as applying them in turn would leave the row.
+    as applying them in turn would leave the row. An updated paper takes this
+    ingest's arrival: its new text is decided again for every subscriber.
     """
     merged: dict[int, dict[str, Any]] = {}
     for change in changes:
@@ -360,6 +416,7 @@ def _update_papers(conn: Connection, changes: Sequence[PaperChange], now: dateti
         values.update((k, list(v) if k == "authors" else v) for k, v in change.updates.items())
         if change.kind is ChangeKind.UPDATED:
             values["updated_at"] = now
+            values["arrival"] = arrival
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for paper_id, values in merged.items():
         groups.setdefault(tuple(sorted(values)), []).append({"paper_id": paper_id, **values})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -163,6 +164,7 @@ class SubscriberStore(Protocol):
         schedule: Mapping[str, Any] | None = None,
         status: str | None = None,
         max_papers: int | None = None,
+        now: datetime,
     ) -> Subscriber | None:
         """Change what is given; return None when there is no such subscriber."""
 
@@ -220,6 +222,19 @@ class DigestStore(VectorStore, Protocol):
         self, subscriber_ids: Iterable[int], period: str
     ) -> dict[int, DigestStatus]:
         """Return the status of each subscriber's digest for period."""
+
+    @property
+    def claims_parts(self) -> bool:
+        """Tell whether composers can claim parts of the subscribers."""
+
+    def part_claim(self, part: int, *, wait: bool = False) -> AbstractContextManager[bool]:
+        """Hold the claim on one part of the subscribers while composing it; say if held."""
+
+    def decided_through(self, subscriber_ids: Iterable[int]) -> dict[int, tuple[int, datetime]]:
+        """Return, per subscriber, the arrivals their digests decided and when the last was."""
+
+    def arrivals_committed(self) -> int:
+        """Return the last arrival number taken; every arrival up to it has committed."""
 
     def offered_papers(
         self, subscriber_ids: Iterable[int], paper_ids: Iterable[int]

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -74,6 +75,20 @@ papers = Table(
     Column("authors", JSON),
     Column("meta", JSON),
     Column("published_at", UtcDateTime()),
+    # The arrival (arrival_counter) of the ingest that stored or last changed it.
+    Column("arrival", BigInteger, nullable=False, server_default="0"),
+)
+
+# One row: the last arrival number taken. An ingest that stores new or changed
+# papers increments it in its transaction and stamps them with the result;
+# the row stays locked until that ingest commits, so arrivals commit in order
+# and "every arrival up to N is committed" can be read back, where times and
+# ids (taken before commit) cannot say what a late-committing ingest holds.
+arrival_counter = Table(
+    "arrival_counter",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("value", BigInteger, nullable=False),
 )
 
 ingest_runs = Table(
@@ -175,6 +190,9 @@ interests = Table(
     Column("query", Text),
     Column("about", Text),
     Column("sensitivity", String(8), nullable=False, default="normal", server_default="normal"),
+    # When its query, description or sensitivity last changed (NULL: before
+    # this was kept); a digest composed since has decided it against the papers.
+    Column("changed_at", UtcDateTime()),
     UniqueConstraint("subscriber_id", "name"),
 )
 
@@ -223,6 +241,9 @@ digests = Table(
     # When an attempt first ended with no reply after the data: from then on the
     # digest may be in the mailbox, so it is never called "failed".
     Column("unknown_since", UtcDateTime()),
+    # Every arrival up to this one was committed before the digest read its
+    # candidates: the subscriber's next digest decides only later arrivals.
+    Column("arrivals_through", BigInteger),
     UniqueConstraint("subscriber_id", "period"),
 )
 Index("ix_digests_status", digests.c.status, digests.c.next_attempt_at)

@@ -73,7 +73,7 @@ class SignupMixin(SubscribersMixin):
                 else:
                     action = "remind"
             if action == "confirm" and store_request:
-                _replace_interests(conn, subscriber_id, chosen)
+                _replace_interests(conn, subscriber_id, chosen, now)
             # One email per address per resend_after, decided by one conditional
             # update so two requests at once cannot both send.
             allowed = conn.execute(

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, case, delete, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from notifier.errors import SubscriberError
@@ -21,7 +21,14 @@ from notifier.models import (
 )
 from notifier.storage import codec
 from notifier.storage.base import StorageBase, _chunks, _dialect_insert
-from notifier.storage.schema import deliveries, digests, interest_vectors, interests, subscribers
+from notifier.storage.schema import (
+    UtcDateTime,
+    deliveries,
+    digests,
+    interest_vectors,
+    interests,
+    subscribers,
+)
 
 # The subscriber columns a schedule is made of, in ScheduleKey's order.
 SCHEDULE_COLUMNS = ScheduleKey._fields
@@ -102,7 +109,7 @@ class SubscribersMixin(StorageBase):
                             interests.c.subscriber_id == subscriber_id,
                             interests.c.name == interest.name,
                         )
-                        .values(**fields)
+                        .values(**fields, changed_at=_changed_at(interest, now))
                     )
                 else:
                     existing[interest.name] = len(existing)
@@ -111,6 +118,7 @@ class SubscribersMixin(StorageBase):
                             subscriber_id=subscriber_id,
                             position=existing[interest.name],
                             name=interest.name,
+                            changed_at=now,
                             **fields,
                         )
                     )
@@ -147,7 +155,7 @@ class SubscribersMixin(StorageBase):
             ).scalar_one_or_none()
             if subscriber_id is None:
                 return None
-            _replace_interests(conn, subscriber_id, chosen)
+            _replace_interests(conn, subscriber_id, chosen, now)
             return self._subscribers(conn, subscribers.c.id == subscriber_id)[0]
 
     def add_subscribers(
@@ -191,6 +199,7 @@ class SubscribersMixin(StorageBase):
                         "query": interest.query,
                         "about": interest.about,
                         "sensitivity": interest.sensitivity,
+                        "changed_at": now,
                     }
                     for subscriber_id, (_, _, chosen) in zip(ids, fresh, strict=True)
                     for position, interest in enumerate(chosen)
@@ -251,6 +260,7 @@ class SubscribersMixin(StorageBase):
         schedule: Mapping[str, Any] | None = None,
         status: str | None = None,
         max_papers: int | None = None,
+        now: datetime,
     ) -> Subscriber | None:
         """Change what is given; chosen replaces the whole interest list. None if no such id."""
         changes: dict[str, Any] = dict(schedule or {})
@@ -272,7 +282,7 @@ class SubscribersMixin(StorageBase):
             if not found:
                 return None
             if chosen is not None:
-                _replace_interests(conn, subscriber_id, chosen)
+                _replace_interests(conn, subscriber_id, chosen, now)
             return self._subscribers(conn, subscribers.c.id == subscriber_id)[0]
 
     def delete_subscriber(self, subscriber_id: int) -> bool:
@@ -310,15 +320,21 @@ class SubscribersMixin(StorageBase):
                     interests.c.about,
                     interests.c.sensitivity,
                     interests.c.id,
+                    interests.c.changed_at,
                 )
                 .where(self._within(interests.c.subscriber_id, chunk))
                 .order_by(interests.c.subscriber_id, interests.c.position)
             )
-            for subscriber_id, name, text_query, about, sensitivity, interest_id in conn.execute(
-                theirs
-            ).all():
-                by_subscriber[subscriber_id].append(
-                    Interest(name, text_query, about, sensitivity, interest_id=interest_id)
+            for row in conn.execute(theirs).all():
+                by_subscriber[row.subscriber_id].append(
+                    Interest(
+                        row.name,
+                        row.query,
+                        row.about,
+                        row.sensitivity,
+                        interest_id=row.id,
+                        changed_at=row.changed_at,
+                    )
                 )
         return [codec.subscriber(r, tuple(by_subscriber[r.id])) for r in rows]
 
@@ -457,7 +473,19 @@ def _new_subscriber(dialect: str, email: str, now: datetime, values: Mapping[str
     )
 
 
-def _replace_interests(conn: Connection, subscriber_id: int, chosen: Sequence[Interest]) -> None:
+def _changed_at(interest: Interest, now: datetime) -> Any:
+    """Return an UPDATE's changed_at: now if the interest's texts differ from the row's."""
+    same = and_(
+        interests.c.query.is_not_distinct_from(interest.query),
+        interests.c.about.is_not_distinct_from(interest.about),
+        interests.c.sensitivity == interest.sensitivity,
+    )
+    return case((same, interests.c.changed_at), else_=literal(now, UtcDateTime()))
+
+
+def _replace_interests(
+    conn: Connection, subscriber_id: int, chosen: Sequence[Interest], now: datetime
+) -> None:
     """Make a subscriber's interests exactly chosen, in order; kept names keep their vectors."""
     current = {
         r.name: r.id
@@ -480,11 +508,15 @@ def _replace_interests(conn: Connection, subscriber_id: int, chosen: Sequence[In
         }
         if interest.name in current:
             conn.execute(
-                update(interests).where(interests.c.id == current[interest.name]).values(**fields)
+                update(interests)
+                .where(interests.c.id == current[interest.name])
+                .values(**fields, changed_at=_changed_at(interest, now))
             )
         else:
             conn.execute(
-                insert(interests).values(subscriber_id=subscriber_id, name=interest.name, **fields)
+                insert(interests).values(
+                    subscriber_id=subscriber_id, name=interest.name, changed_at=now, **fields
+                )
             )
 
 

@@ -140,6 +140,7 @@ def add_subscriber_routes(router: APIRouter, context: WebContext) -> None:
             schedule=changes.schedule(),
             # Unsubscribing also records when, as the unsubscribe link does.
             status=None if unsubscribing else changes.status,
+            now=context.clock(),
             max_papers=changes.max_papers,
         )
         if updated is None:
@@ -180,7 +181,7 @@ def add_subscriber_routes(router: APIRouter, context: WebContext) -> None:
     def suspend_subscriber(subscriber_id: SubscriberId) -> SubscriberOut:
         """Stop a subscriber's digests, as repeated hard bounces do; PATCH status to resume."""
         updated = storage.update_preferences(
-            subscriber_id, status=models.SubscriberStatus.SUSPENDED
+            subscriber_id, status=models.SubscriberStatus.SUSPENDED, now=context.clock()
         )
         if updated is None:
             raise missing(subscriber_id)
@@ -214,7 +215,9 @@ def add_interest_routes(router: APIRouter, context: WebContext) -> None:
         subscriber_id: SubscriberId, interests: InterestList
     ) -> list[InterestOut]:
         """Replace a subscriber's interests with the list given."""
-        updated = storage.update_preferences(subscriber_id, chosen=interests.interests())
+        updated = storage.update_preferences(
+            subscriber_id, chosen=interests.interests(), now=context.clock()
+        )
         if updated is None:
             raise missing(subscriber_id)
         # Rebuilt with the new interests when next asked for.

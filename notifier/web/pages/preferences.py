@@ -101,7 +101,9 @@ def add_preference_routes(router: APIRouter, kit: PageKit) -> None:
         if fields.get("action") == "resubscribe":
             # The signed link came by email to this address: that is the opt-in.
             await asyncio.to_thread(
-                storage.update_preferences, found.id, status=SubscriberStatus.ACTIVE
+                lambda: storage.update_preferences(
+                    found.id, status=SubscriberStatus.ACTIVE, now=context.clock()
+                )
             )
             return RedirectResponse(f"/manage/{token}?saved=1", status_code=303)
         rows = interest_rows({k: [str(v) for v in form.getlist(k)] for k in form})
@@ -132,6 +134,7 @@ def add_preference_routes(router: APIRouter, kit: PageKit) -> None:
                 chosen=checked.values["interests"],
                 schedule=checked.values["schedule"],
                 status=status,
+                now=context.clock(),
             )
         )
         # Rebuilt with the new interests when next asked for (PrivateFeeds).
