@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,7 @@ def run_child(
     with tempfile.TemporaryDirectory() as state:
         database = Path(state) / "bench.db"
         shutil.copy(template, database)
+        match_schema(code, f"sqlite:///{database}")
         env = environment(state, f"sqlite:///{database}")
         env["PYTHONPATH"] = str(code)
         done = subprocess.run(
@@ -49,3 +51,31 @@ def run_child(
         )
         result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
         return result
+
+
+def match_schema(code: Path, database: str) -> None:
+    """Migrate a database down to the schema a checkout knows, if it is older than this one's.
+
+    The data is prepared by this checkout; a reference from before a migration
+    could not open it (Alembic, with this checkout's scripts, undoes the newer
+    migrations).
+    """
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    from notifier.storage.base import MIGRATIONS, SCHEMA_HEAD
+
+    source = (code / "notifier" / "storage" / "base.py").read_text()
+    found = re.search(r'^SCHEMA_HEAD = "(\w+)"', source, re.MULTILINE)
+    if found is None or found.group(1) >= SCHEMA_HEAD:
+        return
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = create_engine(database)
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, found.group(1))
+    finally:
+        engine.dispose()

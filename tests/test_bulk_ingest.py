@@ -55,8 +55,14 @@ def store(storage: Storage, listed: Sequence[PaperData], now: datetime) -> Inges
     return storage.record_ingest(listing, changes, now, kind="hf-api")
 
 
-def row(p: PaperData, first_seen_at: datetime, updated_at: datetime) -> dict[str, Any]:
-    """Return the papers row (without its id) a paper first stored at first_seen_at gets."""
+def row(
+    p: PaperData, first_seen_at: datetime, updated_at: datetime, arrival: int = 1
+) -> dict[str, Any]:
+    """Return the papers row (without its id) a paper first stored at first_seen_at gets.
+
+    arrival counts the ingests that stored new or changed papers: the one
+    that stored it or last changed its text.
+    """
     return {
         "key": p.key,
         "guid": f"urn:notifier:{p.key}",
@@ -71,6 +77,7 @@ def row(p: PaperData, first_seen_at: datetime, updated_at: datetime) -> dict[str
         "published_at": p.published_at,
         "first_seen_at": first_seen_at,
         "updated_at": updated_at,
+        "arrival": arrival,
     }
 
 
@@ -122,14 +129,14 @@ def test_a_large_listing_is_stored_whole_then_seen_then_updated(storage: Storage
         if n % 10 == 0 and n % 20 == 0:  # a title-keyed paper shows up with its arXiv id
             merged = paper(n, arxiv=True)
             listed.append(merged)
-            expected[p.key] = row(merged, NOW, third_at) | {"guid": f"urn:notifier:{p.key}"}
+            expected[p.key] = row(merged, NOW, third_at, 2) | {"guid": f"urn:notifier:{p.key}"}
         elif n % 10 == 0 or n % 3 == 1:  # seen as it was
             listed.append(p)
             expected[p.key] = row(p, NOW, NOW)
         elif n % 3 == 0:  # a new version with a longer abstract: an update
             revised = dataclasses.replace(p, version=2, abstract=f"{p.abstract} Revised.")
             listed.append(revised)
-            expected[p.key] = row(revised, NOW, third_at)
+            expected[p.key] = row(revised, NOW, third_at, 2)
         else:  # fresher upvotes: stored quietly, the paper is only seen
             fresher = dataclasses.replace(p, meta={"upvotes": 99})
             listed.append(fresher)
@@ -153,7 +160,7 @@ def test_a_large_listing_is_stored_whole_then_seen_then_updated(storage: Storage
     after = stored_rows(storage)
     assert after[:COUNT] == [{"id": ids[key]} | r for key, r in expected.items()]
     assert [{k: v for k, v in r.items() if k != "id"} for r in after[COUNT:]] == [
-        row(p, third_at, third_at) for p in fresh
+        row(p, third_at, third_at, 2) for p in fresh
     ]
     assert [r["id"] for r in after] == sorted(r["id"] for r in after)
     by_listed_key = {r["key"]: r["id"] for r in after}

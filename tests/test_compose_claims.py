@@ -21,7 +21,7 @@ from notifier.storage.schema import digests
 from tests.conftest import JOINED, NOW, PG_SECRET_KEY, seed_bytes
 
 pytestmark = pytest.mark.postgres
-SUBSCRIBERS = 600
+SUBSCRIBERS = 2_400
 
 
 def _settings(pg_url: str, state: str) -> Settings:

@@ -98,7 +98,7 @@ def iter_composed(
     through = storage.arrivals_committed()
     candidates = storage.recent_papers(since=now - candidate_window(settings), until=now)
     run = _ComposeRun(storage, settings, matching, candidates, now, through)
-    if claims is None and shard is None and record and storage.claims_parts:
+    if claims is None and shard is None and record and _worth_claiming(storage):
         claims = (0, 1)
     parts = [(shard, True)] if claims is None else _claimed_parts(storage, claims)
     for part, first in parts:
@@ -111,6 +111,16 @@ def iter_composed(
 # Composers that claim their work split the subscribers into this many parts
 # (by id): enough that two machines of two processes each share the work evenly.
 PARTS = 64
+# Claiming costs a few queries per part; below this many active subscribers a
+# run is short, and a second composer only meets digests already stored.
+CLAIM_FROM = 2 * COMPOSE_BATCH
+
+
+def _worth_claiming(storage: DigestStore) -> bool:
+    """Tell whether composers should claim parts: PostgreSQL, and enough subscribers."""
+    return storage.claims_parts and (
+        sum(count for _, count in storage.schedule_groups(None)) >= CLAIM_FROM
+    )
 
 
 def _claimed_parts(storage: DigestStore, share: Shard) -> Iterator[tuple[Shard, bool]]:
@@ -497,7 +507,7 @@ def _compose_in_processes(
     """
     candidates = storage.recent_papers(since=now - candidate_window(settings), until=now)
     paper_index(storage, matching or matching_for(settings), candidates)
-    workers, claims = settings.compose_workers, storage.claims_parts
+    workers, claims = settings.compose_workers, _worth_claiming(storage)
     tasks = [
         (
             settings.model_dump(),

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    pass_environment,
+    select_autoescape,
+)
 from markupsafe import Markup, escape
 
 from notifier.terms import stem, words
@@ -33,7 +42,31 @@ def make_environment(templates_dir: Path | None = None) -> Environment:
         keep_trailing_newline=True,
     )
     env.filters["highlight"] = highlight
+    env.filters["wordwrap"] = _remembered(env.filters["wordwrap"])
+    env.filters["truncate"] = _remembered(env.filters["truncate"])
     return env
+
+
+def _remembered(jinja_filter: Callable[..., Any]) -> Callable[..., Any]:
+    """Return a Jinja filter that gives back its result for arguments seen recently.
+
+    A paper's block is rendered again for every interest it matched (the
+    reason and the marked terms differ), and wrapping its abstract for the
+    text part was a fifth of that; the abstract is the same each time.
+    """
+    remember = functools.lru_cache(maxsize=4096)(jinja_filter)
+
+    @pass_environment
+    def remembered(environment: Environment, text: Any, *args: Any, **kwargs: Any) -> Any:
+        # Plain text only: Markup equals its text but the filters treat it apart.
+        if type(text) is not str:
+            return jinja_filter(environment, text, *args, **kwargs)
+        try:
+            return remember(environment, text, *args, **kwargs)
+        except TypeError:  # an argument that cannot be a key: work it out
+            return jinja_filter(environment, text, *args, **kwargs)
+
+    return remembered
 
 
 def highlight(text: str, terms: Sequence[str]) -> Markup:
@@ -47,12 +80,31 @@ def highlight(text: str, terms: Sequence[str]) -> Markup:
     wanted = [w for w in wanted if w]
     if not wanted:
         return Markup(escaped)
-    # Words not inside an entity (&amp;), with where each starts and ends.
-    spans = [(m.start(), m.end(), m.group(0).casefold()) for m in _MARKABLE.finditer(escaped)]
+    # Each term filed under how its first word is recognised, so a word of the
+    # text is checked only against the terms that can start with it.
+    by_stem: dict[str, list[_Wanted]] = {}
+    by_form: dict[str, list[_Wanted]] = {}
+    prefixed: list[_Wanted] = []
+    for w in wanted:
+        kind, form = w[0]
+        if kind == "~":
+            by_stem.setdefault(form, []).append(w)
+        elif kind == "=":
+            by_form.setdefault(form, []).append(w)
+        else:
+            prefixed.append(w)
+    spans, stems = _markable(escaped)
     marks: list[tuple[int, int]] = []
     i = 0
     while i < len(spans):
-        length = max((len(w) for w in wanted if _starts_at(escaped, spans, i, w)), default=0)
+        word = spans[i][2]
+        starting = by_stem.get(stems[i], []) + by_form.get(word, [])
+        if prefixed:
+            starting += [w for w in prefixed if word.startswith(w[0][1])]
+        length = 0
+        for w in starting:
+            if len(w) > length and _starts_at(escaped, spans, stems, i, w):
+                length = len(w)
         if length:
             marks.append((spans[i][0], spans[i + length - 1][1]))
             i += length
@@ -70,6 +122,7 @@ _MARKABLE = re.compile(r"(?<![\w&#])\w+")
 _Wanted = tuple[tuple[str, str], ...]  # per word: (how it matches: ~ = *, the form)
 
 
+@functools.lru_cache(maxsize=16_384)
 def _highlight_term(term: str) -> _Wanted:
     """Return how each word of a matched term is recognised in text."""
     kind = "=" if term.startswith("=") else "*" if term.endswith("*") else "~"
@@ -77,7 +130,25 @@ def _highlight_term(term: str) -> _Wanted:
     return tuple((kind, stem(p) if kind == "~" else p) for p in parts)
 
 
-def _starts_at(text: str, spans: list[tuple[int, int, str]], i: int, wanted: _Wanted) -> bool:
+@functools.lru_cache(maxsize=4096)
+def _markable(escaped: str) -> tuple[tuple[tuple[int, int, str], ...], tuple[str, ...]]:
+    """Return the words of escaped text not inside an entity (&amp;): where each starts and
+    ends, casefolded, and their stems.
+
+    Kept for recent texts: a paper's title and abstract are marked again for
+    each interest it matched.
+    """
+    spans = tuple((m.start(), m.end(), m.group(0).casefold()) for m in _MARKABLE.finditer(escaped))
+    return spans, tuple(stem(word) for _, _, word in spans)
+
+
+def _starts_at(
+    text: str,
+    spans: Sequence[tuple[int, int, str]],
+    stems: Sequence[str],
+    i: int,
+    wanted: _Wanted,
+) -> bool:
     """Return whether the words from spans[i] on are the term, joined by spaces or hyphens."""
     if i + len(wanted) > len(spans):
         return False
@@ -85,7 +156,7 @@ def _starts_at(text: str, spans: list[tuple[int, int, str]], i: int, wanted: _Wa
         word = spans[i + k][2]
         if k and _JOINER.fullmatch(text, spans[i + k - 1][1], spans[i + k][0]) is None:
             return False
-        if kind == "~" and stem(word) != form:
+        if kind == "~" and stems[i + k] != form:
             return False
         if kind == "=" and word != form:
             return False
