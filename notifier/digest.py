@@ -33,10 +33,12 @@ def compose(
 ) -> ComposedDigest:
     """Group matched papers by interest, best first, capped at max_papers.
 
-    matches refer to papers by position (Match.paper). A paper matching several
-    interests appears once, in the section of its best match (on a tie, the
-    interest listed first), naming the others. Papers already offered to the
-    subscriber are skipped; candidates is how many papers were considered.
+    matches refer to papers by position (Match.paper) in papers: the recent
+    papers new to the subscriber (since their last digest). A paper matching
+    several interests appears once, in the section of its best match (on a tie,
+    the interest listed first), naming the others. Papers already offered to the
+    subscriber are skipped; candidates is how many recent papers there are in
+    all (the candidate window), papers or not.
     """
     order = {name: i for i, name in enumerate(interests)}
     by_paper: dict[int, list[Match]] = {}
@@ -57,7 +59,7 @@ def compose(
         for name in interests
         if any(r.best.interest == name for r in shown)
     )
-    fresh = candidates - (
+    fresh = len(papers) - (
         sum(1 for p in papers if p.id in already_offered) if already_offered else 0
     )
     return ComposedDigest(
@@ -67,7 +69,7 @@ def compose(
             sections=sections,
             more=len(overflow),
             candidates=fresh,
-            reason=_reason(candidates, fresh, len(shown), len(overflow)),
+            reason=_reason(candidates, len(papers), fresh, len(shown), len(overflow)),
         ),
         overflow=tuple(
             (
@@ -119,12 +121,17 @@ def _freeze(paper: Paper, best: Match, also: tuple[str, ...]) -> DigestPaper:
 _FROZEN: IdentityMemo[DigestPaper] = IdentityMemo(65_536)  # about 20 MB at most
 
 
-def _reason(candidates: int, fresh: int, shown: int, overflow: int) -> str:
+def _reason(candidates: int, new: int, fresh: int, shown: int, overflow: int) -> str:
     """Say in one line why the digest holds what it holds."""
     if candidates == 0:
         return "no new papers were ingested in the window"
+    if new == 0:
+        return (
+            f"no paper has arrived since your last digest; the {candidates} recent papers "
+            "were matched then"
+        )
     if fresh == 0:
-        return f"all {candidates} recent papers were already in earlier digests"
+        return f"all {new} recent papers were already in earlier digests"
     if shown == 0:
         return f"none of the {fresh} recent papers you have not seen matched your interests"
     more = f", {overflow} more over the cap" if overflow else ""

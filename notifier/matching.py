@@ -8,7 +8,7 @@ vectors (each embedded once) and interests compiled with theirs.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -88,13 +88,26 @@ def embed_interests(storage: VectorStore, matching: Matching, subscriber: Subscr
         compile_interests(storage, matching, subscriber.interests)
 
 
+@dataclass
+class EmbedBudget:
+    """How many more interests one run may embed itself (the rest are matched by words)."""
+
+    left: int
+
+
 def attach_vectors(
     storage: VectorStore,
     matching: Matching,
     interests: Sequence[Interest],
     compiled: Sequence[CompiledInterest],
+    budget: EmbedBudget | None = None,
 ) -> list[CompiledInterest]:
-    """Return compiled interests with their embeddings: stored ones reused, new ones stored."""
+    """Return compiled interests with their embeddings: stored ones reused, new ones stored.
+
+    With a budget, at most budget.left interests are embedded here; any others
+    without stored embeddings stay without (matched lexically this time) and
+    are left to `notifier embed` or the daemon.
+    """
     embedder = matching.embedder
     if embedder is None or not compiled:
         return list(compiled)
@@ -113,6 +126,9 @@ def attach_vectors(
             )
         else:
             todo.append(k)
+    if budget is not None:
+        todo = todo[: max(budget.left, 0)]
+        budget.left -= len(todo)
     if todo:
         computed = embedder.embed([text for k in todo for text in texts[k]])
         fresh = []
@@ -125,9 +141,53 @@ def attach_vectors(
                 fresh.append((interest_id, hashes[k], vectors[k].tobytes()))
         storage.save_interest_vectors(fresh, embedder.model_id)
     return [
-        replace(c, vector=v[0], phrase_vectors=v[1:] if len(v) > 1 else None)
+        c if v is None else replace(c, vector=v[0], phrase_vectors=v[1:] if len(v) > 1 else None)
         for c, v in zip(compiled, vectors, strict=True)
     ]
+
+
+def embed_pending(
+    storage: VectorStore,
+    matching: Matching,
+    *,
+    at_most: int | None = None,
+    batch: int = 500,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> int:
+    """Embed and store interests that have none (a bulk import's), a batch at a time.
+
+    Each batch is stored as it is done, so stopping loses at most one batch
+    and composing meanwhile finds what is ready. progress(done, total) is
+    called after each batch. Returns how many interests it went through; an
+    interest whose query no longer parses is passed over (composing reports it).
+    """
+    embedder = matching.embedder
+    if embedder is None:
+        return 0
+    total = storage.count_interests_to_embed(embedder.model_id)
+    if at_most is not None:
+        total = min(total, at_most)
+    done, after = 0, 0
+    while done < total:
+        found = storage.interests_to_embed(embedder.model_id, after, min(batch, total - done))
+        if not found:
+            break
+        after = found[-1].interest_id or after
+        usable: list[tuple[Interest, CompiledInterest]] = []
+        for interest in found:
+            try:
+                usable.append((interest, compile_interest(*_texts(interest))))
+            except QueryError:
+                continue
+        attach_vectors(storage, matching, [i for i, _ in usable], [c for _, c in usable])
+        done += len(found)
+        progress(done, total)
+    return done
+
+
+def _texts(interest: Interest) -> tuple[str, str | None, str | None, str]:
+    """Return what compile_interest takes of an interest."""
+    return (interest.name, interest.query, interest.about, interest.sensitivity)
 
 
 def candidate_window(settings: Settings) -> timedelta:

@@ -42,7 +42,8 @@ from notifier.storage.leader import LeaderLock, leader_lock
 
 log = logging.getLogger("notifier.run")
 NOTHING_TO_SEND = "nothing to send"
-IDLE = frozenset({NOTHING_TO_SEND})
+NOTHING_TO_EMBED = "nothing to embed"
+IDLE = frozenset({NOTHING_TO_SEND, NOTHING_TO_EMBED})
 
 
 @dataclass
@@ -148,6 +149,7 @@ class Daemon:
         for name, every, work in (
             ("compose", settings.compose_every, self._compose),
             ("send", settings.send_every, self._send),
+            ("embed", settings.compose_every, self._embed),
         ):
             scheduler.add_job(
                 self._job,
@@ -213,6 +215,11 @@ class Daemon:
         outcomes = await asyncio.to_thread(self.cycle.compose, self.stop.is_set)
         waiting = await asyncio.to_thread(self.storage.waiting_digests)
         return f"{pipeline.describe_outcomes(outcomes)}; {waiting} digest(s) waiting to be sent"
+
+    async def _embed(self) -> str:
+        """Embed interests still without embeddings (a bulk import's), a bounded number per run."""
+        done = await asyncio.to_thread(self.cycle.embed_pending)
+        return f"embedded {done} interest(s)" if done else NOTHING_TO_EMBED
 
     async def _send(self) -> str:
         """Send what is due, if anything is (no connection is opened for nothing)."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from notifier.embedding import shared_embedder
 from notifier.matching import interest_volumes
 from notifier.models import (
     DigestOutcome,
@@ -32,6 +33,8 @@ class ServiceStatus:
     job_runs: list[JobRun]  # the latest of each job
     digest_counts: dict[DigestStatus, int]
     latest_digests: list[DigestOutcome]  # each subscriber's latest
+    # Interests not embedded yet (a bulk import's): matched by their words till then.
+    interests_to_embed: int = 0
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class SubscriberReport:
 def service_status(storage: Storage, settings: Settings, now: datetime) -> ServiceStatus:
     """Return the service's recent work as of now."""
     report = source_report(settings, storage.sources_health(), now)
+    embedder = shared_embedder(settings.matching, settings.cache_dir)  # not loaded: its name
     return ServiceStatus(
         database=storage.safe_url(),
         papers=storage.count_papers(),
@@ -58,6 +62,9 @@ def service_status(storage: Storage, settings: Settings, now: datetime) -> Servi
         job_runs=storage.last_job_runs(),
         digest_counts=storage.digest_counts(),
         latest_digests=storage.latest_digests(),
+        interests_to_embed=(
+            storage.count_interests_to_embed(embedder.model_id) if embedder is not None else 0
+        ),
     )
 
 

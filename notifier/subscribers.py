@@ -7,8 +7,9 @@ exist), checking the fields in the order their errors are reported.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,7 @@ from notifier import validation
 from notifier.app import mail_identity
 from notifier.errors import InvalidInput, NotifierError, SubscriberError
 from notifier.matching import Matching, embed_interests
-from notifier.models import Subscriber
+from notifier.models import Interest, Subscriber
 from notifier.render.email import subscriber_links
 from notifier.settings import Settings
 from notifier.storage import Storage
@@ -103,6 +104,86 @@ def save_subscriber(
                 e,
             )
     return subscriber, created
+
+
+# One file's import is validated whole, then stored in one go.
+MAX_IMPORT = 100_000
+
+
+def read_import(lines: Iterable[str]) -> list[tuple[str, str | None, list[Interest]]]:
+    """Return the subscribers a JSON Lines import lists: (address, name, interests).
+
+    Each line is an object such as
+    {"email": "ada@example.org", "name": "Ada", "interests": [{"name": "Robots",
+    "query": "robot*", "about": "grasping and manipulation", "sensitivity": "normal"}]},
+    checked by the same rules as every other way in (validation.py). Raises
+    InvalidInput naming the first line at fault; blank lines are skipped.
+    """
+    found: list[tuple[str, str | None, list[Interest]]] = []
+    seen: set[str] = set()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            found.append(_import_line(line, seen))
+        except InvalidInput as e:
+            raise InvalidInput(f"line {number}: {e}", e.reason) from None
+        if len(found) > MAX_IMPORT:
+            raise InvalidInput(f"more than {MAX_IMPORT:,} subscribers: split the file")
+    if not found:
+        raise InvalidInput("the file lists no subscribers (one JSON object per line)")
+    return found
+
+
+def _import_line(line: str, seen: set[str]) -> tuple[str, str | None, list[Interest]]:
+    """Return one import line's subscriber, or raise InvalidInput saying what is wrong."""
+    try:
+        data = json.loads(line)
+    except ValueError as e:
+        raise InvalidInput(f"not JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise InvalidInput('not a JSON object such as {"email": ..., "interests": [...]}')
+    if unknown := set(data) - {"email", "name", "interests"}:
+        raise InvalidInput(f"unknown field(s) {', '.join(sorted(unknown))}")
+    raw_email, raw_name, raw_interests = data.get("email"), data.get("name"), data.get("interests")
+    if not isinstance(raw_email, str):
+        raise InvalidInput('"email" must be a text')
+    try:
+        address = validation.email(raw_email)
+    except InvalidInput as e:
+        raise InvalidInput(f"{raw_email!r} is not a valid email address: {e.reason}") from None
+    if address.lower() in seen:
+        raise InvalidInput(f"{address} is listed twice")
+    seen.add(address.lower())
+    if raw_name is not None and not isinstance(raw_name, str):
+        raise InvalidInput('"name" must be a text')
+    name = validation.display_name(raw_name) if raw_name else None
+    if not isinstance(raw_interests, list):
+        raise InvalidInput('"interests" must be a list of {"name", "query", "about"} objects')
+    chosen = []
+    for item in raw_interests:
+        if not isinstance(item, dict) or set(item) - {"name", "query", "about", "sensitivity"}:
+            raise InvalidInput(
+                'each interest must be an object of "name", "query", "about", "sensitivity"'
+            )
+        name_of, query, about, level = (
+            item.get(key) for key in ("name", "query", "about", "sensitivity")
+        )
+        if any(v is not None and not isinstance(v, str) for v in (name_of, query, about, level)):
+            raise InvalidInput("an interest's fields must be texts")
+        chosen.append(validation.interest(name_of, query, about, level or "normal"))
+    return address, name, validation.interests(chosen)
+
+
+def import_subscribers(storage: Storage, lines: Iterable[str], now: datetime) -> tuple[int, int]:
+    """Store the subscribers an import lists, all or none; return (created, already present).
+
+    Addresses already subscribed are left as they are. Their interests are not
+    embedded here: `notifier embed` (or the daemon) does that in the background.
+    """
+    found = read_import(lines)
+    created = storage.add_subscribers(found, now)
+    return created, len(found) - created
 
 
 def with_feeds(settings: Settings, storage: Storage) -> list[tuple[Subscriber, str]]:

@@ -26,6 +26,7 @@ ROBOTS = {"name": "robots", "query": "robot*"}  # matches papers of the first se
 WORLD = {"name": "worlds", "query": '"world model" OR "world models"'}
 PATHS = {
     "/api/v1/subscribers": {"get", "post"},
+    "/api/v1/subscribers/import": {"post"},
     "/api/v1/subscribers/{subscriber_id}": {"get", "patch", "delete"},
     "/api/v1/subscribers/{subscriber_id}/suspend": {"post"},
     "/api/v1/subscribers/{subscriber_id}/interests": {"get", "put"},

@@ -89,6 +89,10 @@ def test_empty_digest_says_why() -> None:
     assert composed(matches=[], papers=[], candidates=0).content.reason == (
         "no new papers were ingested in the window"
     )
+    nothing_new = composed(matches=[], papers=[], candidates=6)
+    assert nothing_new.content.reason == (
+        "no paper has arrived since your last digest; the 6 recent papers were matched then"
+    )
     seen = composed(already_offered=set(range(6)))
     assert seen.content.reason == "all 6 recent papers were already in earlier digests"
     unmatched = composed(matches=[])

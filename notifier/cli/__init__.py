@@ -55,6 +55,7 @@ for command in (
     subscribers.subscribe,
     subscribers.subscriber,
     subscribers.subscribers,
+    subscribers.embed,
 ):
     cli.add_command(command)
 

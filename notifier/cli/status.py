@@ -53,6 +53,11 @@ def status(context: Context, email: str | None) -> None:
             f"  {job.job}: {job.status} at {job.started_at:%Y-%m-%d %H:%M} UTC "
             f"(ended {ended}) on {job.host}: {job.detail}"
         )
+    if status.interests_to_embed:
+        click.echo(
+            f"interests waiting for their embeddings: {status.interests_to_embed} "
+            "(matched by their words until then; `notifier embed` computes them now)"
+        )
     counts = status.digest_counts
     click.echo(
         "digests: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none yet")

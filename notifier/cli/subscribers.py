@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from notifier import clock, validation
-from notifier.cli.base import Context, pass_context
+from notifier.cli.base import Context, fail, pass_context
 from notifier.cli.describe import describe_interest, describe_schedule
-from notifier.errors import QueryError
+from notifier.errors import InvalidInput, QueryError
 from notifier.schedule import CADENCES
 
 if TYPE_CHECKING:
@@ -180,3 +180,63 @@ def subscribers(context: Context, as_json: bool) -> None:
         click.echo(f"{s.email}" + (f" ({s.name})" if s.name else "") + f" [{s.status}]")
         for i in s.interests:
             click.echo(f"  {describe_interest(i)}")
+
+
+@subscriber.command("import")
+@click.argument("path", type=click.Path(dir_okay=False, allow_dash=True, path_type=str))
+@pass_context
+def subscriber_import(context: Context, /, path: str) -> None:
+    """Add the subscribers listed in a JSON Lines file (- for standard input), all or none.
+
+    One object per line: {"email": ..., "name": ..., "interests": [{"name": ...,
+    "query": ..., "about": ..., "sensitivity": ...}]}, checked by the same rules
+    as `notifier subscribe`. Addresses already subscribed are left as they are.
+    Their interests' embeddings are computed afterwards, by `notifier embed` or
+    in the background by `notifier run`; until then they match by their words.
+    """
+    from notifier.matching import matching_for
+    from notifier.subscribers import import_subscribers
+
+    try:
+        with click.open_file(path, encoding="utf-8") as handle:
+            created, present = import_subscribers(context.storage, handle, clock.now())
+    except OSError as e:
+        fail(f"cannot read {path}: {e.strerror or e}")
+    except UnicodeDecodeError:
+        fail(f"{path} is not UTF-8 text; nothing was imported")
+    except InvalidInput as e:
+        fail(f"{path}: {e}; nothing was imported")
+    click.echo(
+        f"imported {created} subscriber(s)"
+        + (f"; {present} already subscribed, left as they were" if present else "")
+    )
+    embedder = matching_for(context.settings).embedder
+    if embedder is not None:
+        waiting = context.storage.count_interests_to_embed(embedder.model_id)
+        if waiting:
+            click.echo(
+                f"{waiting} interest(s) wait for their embeddings: `notifier embed` computes "
+                "them now, `notifier run` in the background"
+            )
+
+
+@click.command()
+@pass_context
+def embed(context: Context) -> None:
+    """Compute the embeddings of every interest that has none (after an import), with progress.
+
+    Each batch is stored as it is done: stopping loses nothing, and composing
+    meanwhile uses what is ready.
+    """
+    from notifier.matching import embed_pending, matching_for
+
+    matching = matching_for(context.settings)
+    if matching.embedder is None:
+        click.echo("lexical matching uses no embeddings: nothing to do")
+        return
+
+    def progress(done: int, total: int) -> None:
+        click.echo(f"embedded {done} of {total} interests", err=True)
+
+    done = embed_pending(context.storage, matching, progress=progress)
+    click.echo(f"{done} interest(s) embedded" if done else "every interest has its embeddings")

@@ -25,7 +25,14 @@ from notifier.match import (
     match_many,
     subscriber_matches,
 )
-from notifier.matching import Matching, attach_vectors, candidate_window, matching_for, paper_index
+from notifier.matching import (
+    EmbedBudget,
+    Matching,
+    attach_vectors,
+    candidate_window,
+    matching_for,
+    paper_index,
+)
 from notifier.models import (
     ComposedDigest,
     ComposeOutcome,
@@ -184,6 +191,12 @@ def _compose_part(
 # matches: a few kB).
 DECISION_CACHE = 4096
 
+# Interests a compose run embeds itself when it finds them without stored
+# embeddings (about 10 s): a bulk import's are embedded by `notifier embed` or
+# the daemon's embed job, and until then matched by their words, so an import
+# never holds up a cycle.
+EMBED_IN_COMPOSE = 2_000
+
 # An interest changed this long before a subscriber's last digest was composed
 # is decided against the whole window again: the digest may have read the
 # subscriber before the change committed.
@@ -242,6 +255,7 @@ class _ComposeRun:
     position: dict[int, int] = field(init=False)
     _arrivals: list[int] = field(init=False)  # the candidates' arrivals, negated: ascending
     _prefixes: dict[int, list[Paper]] = field(init=False, default_factory=dict)
+    _budget: EmbedBudget = field(init=False, default_factory=lambda: EmbedBudget(EMBED_IN_COMPOSE))
     # Subscribers who wrote the same interest share its decision and its reasons:
     # identical text gives an identical query, embedding and verdict. Bounded, so
     # a run where every interest is different keeps its memory flat.
@@ -309,7 +323,11 @@ class _ComposeRun:
             except QueryError as e:
                 found[key] = e
         compiled = attach_vectors(
-            self.storage, self.matching, [i for _, i, _ in parsed], [c for _, _, c in parsed]
+            self.storage,
+            self.matching,
+            [i for _, i, _ in parsed],
+            [c for _, _, c in parsed],
+            self._budget,
         )
         # Per prefix, one matrix product for the new interests' similarities;
         # reasons only for what is shown.
@@ -382,7 +400,7 @@ class _ComposeRun:
                 matches=matches,
                 papers=self.prefix(looked_at),
                 already_offered=skip,
-                candidates=looked_at,
+                candidates=len(self.candidates),
                 max_papers=subscriber.max_papers or settings.max_papers,
                 explain=_shared_explainer(index, shared),
             )

@@ -23,6 +23,7 @@ from typing import Protocol
 
 from notifier.errors import NotifierError, ServerUnavailable
 from notifier.ingest.fetch import Fetcher
+from notifier.matching import embed_pending, matching_for
 from notifier.models import IngestSummary, JobStatus
 from notifier.pipeline.compose import compose_due, describe_outcomes
 from notifier.pipeline.feeds import build_feeds
@@ -86,6 +87,11 @@ class CycleListener(Protocol):
         """Hear which feed files were written."""
 
 
+# Interests the daemon's embed job embeds per run (about 25 s of the model):
+# a bulk import is worked off between the other jobs, a run at a time.
+EMBED_PER_RUN = 5_000
+
+
 @dataclass
 class Cycle:
     """The steps of the cycle and what they work with."""
@@ -109,6 +115,11 @@ class Cycle:
     def compose(self, stopping: Callable[[], bool] = lambda: False) -> collections.Counter[str]:
         """Compose every digest that is due; return how many of each outcome."""
         return compose_due(self.storage, self.settings, self.clock(), None, stopping)
+
+    def embed_pending(self) -> int:
+        """Embed up to EMBED_PER_RUN interests that have no embeddings; return how many."""
+        matching = matching_for(self.settings)
+        return embed_pending(self.storage, matching, at_most=EMBED_PER_RUN)
 
     async def send(self, stop: asyncio.Event | None = None) -> SendReport:
         """Send every due digest; setting stop finishes the messages in flight and ends."""

@@ -192,6 +192,12 @@ class VectorStore(Protocol):
     def save_interest_vectors(self, rows: Sequence[tuple[int, str, bytes]], model: str) -> None:
         """Store (or replace) interests' embeddings."""
 
+    def interests_to_embed(self, model: str, after: int, limit: int) -> list[Interest]:
+        """Return up to limit interests with no embeddings for model, by id, after id after."""
+
+    def count_interests_to_embed(self, model: str) -> int:
+        """Return how many interests have no embeddings for model."""
+
 
 class DigestStore(VectorStore, Protocol):
     """Give compose its candidates, due subscribers and ledger; store digests."""

@@ -166,8 +166,9 @@ class SubscribersMixin(StorageBase):
         Returns how many were created.
         """
         created = 0
-        for chunk in _chunks(list({email: (email, n, i) for email, n, i in new}.values()), 1000):
-            with self._tx() as conn:
+        # One transaction: an import is stored whole or not at all.
+        with self._tx() as conn:
+            for chunk in _chunks(list({e: (e, n, i) for e, n, i in new}.values()), 1000):
                 emails = [email for email, _, _ in chunk]
                 taken = set(
                     conn.execute(
@@ -419,6 +420,59 @@ class SubscribersMixin(StorageBase):
                 found.update({r.interest_id: (r.text_hash, r.vectors) for r in conn.execute(query)})
         return found
 
+    def interests_to_embed(self, model: str, after: int, limit: int) -> list[Interest]:
+        """Return up to limit interests with no embeddings for model, by id, after id after.
+
+        Those of active and paused subscribers and pending sign-ups: everyone
+        who may get a digest. (An interest whose text changed keeps its old
+        vectors until it is embedded again; composing notices the change.)
+        """
+        embedded = (
+            select(interest_vectors.c.interest_id)
+            .where(
+                interest_vectors.c.interest_id == interests.c.id,
+                interest_vectors.c.model == model,
+            )
+            .exists()
+        )
+        query = (
+            select(interests)
+            .join(subscribers, subscribers.c.id == interests.c.subscriber_id)
+            .where(interests.c.id > after, ~embedded, _MAY_GET_DIGESTS)
+            .order_by(interests.c.id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [
+                Interest(
+                    r.name,
+                    r.query,
+                    r.about,
+                    r.sensitivity,
+                    interest_id=r.id,
+                    changed_at=r.changed_at,
+                )
+                for r in conn.execute(query)
+            ]
+
+    def count_interests_to_embed(self, model: str) -> int:
+        """Return how many interests interests_to_embed would give in all."""
+        embedded = (
+            select(interest_vectors.c.interest_id)
+            .where(
+                interest_vectors.c.interest_id == interests.c.id,
+                interest_vectors.c.model == model,
+            )
+            .exists()
+        )
+        query = (
+            select(func.count())
+            .select_from(interests.join(subscribers, subscribers.c.id == interests.c.subscriber_id))
+            .where(~embedded, _MAY_GET_DIGESTS)
+        )
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def save_interest_vectors(self, rows: Sequence[tuple[int, str, bytes]], model: str) -> None:
         """Store (or replace) interests' embeddings: (interest id, text hash, float32 bytes)."""
         if not rows:
@@ -443,6 +497,11 @@ class SubscribersMixin(StorageBase):
             # A concurrent run stored some of these first; embeddings are
             # deterministic, so theirs are as good as ours.
             return
+
+
+_MAY_GET_DIGESTS = subscribers.c.status.in_(
+    (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED, SubscriberStatus.PENDING)
+)
 
 
 def _in_shard(shard: Shard | None) -> list[Any]:

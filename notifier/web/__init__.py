@@ -23,6 +23,8 @@ from notifier.web.security import AccessLog, BodyLimit, SecurityHeaders, SlashRe
 
 # The largest form is a few kilobytes; anything far bigger is a mistake or an attack.
 MAX_BODY = 64 * 1024
+# A bulk import of subscribers (POST /api/v1/subscribers/import) may carry more.
+MAX_IMPORT_BODY = 8 * 1024 * 1024
 
 
 def create_app(context: WebContext) -> FastAPI:
@@ -58,6 +60,8 @@ def create_app(context: WebContext) -> FastAPI:
     https = context.settings.base_url.startswith("https://")
     app.add_middleware(SecurityHeaders, https=https)
     app.add_middleware(CompressFeeds)
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
+    app.add_middleware(
+        BodyLimit, max_bytes=MAX_BODY, larger={"/api/v1/subscribers/import": MAX_IMPORT_BODY}
+    )
     app.add_middleware(AccessLog)
     return app

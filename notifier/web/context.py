@@ -99,6 +99,34 @@ class WebContext:
             return None
         return self._embedding.submit(self._embed_logged, subscriber)
 
+    def embed_pending_soon(self) -> int:
+        """Embed every interest without embeddings in the background; return how many there are.
+
+        Queued behind the subscribers' own saves on the one embedding thread, a
+        batch stored at a time; while the model is not loaded, the daemon's
+        embed job (or `notifier embed`) does it instead.
+        """
+        from notifier.embedding import shared_embedder
+
+        # Its name only: the model is loaded by prepare_matching, not here.
+        embedder = shared_embedder(self.settings.matching, self.settings.cache_dir)
+        if embedder is None:
+            return 0
+        waiting = self.storage.count_interests_to_embed(embedder.model_id)
+        if waiting and self.matching_ready:
+            self._embedding.submit(self._embed_pending_logged)
+        return waiting
+
+    def _embed_pending_logged(self) -> None:
+        """Embed the interests that have no embeddings, logging why when that fails."""
+        from notifier.matching import embed_pending
+
+        try:
+            done = embed_pending(self.storage, self.matching)
+            log.info("embedded %d imported interest(s)", done)
+        except (NotifierError, OSError) as e:
+            log.warning("imported interests wait for the daemon's embed job: %s", e)
+
     def _embed_logged(self, subscriber: Subscriber) -> None:
         """Embed and store a subscriber's interests, logging why when that fails."""
         from notifier.matching import embed_interests

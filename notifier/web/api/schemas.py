@@ -30,6 +30,9 @@ from notifier.errors import InvalidInput
 from notifier.match import SENSITIVITIES
 from notifier.schedule import CADENCES
 
+# Subscribers one import request may carry (a file of more goes in several).
+MAX_IMPORT_REQUEST = 1_000
+
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
 
@@ -264,6 +267,51 @@ def _not_nullable(schema: JsonDict) -> None:
 
 # PATCH fields that null resets to the configured default.
 _SCHEDULE_FIELDS = ("cadence", "send_time", "timezone", "weekday")
+
+
+class ImportedSubscriber(BaseModel):
+    """One subscriber of a bulk import: an address, a name, interests."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    email: Email
+    name: DisplayName | None = None
+    interests: InterestList
+
+
+class SubscriberImport(BaseModel):
+    """Subscribers to add at once, all or none; addresses already present are left alone."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "subscribers": [
+                        {
+                            "email": "ada@example.org",
+                            "interests": [{"name": "robots", "about": "robot grasping"}],
+                        },
+                        {"email": "alan@example.org", "interests": [{"query": "transformer*"}]},
+                    ]
+                }
+            ]
+        },
+    )
+
+    subscribers: list[ImportedSubscriber] = Field(min_length=1, max_length=MAX_IMPORT_REQUEST)
+
+
+class ImportOut(BaseModel):
+    """What an import did, and how many interests still wait for their embeddings."""
+
+    created: int
+    already_subscribed: int
+    interests_to_embed: int = Field(
+        description="Interests with no embeddings yet (matched by their words until then); "
+        "they are embedded in the background."
+    )
 
 
 class SubscriberChanges(BaseModel):

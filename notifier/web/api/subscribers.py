@@ -10,10 +10,12 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from notifier import models
 from notifier.web.api.common import After, SubscriberId, error_responses, found, missing
 from notifier.web.api.schemas import (
+    ImportOut,
     InterestList,
     InterestOut,
     NewSubscriber,
     SubscriberChanges,
+    SubscriberImport,
     SubscriberOut,
     SubscriberPage,
     SubscriberStatus,
@@ -111,6 +113,38 @@ def add_subscriber_routes(router: APIRouter, context: WebContext) -> None:
             request.url_for("get_subscriber", subscriber_id=created.id)
         )
         return subscriber_out(created)
+
+    @router.post(
+        "/subscribers/import",
+        response_model=ImportOut,
+        status_code=202,
+        response_description="What was imported; the interests are embedded in the background.",
+        responses={
+            **error_responses(400),
+            413: {
+                "description": "The body is over 8 MiB: send the subscribers in several requests.",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+        },
+        tags=["subscribers"],
+    )
+    def import_subscribers(batch: SubscriberImport) -> ImportOut:
+        """Add many active subscribers at once, all or none; present addresses stay as they are.
+
+        No confirmation email is sent. Their interests are embedded in the
+        background (a few hundred a second) and match by their words until
+        then; interests_to_embed says how many are left.
+        """
+        listed = [(s.email, s.name or None, s.interests.interests()) for s in batch.subscribers]
+        if len({email.lower() for email, _, _ in listed}) < len(listed):
+            raise HTTPException(400, "an address is listed twice")
+        created = storage.add_subscribers(listed, context.clock())
+        log.info("admin API: imported %d subscriber(s)", created)
+        return ImportOut(
+            created=created,
+            already_subscribed=len(listed) - created,
+            interests_to_embed=context.embed_pending_soon(),
+        )
 
     @router.get(
         "/subscribers/{subscriber_id}",
