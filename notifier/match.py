@@ -22,12 +22,11 @@ import numpy as np
 import numpy.typing as npt
 
 from notifier.errors import QueryError
-from notifier.models import InterestVolume, Match
+from notifier.models import SENSITIVITIES, InterestVolume, Match
 from notifier.paper_index import PaperScores, Scored, Vector
 from notifier.query import Query, Term, parse_query
 from notifier.terms import is_filler, is_stopword, words
 
-SENSITIVITIES = ("strict", "normal", "broad")
 _PHRASE_SPLIT = re.compile(r"[,;:()]|\be\.g\.|\bsuch as\b|\bfor example\b", re.IGNORECASE)
 # A dash between spaces separates facets too: hyphen, en dash or em dash.
 _FACET_SPLIT = re.compile(r"[,;:()]|\s[-\u2013\u2014]\s")

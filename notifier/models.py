@@ -236,6 +236,10 @@ class Paper:
     arrival: int = 0
 
 
+# How readily a described interest lets papers in (match.MatchParams.cut).
+SENSITIVITIES = ("strict", "normal", "broad")
+
+
 @dataclass(frozen=True, slots=True)
 class Interest:
     """A subscriber's named interest: a query, a description in plain words, or both."""

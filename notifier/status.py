@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from notifier.embedding import shared_embedder
-from notifier.matching import interest_volumes
 from notifier.models import (
     DigestOutcome,
     DigestStatus,
@@ -52,19 +50,21 @@ class SubscriberReport:
 def service_status(storage: Storage, settings: Settings, now: datetime) -> ServiceStatus:
     """Return the service's recent work as of now."""
     report = source_report(settings, storage.sources_health(), now)
-    embedder = shared_embedder(settings.matching, settings.cache_dir)  # not loaded: its name
+    waiting = 0
+    if settings.matching != "lexical":
+        from notifier.embedding import MODEL_ID  # imported here: `status` starts quickly
+
+        waiting = storage.count_interests_to_embed(MODEL_ID)
     return ServiceStatus(
         database=storage.safe_url(),
         papers=storage.count_papers(),
-        subscribers=len(storage.subscribers()),
+        subscribers=storage.count_subscribers(),
         ingests=storage.ingest_runs(limit=10),
         failing_sources=[row for row in report if row["failing"]],
         job_runs=storage.last_job_runs(),
         digest_counts=storage.digest_counts(),
         latest_digests=storage.latest_digests(),
-        interests_to_embed=(
-            storage.count_interests_to_embed(embedder.model_id) if embedder is not None else 0
-        ),
+        interests_to_embed=waiting,
     )
 
 
@@ -72,6 +72,8 @@ def subscriber_status(
     storage: Storage, settings: Settings, email: str, now: datetime
 ) -> SubscriberReport:
     """Return the status of the subscriber at email; raise SubscriberError if there is none."""
+    from notifier.matching import interest_volumes  # imported here: `status` starts quickly
+
     subscriber = storage.subscriber_by_email(email.strip().lower())  # stored lowercased
     try:
         volumes, failing = interest_volumes(storage, settings, subscriber, now)

@@ -15,8 +15,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from notifier.errors import InvalidInput, QueryError
-from notifier.match import SENSITIVITIES, compile_interest
-from notifier.models import Interest
+from notifier.models import SENSITIVITIES, Interest
 from notifier.papers import clean_text
 from notifier.query import MAX_QUERY_LENGTH
 from notifier.schedule import CADENCES, parse_send_time, parse_weekday, zone
@@ -98,6 +97,8 @@ def interest(
     given = clean_text(name or "").strip()
     chosen = interest_name(given or _name_from(cleaned_about or cleaned_query or ""))
     chosen_level = sensitivity(level)
+    from notifier.match import compile_interest  # numpy: imported when an interest is checked
+
     try:
         compile_interest(chosen, cleaned_query, cleaned_about, chosen_level)
     except QueryError as e:  # it names the position in the query

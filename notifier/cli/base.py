@@ -42,9 +42,12 @@ class Context:
     def storage(self) -> Storage:
         """Return the opened, migrated storage."""
         if self._storage is None:
-            from notifier.app import open_storage
+            # Not app.open_storage: importing app loads the renderer, SMTP and HTTP.
+            from notifier.storage import Storage
 
-            self._storage = open_storage(self.settings)
+            storage = Storage(self.settings.database)
+            storage.migrate()
+            self._storage = storage
         return self._storage
 
     @property

@@ -26,16 +26,19 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any, Protocol
 
 from notifier.errors import NotifierError
 from notifier.files import write_atomic
 from notifier.settings import user_cache_dir
 
-Vectors = npt.NDArray[np.float32]
+if TYPE_CHECKING:  # numpy is imported where vectors are made: `notifier status` needs none
+    import numpy as np
+    import numpy.typing as npt
+
+    Vectors = npt.NDArray[np.float32]
+else:
+    Vectors = Any
 
 # Names the vectors this model gives: stored vectors of another model id are
 # recomputed (docs/matching.md), as they were when quantization changed them.
@@ -119,6 +122,8 @@ class MiniLmEmbedder:
         Rows found in memory are read before new ones are added, since adding may
         evict them; a text given twice is embedded once.
         """
+        import numpy as np
+
         out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
         missing: dict[bytes, list[int]] = {}
         for i, text in enumerate(texts):
@@ -139,6 +144,8 @@ class MiniLmEmbedder:
 
     def _embed(self, texts: Sequence[str]) -> Vectors:
         """Run the model on each text alone, as many at once as there are cores."""
+        import numpy as np
+
         if not texts:
             return np.zeros((0, DIMENSION), dtype=np.float32)
         self._load()
@@ -155,6 +162,8 @@ class MiniLmEmbedder:
 
     def _embed_one(self, encoding: Any) -> Vectors:
         """Return the unit vector of one tokenized text: the mean of its tokens' states."""
+        import numpy as np
+
         ids = np.array([encoding.ids], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
         if "token_type_ids" in self._inputs:

@@ -12,21 +12,56 @@ from collections.abc import Callable
 from pathlib import Path
 
 from notifier.errors import ListingError
-from notifier.ingest.arxiv import parse_arxiv_api, parse_arxiv_listing
-from notifier.ingest.feed import parse_feed
-from notifier.ingest.hf import parse_hf_api, parse_hf_page
-from notifier.ingest.snapshot import parse_snapshot
 from notifier.models import Listing
 
 Parser = Callable[[bytes, str, str | None], Listing]
 
+
+# Each parser's module is imported when a listing of its kind is parsed, so the
+# commands that parse nothing (`notifier --help`, `status`) do not load them all.
+def _snapshot(data: bytes, source: str, _type: str | None) -> Listing:
+    from notifier.ingest.snapshot import parse_snapshot
+
+    return parse_snapshot(data, source)
+
+
+def _hf_api(data: bytes, source: str, content_type: str | None) -> Listing:
+    from notifier.ingest.hf import parse_hf_api
+
+    return parse_hf_api(data, source, content_type)
+
+
+def _hf_page(data: bytes, source: str, content_type: str | None) -> Listing:
+    from notifier.ingest.hf import parse_hf_page
+
+    return parse_hf_page(data, source, content_type)
+
+
+def _arxiv_api(data: bytes, source: str, content_type: str | None) -> Listing:
+    from notifier.ingest.arxiv import parse_arxiv_api
+
+    return parse_arxiv_api(data, source, content_type)
+
+
+def _arxiv_rss(data: bytes, source: str, content_type: str | None) -> Listing:
+    from notifier.ingest.arxiv import parse_arxiv_listing
+
+    return parse_arxiv_listing(data, source, content_type)
+
+
+def _feed(data: bytes, source: str, content_type: str | None) -> Listing:
+    from notifier.ingest.feed import parse_feed
+
+    return parse_feed(data, source, content_type)
+
+
 PARSERS: dict[str, Parser] = {
-    "snapshot": lambda data, source, _type: parse_snapshot(data, source),
-    "hf-api": parse_hf_api,
-    "hf-page": parse_hf_page,
-    "arxiv-api": parse_arxiv_api,
-    "arxiv-rss": parse_arxiv_listing,
-    "feed": parse_feed,
+    "snapshot": _snapshot,
+    "hf-api": _hf_api,
+    "hf-page": _hf_page,
+    "arxiv-api": _arxiv_api,
+    "arxiv-rss": _arxiv_rss,
+    "feed": _feed,
 }
 KINDS = tuple(PARSERS)
 LISTING_SUFFIXES = (".txt",)

@@ -337,6 +337,9 @@ class FeedStore(VectorStore, Protocol):
 class ReportStore(Protocol):
     """Read what notifier status, the admin API and /metrics report."""
 
+    def count_subscribers(self) -> int:
+        """Return how many subscribers are stored."""
+
     def count_papers(self) -> int:
         """Return how many distinct papers are stored."""
 

@@ -210,6 +210,11 @@ class SubscribersMixin(StorageBase):
                 created += len(fresh)
         return created
 
+    def count_subscribers(self) -> int:
+        """Return how many subscribers are stored, whatever their status."""
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).select_from(subscribers)).scalar_one())
+
     def subscribers(self, active_only: bool = False) -> list[Subscriber]:
         """Return subscribers with their interests, in id order."""
         condition = subscribers.c.status == SubscriberStatus.ACTIVE if active_only else None

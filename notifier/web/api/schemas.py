@@ -27,7 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from notifier import models, validation
 from notifier.errors import InvalidInput
-from notifier.match import SENSITIVITIES
+from notifier.models import SENSITIVITIES
 from notifier.schedule import CADENCES
 
 # Subscribers one import request may carry (a file of more goes in several).
