@@ -158,8 +158,9 @@ def embed_pending(
 
     Each batch is stored as it is done, so stopping loses at most one batch
     and composing meanwhile finds what is ready. progress(done, total) is
-    called after each batch. Returns how many interests it went through; an
-    interest whose query no longer parses is passed over (composing reports it).
+    called after each batch. Returns how many interests were embedded; one whose
+    query no longer parses is passed over (composing reports it) and still
+    counts as waiting.
     """
     embedder = matching.embedder
     if embedder is None:
@@ -180,7 +181,7 @@ def embed_pending(
             except QueryError:
                 continue
         attach_vectors(storage, matching, [i for i, _ in usable], [c for _, c in usable])
-        done += len(found)
+        done += len(usable)
         progress(done, total)
     return done
 

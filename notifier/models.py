@@ -232,7 +232,7 @@ class Paper:
     version: int | None = None
     authors: tuple[str, ...] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
-    # The ingest that stored it or last changed its text (storage.arrivals_committed).
+    # The ingest that stored it or last changed its text (schema.arrival_counter).
     arrival: int = 0
 
 

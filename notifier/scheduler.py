@@ -149,7 +149,6 @@ class Daemon:
         for name, every, work in (
             ("compose", settings.compose_every, self._compose),
             ("send", settings.send_every, self._send),
-            ("embed", settings.compose_every, self._embed),
         ):
             scheduler.add_job(
                 self._job,
@@ -158,6 +157,15 @@ class Daemon:
                 id=name,
                 next_run_time=now,
             )
+        # Half a period after composing, so the two do not share the cores.
+        embed_at = now + settings.compose_every / 2
+        scheduler.add_job(
+            self._job,
+            IntervalTrigger(seconds=settings.compose_every.total_seconds(), start_date=embed_at),
+            args=("embed", self._embed),
+            id="embed",
+            next_run_time=embed_at,
+        )
         scheduler.add_job(self._job, args=("feeds", self._feeds), id="feeds", next_run_time=now)
         return scheduler
 

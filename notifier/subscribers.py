@@ -176,9 +176,11 @@ def _import_line(line: str, seen: set[str]) -> tuple[str, str | None, list[Inter
 
 
 def import_subscribers(storage: Storage, lines: Iterable[str], now: datetime) -> tuple[int, int]:
-    """Store the subscribers an import lists, all or none; return (created, already present).
+    """Store the subscribers an import lists; return (created, already present).
 
-    Addresses already subscribed are left as they are. Their interests are not
+    The whole list is checked before anything is stored, so a bad line imports
+    nobody; addresses already subscribed are left as they are, so an import
+    cut short is finished by running it again. Their interests are not
     embedded here: `notifier embed` (or the daemon) does that in the background.
     """
     found = read_import(lines)

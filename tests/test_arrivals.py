@@ -24,6 +24,7 @@ from notifier.storage.schema import papers
 from tests.conftest import NOW
 
 READER = "reader@example.org"
+FAR = NOW + timedelta(days=365)
 
 
 def paper(n: int, abstract: str, version: int = 1) -> PaperData:
@@ -94,6 +95,19 @@ def test_a_paper_whose_ingest_committed_after_a_digest_still_reaches_the_reader(
     # An ingest that began before that digest was composed and committed after it:
     # its papers are stamped first seen before the digest.
     store(storage, [paper(2, QUANTUM)], NOW - timedelta(minutes=30))
+    later = NOW + timedelta(days=1)
+    assert titles(digest(storage, settings, later)) == {"Study number 2 of things"}
+
+
+def test_a_paper_first_seen_after_a_digest_was_composed_reaches_the_next_one(
+    storage: Storage, settings: Settings
+) -> None:
+    storage.save_subscriber(READER, None, [Interest("q", query="quantum")], NOW - timedelta(days=2))
+    store(storage, [paper(1, QUANTUM)], NOW - timedelta(hours=1))
+    # Stamped a moment after the digest's moment, committed before it read the
+    # candidates (a composing process starts a while after its run's now).
+    store(storage, [paper(2, QUANTUM)], NOW + timedelta(seconds=5))
+    assert titles(digest(storage, settings, NOW)) == {"Study number 1 of things"}
     later = NOW + timedelta(days=1)
     assert titles(digest(storage, settings, later)) == {"Study number 2 of things"}
 
@@ -173,11 +187,11 @@ def test_ingests_commit_in_arrival_order(pg_url: str) -> None:
             # The ingest cannot take a number while an earlier one holds the row,
             # and what has committed is still the number before.
             assert not done.wait(1.0)
-            assert storage.arrivals_committed() == taken - 1
+            assert storage.arrivals_through(FAR) == taken - 1
             conn.execute(text("COMMIT"))
             worker.join(10)
         assert done.is_set()
-        assert storage.arrivals_committed() == taken + 1
+        assert storage.arrivals_through(FAR) == taken + 1
         with storage.engine.connect() as conn:
             assert conn.execute(select(papers.c.arrival)).scalar_one() == taken + 1
     finally:

@@ -146,6 +146,10 @@ def test_composing_embeds_only_a_few_interests_itself(
     # Every digest is composed; the interests it did not embed matched by their words.
     assert outcomes["created"] + outcomes["empty"] == 6
     assert storage.count_interests_to_embed(MODEL_ID) == 4
+    # The two with the description it could not embed were matched by their
+    # words; they are decided on the whole window again once embedded.
+    changed = [i.changed_at for s in storage.subscribers() for i in s.interests]
+    assert changed.count(NOW) == 2
     monkeypatch.setattr(cycle, "EMBED_PER_RUN", 3)
     work = cycle.Cycle(settings, storage, fetcher=None, clock=lambda: NOW)  # type: ignore[arg-type]
     assert work.embed_pending() == 3

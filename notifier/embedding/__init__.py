@@ -87,6 +87,7 @@ class MiniLmEmbedder:
         self._lock = threading.Lock()
         # Re-embedding the same text is pure waste (a paper seen again, a feed rebuilt).
         self._memo: dict[bytes, Vectors] = {}
+        self._memo_lock = threading.Lock()
 
     def _load(self) -> None:
         """Load the tokenizer and the ONNX session once, checking both files' hashes."""
@@ -135,11 +136,13 @@ class MiniLmEmbedder:
                 out[i] = known
         if missing:
             computed = self._embed([texts[rows[0]] for rows in missing.values()])
-            for (key, rows), vector in zip(missing.items(), computed, strict=True):
-                out[rows] = vector
-                if len(self._memo) >= MEMO_SIZE:
-                    self._memo.pop(next(iter(self._memo)))
-                self._memo[key] = vector
+            # Composing and the daemon's embed job may embed at once.
+            with self._memo_lock:
+                for (key, rows), vector in zip(missing.items(), computed, strict=True):
+                    out[rows] = vector
+                    if len(self._memo) >= MEMO_SIZE:
+                        self._memo.pop(next(iter(self._memo)))
+                    self._memo[key] = vector
         return out
 
     def _embed(self, texts: Sequence[str]) -> Vectors:

@@ -94,23 +94,27 @@ def iter_composed(
     record=True each digest and its ledger rows are stored together (a batch is
     one transaction); with record=False nothing is written (dry run). up_to_date,
     when given, receives how many subscribers already had their current digest;
-    shard (k, n) limits the run to one of n composing processes. On
-    PostgreSQL a recording run instead claims parts of the subscribers (those
-    of its share claims (k, n) of the parts, or all), so composers on this
-    machine or any other take disjoint parts; it returns once every part of
-    its share is composed.
+    shard (k, n) limits the run to one of n composing processes. With claims
+    (k, n), or by itself on PostgreSQL from CLAIM_FROM active subscribers, a
+    recording run instead claims parts of the subscribers (those of its share
+    of the parts, or all), so composers on this machine or any other take
+    disjoint parts; it returns once every part of its share is composed.
     """
     matching = matching or matching_for(settings)
-    # Read before the candidates: every arrival up to it is among them.
-    through = storage.arrivals_committed()
+    # Read before the candidates: every paper of an arrival up to it is among them.
+    through = storage.arrivals_through(now)
     candidates = storage.recent_papers(since=now - candidate_window(settings), until=now)
     run = _ComposeRun(storage, settings, matching, candidates, now, through)
     if claims is None and shard is None and record and _worth_claiming(storage):
         claims = (0, 1)
-    parts = [(shard, True)] if claims is None else _claimed_parts(storage, claims)
-    for part, first in parts:
-        # A part waited for was its holder's to count as up to date.
-        yield from _compose_part(run, part, record, up_to_date if first else None)
+    if claims is None:
+        yield from _compose_part(run, shard, record, up_to_date)
+    else:
+        # Closed however this run ends, so the part held is let go at once.
+        with contextlib.closing(_claimed_parts(storage, claims)) as parts:
+            for part, first in parts:
+                # A part waited for was its holder's to count as up to date.
+                yield from _compose_part(run, part, record, up_to_date if first else None)
     if record and run.recorded:
         storage.refresh_statistics()
 
@@ -130,7 +134,7 @@ def _worth_claiming(storage: DigestStore) -> bool:
     )
 
 
-def _claimed_parts(storage: DigestStore, share: Shard) -> Iterator[tuple[Shard, bool]]:
+def _claimed_parts(storage: DigestStore, share: Shard) -> Generator[tuple[Shard, bool]]:
     """Yield the parts of the subscribers this composer claimed, holding each while used.
 
     share (k, n) is this composer's share of the parts (those equal to k
@@ -142,6 +146,8 @@ def _claimed_parts(storage: DigestStore, share: Shard) -> Iterator[tuple[Shard, 
     """
     k, n = share
     mine = [part for part in range(PARTS) if part % n == k]
+    if not mine:  # more composing processes than parts
+        return
     # Composers on other machines start elsewhere, so they rarely meet.
     start = random.randrange(len(mine))
     busy = []
@@ -256,6 +262,7 @@ class _ComposeRun:
     _arrivals: list[int] = field(init=False)  # the candidates' arrivals, negated: ascending
     _prefixes: dict[int, list[Paper]] = field(init=False, default_factory=dict)
     _budget: EmbedBudget = field(init=False, default_factory=lambda: EmbedBudget(EMBED_IN_COMPOSE))
+    _by_words: set[_InterestKey] = field(init=False, default_factory=set)
     # Subscribers who wrote the same interest share its decision and its reasons:
     # identical text gives an identical query, embedding and verdict. Bounded, so
     # a run where every interest is different keeps its memory flat.
@@ -334,6 +341,10 @@ class _ComposeRun:
         by_prefix: dict[int, list[tuple[_InterestKey, CompiledInterest]]] = {}
         for (key, _, _), one in zip(parsed, compiled, strict=True):
             by_prefix.setdefault(key[1], []).append((key, one))
+            if self.matching.embedder is not None and one.vector is None:
+                # Matched by its words for want of embeddings (over the run's
+                # budget): once they are stored, the whole window is decided again.
+                self._by_words.add(key)
         for upto, group in by_prefix.items():
             decisions = match_many(
                 self.index.head(upto), [c for _, c in group], self.matching.params
@@ -406,6 +417,17 @@ class _ComposeRun:
             )
             composed.append((subscriber, composition))
         stored: list[int | None] = [0] * len(composed)
+        if record and self._by_words:
+            storage.mark_interests_changed(
+                [
+                    interest.interest_id
+                    for mine in todo.values()
+                    for interest, upto in mine
+                    if interest.interest_id is not None
+                    and (_texts(interest), upto) in self._by_words
+                ],
+                self.now,
+            )
         if record:
             stored = storage.record_digests(
                 [
@@ -466,10 +488,10 @@ def compose_due(  # noqa: PLR0917
     stopping is checked between subscribers: each batch is committed before its
     subscribers are reported, so stopping early loses nothing and the rest is
     composed by the next run. With settings.compose_workers > 1 the subscribers
-    are split among that many processes. On PostgreSQL every composer claims
-    parts of the subscribers, so composers on several machines share the work
-    (claims: this process's share of the parts, see iter_composed); on SQLite
-    the processes take one shard each.
+    are split among that many processes. On PostgreSQL, from CLAIM_FROM active
+    subscribers, every composer claims parts of the subscribers, so composers
+    on several machines share the work (claims: this process's share of the
+    parts, see iter_composed); otherwise the processes take one shard each.
     """
     worker = shard is not None or claims is not None
     forgotten = 0

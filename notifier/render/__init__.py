@@ -130,7 +130,9 @@ def _highlight_term(term: str) -> _Wanted:
     return tuple((kind, stem(p) if kind == "~" else p) for p in parts)
 
 
-@functools.lru_cache(maxsize=4096)
+# A day's digests show a few hundred papers: their titles and abstracts, at
+# up to some 40 kB each (offsets, words and stems of 200 words).
+@functools.lru_cache(maxsize=1024)
 def _markable(escaped: str) -> tuple[tuple[tuple[int, int, str], ...], tuple[str, ...]]:
     """Return the words of escaped text not inside an entity (&amp;): where each starts and
     ends, casefolded, and their stems.

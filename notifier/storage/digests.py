@@ -83,7 +83,7 @@ class DigestsMixin(StorageBase):
             raise NotImplementedError("claiming parts of the subscribers needs PostgreSQL")
         key = f"hashtext('notifier-compose:' || current_schema()), {int(part)}"
         conn = self.engine.connect()
-        held = False
+        held, released = False, False
         try:
             if wait:
                 conn.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
@@ -94,9 +94,13 @@ class DigestsMixin(StorageBase):
             yield held
         finally:
             with contextlib.suppress(Exception):  # a dead connection has released it already
-                if held:
-                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
-                    conn.commit()
+                released = not held or bool(
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({key})").scalar()
+                )
+                conn.commit()
+            if not released:
+                # Never hand the pool a session that may still hold the part.
+                conn.invalidate()
             conn.close()
 
     def decided_through(self, subscriber_ids: Iterable[int]) -> dict[int, tuple[int, datetime]]:

@@ -221,18 +221,27 @@ class PapersMixin(StorageBase):
         with self._read() as conn:
             return [codec.paper(row) for row in conn.execute(query)]
 
-    def arrivals_committed(self) -> int:
-        """Return the last arrival number taken; every arrival up to it has committed.
+    def arrivals_through(self, until: datetime) -> int:
+        """Return the last arrival all of whose papers recent_papers(..., until) will list.
 
-        Read before the candidates: an ingest holds the counter's row until it
-        commits, so what this returns is visible to every later read.
+        Every arrival up to the counter's value has committed (an ingest holds
+        the counter's row until it commits), so read before the candidates it
+        is among them, unless one of its papers was first seen after until (an
+        ingest that stamped its papers after a compose's moment and committed
+        before this read): the last arrival before the first such one.
         """
         with self._read() as conn:
-            return int(
+            committed = int(
                 conn.execute(
                     select(arrival_counter.c.value).where(arrival_counter.c.id == 1)
                 ).scalar_one()
             )
+            later = conn.execute(
+                select(func.min(papers.c.arrival)).where(
+                    papers.c.first_seen_at > until, papers.c.arrival > 0
+                )
+            ).scalar_one()
+        return committed if later is None else min(committed, int(later) - 1)
 
     def latest_papers(self, limit: int) -> list[Paper]:
         """Return the newest papers by first sight, newest first (for feeds)."""

@@ -236,11 +236,14 @@ class DigestStore(VectorStore, Protocol):
     def part_claim(self, part: int, *, wait: bool = False) -> AbstractContextManager[bool]:
         """Hold the claim on one part of the subscribers while composing it; say if held."""
 
+    def mark_interests_changed(self, interest_ids: Iterable[int], now: datetime) -> None:
+        """Set interests' changed_at to now."""
+
     def decided_through(self, subscriber_ids: Iterable[int]) -> dict[int, tuple[int, datetime]]:
         """Return, per subscriber, the arrivals their digests decided and when the last was."""
 
-    def arrivals_committed(self) -> int:
-        """Return the last arrival number taken; every arrival up to it has committed."""
+    def arrivals_through(self, until: datetime) -> int:
+        """Return the last arrival all of whose papers recent_papers(..., until) will list."""
 
     def offered_papers(
         self, subscriber_ids: Iterable[int], paper_ids: Iterable[int]

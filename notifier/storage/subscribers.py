@@ -163,51 +163,21 @@ class SubscribersMixin(StorageBase):
     ) -> int:
         """Create many subscribers at once (an import); skip addresses already present.
 
+        A thousand per transaction: a long import must not hold SQLite's write
+        lock past other writers' patience, and run again it adds what is left.
         Returns how many were created.
         """
         created = 0
-        # One transaction: an import is stored whole or not at all.
-        with self._tx() as conn:
-            for chunk in _chunks(list({e: (e, n, i) for e, n, i in new}.values()), 1000):
-                emails = [email for email, _, _ in chunk]
-                taken = set(
-                    conn.execute(
-                        select(subscribers.c.email).where(subscribers.c.email.in_(emails))
-                    ).scalars()
-                )
-                fresh = [item for item in chunk if item[0] not in taken]
-                if not fresh:
-                    continue
-                ids = conn.execute(
-                    insert(subscribers).returning(subscribers.c.id, sort_by_parameter_order=True),
-                    [
-                        {
-                            "email": email,
-                            "name": name,
-                            "status": SubscriberStatus.ACTIVE,
-                            "feed_token": secrets.token_urlsafe(24),
-                            "manage_token": secrets.token_urlsafe(24),
-                            "created_at": now,
-                        }
-                        for email, name, _ in fresh
-                    ],
-                ).scalars()
-                rows = [
-                    {
-                        "subscriber_id": subscriber_id,
-                        "position": position,
-                        "name": interest.name,
-                        "query": interest.query,
-                        "about": interest.about,
-                        "sensitivity": interest.sensitivity,
-                        "changed_at": now,
-                    }
-                    for subscriber_id, (_, _, chosen) in zip(ids, fresh, strict=True)
-                    for position, interest in enumerate(chosen)
-                ]
-                if rows:
-                    conn.execute(insert(interests), rows)
-                created += len(fresh)
+        for chunk in _chunks(list({e: (e, n, i) for e, n, i in new}.values()), 1000):
+            for attempt in range(3):
+                try:
+                    with self._tx() as conn:
+                        created += _add_chunk(conn, chunk, now)
+                    break
+                except IntegrityError:
+                    # An address subscribed meanwhile (a sign-up): read again, skip it.
+                    if attempt == 2:
+                        raise
         return created
 
     def count_subscribers(self) -> int:
@@ -460,6 +430,14 @@ class SubscribersMixin(StorageBase):
                 for r in conn.execute(query)
             ]
 
+    def mark_interests_changed(self, interest_ids: Iterable[int], now: datetime) -> None:
+        """Set interests' changed_at to now: their next digest decides them on the whole window."""
+        with self._tx() as conn:
+            for chunk in _chunks(sorted(set(interest_ids)), 500):
+                conn.execute(
+                    update(interests).where(interests.c.id.in_(chunk)).values(changed_at=now)
+                )
+
     def count_interests_to_embed(self, model: str) -> int:
         """Return how many interests interests_to_embed would give in all."""
         embedded = (
@@ -535,6 +513,49 @@ def _new_subscriber(dialect: str, email: str, now: datetime, values: Mapping[str
         .on_conflict_do_nothing(index_elements=[subscribers.c.email])
         .returning(subscribers.c.id)
     )
+
+
+def _add_chunk(
+    conn: Connection, chunk: Sequence[tuple[str, str | None, Sequence[Interest]]], now: datetime
+) -> int:
+    """Insert the subscribers of chunk whose addresses are free, with their interests."""
+    emails = [email for email, _, _ in chunk]
+    taken = set(
+        conn.execute(select(subscribers.c.email).where(subscribers.c.email.in_(emails))).scalars()
+    )
+    fresh = [item for item in chunk if item[0] not in taken]
+    if not fresh:
+        return 0
+    ids = conn.execute(
+        insert(subscribers).returning(subscribers.c.id, sort_by_parameter_order=True),
+        [
+            {
+                "email": email,
+                "name": name,
+                "status": SubscriberStatus.ACTIVE,
+                "feed_token": secrets.token_urlsafe(24),
+                "manage_token": secrets.token_urlsafe(24),
+                "created_at": now,
+            }
+            for email, name, _ in fresh
+        ],
+    ).scalars()
+    rows = [
+        {
+            "subscriber_id": subscriber_id,
+            "position": position,
+            "name": interest.name,
+            "query": interest.query,
+            "about": interest.about,
+            "sensitivity": interest.sensitivity,
+            "changed_at": now,
+        }
+        for subscriber_id, (_, _, chosen) in zip(ids, fresh, strict=True)
+        for position, interest in enumerate(chosen)
+    ]
+    if rows:
+        conn.execute(insert(interests), rows)
+    return len(fresh)
 
 
 def _changed_at(interest: Interest, now: datetime) -> Any:

@@ -102,8 +102,8 @@ class WebContext:
     def embed_pending_soon(self) -> int:
         """Embed every interest without embeddings in the background; return how many there are.
 
-        Queued behind the subscribers' own saves on the one embedding thread, a
-        batch stored at a time; while the model is not loaded, the daemon's
+        On the one embedding thread, a batch stored at a time (a subscriber's
+        own save waits behind it); while the model is not loaded, the daemon's
         embed job (or `notifier embed`) does it instead.
         """
         from notifier.embedding import shared_embedder
