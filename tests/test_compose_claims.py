@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from notifier import pipeline
 from notifier.models import Interest
-from notifier.pipeline.compose import PARTS
+from notifier.pipeline.parts import PARTS
 from notifier.settings import Settings, load_settings
 from notifier.storage import Storage
 from notifier.storage.schema import digests

@@ -7,7 +7,6 @@ import collections
 import contextlib
 import functools
 import multiprocessing
-import random
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -46,6 +45,7 @@ from notifier.models import (
     Subscriber,
 )
 from notifier.paper_index import PaperIndex
+from notifier.pipeline.parts import claimed_parts, worth_claiming
 from notifier.render.email import EmailRenderer
 from notifier.schedule import last_slot, resolve
 from notifier.settings import Settings
@@ -95,7 +95,7 @@ def iter_composed(
     one transaction); with record=False nothing is written (dry run). up_to_date,
     when given, receives how many subscribers already had their current digest;
     shard (k, n) limits the run to one of n composing processes. With claims
-    (k, n), or by itself on PostgreSQL from CLAIM_FROM active subscribers, a
+    (k, n), or by itself on PostgreSQL from parts.CLAIM_FROM active subscribers, a
     recording run instead claims parts of the subscribers (those of its share
     of the parts, or all), so composers on this machine or any other take
     disjoint parts; it returns once every part of its share is composed.
@@ -105,13 +105,13 @@ def iter_composed(
     through = storage.arrivals_through(now)
     candidates = storage.recent_papers(since=now - candidate_window(settings), until=now)
     run = _ComposeRun(storage, settings, matching, candidates, now, through)
-    if claims is None and shard is None and record and _worth_claiming(storage):
+    if claims is None and shard is None and record and worth_claiming(storage):
         claims = (0, 1)
     if claims is None:
         yield from _compose_part(run, shard, record, up_to_date)
     else:
         # Closed however this run ends, so the part held is let go at once.
-        with contextlib.closing(_claimed_parts(storage, claims)) as parts:
+        with contextlib.closing(claimed_parts(storage, claims)) as parts:
             for part, first in parts:
                 # A part waited for was its holder's to count as up to date.
                 yield from _compose_part(run, part, record, up_to_date if first else None)
@@ -119,55 +119,11 @@ def iter_composed(
         storage.refresh_statistics()
 
 
-# Composers that claim their work split the subscribers into this many parts
-# (by id): enough that two machines of two processes each share the work evenly.
-PARTS = 64
-# Claiming costs a few queries per part; below this many active subscribers a
-# run is short, and a second composer only meets digests already stored.
-CLAIM_FROM = 2 * COMPOSE_BATCH
-
-
-def _worth_claiming(storage: DigestStore) -> bool:
-    """Tell whether composers should claim parts: PostgreSQL, and enough subscribers."""
-    return storage.claims_parts and (
-        sum(count for _, count in storage.schedule_groups(None)) >= CLAIM_FROM
-    )
-
-
-def _claimed_parts(storage: DigestStore, share: Shard) -> Generator[tuple[Shard, bool]]:
-    """Yield the parts of the subscribers this composer claimed, holding each while used.
-
-    share (k, n) is this composer's share of the parts (those equal to k
-    modulo n: processes of one machine split them so). First each part of the
-    share that no other composer holds (with True); then, waiting for their
-    holders, the parts that were busy (with False: composed by a composer on
-    another machine, or, if it died, left for this one to finish). So when
-    this ends, every part of the share has been composed by someone.
-    """
-    k, n = share
-    mine = [part for part in range(PARTS) if part % n == k]
-    if not mine:  # more composing processes than parts
-        return
-    # Composers on other machines start elsewhere, so they rarely meet.
-    start = random.randrange(len(mine))
-    busy = []
-    for part in mine[start:] + mine[:start]:
-        with storage.part_claim(part) as held:
-            if held:
-                yield (part, PARTS), True
-            else:
-                busy.append(part)
-    for part in busy:
-        with storage.part_claim(part, wait=True):
-            yield (part, PARTS), False
-
-
 def _compose_part(
     run: _ComposeRun, shard: Shard | None, record: bool, up_to_date: list[int] | None
 ) -> Iterator[ComposeResult]:
     """Compose the due digests of one part of the subscribers (all of them with None)."""
-    storage, default = run.storage, run.settings.default_cadence
-    newest = max((p.first_seen_at for p in run.candidates), default=None)
+    storage, default, newest = run.storage, run.settings.default_cadence, run.newest
     for schedule, count in storage.schedule_groups(shard):
         try:
             cadence = resolve(default, *schedule)
@@ -259,6 +215,7 @@ class _ComposeRun:
     through: int  # every arrival up to this one is among the candidates
     recorded: int = 0
     position: dict[int, int] = field(init=False)
+    newest: datetime | None = field(init=False)  # when the newest candidate was first seen
     _arrivals: list[int] = field(init=False)  # the candidates' arrivals, negated: ascending
     _prefixes: dict[int, list[Paper]] = field(init=False, default_factory=dict)
     _budget: EmbedBudget = field(init=False, default_factory=lambda: EmbedBudget(EMBED_IN_COMPOSE))
@@ -272,6 +229,7 @@ class _ComposeRun:
 
     def __post_init__(self) -> None:
         self.position = {paper.id: k for k, paper in enumerate(self.candidates)}
+        self.newest = max((p.first_seen_at for p in self.candidates), default=None)
         self._arrivals = [-paper.arrival for paper in self.candidates]
 
     def undecided(
@@ -488,7 +446,7 @@ def compose_due(  # noqa: PLR0917
     stopping is checked between subscribers: each batch is committed before its
     subscribers are reported, so stopping early loses nothing and the rest is
     composed by the next run. With settings.compose_workers > 1 the subscribers
-    are split among that many processes. On PostgreSQL, from CLAIM_FROM active
+    are split among that many processes. On PostgreSQL, from parts.CLAIM_FROM active
     subscribers, every composer claims parts of the subscribers, so composers
     on several machines share the work (claims: this process's share of the
     parts, see iter_composed); otherwise the processes take one shard each.
@@ -547,7 +505,7 @@ def _compose_in_processes(
     """
     candidates = storage.recent_papers(since=now - candidate_window(settings), until=now)
     paper_index(storage, matching or matching_for(settings), candidates)
-    workers, claims = settings.compose_workers, _worth_claiming(storage)
+    workers, claims = settings.compose_workers, worth_claiming(storage)
     tasks = [
         (
             settings.model_dump(),

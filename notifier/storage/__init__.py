@@ -21,6 +21,7 @@ from notifier.storage.papers import PapersMixin
 from notifier.storage.sending import SendingMixin
 from notifier.storage.signup import SignupMixin
 from notifier.storage.subscribers import SCHEDULE_COLUMNS, SubscribersMixin
+from notifier.storage.vectors import VectorsMixin
 
 __all__ = [
     "LATENCY_SCAN",
@@ -38,6 +39,7 @@ class Storage(
     PapersMixin,
     SignupMixin,
     SubscribersMixin,
+    VectorsMixin,
     DigestsMixin,
     SendingMixin,
     JobsMixin,

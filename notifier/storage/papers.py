@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -32,7 +32,6 @@ from notifier.storage.base import StorageBase, _chunks, _insert_rows, _new_ids
 from notifier.storage.schema import (
     arrival_counter,
     ingest_runs,
-    paper_vectors,
     papers,
     payloads,
     sightings,
@@ -267,36 +266,6 @@ class PapersMixin(StorageBase):
         """Return how many distinct papers are stored."""
         with self._read() as conn:
             return int(conn.execute(select(func.count()).select_from(papers)).scalar_one())
-
-    # -- embeddings --------------------------------------------------------
-
-    def paper_vectors(self, paper_ids: Iterable[int], model: str) -> dict[int, bytes]:
-        """Return stored paper embeddings (float32 bytes) by paper id."""
-        found: dict[int, bytes] = {}
-        with self._read() as conn:
-            for chunk in _chunks(sorted(set(paper_ids)), 500):
-                query = select(paper_vectors.c.paper_id, paper_vectors.c.vector).where(
-                    paper_vectors.c.model == model, paper_vectors.c.paper_id.in_(chunk)
-                )
-                found.update({row.paper_id: row.vector for row in conn.execute(query)})
-        return found
-
-    def save_paper_vectors(self, vectors: Mapping[int, bytes], model: str) -> None:
-        """Store paper embeddings computed by the caller (idempotent per paper and model)."""
-        if not vectors:
-            return
-        rows = [{"paper_id": i, "model": model, "vector": v} for i, v in vectors.items()]
-        try:
-            with self._tx() as conn:
-                conn.execute(insert(paper_vectors), rows)
-        except IntegrityError:
-            # Another process embedded some of them meanwhile; store the rest one by one.
-            for row in rows:
-                try:
-                    with self._tx() as conn:
-                        conn.execute(insert(paper_vectors), [row])
-                except IntegrityError:
-                    continue
 
 
 _PAPER_COLUMNS = (

@@ -380,56 +380,6 @@ class SubscribersMixin(StorageBase):
             yield batch
             last = batch[-1].id
 
-    # -- embeddings --------------------------------------------------------
-
-    def interest_vectors(
-        self, interest_ids: Iterable[int], model: str
-    ) -> dict[int, tuple[str, bytes]]:
-        """Return stored interest embeddings as (text hash, float32 bytes) by interest id."""
-        found: dict[int, tuple[str, bytes]] = {}
-        with self._read() as conn:
-            for chunk in _chunks(sorted(set(interest_ids)), 500):
-                query = select(interest_vectors).where(
-                    interest_vectors.c.model == model, interest_vectors.c.interest_id.in_(chunk)
-                )
-                found.update({r.interest_id: (r.text_hash, r.vectors) for r in conn.execute(query)})
-        return found
-
-    def interests_to_embed(self, model: str, after: int, limit: int) -> list[Interest]:
-        """Return up to limit interests with no embeddings for model, by id, after id after.
-
-        Those of active and paused subscribers and pending sign-ups: everyone
-        who may get a digest. (An interest whose text changed keeps its old
-        vectors until it is embedded again; composing notices the change.)
-        """
-        embedded = (
-            select(interest_vectors.c.interest_id)
-            .where(
-                interest_vectors.c.interest_id == interests.c.id,
-                interest_vectors.c.model == model,
-            )
-            .exists()
-        )
-        query = (
-            select(interests)
-            .join(subscribers, subscribers.c.id == interests.c.subscriber_id)
-            .where(interests.c.id > after, ~embedded, _MAY_GET_DIGESTS)
-            .order_by(interests.c.id)
-            .limit(limit)
-        )
-        with self._read() as conn:
-            return [
-                Interest(
-                    r.name,
-                    r.query,
-                    r.about,
-                    r.sensitivity,
-                    interest_id=r.id,
-                    changed_at=r.changed_at,
-                )
-                for r in conn.execute(query)
-            ]
-
     def mark_interests_changed(self, interest_ids: Iterable[int], now: datetime) -> None:
         """Set interests' changed_at to now: their next digest decides them on the whole window."""
         with self._tx() as conn:
@@ -437,54 +387,6 @@ class SubscribersMixin(StorageBase):
                 conn.execute(
                     update(interests).where(interests.c.id.in_(chunk)).values(changed_at=now)
                 )
-
-    def count_interests_to_embed(self, model: str) -> int:
-        """Return how many interests interests_to_embed would give in all."""
-        embedded = (
-            select(interest_vectors.c.interest_id)
-            .where(
-                interest_vectors.c.interest_id == interests.c.id,
-                interest_vectors.c.model == model,
-            )
-            .exists()
-        )
-        query = (
-            select(func.count())
-            .select_from(interests.join(subscribers, subscribers.c.id == interests.c.subscriber_id))
-            .where(~embedded, _MAY_GET_DIGESTS)
-        )
-        with self._read() as conn:
-            return int(conn.execute(query).scalar_one())
-
-    def save_interest_vectors(self, rows: Sequence[tuple[int, str, bytes]], model: str) -> None:
-        """Store (or replace) interests' embeddings: (interest id, text hash, float32 bytes)."""
-        if not rows:
-            return
-        try:
-            with self._tx() as conn:
-                for chunk in _chunks([interest_id for interest_id, _, _ in rows], 500):
-                    conn.execute(
-                        delete(interest_vectors).where(
-                            interest_vectors.c.interest_id.in_(chunk),
-                            interest_vectors.c.model == model,
-                        )
-                    )
-                conn.execute(
-                    insert(interest_vectors),
-                    [
-                        {"interest_id": i, "model": model, "text_hash": h, "vectors": data}
-                        for i, h, data in rows
-                    ],
-                )
-        except IntegrityError:
-            # A concurrent run stored some of these first; embeddings are
-            # deterministic, so theirs are as good as ours.
-            return
-
-
-_MAY_GET_DIGESTS = subscribers.c.status.in_(
-    (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED, SubscriberStatus.PENDING)
-)
 
 
 def _in_shard(shard: Shard | None) -> list[Any]:
