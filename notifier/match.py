@@ -12,6 +12,7 @@ from the run's PaperIndex (notifier/paper_index.py).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -127,14 +128,15 @@ def compile_interest(
             parsed.text,
             "the query needs at least one word or phrase to look for (or a description)",
         )
+    facets = _facet_terms(about or "")
     return CompiledInterest(
         name,
         parsed,
         about,
         sensitivity,
         phrases=description_phrases(about or ""),
-        description_terms=description_terms(about or ""),
-        facets=description_facets(about or ""),
+        description_terms=_all_terms(facets),
+        facets=_each_facet(facets),
     )
 
 
@@ -147,16 +149,7 @@ def description_terms(about: str) -> tuple[Term, ...]:
     learning": English compounds put the head last) but not start with one
     ("making world"); a pair is precise evidence that single words are not.
     """
-    unigrams: list[Term] = []
-    pairs: list[Term] = []
-    for phrase in _FACET_SPLIT.split(about):  # no pair across a comma or a dash
-        content = words(phrase)
-        for a, b in itertools.pairwise(content):
-            if not (is_filler(a) or is_stopword(b)):
-                pairs.append(Term(f"{a} {b}", (a, b)))
-        unigrams += [Term(w, (w,)) for w in content if not is_filler(w)]
-    # One term per stem: "policy" and "policies" in one description count once.
-    return tuple({t.key: t for t in reversed(unigrams + pairs)}.values())[::-1]
+    return _all_terms(_facet_terms(about))
 
 
 def description_facets(about: str) -> tuple[tuple[Term, ...], ...]:
@@ -165,8 +158,56 @@ def description_facets(about: str) -> tuple[tuple[Term, ...], ...]:
     Subscribers list alternatives ("Minecraft, StarCraft, Atari, poker"); a
     paper about one of them shares few of all the words, but most of a facet's.
     """
-    facets = (description_terms(part) for part in _FACET_SPLIT.split(about))
-    return tuple(f for f in facets if f)
+    return _each_facet(_facet_terms(about))
+
+
+_FacetTerms = list[tuple[list[Term], list[Term]]]  # per facet: its words, its word pairs
+
+
+def _facet_terms(about: str) -> _FacetTerms:
+    """Return the words and the word pairs of each facet (no pair across a comma or a dash)."""
+    facets = []
+    for phrase in _FACET_SPLIT.split(about):
+        content = words(phrase)
+        pairs = [
+            _pair_term(a, b)
+            for a, b in itertools.pairwise(content)
+            if not (is_filler(a) or is_stopword(b))
+        ]
+        facets.append(([_word_term(w) for w in content if not is_filler(w)], pairs))
+    return facets
+
+
+def _all_terms(facets: _FacetTerms) -> tuple[Term, ...]:
+    """Return the terms of a whole description: every facet's words, then every pair."""
+    return _one_per_stem(
+        [t for words_, _ in facets for t in words_] + [t for _, pairs in facets for t in pairs]
+    )
+
+
+def _each_facet(facets: _FacetTerms) -> tuple[tuple[Term, ...], ...]:
+    """Return the terms of each facet that has any."""
+    each = (_one_per_stem(words_ + pairs) for words_, pairs in facets)
+    return tuple(terms for terms in each if terms)
+
+
+def _one_per_stem(terms: list[Term]) -> tuple[Term, ...]:
+    """Return terms with one per stem: "policy" and "policies" in one description count once."""
+    return tuple({t.key: t for t in reversed(terms)}.values())[::-1]
+
+
+# Descriptions share most of their words: a term is built (and its words stemmed)
+# once per run, not once per interest.
+@functools.lru_cache(maxsize=65_536)
+def _word_term(word: str) -> Term:
+    """Return the term of one description word."""
+    return Term(word, (word,))
+
+
+@functools.lru_cache(maxsize=65_536)
+def _pair_term(first: str, second: str) -> Term:
+    """Return the term of two adjacent description words."""
+    return Term(f"{first} {second}", (first, second))
 
 
 def description_phrases(about: str) -> tuple[str, ...]:

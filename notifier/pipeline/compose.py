@@ -527,11 +527,20 @@ def _compose_in_processes(
 def _compose_worker(
     settings_data: dict[str, Any], now: datetime, shard: Shard | None, claims: Shard | None
 ) -> collections.Counter[str]:
-    """Compose in a worker process (the target of _compose_in_processes)."""
+    """Compose in a worker process (the target of _compose_in_processes), BLAS on one thread.
+
+    The workers already keep every core busy. With BLAS's own threads as
+    well, two workers on two cores spent three times the CPU on the same
+    subscribers, its idle threads spinning, and took as long as one worker
+    (bench/daily_cycle.py): the matrices of one interest are too small to share.
+    """
+    from threadpoolctl import threadpool_limits
+
     settings = Settings(**settings_data)
     storage = Storage(settings.database)
     try:
-        return compose_due(storage, settings, now, shard=shard, claims=claims)
+        with threadpool_limits(limits=1, user_api="blas"):
+            return compose_due(storage, settings, now, shard=shard, claims=claims)
     finally:
         storage.close()
 

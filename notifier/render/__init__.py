@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from jinja2 import (
     ChoiceLoader,
@@ -74,44 +74,35 @@ def highlight(text: str, terms: Sequence[str]) -> Markup:
 
     A term is a word or phrase (`world models`: every inflection, as the
     query matched), `=models` (that form only) or a prefix (`robot*`).
+    Where terms overlap, the leftmost wins, and the longest of those that
+    start at the same word.
     """
     escaped = str(escape(text))
-    wanted = [_highlight_term(term) for term in terms]
-    wanted = [w for w in wanted if w]
+    wanted = [w for w in map(_highlight_term, terms) if w]
     if not wanted:
         return Markup(escaped)
-    # Each term filed under how its first word is recognised, so a word of the
-    # text is checked only against the terms that can start with it.
-    by_stem: dict[str, list[_Wanted]] = {}
-    by_form: dict[str, list[_Wanted]] = {}
-    prefixed: list[_Wanted] = []
+    words_of = _markable(escaped)
+    spans, stems = words_of.spans, words_of.stems
+    # Each term is looked for only where its first word stands (a text's words are
+    # filed by stem and by form once), not checked at every word of the text.
+    longest: dict[int, int] = {}
     for w in wanted:
         kind, form = w[0]
         if kind == "~":
-            by_stem.setdefault(form, []).append(w)
+            starts: Iterable[int] = words_of.by_stem.get(form, ())
         elif kind == "=":
-            by_form.setdefault(form, []).append(w)
+            starts = words_of.by_form.get(form, ())
         else:
-            prefixed.append(w)
-    spans, stems = _markable(escaped)
-    marks: list[tuple[int, int]] = []
-    i = 0
-    while i < len(spans):
-        word = spans[i][2]
-        starting = by_stem.get(stems[i], []) + by_form.get(word, [])
-        if prefixed:
-            starting += [w for w in prefixed if word.startswith(w[0][1])]
-        length = 0
-        for w in starting:
-            if len(w) > length and _starts_at(escaped, spans, stems, i, w):
-                length = len(w)
-        if length:
-            marks.append((spans[i][0], spans[i + length - 1][1]))
-            i += length
-        else:
-            i += 1
-    out, last = [], 0
-    for start, end in marks:
+            starts = (i for i, span in enumerate(spans) if span[2].startswith(form))
+        for i in starts:
+            if len(w) > longest.get(i, 0) and _starts_at(escaped, spans, stems, i, w):
+                longest[i] = len(w)
+    out, last, after = [], 0, 0
+    for i in sorted(longest):
+        if i < after:
+            continue  # inside a term marked already
+        after = i + longest[i]
+        start, end = spans[i][0], spans[after - 1][1]
         out += [escaped[last:start], f"<mark>{escaped[start:end]}</mark>"]
         last = end
     out.append(escaped[last:])
@@ -130,18 +121,32 @@ def _highlight_term(term: str) -> _Wanted:
     return tuple((kind, stem(p) if kind == "~" else p) for p in parts)
 
 
+class _Markable(NamedTuple):
+    """The words of an escaped text, where they stand, and where each stem and form is."""
+
+    spans: tuple[tuple[int, int, str], ...]  # start, end, casefolded word
+    stems: tuple[str, ...]
+    by_stem: dict[str, list[int]]
+    by_form: dict[str, list[int]]
+
+
 # A day's digests show a few hundred papers: their titles and abstracts, at
-# up to some 40 kB each (offsets, words and stems of 200 words).
+# up to some 60 kB each (offsets, words, stems and their positions of 200 words).
 @functools.lru_cache(maxsize=1024)
-def _markable(escaped: str) -> tuple[tuple[tuple[int, int, str], ...], tuple[str, ...]]:
-    """Return the words of escaped text not inside an entity (&amp;): where each starts and
-    ends, casefolded, and their stems.
+def _markable(escaped: str) -> _Markable:
+    """Return the words of escaped text not inside an entity (&amp;), with their stems.
 
     Kept for recent texts: a paper's title and abstract are marked again for
     each interest it matched.
     """
     spans = tuple((m.start(), m.end(), m.group(0).casefold()) for m in _MARKABLE.finditer(escaped))
-    return spans, tuple(stem(word) for _, _, word in spans)
+    stems = tuple(stem(word) for _, _, word in spans)
+    by_stem: dict[str, list[int]] = {}
+    by_form: dict[str, list[int]] = {}
+    for i, (word_stem, (_, _, word)) in enumerate(zip(stems, spans, strict=True)):
+        by_stem.setdefault(word_stem, []).append(i)
+        by_form.setdefault(word, []).append(i)
+    return _Markable(spans, stems, by_stem, by_form)
 
 
 def _starts_at(
