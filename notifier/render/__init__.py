@@ -77,6 +77,22 @@ def highlight(text: str, terms: Sequence[str]) -> Markup:
     Where terms overlap, the leftmost wins, and the longest of those that
     start at the same word.
     """
+    # Plain text only: Markup equals its text but is escaped apart.
+    if type(text) is str and type(terms) is tuple:
+        return _highlighted(text, terms)
+    return _highlight(text, terms)
+
+
+# A paper's title and abstract are marked again for every interest that found the
+# same terms in it (a digest paper's terms are a tuple).
+@functools.lru_cache(maxsize=4096)
+def _highlighted(text: str, terms: tuple[str, ...]) -> Markup:
+    """Return highlight(text, terms), remembered for recent texts and terms."""
+    return _highlight(text, terms)
+
+
+def _highlight(text: str, terms: Sequence[str]) -> Markup:
+    """Return text escaped and marked (see highlight)."""
     escaped = str(escape(text))
     wanted = [w for w in map(_highlight_term, terms) if w]
     if not wanted:

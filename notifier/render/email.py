@@ -116,6 +116,11 @@ def linkable(paper: DigestPaper) -> DigestPaper:
     return replace(paper, url=url, code_url=code_url)
 
 
+# Paper blocks inlined and kept per sender (a few kB each): a day's papers, each
+# marked for a handful of term sets.
+PAPER_SHAPES = 4096
+
+
 class EmailRenderer:
     """Render digests: templates compiled once, each paper's block rendered and inlined once."""
 
@@ -127,9 +132,14 @@ class EmailRenderer:
             self._inliner = css_inline.CSSInliner(keep_style_tags=False)
             self._html = InlinedTemplate(env, "email/digest.html.j2", self._inliner)
             self._text = env.get_template("email/digest.txt.j2")
-            paper_html = env.get_template("email/paper.html.j2")
             paper_text = env.get_template("email/paper.txt.j2")
             css = env.get_template("email/digest.css").render()
+            # A paper's title and abstract, marked for the terms an interest found, make
+            # its skeleton; the reason and the rest are filled in. Different interests
+            # that found the same terms in a paper share one inlining (render/shell.py).
+            paper_html = InlinedTemplate(
+                env, "email/paper.html.j2", self._inliner, PAPER_SHAPES, fragment_css=css
+            )
         except TemplateError as e:
             raise RenderError(f"email template problem: {e}") from e
         self._from = mailbox(clean_text(identity.sender_name), identity.sender_address, "From")
@@ -142,7 +152,7 @@ class EmailRenderer:
         @functools.lru_cache(maxsize=blocks)
         def paper_blocks(paper: DigestPaper) -> tuple[Chunk, Chunk]:
             shown = linkable(paper)
-            html = css_inline.inline_fragment(paper_html.render(paper=shown), css)
+            html = paper_html.render({"paper": shown})
             return chunk(html.rstrip("\n")), chunk(paper_text.render(paper=shown))
 
         self._paper_blocks_of = paper_blocks

@@ -17,6 +17,11 @@ else, or whose slots do not all come back from the inliner exactly once, is
 inlined whole for every render, as before. The result differs from inlining
 the whole page only in how the values are escaped (Jinja's &#39; where
 html5ever would write '), which is the same HTML.
+
+A fragment styled by a stylesheet of its own (a digest's paper block and
+digest.css) is inlined the same way: its skeleton is the paper's title and
+abstract with the matched terms marked, so the interests that found the same
+terms in a paper share one inlining whatever their reasons.
 """
 
 from __future__ import annotations
@@ -48,9 +53,17 @@ class InlinedTemplate:
     """Render one HTML template and inline its CSS, the inlining shared by same-shaped pages."""
 
     def __init__(
-        self, env: Environment, name: str, inliner: css_inline.CSSInliner, shapes: int = 256
+        self,
+        env: Environment,
+        name: str,
+        inliner: css_inline.CSSInliner,
+        shapes: int = 256,
+        *,
+        fragment_css: str | None = None,
     ) -> None:
+        """Compile the template; with fragment_css it renders a fragment styled by that CSS."""
         self._inliner = inliner
+        self._fragment_css = fragment_css
         self._marker = f"slot{secrets.token_hex(8)}n"  # random: no value can forge one
         self._slot_pattern = re.compile(f"{self._marker}(\\d+)e")
         marker = self._marker
@@ -82,8 +95,14 @@ class InlinedTemplate:
         skeleton = self._template.render(context, **{_SLOTS: values})
         shape = self._shape(skeleton)
         if shape is None:
-            return self._inliner.inline(self._filled(skeleton, values))
+            return self._inline(self._filled(skeleton, values))
         return "".join(values[part] if isinstance(part, int) else part for part in shape)
+
+    def _inline(self, html: str) -> str:
+        """Return html with its CSS inlined: a page's own, or a fragment's stylesheet."""
+        if self._fragment_css is None:
+            return self._inliner.inline(html)
+        return self._inliner.inline_fragment(html, self._fragment_css)
 
     def _filled(self, skeleton: str, values: list[str]) -> str:
         """Return the skeleton with every slot holding its value: the page as rendered."""
@@ -94,7 +113,7 @@ class InlinedTemplate:
         slots = len(self._slot_pattern.findall(skeleton))
         if not self._slots_unseen_by_css(skeleton):
             return None
-        parts = self._slot_pattern.split(self._inliner.inline(skeleton))
+        parts = self._slot_pattern.split(self._inline(skeleton))
         numbers = sorted(int(n) for n in parts[1::2])
         if numbers != list(range(slots)):
             return None  # the inliner dropped or moved a slot out of sight: no sharing
@@ -103,7 +122,7 @@ class InlinedTemplate:
     def _slots_unseen_by_css(self, skeleton: str) -> bool:
         """Tell whether every slot is where no selector or stylesheet can depend on it."""
         marker = self._marker
-        css: list[str] = []
+        css: list[str] = [] if self._fragment_css is None else [self._fragment_css]
         slotted_attributes = False
         raw_until = ""  # inside <style> or <script>: the closing tag's name
         raw_start = 0
