@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import re
@@ -82,8 +83,15 @@ def http_url(value: object) -> str | None:
     javascript:, vbscript: or data: URL would run there, and a scheme-relative
     //host or a relative path would point somewhere no source meant.
     """
-    if not isinstance(value, str):
-        return None
+    if type(value) is not str:  # a subclass (Markup) could compare equal to a cached str
+        return None if not isinstance(value, str) else _http_url(str(value))
+    return _http_url(value)
+
+
+# Every digest that shows a paper checks its links again (composing and sending).
+@functools.lru_cache(maxsize=16_384)
+def _http_url(value: str) -> str | None:
+    """Return http_url(value) for a plain string, remembered for recent ones."""
     url = value.strip()
     if not url or len(url) > MAX_URL_CHARS or _NOT_IN_LINKS.search(url):
         return None
