@@ -197,14 +197,15 @@ def _one_per_stem(terms: list[Term]) -> tuple[Term, ...]:
 
 
 # Descriptions share most of their words: a term is built (and its words stemmed)
-# once per run, not once per interest.
-@functools.lru_cache(maxsize=65_536)
+# once while it is in use, not once per interest. Bounded (some 6 MB each), since a
+# daemon or the web server keeps them for as long as it runs.
+@functools.lru_cache(maxsize=16_384)
 def _word_term(word: str) -> Term:
     """Return the term of one description word."""
     return Term(word, (word,))
 
 
-@functools.lru_cache(maxsize=65_536)
+@functools.lru_cache(maxsize=16_384)
 def _pair_term(first: str, second: str) -> Term:
     """Return the term of two adjacent description words."""
     return Term(f"{first} {second}", (first, second))

@@ -241,3 +241,38 @@ def test_paper_blocks_with_the_same_marked_terms_share_one_inlining() -> None:
     # The second differs from the first only in its reason; the third marks other words.
     assert template._shape.cache_info().misses == 2
     assert "planning with learned &lt;models&gt;" in template.render({"paper": shown[1]})
+
+
+@pytest.mark.parametrize(
+    ("source", "values"),
+    [
+        # Template code that works on rendered output sees the value, never a marker.
+        ("<p>{% filter upper %}{{ c }}{% endfilter %}</p>", ["hot", "cold"]),
+        (
+            "{% set r %}{{ c }}{% endset %}<p>{% if r|length > 8 %}long{% else %}short"
+            "{% endif %} {{ r }}</p>",
+            ["tiny", "much longer than eight"],
+        ),
+        (
+            '{% macro m(x) %}<b>{{ x }}</b>{% endmacro %}<p title="{{ m(c)|striptags }}">x</p>',
+            ["a <b>", "c"],
+        ),
+        # A quoted ">" inside a tag does not hide the class that a value picks.
+        ('<p title="a > b" class="{{ c }}">x</p>', ["hot", "cold"]),
+        # "&" then a value: one entity, as the page reads it whole.
+        ("<p>&{{ c }}</p>", ["amp;", "lt;"]),
+    ],
+)
+def test_a_template_that_reworks_its_values_renders_as_if_inlined_whole(
+    source: str, values: list[str]
+) -> None:
+    css = ".hot { color: red } .cold { color: blue } p { margin: 0 }"
+    env = environment(page=source)
+    template = InlinedTemplate(
+        env, "page.html", css_inline.CSSInliner(keep_style_tags=False), fragment_css=css
+    )
+    for value in values:
+        block = template.render({"c": value})
+        plain = css_inline.inline_fragment(env.get_template("page.html").render(c=value), css)
+        assert parsed(block) == parsed(plain)
+        assert "slot" not in block

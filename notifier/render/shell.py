@@ -32,7 +32,7 @@ import secrets
 from typing import Any
 
 import css_inline
-from jinja2 import Environment, pass_context
+from jinja2 import Environment, TemplateNotFound, meta, nodes, pass_context
 from jinja2.runtime import Context
 from markupsafe import Markup, escape
 
@@ -40,11 +40,17 @@ from markupsafe import Markup, escape
 _SLOTS = "_notifier_shell_slots"
 # Values the HTML parser would change, not only re-escape: kept in the skeleton.
 _PARSER_CHANGES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_TAG = re.compile(r"<!--.*?-->|<(/?)([A-Za-z][^\s/>]*)([^>]*)>", re.DOTALL)
+# A tag ends at the first > outside quotes: title="a > b" is one attribute.
+_TAG = re.compile(
+    r"""<!--.*?-->|<(/?)([A-Za-z][^\s/>]*)((?:[^>"']|"[^"]*"|'[^']*')*)>""", re.DOTALL
+)
 _ATTRIBUTE = re.compile(r"""([^\s=/>]+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s>]*))?""")
 _RAW_TEXT = ("style", "script")
 _STYLED_ATTRIBUTES = frozenset(("class", "id", "style", "lang", "dir"))
 _RESOURCE_TAGS = frozenset(("link", "style", "script", "base"))
+# Template code that works on rendered output would work on slot markers instead
+# ({% filter upper %}, {% set x %}...{% endset %}, a macro's result, {% call %}).
+_REWORKING = (nodes.FilterBlock, nodes.AssignBlock, nodes.Macro, nodes.CallBlock)
 
 Shape = tuple[str | int, ...]  # inlined skeleton: text, slot number, text, ...
 
@@ -87,12 +93,19 @@ class InlinedTemplate:
         # Not reloaded: the template itself is compiled once, so its includes are too
         # (with auto_reload, each render would stat every included file).
         self._template = env.overlay(finalize=slot, auto_reload=False).get_template(name)
+        self._plain = env.overlay(auto_reload=False).get_template(name)
+        self._shared = not _reworks_output(env, name)
         self._shape = functools.lru_cache(maxsize=shapes)(self._inline_skeleton)
 
     def render(self, context: dict[str, Any]) -> str:
         """Return the template rendered with context, its CSS inlined."""
+        if not self._shared:
+            return self._inline(self._plain.render(context))
         values: list[str] = []
         skeleton = self._template.render(context, **{_SLOTS: values})
+        if len(values) != len(self._slot_pattern.findall(skeleton)):
+            # A marker changed or dropped on its way into the page: render it plainly.
+            return self._inline(self._plain.render(context))
         shape = self._shape(skeleton)
         if shape is None:
             return self._inline(self._filled(skeleton, values))
@@ -122,6 +135,8 @@ class InlinedTemplate:
     def _slots_unseen_by_css(self, skeleton: str) -> bool:
         """Tell whether every slot is where no selector or stylesheet can depend on it."""
         marker = self._marker
+        if re.search(f"&[#\\w]*{marker}", skeleton):
+            return False  # "&" then a value ("amp;"): the parser would read one entity
         css: list[str] = [] if self._fragment_css is None else [self._fragment_css]
         slotted_attributes = False
         raw_until = ""  # inside <style> or <script>: the closing tag's name
@@ -154,3 +169,25 @@ class InlinedTemplate:
             return False  # an unclosed <style>: do not guess
         # An attribute selector ([href^=...]) could match on a slotted value.
         return not (slotted_attributes and any("[" in c for c in css))
+
+
+def _reworks_output(env: Environment, name: str, seen: frozenset[str] = frozenset()) -> bool:
+    """Tell whether a template, or one it includes, imports or extends, works on rendered output.
+
+    Such code would see slot markers, not values, so the template is rendered
+    plainly (and inlined whole) every time. A template named at run time
+    counts as such: it cannot be checked.
+    """
+    if env.loader is None:
+        return True
+    try:
+        source, _, _ = env.loader.get_source(env, name)
+    except TemplateNotFound:
+        return True
+    tree = env.parse(source)
+    if any(True for _ in tree.find_all(_REWORKING)):
+        return True
+    return any(
+        other is None or (other not in seen and _reworks_output(env, other, seen | {name}))
+        for other in meta.find_referenced_templates(tree)
+    )
