@@ -7,7 +7,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
@@ -19,7 +19,8 @@ from markupsafe import Markup
 from notifier.errors import RenderError
 from notifier.memo import IdentityMemo
 from notifier.models import DigestContent, DigestPaper, OutgoingMessage, Subscriber
-from notifier.papers import clean_text, http_url
+from notifier.papers import clean_text
+from notifier.render.blocks import PaperBlocks
 from notifier.render.feed import feed_url, private_feed_name
 from notifier.render.mime import Chunk, build_message, chunk, header_text, joined, mailbox
 from notifier.render.shell import InlinedTemplate
@@ -103,24 +104,6 @@ class SectionView:
     papers_text: str
 
 
-def linkable(paper: DigestPaper) -> DigestPaper:
-    """Return a paper with only absolute http(s) links, "" or None in place of any other.
-
-    Papers frozen into digests before links were checked at ingest may still
-    hold a javascript: or data: URL; templates, custom ones included, only ever
-    see links fit for an href.
-    """
-    url, code_url = http_url(paper.url) or "", http_url(paper.code_url)
-    if (url, code_url) == (paper.url, paper.code_url):
-        return paper
-    return replace(paper, url=url, code_url=code_url)
-
-
-# Paper blocks inlined and kept per sender (a few kB each): a day's papers, each
-# marked for a handful of term sets.
-PAPER_SHAPES = 4096
-
-
 class EmailRenderer:
     """Render digests: templates compiled once, each paper's block rendered and inlined once."""
 
@@ -132,14 +115,8 @@ class EmailRenderer:
             self._inliner = css_inline.CSSInliner(keep_style_tags=False)
             self._html = InlinedTemplate(env, "email/digest.html.j2", self._inliner)
             self._text = env.get_template("email/digest.txt.j2")
-            paper_text = env.get_template("email/paper.txt.j2")
             css = env.get_template("email/digest.css").render()
-            # A paper's title and abstract, marked for the terms an interest found, make
-            # its skeleton; the reason and the rest are filled in. Different interests
-            # that found the same terms in a paper share one inlining (render/shell.py).
-            paper_html = InlinedTemplate(
-                env, "email/paper.html.j2", self._inliner, PAPER_SHAPES, fragment_css=css
-            )
+            papers = PaperBlocks(env, self._inliner, css)
         except TemplateError as e:
             raise RenderError(f"email template problem: {e}") from e
         self._from = mailbox(clean_text(identity.sender_name), identity.sender_address, "From")
@@ -149,13 +126,7 @@ class EmailRenderer:
         # every subscriber shown the same paper for the same reason shares it: the
         # same interest text gives the same reason (pipeline/compose.py, _ComposeRun). Kept as
         # message-ready bytes. Bounded, so a long-running sender does not grow.
-        @functools.lru_cache(maxsize=blocks)
-        def paper_blocks(paper: DigestPaper) -> tuple[Chunk, Chunk]:
-            shown = linkable(paper)
-            html = paper_html.render({"paper": shown})
-            return chunk(html.rstrip("\n")), chunk(paper_text.render(paper=shown))
-
-        self._paper_blocks_of = paper_blocks
+        self._paper_blocks_of = functools.lru_cache(maxsize=blocks)(papers.render)
         # The same blocks by the identity of the paper, and a section's papers joined
         # by the identity of its papers: claims share one frozen paper between digests
         # (storage/codec.py), so subscribers with the same interest share the whole

@@ -1,0 +1,100 @@
+"""A paper's block with each interest's reason filled in is the block rendered whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import css_inline
+import pytest
+
+from notifier.models import DigestPaper
+from notifier.render import make_environment
+from notifier.render.blocks import PaperBlocks
+from notifier.render.mime import Chunk
+
+
+def paper(
+    reason: str, score: float = 0.7, terms: tuple[str, ...] = ("world models",)
+) -> DigestPaper:
+    """Return one paper as a digest shows it, for the given reason."""
+    return DigestPaper(
+        paper_id=1,
+        guid="arxiv:2611.00001",
+        title="World models for O'Brien's robots",
+        abstract="We learn world models & plan with them <fast>.",
+        url="https://arxiv.org/abs/2611.00001",
+        score=score,
+        reason=reason,
+        terms=terms,
+        authors=("Ada O'Brien", "Zoë <Z>"),
+    )
+
+
+def blocks_of(templates: Path | None = None) -> PaperBlocks:
+    """Return the paper blocks of the shipped templates, or of a user's templates_dir."""
+    env = make_environment(templates)
+    css = env.get_template("email/digest.css").render()
+    return PaperBlocks(env, css_inline.CSSInliner(keep_style_tags=False), css)
+
+
+def text(block: Chunk) -> str:
+    """Return a block's text as it goes into the message."""
+    return bytes(block.data).decode()
+
+
+REASONS = [
+    "words “world models”",
+    "close to “planning with learned <models> & more” (0.71)",
+    "“robot” in title; author “O'Brien”",
+]
+
+
+def test_reasons_are_filled_into_one_rendering_of_the_paper() -> None:
+    blocks = blocks_of()
+    for number, reason in enumerate(REASONS):
+        shown = paper(reason, score=0.5 + number / 10)
+        html, plain = blocks.render(shown)
+        assert (html, plain) == blocks._whole(shown)
+        assert "Why: " + reason in text(plain)
+        assert "planning with learned &lt;models&gt; &amp; more" in text(html) or number != 1
+    assert len(blocks._bodies) == 1  # three reasons and scores, one paper rendered once
+    blocks.render(paper(REASONS[0], terms=("robot",)))  # other marked words: another body
+    assert len(blocks._bodies) == 2
+
+
+@pytest.mark.parametrize("reason", ["", "   ", "bell\x07 in it"])
+def test_a_reason_the_parser_would_change_is_rendered_whole(reason: str) -> None:
+    blocks = blocks_of()
+    shown = paper(reason)
+    assert blocks.render(shown) == blocks._whole(shown)
+    assert not blocks._bodies
+
+
+@pytest.mark.parametrize(
+    ("html_source", "expected"),
+    [
+        # The reason tested, filtered, or read through the whole paper: never filled in.
+        (
+            '<p class="why">{% if paper.reason|length > 20 %}long{% else %}short{% endif %}</p>',
+            ["short", "long", "long"],
+        ),
+        ('<p class="why">{{ paper.reason | upper }}</p>', ["WORDS “WORLD MODELS”"]),
+        ('<p class="why">{{ paper.score }}</p>', ["0.5", "0.6"]),
+        ('{% set p = paper %}<p class="why">{{ p.reason }}</p>', ["words “world models”"]),
+        # Printed where CSS sees it: each block rendered with its own reason.
+        ('<p class="{{ paper.reason }}">x</p>', ['class="words “world models”"']),
+    ],
+)
+def test_a_template_that_reads_the_reason_otherwise_gets_each_block_whole(
+    tmp_path: Path, html_source: str, expected: list[str]
+) -> None:
+    (tmp_path / "email").mkdir()
+    (tmp_path / "email" / "paper.html.j2").write_text(html_source)
+    blocks = blocks_of(tmp_path)
+    for number, reason in enumerate(REASONS):
+        shown = paper(reason, score=0.5 + number / 10)
+        html, plain = blocks.render(shown)
+        assert (html, plain) == blocks._whole(shown)
+        if number < len(expected):
+            assert expected[number] in text(html)
+    assert not any(blocks._bodies.values())  # nothing to fill a reason into
