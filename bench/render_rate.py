@@ -4,7 +4,10 @@ Composes N digests of about 20 papers once (synthetic data, see synthetic.py;
 subscribers who write their own interests by default: a paper's block carries
 the reason of the interest that matched it, so distinct interests render
 distinct blocks; --subscribers-from shared-topics for the earlier figures,
-where a thousand subscribers share each block), then, in a fresh copy of that
+where a thousand subscribers share each block; hybrid matching by default, as
+the service's, whose reasons name the closest phrase of each description:
+with --matching lexical a reason names only the words found, so interests
+that found the same words in a paper share its whole block), then, in a fresh copy of that
 database each run, claims every digest in batches of 100 as `notifier send`
 does and renders each into the bytes that would go out. Prints milliseconds
 per digest for the two phases. With --reference DIR (another checkout of
@@ -25,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from checkouts import run_child
-from synthetic import add_mode_option, listing, populate
+from synthetic import add_mode_option, embed_interests, listing, populate
 
 from notifier import pipeline
 from notifier.settings import load_settings
@@ -62,12 +65,12 @@ print(json.dumps({"claim": claim, "render": render, "count": count, "size": size
 """
 
 
-def environment(state: str, database: str) -> dict[str, str]:
+def environment(state: str, database: str, matching: str) -> dict[str, str]:
     """Return the environment of one run."""
     return os.environ | {
         "NOTIFIER_STATE_DIR": state,
         "NOTIFIER_DATABASE_URL": database,
-        "NOTIFIER_MATCHING": "lexical",
+        "NOTIFIER_MATCHING": matching,
         "NOTIFIER_MAX_PAPERS": "20",
         "NOTIFIER_SENDER_ADDRESS": "digests@bench.example.org",
     }
@@ -79,13 +82,14 @@ def main() -> None:
     parser.add_argument("--digests", type=int, default=5_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--reference", type=Path, help="another checkout to compare against")
+    parser.add_argument("--matching", default="hybrid", choices=("lexical", "semantic", "hybrid"))
     add_mode_option(parser)
     args = parser.parse_args()
     mode = args.subscribers_from
 
     with tempfile.TemporaryDirectory() as prepared:
         template = Path(prepared) / "bench.db"
-        os.environ.update(environment(prepared, f"sqlite:///{template}"))
+        os.environ.update(environment(prepared, f"sqlite:///{template}", args.matching))
         settings = load_settings(None)
         storage = Storage(settings.database)
         storage.migrate()
@@ -93,9 +97,11 @@ def main() -> None:
         populate(
             storage, args.digests, NOW - timedelta(days=1), mode=mode
         )  # joined before the slot
-        outcomes = pipeline.compose_due(storage, settings, NOW, pipeline.matching_for(settings))
+        matching = pipeline.matching_for(settings)
+        embed_interests(storage, matching)
+        outcomes = pipeline.compose_due(storage, settings, NOW, matching)
         storage.close()
-        print(f"set-up: {outcomes['created']:,} digests composed ({mode})")
+        print(f"set-up: {outcomes['created']:,} digests composed ({mode}, {args.matching})")
         codes = {"this": HERE}
         if args.reference is not None:
             codes = {"reference": args.reference.resolve(), **codes}
@@ -105,7 +111,11 @@ def main() -> None:
         for run in range(args.runs):
             for name, code in codes.items():
                 result = run_child(
-                    CHILD, code, template, environment, (NOW + timedelta(hours=1)).isoformat()
+                    CHILD,
+                    code,
+                    template,
+                    lambda state, url: environment(state, url, args.matching),
+                    (NOW + timedelta(hours=1)).isoformat(),
                 )
                 count = result["count"]
                 claim, render = (1000 * result[k] / count for k in ("claim", "render"))
