@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import re
 import secrets
+import threading
 from dataclasses import fields, replace
 from typing import Any
 
@@ -74,6 +75,7 @@ class PaperBlocks:
         self._bodies: collections.OrderedDict[tuple[Any, ...], tuple[str, str] | None] = (
             collections.OrderedDict()
         )
+        self._lock = threading.Lock()
 
     def render(self, paper: DigestPaper) -> tuple[Chunk, Chunk]:
         """Return a paper's HTML and text blocks."""
@@ -93,14 +95,15 @@ class PaperBlocks:
         """Return the paper's blocks with the placeholder for a reason, rendered once."""
         key = tuple(getattr(paper, name) for name in _BODY_FIELDS)
         bodies = self._bodies
-        if key in bodies:
-            bodies.move_to_end(key)
-            return bodies[key]
-        body = bodies[key] = self._placeholder_body(
-            replace(paper, reason=self._placeholder, score=0.0)
-        )
-        if len(bodies) > BODIES:
-            bodies.popitem(last=False)
+        with self._lock:  # a daemon's jobs may render at once
+            if key in bodies:
+                bodies.move_to_end(key)
+                return bodies[key]
+        body = self._placeholder_body(replace(paper, reason=self._placeholder, score=0.0))
+        with self._lock:
+            bodies[key] = body
+            if len(bodies) > BODIES:
+                bodies.popitem(last=False)
         return body
 
     def _whole(self, paper: DigestPaper) -> tuple[Chunk, Chunk]:
