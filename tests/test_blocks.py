@@ -11,6 +11,8 @@ from notifier.models import DigestPaper
 from notifier.render import make_environment
 from notifier.render.blocks import PaperBlocks
 from notifier.render.mime import Chunk
+from notifier.render.shell import InlinedTemplate
+from tests.test_shell import parsed
 
 
 def paper(
@@ -98,3 +100,29 @@ def test_a_template_that_reads_the_reason_otherwise_gets_each_block_whole(
         if number < len(expected):
             assert expected[number] in text(html)
     assert not any(blocks._bodies.values())  # nothing to fill a reason into
+
+
+def test_paper_blocks_with_the_same_marked_terms_share_one_inlining() -> None:
+    """A paper found by two interests for different reasons, with the same terms: one inlining."""
+    env = make_environment()
+    css = env.get_template("email/digest.css").render()
+    template = InlinedTemplate(
+        env,
+        "email/paper.html.j2",
+        css_inline.CSSInliner(keep_style_tags=False),
+        fragment_css=css,
+    )
+    shown = [
+        paper("words “world models”", terms=("world models",)),
+        paper("close to “planning with learned <models>” (0.71)", terms=("world models",)),
+        paper("words “robots”", terms=("robot",)),
+    ]
+    for one in shown:
+        block = template.render({"paper": one})
+        plain = env.get_template("email/paper.html.j2").render(paper=one)
+        assert parsed(block) == parsed(css_inline.inline_fragment(plain, css))
+        assert '<mark style="' in block  # the marks are styled as the stylesheet says
+        assert 'class="why" style="' in block
+    # The second differs from the first only in its reason; the third marks other words.
+    assert template._shape.cache_info().misses == 2
+    assert "planning with learned &lt;models&gt;" in template.render({"paper": shown[1]})

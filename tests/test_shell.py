@@ -200,49 +200,6 @@ def test_the_shipped_digest_shell_is_shared_and_reads_as_inlined_whole() -> None
     assert template._shape.cache_info().hits == 1
 
 
-def test_paper_blocks_with_the_same_marked_terms_share_one_inlining() -> None:
-    """A paper found by two interests for different reasons, with the same terms: one inlining."""
-    from notifier.models import DigestPaper
-
-    env = make_environment()
-    css = env.get_template("email/digest.css").render()
-    template = InlinedTemplate(
-        env,
-        "email/paper.html.j2",
-        css_inline.CSSInliner(keep_style_tags=False),
-        fragment_css=css,
-    )
-
-    def paper(reason: str, terms: tuple[str, ...]) -> DigestPaper:
-        return DigestPaper(
-            paper_id=1,
-            guid="arxiv:2611.00001",
-            title="World models for O'Brien's robots",
-            abstract="We learn world models & plan with them <fast>.",
-            url="https://arxiv.org/abs/2611.00001",
-            score=0.7,
-            reason=reason,
-            terms=terms,
-            also_matches=(),
-            authors=("Ada O'Brien", "Zoë <Z>"),
-        )
-
-    shown = [
-        paper("words “world models”", ("world models",)),
-        paper("close to “planning with learned <models>” (0.71)", ("world models",)),
-        paper("words “robots”", ("robot",)),
-    ]
-    for one in shown:
-        block = template.render({"paper": one})
-        plain = env.get_template("email/paper.html.j2").render(paper=one)
-        assert parsed(block) == parsed(css_inline.inline_fragment(plain, css))
-        assert '<mark style="' in block  # the marks are styled as the stylesheet says
-        assert 'class="why" style="' in block
-    # The second differs from the first only in its reason; the third marks other words.
-    assert template._shape.cache_info().misses == 2
-    assert "planning with learned &lt;models&gt;" in template.render({"paper": shown[1]})
-
-
 @pytest.mark.parametrize(
     ("source", "values"),
     [

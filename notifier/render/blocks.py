@@ -21,13 +21,13 @@ from dataclasses import fields, replace
 from typing import Any
 
 import css_inline
-from jinja2 import Environment, TemplateNotFound, meta, nodes
+from jinja2 import Environment, meta, nodes
 from markupsafe import escape
 
 from notifier.models import DigestPaper
 from notifier.papers import http_url
 from notifier.render.mime import Chunk, chunk
-from notifier.render.shell import InlinedTemplate
+from notifier.render.shell import InlinedTemplate, template_tree
 
 HTML_TEMPLATE = "email/paper.html.j2"
 TEXT_TEMPLATE = "email/paper.txt.j2"
@@ -128,14 +128,8 @@ def _prints_reason_only(env: Environment, name: str) -> bool:
     of the reason (tested, filtered, joined), or another template pulled in,
     says no.
     """
-    if env.loader is None:
-        return False
-    try:
-        source, _, _ = env.loader.get_source(env, name)
-    except TemplateNotFound:
-        return False
-    tree = env.parse(source)
-    if any(True for _ in meta.find_referenced_templates(tree)):
+    tree = template_tree(env, name)
+    if tree is None or any(True for _ in meta.find_referenced_templates(tree)):
         return False
     return _only_printed(tree, printed=False)
 

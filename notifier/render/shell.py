@@ -178,16 +178,21 @@ def _reworks_output(env: Environment, name: str, seen: frozenset[str] = frozense
     plainly (and inlined whole) every time. A template named at run time
     counts as such: it cannot be checked.
     """
-    if env.loader is None:
-        return True
-    try:
-        source, _, _ = env.loader.get_source(env, name)
-    except TemplateNotFound:
-        return True
-    tree = env.parse(source)
-    if any(True for _ in tree.find_all(_REWORKING)):
+    tree = template_tree(env, name)
+    if tree is None or any(True for _ in tree.find_all(_REWORKING)):
         return True
     return any(
         other is None or (other not in seen and _reworks_output(env, other, seen | {name}))
         for other in meta.find_referenced_templates(tree)
     )
+
+
+def template_tree(env: Environment, name: str) -> nodes.Template | None:
+    """Return a template's syntax tree, or None if its source cannot be found."""
+    if env.loader is None:
+        return None
+    try:
+        source, _, _ = env.loader.get_source(env, name)
+    except TemplateNotFound:
+        return None
+    return env.parse(source)

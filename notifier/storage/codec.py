@@ -78,6 +78,18 @@ def stored_paper(row: Any) -> StoredPaper:
     )
 
 
+def interest(row: Any) -> Interest:
+    """Return an interest from its row."""
+    return Interest(
+        row.name,
+        row.query,
+        row.about,
+        row.sensitivity,
+        interest_id=row.id,
+        changed_at=row.changed_at,
+    )
+
+
 def subscriber(row: Any, interests: tuple[Interest, ...]) -> Subscriber:
     """Return the Subscriber of a subscribers row and its interests."""
     return Subscriber(

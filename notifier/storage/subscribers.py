@@ -302,16 +302,7 @@ class SubscribersMixin(StorageBase):
                 .order_by(interests.c.subscriber_id, interests.c.position)
             )
             for row in conn.execute(theirs).all():
-                by_subscriber[row.subscriber_id].append(
-                    Interest(
-                        row.name,
-                        row.query,
-                        row.about,
-                        row.sensitivity,
-                        interest_id=row.id,
-                        changed_at=row.changed_at,
-                    )
-                )
+                by_subscriber[row.subscriber_id].append(codec.interest(row))
         return [codec.subscriber(r, tuple(by_subscriber[r.id])) for r in rows]
 
     def schedule_groups(self, shard: Shard | None = None) -> list[tuple[ScheduleKey, int]]:

@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from notifier.models import Interest, SubscriberStatus
+from notifier.storage import codec
 from notifier.storage.base import StorageBase, _chunks
 from notifier.storage.schema import interest_vectors, interests, paper_vectors, subscribers
 
@@ -71,17 +72,7 @@ class VectorsMixin(StorageBase):
             .limit(limit)
         )
         with self._read() as conn:
-            return [
-                Interest(
-                    r.name,
-                    r.query,
-                    r.about,
-                    r.sensitivity,
-                    interest_id=r.id,
-                    changed_at=r.changed_at,
-                )
-                for r in conn.execute(query)
-            ]
+            return [codec.interest(r) for r in conn.execute(query)]
 
     def count_interests_to_embed(self, model: str) -> int:
         """Return how many interests interests_to_embed would give in all."""
