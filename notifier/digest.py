@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from notifier.memo import IdentityMemo
@@ -30,6 +30,7 @@ def compose(
     candidates: int,
     max_papers: int = DEFAULT_MAX_PAPERS,
     explain: Callable[[Sequence[Match]], Sequence[Match]] | None = None,
+    tuned: Mapping[str, int] | None = None,
 ) -> ComposedDigest:
     """Group matched papers by interest, best first, capped at max_papers.
 
@@ -38,7 +39,8 @@ def compose(
     several interests appears once, in the section of its best match (on a tie,
     the interest listed first), naming the others. Papers already offered to the
     subscriber are skipped; candidates is how many recent papers there are in
-    all (the candidate window), papers or not.
+    all (the candidate window), papers or not. tuned says how many example
+    papers taught each interest that has some, for the digest to say so.
     """
     order = {name: i for i, name in enumerate(interests)}
     by_paper: dict[int, list[Match]] = {}
@@ -55,7 +57,11 @@ def compose(
         explained = explain([r.best for r in shown])
         shown = [_Ranked(r.paper, m, r.others) for r, m in zip(shown, explained, strict=True)]
     sections = tuple(
-        DigestSection(name, tuple(_digest_paper(r) for r in shown if r.best.interest == name))
+        DigestSection(
+            name,
+            tuple(_digest_paper(r) for r in shown if r.best.interest == name),
+            (tuned or {}).get(name, 0),
+        )
         for name in interests
         if any(r.best.interest == name for r in shown)
     )

@@ -23,6 +23,8 @@ class EvalReport:
     results: dict[str, dict[str, dict[str, evaluation.Metrics]]]
     held_out: dict[str, dict[str, dict[str, evaluation.Metrics]]]
     tunings: dict[str, evaluation.Tuning]
+    # Hybrid descriptions taught by ratings of their top papers (10, then 30).
+    feedback: tuple[evaluation.FeedbackRun, ...] = ()
 
     def table(self, track: str) -> dict[str, list[evaluation.Metrics]]:
         """Return the rows of track's table, one cell per mode: each interest, then the means.
@@ -52,6 +54,7 @@ def run_eval(data_dir: Path, tune: bool = False, cache_dir: Path | None = None) 
     held_out: dict[str, dict[str, dict[str, evaluation.Metrics]]] = {}
     tunings = {}
     index = None
+    feedback: tuple[evaluation.FeedbackRun, ...] = ()
     for track in evaluation.TRACKS:
         evalset = evaluation.load_eval_set(data_dir, papers, track)
         index = index or evaluation.build_index(evalset, embedder)
@@ -70,4 +73,9 @@ def run_eval(data_dir: Path, tune: bool = False, cache_dir: Path | None = None) 
                 held_out.setdefault(track, {})[mode] = evaluation.cross_validate(
                     evaluation.sweep(evalset, index, params)
                 )
-    return EvalReport(results, held_out, tunings)
+            if track == "description" and mode == "hybrid":
+                feedback = tuple(
+                    evaluation.simulate_feedback(evalset, index, params, n)
+                    for n in evaluation.FEEDBACK_RATINGS
+                )
+    return EvalReport(results, held_out, tunings, feedback)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,11 @@ class MatchParams:
     # A description's lexical score blends the mean over all its words with the
     # mean over its best facet's words, weighted by this.
     facet_weight: float = 0.0
+    # An interest with example papers adds feedback_weight times the lexical score of
+    # the feedback_terms words its examples share that are rarest among the candidates
+    # (notifier/feedback.py).
+    feedback_weight: float = 0.2
+    feedback_terms: int = 20
     thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     def cut(self, mode: str, sensitivity: str) -> float:
@@ -111,6 +117,9 @@ class CompiledInterest:
     description_terms: tuple[Term, ...] = ()
     # The description's facets ("Minecraft, StarCraft, Atari"): each its own terms.
     facets: tuple[tuple[Term, ...], ...] = ()
+    # What its example papers teach (feedback.example_terms): words with their counts.
+    learned: tuple[tuple[Term, float], ...] = ()
+    examples: int = 0  # how many rated or imported papers taught it
 
 
 def compile_interest(
@@ -267,8 +276,11 @@ def score(
     else:
         lexical_norm = lexical / (lexical + params.lexical_scale)
     mode = effective_mode(index, interest, params)
+    taught: Vector | float = 0.0
+    if interest.learned:
+        taught = params.feedback_weight * _learned_score(index, interest.learned, params)
     if mode == "lexical":
-        return allowed, lexical_norm, lexical, None
+        return allowed, lexical_norm + taught, lexical, None
     if similarity is None:
         similarity = (index.embeddings @ interest.vector).astype(np.float64)
     if interest.phrase_vectors is not None and len(interest.phrases) > 1:
@@ -278,10 +290,32 @@ def score(
         closest = (interest.phrase_vectors @ index.embeddings.T).max(axis=0)
         similarity = (similarity + closest.astype(np.float64)) / 2
     if mode == "semantic":
-        return allowed, similarity, lexical, similarity
+        return allowed, similarity + taught, lexical, similarity
     w = params.semantic_weight
     fused = np.maximum(w * similarity + (1 - w) * lexical_norm, similarity - params.semantic_margin)
-    return allowed, fused, lexical, similarity
+    return allowed, fused + taught, lexical, similarity
+
+
+def _learned_score(
+    index: PaperScores, learned: Sequence[tuple[Term, float]], params: MatchParams
+) -> Vector:
+    """Return the lexical score of the words an interest's examples taught, per paper.
+
+    Of the words its examples share, those that weigh most (count times rarity
+    among the candidates) are scored like a description's words. A word in
+    fewer than two candidates is passed over: it mostly names one paper.
+    """
+    weighed = []
+    for term, count in learned:
+        found = len(index.hits(term).papers)
+        if found >= 2:
+            weighed.append((count * math.log((index.total + 1) / (found + 0.5)), term.key, term))
+    weighed.sort(key=lambda w: (-w[0], w[1]))
+    chosen = [term for _, _, term in weighed[: params.feedback_terms]]
+    if not chosen:
+        return np.zeros(index.n)
+    summed = index.summed(chosen) / len(chosen)
+    return summed / (summed + params.description_scale)
 
 
 def _chosen(

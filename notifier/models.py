@@ -253,6 +253,43 @@ class Interest:
     changed_at: datetime | None = field(default=None, compare=False)
 
 
+class Verdict(StrEnum):
+    """What a reader said of a paper for one interest."""
+
+    MORE = "more"  # more like this: a positive example
+    LESS = "less"  # not for me: a negative example
+
+
+class ExampleOrigin(StrEnum):
+    """Where an interest's example paper came from."""
+
+    RATING = "rating"  # a link in a digest or a feed
+    LIBRARY = "library"  # an imported BibTeX, RIS or CSL-JSON export
+
+
+@dataclass(frozen=True, slots=True)
+class InterestExample:
+    """A paper that teaches an interest: rated from a digest, or imported from a library."""
+
+    id: int
+    interest_id: int
+    interest: str
+    title: str
+    abstract: str
+    verdict: Verdict
+    origin: ExampleOrigin
+    created_at: datetime
+    paper_id: int | None = None  # the rated paper; None for an imported one
+
+
+@dataclass(frozen=True, slots=True)
+class MutedAuthor:
+    """An author whose papers a subscriber no longer wants."""
+
+    name: str
+    created_at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class Subscriber:
     """A person who receives digests."""
@@ -344,6 +381,7 @@ class DigestSection:
 
     interest: str
     papers: tuple[DigestPaper, ...]
+    tuned_by: int = 0  # the interest's ratings and imported papers when composed
 
 
 @dataclass(frozen=True, slots=True)

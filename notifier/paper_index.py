@@ -55,6 +55,7 @@ class PaperScores(Protocol):
     """What scoring reads of an index: the papers, their embeddings, term hits and scores."""
 
     n: int
+    total: int  # papers in the whole index (a head scores with the whole one's statistics)
     papers: list[IndexedPaper]
     embeddings: Any
     everything: npt.NDArray[np.bool_]
@@ -77,7 +78,7 @@ class PaperIndex:
 
     def __init__(self, papers: Sequence[IndexedPaper], embeddings: Any = None) -> None:
         self.papers = list(papers)
-        self.n = len(self.papers)
+        self.n = self.total = len(self.papers)
         self.embeddings = embeddings  # (n, dim) float32 rows, unit length, or None
         self._postings: dict[str, dict[str, dict[int, list[int]]]] = {f: {} for f in FIELDS}
         self._lengths = {f: np.zeros(self.n) for f in ("title", "abstract")}
@@ -257,6 +258,7 @@ class _Head:
     def __init__(self, index: PaperIndex, n: int) -> None:
         self._index = index
         self.n = n
+        self.total = index.total
         self.papers = index.papers[:n]
         self.embeddings = None if index.embeddings is None else index.embeddings[:n]
         self.everything = index.everything[:n]

@@ -64,6 +64,11 @@ def normalise_title(title: str) -> str:
     return _PUNCTUATION_OR_SPACE.sub(" ", folded).strip()
 
 
+def author_key(name: str) -> str:
+    """Return the comparison form of an author's name, as muting compares them."""
+    return normalise_title(name)[:200]
+
+
 def strip_markup(text: str) -> str:
     """Return text without HTML tags and comments; LaTeX and other angle brackets are kept."""
     text = _SCRIPT.sub("", _COMMENT.sub("", text))

@@ -32,6 +32,7 @@ def evaluate_matching(context: Context, data_dir: Path, tune: bool) -> None:
     their default settings (or, with --tune, at the settings found best), then
     the macro figures with each interest's cut chosen on the other interests.
     """
+    from notifier import evaluate as evaluation
     from notifier.eval_run import run_eval
 
     report = run_eval(data_dir, tune=tune, cache_dir=context.settings.cache_dir)
@@ -47,6 +48,23 @@ def evaluate_matching(context: Context, data_dir: Path, tune: bool) -> None:
         click.echo(
             "\nheld out: each interest's cut chosen on the other interests (macro mean); "
             "n: papers delivered"
+        )
+    if report.feedback:
+        click.echo(
+            "\nfeedback (hybrid descriptions): each interest's top papers rated by their "
+            "grades, the rest scored (macro F1 / nDCG@10)"
+        )
+    for run in report.feedback:
+        before, after, held = (
+            evaluation.mean(run.without),
+            evaluation.mean(run.with_feedback),
+            evaluation.mean(run.held_out),
+        )
+        click.echo(
+            f"  {run.ratings} ratings: without {before.f1:.3f} / {before.ndcg10:.3f}; "
+            f"with {after.f1:.3f} / {after.ndcg10:.3f} ({after.f1 - before.f1:+.3f} F1); "
+            f"weight chosen on the other interests {held.f1:.3f} / {held.ndcg10:.3f} "
+            f"({held.f1 - before.f1:+.3f} F1)"
         )
     for mode, tuning in report.tunings.items():
         p = tuning.params

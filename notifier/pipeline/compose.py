@@ -17,6 +17,7 @@ from notifier import collector
 from notifier.delivery import Transport
 from notifier.digest import compose
 from notifier.errors import QueryError
+from notifier.feedback import taught
 from notifier.match import (
     CompiledInterest,
     Decision,
@@ -38,6 +39,7 @@ from notifier.models import (
     ComposeResult,
     DigestStatus,
     Interest,
+    InterestExample,
     Match,
     NewDigest,
     Paper,
@@ -45,6 +47,7 @@ from notifier.models import (
     Subscriber,
 )
 from notifier.paper_index import PaperIndex
+from notifier.papers import author_key
 from notifier.pipeline.parts import claimed_parts, worth_claiming
 from notifier.render.email import EmailRenderer
 from notifier.schedule import last_slot, resolve
@@ -165,9 +168,18 @@ EMBED_IN_COMPOSE = 2_000
 CHANGE_MARGIN = timedelta(hours=1)
 
 _Texts = tuple[str, str | None, str | None, str]
-# What an interest's decision depends on: its name and texts, and how many of
-# the candidates (the newest arrivals first) it is decided against.
-_InterestKey = tuple[_Texts, int]
+# What an interest's decision depends on: its name and texts, how many of the
+# candidates (the newest arrivals first) it is decided against, and for an
+# interest taught by example papers, its id (its examples are its own).
+_InterestKey = tuple[_Texts, int, int | None]
+
+
+def _key(
+    interest: Interest, upto: int, examples: Mapping[int, Sequence[InterestExample]]
+) -> _InterestKey:
+    """Return what an interest's decision depends on (see _InterestKey)."""
+    taught_by = interest.interest_id if interest.interest_id in examples else None
+    return (_texts(interest), upto, taught_by)
 
 
 def _texts(interest: Interest) -> _Texts:
@@ -266,14 +278,16 @@ class _ComposeRun:
         return found
 
     def _decide(
-        self, interests: Sequence[tuple[Interest, int]]
+        self,
+        interests: Sequence[tuple[Interest, int]],
+        examples: Mapping[int, Sequence[InterestExample]],
     ) -> dict[_InterestKey, _Decided | QueryError]:
         """Return the decision of each distinct interest, deciding only those not seen yet."""
         cache = self._decisions
         found: dict[_InterestKey, _Decided | QueryError] = {}
         fresh: dict[_InterestKey, Interest] = {}
         for interest, upto in interests:
-            key = (_texts(interest), upto)
+            key = _key(interest, upto, examples)
             if key in found or key in fresh:
                 continue
             if key in cache:
@@ -284,10 +298,14 @@ class _ComposeRun:
         parsed: list[tuple[_InterestKey, Interest, CompiledInterest]] = []
         for key, interest in fresh.items():
             try:
-                parsed.append((key, interest, compile_interest(*key[0])))
+                compiled = compile_interest(*key[0])
             except QueryError as e:
                 found[key] = e
-        compiled = attach_vectors(
+                continue
+            if key[2] is not None:
+                compiled = taught(compiled, examples[key[2]])
+            parsed.append((key, interest, compiled))
+        with_vectors = attach_vectors(
             self.storage,
             self.matching,
             [i for _, i, _ in parsed],
@@ -297,7 +315,7 @@ class _ComposeRun:
         # Per prefix, one matrix product for the new interests' similarities;
         # reasons only for what is shown.
         by_prefix: dict[int, list[tuple[_InterestKey, CompiledInterest]]] = {}
-        for (key, _, _), one in zip(parsed, compiled, strict=True):
+        for (key, _, _), one in zip(parsed, with_vectors, strict=True):
             by_prefix.setdefault(key[1], []).append((key, one))
             if self.matching.embedder is not None and one.vector is None:
                 # Matched by its words for want of embeddings (over the run's
@@ -314,6 +332,14 @@ class _ComposeRun:
         while len(cache) > DECISION_CACHE:
             cache.popitem(last=False)
         return found
+
+    def _by_muted(self, muted: frozenset[str], upto: int) -> set[int]:
+        """Return the positions, among the first upto candidates, of papers by a muted author."""
+        return {
+            k
+            for k, paper in enumerate(self.candidates[:upto])
+            if any(author_key(a) in muted for a in paper.authors)
+        }
 
     @functools.cached_property
     def index(self) -> PaperIndex:
@@ -341,7 +367,9 @@ class _ComposeRun:
         reach = max((upto for mine in todo.values() for _, upto in mine), default=0)
         offered = storage.offered_papers(ids, [p.id for p in self.candidates[:reach]])
         done: dict[int, ComposeResult] = {}
-        decided = self._decide([item for mine in todo.values() for item in mine])
+        examples = storage.examples_for(ids)
+        muted = storage.muted_keys(ids)
+        decided = self._decide([item for mine in todo.values() for item in mine], examples)
         composed: list[tuple[Subscriber, ComposedDigest]] = []
         for subscriber in batch:
             if statuses.get(subscriber.id) not in (None, DigestStatus.EMPTY):
@@ -349,7 +377,7 @@ class _ComposeRun:
                     subscriber, None, ComposeOutcome.EXISTS, f"already composed for {period}"
                 )
                 continue
-            mine = [decided[(_texts(i), upto)] for i, upto in todo[subscriber.id]]
+            mine = [decided[_key(i, upto, examples)] for i, upto in todo[subscriber.id]]
             looked_at = max((upto for _, upto in todo[subscriber.id]), default=0)
             if failed := next((d for d in mine if isinstance(d, QueryError)), None):
                 # Stored queries were valid when saved; one bad one must not stop the others.
@@ -359,9 +387,10 @@ class _ComposeRun:
                 continue
             shared = [d for d in mine if isinstance(d, _Decided)]
             skip = frozenset(offered.get(subscriber.id, ()))
-            matches = subscriber_matches(
-                [d.decision for d in shared], {self.position[i] for i in skip}
-            )
+            left_out = {self.position[i] for i in skip}
+            if subscriber.id in muted:
+                left_out |= self._by_muted(muted[subscriber.id], looked_at)
+            matches = subscriber_matches([d.decision for d in shared], left_out)
             composition = compose(
                 subscriber.id,
                 period,
@@ -372,6 +401,11 @@ class _ComposeRun:
                 candidates=len(self.candidates),
                 max_papers=subscriber.max_papers or settings.max_papers,
                 explain=_shared_explainer(index, shared),
+                tuned={
+                    i.name: len(examples[i.interest_id])
+                    for i in subscriber.interests
+                    if i.interest_id in examples
+                },
             )
             composed.append((subscriber, composition))
         stored: list[int | None] = [0] * len(composed)
@@ -382,7 +416,7 @@ class _ComposeRun:
                     for mine in todo.values()
                     for interest, upto in mine
                     if interest.interest_id is not None
-                    and (_texts(interest), upto) in self._by_words
+                    and _key(interest, upto, examples) in self._by_words
                 ],
                 self.now,
             )

@@ -16,6 +16,7 @@ from notifier.storage.base import (
     StorageBase,
 )
 from notifier.storage.digests import DigestsMixin
+from notifier.storage.feedback import FeedbackMixin
 from notifier.storage.jobs import LATENCY_SCAN, JobsMixin
 from notifier.storage.papers import PapersMixin
 from notifier.storage.sending import SendingMixin
@@ -40,6 +41,7 @@ class Storage(
     SignupMixin,
     SubscribersMixin,
     VectorsMixin,
+    FeedbackMixin,
     DigestsMixin,
     SendingMixin,
     JobsMixin,

@@ -37,8 +37,10 @@ from notifier.storage.schema import (
     deliveries,
     digests,
     ingest_runs,
+    interest_examples,
     interest_vectors,
     interests,
+    muted_authors,
     paper_cards,
     paper_vectors,
     papers,
@@ -52,7 +54,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration in MIGRATIONS (a test checks it against Alembic's head), so a
 # process whose database is up to date never imports Alembic: a third of a second
 # paid by every command and every worker process otherwise.
-SCHEMA_HEAD = "0010"
+SCHEMA_HEAD = "0011"
 # PostgreSQL advisory lock keys ("noti" + a number), one per purpose.
 MIGRATION_LOCK = 0x6E6F7469_0001
 LEADER_LOCK = 0x6E6F7469_0002
@@ -143,6 +145,8 @@ class StorageBase:
             # that slow every later run until autovacuum gets to them.
             tables = (
                 deliveries,
+                interest_examples,
+                muted_authors,
                 digests,
                 paper_cards,
                 interest_vectors,
@@ -161,6 +165,8 @@ class StorageBase:
         with self._tx() as conn:
             for table in (
                 deliveries,
+                interest_examples,
+                muted_authors,
                 digests,
                 paper_cards,
                 interests,

@@ -195,6 +195,7 @@ def content_to_json(content: DigestContent, card_ids: Mapping[str, int]) -> dict
         "sections": [
             {
                 "interest": s.interest,
+                **({"tuned_by": s.tuned_by} if s.tuned_by else {}),
                 "papers": [
                     {
                         "card": card_ids[card_fingerprint(p)],
@@ -228,6 +229,7 @@ def content_from_json(data: dict[str, Any], cards: Mapping[int, dict[str, Any]])
             DigestSection(
                 interest=s["interest"],
                 papers=tuple(_digest_paper(p, cards) for p in s["papers"]),
+                tuned_by=s.get("tuned_by", 0),
             )
             for s in data["sections"]
         ),

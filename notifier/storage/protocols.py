@@ -14,6 +14,7 @@ from notifier.models import (
     IngestRun,
     IngestSummary,
     Interest,
+    InterestExample,
     JobRun,
     Listing,
     MetricsFigures,
@@ -235,6 +236,14 @@ class DigestStore(VectorStore, Protocol):
 
     def part_claim(self, part: int, *, wait: bool = False) -> AbstractContextManager[bool]:
         """Hold the claim on one part of the subscribers while composing it; say if held."""
+
+    def examples_for(self, subscriber_ids: Iterable[int]) -> dict[int, list[InterestExample]]:
+        """Return the examples of these subscribers' interests, by interest id."""
+        ...
+
+    def muted_keys(self, subscriber_ids: Iterable[int]) -> dict[int, frozenset[str]]:
+        """Return the muted authors' comparison keys by subscriber."""
+        ...
 
     def mark_interests_changed(self, interest_ids: Iterable[int], now: datetime) -> None:
         """Set interests' changed_at to now."""

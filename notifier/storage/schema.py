@@ -196,6 +196,42 @@ interests = Table(
     UniqueConstraint("subscriber_id", "name"),
 )
 
+# What readers taught an interest (issue: feedback from the email): each rated
+# paper once per interest (a second rating replaces the first), and papers
+# imported from a library export (paper_id NULL). Title and abstract are kept
+# so an example still teaches after its paper's card changes.
+interest_examples = Table(
+    "interest_examples",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("interest_id", ForeignKey("interests.id", ondelete="CASCADE"), nullable=False),
+    Column("paper_id", ForeignKey("papers.id", ondelete="CASCADE")),
+    Column("verdict", String(8), nullable=False),  # Verdict: more | less
+    Column("origin", String(8), nullable=False),  # ExampleOrigin: rating | library
+    Column("title", Text, nullable=False),
+    Column("abstract", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("interest_id", "paper_id"),
+)
+Index("ix_interest_examples_subscriber", interest_examples.c.subscriber_id)
+
+# Authors a subscriber muted: their papers are left out of every interest.
+# name_key is the name casefolded with its spaces collapsed (papers.author_key).
+muted_authors = Table(
+    "muted_authors",
+    metadata,
+    Column(
+        "subscriber_id",
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("name_key", String(200), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
 # Sentence embeddings: computed once per paper, and once per interest change
 # (text_hash says which text the stored vectors belong to). float32 bytes.
 paper_vectors = Table(
