@@ -23,6 +23,10 @@ class ListingError(NotifierError):
         super().__init__(f"listing '{source}': {where}{message}")
 
 
+class LibraryError(NotifierError):
+    """Raise when a library export cannot be read; names the file and what to do."""
+
+
 class QueryError(NotifierError):
     """Raise when an interest query is not valid."""
 

@@ -24,7 +24,7 @@ from notifier.render.blocks import PaperBlocks
 from notifier.render.feed import feed_url, private_feed_name
 from notifier.render.mime import Chunk, build_message, chunk, header_text, joined, mailbox
 from notifier.render.shell import InlinedTemplate
-from notifier.tokens import LinkTokens, Purpose
+from notifier.tokens import LinkTokens, PaperLink, Purpose
 
 _LINE_BREAK = chunk("\n")
 
@@ -95,6 +95,28 @@ def subscriber_links(identity: MailIdentity, subscriber: Subscriber) -> Subscrib
 
 
 @dataclass(frozen=True, slots=True)
+class PaperLinks:
+    """A paper's feedback links: signed for one subscriber, paper and interest, dated now."""
+
+    more: str
+    less: str
+    mute: str | None  # None when the paper names no authors
+
+
+def paper_links(
+    identity: MailIdentity, subscriber: Subscriber, paper: DigestPaper, interest: str
+) -> PaperLinks:
+    """Return a paper's "more like this", "not for me" and "mute an author" links."""
+    link = PaperLink(subscriber.manage_token, paper.paper_id, interest)
+    base, tokens = identity.base_url, identity.tokens
+    return PaperLinks(
+        more=f"{base}/more/{tokens.make_paper(Purpose.MORE, link)}",
+        less=f"{base}/less/{tokens.make_paper(Purpose.LESS, link)}",
+        mute=f"{base}/mute/{tokens.make_paper(Purpose.MUTE, link)}" if paper.authors else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class SectionView:
     """One interest's section as the digest templates see it, its papers rendered already."""
 
@@ -102,6 +124,7 @@ class SectionView:
     papers: tuple[DigestPaper, ...]
     papers_html: Markup  # a placeholder until the shell is inlined; then the blocks
     papers_text: str
+    tuned_by: int = 0  # papers the subscriber rated or imported for this interest
 
 
 class EmailRenderer:
@@ -117,6 +140,10 @@ class EmailRenderer:
             self._text = env.get_template("email/digest.txt.j2")
             css = env.get_template("email/digest.css").render()
             papers = PaperBlocks(env, self._inliner, css)
+            self._rate_html = InlinedTemplate(
+                env, "email/rate.html.j2", self._inliner, fragment_css=css
+            )
+            self._rate_text = env.get_template("email/rate.txt.j2")
         except TemplateError as e:
             raise RenderError(f"email template problem: {e}") from e
         self._from = mailbox(clean_text(identity.sender_name), identity.sender_address, "From")
@@ -133,22 +160,35 @@ class EmailRenderer:
         # section, and hashing a DigestPaper (every field, its abstract included) was
         # most of a section's cost. A section is about 20 kB, so at most some 20 MB.
         self._blocks: IdentityMemo[tuple[Chunk, Chunk]] = IdentityMemo(blocks)
-        self._sections: IdentityMemo[tuple[Chunk, Chunk]] = IdentityMemo(sections)
+        self._sections: IdentityMemo[tuple[tuple[Chunk, Chunk], ...]] = IdentityMemo(sections)
         # Where a section's papers go in the rendered shells. Random per renderer, so
         # no text a subscriber controls (their name, an interest's) can stand for one.
         self._marker = f"notifier-section-{secrets.token_hex(8)}-"
         self._html_marks = re.compile(f"<!--{self._marker}(\\d+)-->")
         self._text_marks = re.compile(f"{self._marker}(\\d+)")
 
-    def _section_blocks(self, papers: tuple[DigestPaper, ...]) -> tuple[Chunk, Chunk]:
-        """Return a section's HTML and text blocks, its papers' blocks joined."""
+    def _section_blocks(self, papers: tuple[DigestPaper, ...]) -> tuple[tuple[Chunk, Chunk], ...]:
+        """Return the HTML and text blocks of a section's papers."""
         key = tuple(map(id, papers))
         known = self._sections.get(key)
         if known is not None:
             return known
-        blocks = [self._paper_blocks(paper) for paper in papers]
-        html = joined(_between((html for html, _ in blocks), _LINE_BREAK))
-        return self._sections.put(key, papers, (html, joined(text for _, text in blocks)))
+        return self._sections.put(key, papers, tuple(self._paper_blocks(p) for p in papers))
+
+    def _section_with_links(
+        self, subscriber: Subscriber, interest: str, papers: tuple[DigestPaper, ...]
+    ) -> tuple[Chunk, Chunk]:
+        """Return a section's HTML and text: each paper's block, then its own feedback links."""
+        html: list[Chunk] = []
+        text: list[Chunk] = []
+        for paper, (block_html, block_text) in zip(
+            papers, self._section_blocks(papers), strict=True
+        ):
+            links = {"links": paper_links(self.identity, subscriber, paper, interest)}
+            rate = chunk(self._rate_html.render(links).rstrip("\n"))
+            html.append(joined((block_html, _LINE_BREAK, rate)))
+            text.extend((block_text, chunk(self._rate_text.render(links))))
+        return joined(_between(html, _LINE_BREAK)), joined(text)
 
     def _paper_blocks(self, paper: DigestPaper) -> tuple[Chunk, Chunk]:
         """Return a paper's HTML and text blocks, rendered and inlined once per run."""
@@ -170,7 +210,7 @@ class EmailRenderer:
         papers_text: list[Chunk] = []
         try:
             for number, section in enumerate(content.sections):
-                html, text = self._section_blocks(section.papers)
+                html, text = self._section_with_links(subscriber, section.interest, section.papers)
                 papers_html.append(html)
                 papers_text.append(text)
                 sections.append(
@@ -179,6 +219,7 @@ class EmailRenderer:
                         section.papers,
                         Markup(f"<!--{self._marker}{number}-->"),
                         f"{self._marker}{number}",
+                        section.tuned_by,
                     )
                 )
         except TemplateError as e:

@@ -242,6 +242,12 @@ class PapersMixin(StorageBase):
             ).scalar_one()
         return committed if later is None else min(committed, int(later) - 1)
 
+    def paper(self, paper_id: int) -> Paper | None:
+        """Return one stored paper, or None."""
+        with self._read() as conn:
+            row = conn.execute(select(papers).where(papers.c.id == paper_id)).first()
+        return None if row is None else codec.paper(row)
+
     def latest_papers(self, limit: int) -> list[Paper]:
         """Return the newest papers by first sight, newest first (for feeds)."""
         query = select(papers).order_by(papers.c.first_seen_at.desc(), papers.c.id.desc())

@@ -14,6 +14,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from notifier.web.context import WebContext
+from notifier.web.pages.examples import add_example_routes
+from notifier.web.pages.feedback import add_feedback_routes
 from notifier.web.pages.files import add_feed_routes
 from notifier.web.pages.kit import PageKit
 from notifier.web.pages.preferences import add_preference_routes
@@ -31,5 +33,7 @@ def pages_router(context: WebContext) -> APIRouter:
     add_confirm_routes(router, kit)
     add_preference_routes(router, kit)
     add_unsubscribe_routes(router, kit)
+    add_feedback_routes(router, kit)
+    add_example_routes(router, kit)
     add_feed_routes(router, kit)
     return router

@@ -38,6 +38,7 @@ def add_preference_routes(router: APIRouter, kit: PageKit) -> None:
         errors: dict[str, str] | None = None,
         status: int = 200,
         saved: bool = False,
+        imported: int | None = None,
     ) -> HTMLResponse:
         """Render the preferences page, with the values typed and their errors if any."""
         if values is None:
@@ -73,6 +74,9 @@ def add_preference_routes(router: APIRouter, kit: PageKit) -> None:
             saved=saved,
             next_due=next_due,
             history=storage.digest_history(subscriber.id, 10),
+            examples=storage.examples_of(subscriber.id),
+            muted=storage.muted_authors_of(subscriber.id),
+            imported=imported,
             volumes=volumes,
             failing=failing,
             unsubscribe_token=tokens.make(Purpose.UNSUBSCRIBE, subscriber.manage_token),
@@ -87,7 +91,14 @@ def add_preference_routes(router: APIRouter, kit: PageKit) -> None:
         found = subscriber_for(Purpose.MANAGE, token, kit.link_age)
         if isinstance(found, str):
             return refused(request, found)
-        return manage_page(request, token, found, saved=request.query_params.get("saved") == "1")
+        imported = request.query_params.get("imported", "")
+        return manage_page(
+            request,
+            token,
+            found,
+            saved=request.query_params.get("saved") == "1",
+            imported=int(imported) if imported.isdigit() else None,
+        )
 
     @router.post("/manage/{token}", response_class=HTMLResponse, response_model=None)
     async def save_preferences(request: Request, token: str) -> Response:

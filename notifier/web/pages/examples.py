@@ -1,0 +1,86 @@
+"""The preferences page's forms for what interests learned: remove, unmute, import a library."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import UploadFile
+
+from notifier.errors import LibraryError
+from notifier.library import read_library
+from notifier.tokens import Purpose
+from notifier.web.pages.kit import PageKit
+
+# The largest library export the page takes (BodyLimit lets this path's bodies through).
+MAX_LIBRARY_BYTES = 5 * 1024 * 1024
+
+
+def add_example_routes(router: APIRouter, kit: PageKit) -> None:
+    """Add the forms that remove an example, unmute an author and import a library."""
+    context, storage = kit.context, kit.storage
+
+    @router.post("/manage/{token}/examples", response_model=None)
+    async def remove_example(request: Request, token: str) -> Response:
+        form = await request.form()
+        if not kit.csrf_ok(request, form):
+            return kit.expired_form(request)
+        found = await asyncio.to_thread(kit.subscriber_for, Purpose.MANAGE, token, kit.link_age)
+        if isinstance(found, str):
+            return kit.refused(request, found)
+        example = str(form.get("example", ""))
+        if example.isdigit():
+            await asyncio.to_thread(
+                storage.remove_example, found.id, int(example), context.clock()
+            )
+        return RedirectResponse(f"/manage/{token}?saved=1#taught", status_code=303)
+
+    @router.post("/manage/{token}/authors", response_model=None)
+    async def unmute_author(request: Request, token: str) -> Response:
+        form = await request.form()
+        if not kit.csrf_ok(request, form):
+            return kit.expired_form(request)
+        found = await asyncio.to_thread(kit.subscriber_for, Purpose.MANAGE, token, kit.link_age)
+        if isinstance(found, str):
+            return kit.refused(request, found)
+        await asyncio.to_thread(storage.unmute_author, found.id, str(form.get("author", "")))
+        return RedirectResponse(f"/manage/{token}?saved=1#taught", status_code=303)
+
+    @router.post("/manage/{token}/library", response_model=None)
+    async def import_library(request: Request, token: str) -> Response:
+        form = await request.form(max_part_size=MAX_LIBRARY_BYTES)
+        if not kit.csrf_ok(request, form):
+            return kit.expired_form(request)
+        found = await asyncio.to_thread(kit.subscriber_for, Purpose.MANAGE, token, kit.link_age)
+        if isinstance(found, str):
+            return kit.refused(request, found)
+        upload, name = form.get("library"), str(form.get("interest", ""))
+        interest = next((i for i in found.interests if i.name == name), None)
+        if not isinstance(upload, UploadFile) or interest is None or interest.interest_id is None:
+            return _not_imported(kit, request, token, "choose an interest and a file to import")
+        data = await upload.read()
+        try:
+            entries = read_library(data, upload.filename or "upload")
+            added = await asyncio.to_thread(
+                storage.import_examples,
+                found.id,
+                interest.interest_id,
+                [(e.title, e.abstract) for e in entries],
+                context.clock(),
+            )
+        except (LibraryError, ValueError) as e:
+            return _not_imported(kit, request, token, str(e))
+        return RedirectResponse(f"/manage/{token}?imported={added or 0}#taught", status_code=303)
+
+
+def _not_imported(kit: PageKit, request: Request, token: str, why: str) -> HTMLResponse:
+    """Answer an import that stored nothing, saying why."""
+    return kit.message(
+        request,
+        "Nothing was imported",
+        f"{why[0].upper()}{why[1:]}.".replace("..", "."),
+        status=400,
+        link=f"/manage/{token}#taught",
+        link_text="Back to your preferences",
+    )
