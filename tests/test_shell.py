@@ -190,7 +190,9 @@ def test_the_shipped_digest_shell_is_shared_and_reads_as_inlined_whole() -> None
             "digest": Digest(),
             "links": type("Links", (), links),
             "subject": f"4 new papers for {name}",
-            "sections": [type("S", (), {"interest": "robots & <arms>", "papers_html": "", "tuned_by": 0})],
+            "sections": [
+                type("S", (), {"interest": "robots & <arms>", "papers_html": "", "tuned_by": 0})
+            ],
         }
 
     for name, email in [("Ada", "ada@example.org"), ("O'Neil <x>", "o@example.org")]:
