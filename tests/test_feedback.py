@@ -6,6 +6,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from urllib.parse import urlsplit
@@ -227,19 +228,10 @@ def test_examples_raise_the_papers_that_share_their_words() -> None:
     interest = compile_interest("rl", None, "learning agents")
     params = default_params("lexical")
     before = score(index, interest, params)[1]
-    taught = score(
-        index,
-        interest.__class__(
-            **{
-                **{f: getattr(interest, f) for f in interest.__slots__},  # type: ignore[attr-defined]
-                "learned": example_terms(
-                    interest.about,
-                    [("Conservative offline critics on D4RL", True), ("Chain of thought", False)],
-                ),
-                "examples": 2,
-            }
-        ),
-        params,
-    )[1]
+    learned = example_terms(
+        interest.about,
+        [("Conservative offline critics on D4RL", True), ("Chain of thought", False)],
+    )
+    taught = score(index, replace(interest, learned=learned, examples=2), params)[1]
     assert taught[1] - before[1] > 0.05 and taught[0] - before[0] > 0.05
     assert abs(taught[2] - before[2]) < 1e-9 and abs(taught[3] - before[3]) < 1e-9

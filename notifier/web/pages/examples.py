@@ -31,9 +31,7 @@ def add_example_routes(router: APIRouter, kit: PageKit) -> None:
             return kit.refused(request, found)
         example = str(form.get("example", ""))
         if example.isdigit():
-            await asyncio.to_thread(
-                storage.remove_example, found.id, int(example), context.clock()
-            )
+            await asyncio.to_thread(storage.remove_example, found.id, int(example), context.clock())
         return RedirectResponse(f"/manage/{token}?saved=1#taught", status_code=303)
 
     @router.post("/manage/{token}/authors", response_model=None)
