@@ -1,9 +1,10 @@
-"""Subscribers: subscribe, subscriber edit (and pause, resume), and the list of them."""
+"""Subscribers: subscribe, subscriber edit (and pause, resume), imports, and the list of them."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -11,7 +12,7 @@ import click
 from notifier import clock, validation
 from notifier.cli.base import Context, fail, pass_context
 from notifier.cli.describe import describe_interest, describe_schedule
-from notifier.errors import InvalidInput, QueryError
+from notifier.errors import InvalidInput, LibraryError, QueryError, SubscriberError
 from notifier.schedule import CADENCES
 
 if TYPE_CHECKING:
@@ -218,6 +219,47 @@ def subscriber_import(context: Context, /, path: str) -> None:
                 f"{waiting} interest(s) wait for their embeddings: `notifier embed` computes "
                 "them now, `notifier run` in the background"
             )
+
+
+@subscriber.command("import-library")
+@click.argument("email")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=str))
+@click.option(
+    "--interest",
+    "interest",
+    required=True,
+    metavar="NAME",
+    help="The interest the papers teach (one of the subscriber's).",
+)
+@pass_context
+def subscriber_import_library(context: Context, /, email: str, path: str, interest: str) -> None:
+    """Teach a subscriber's interest by the papers of a reference library, all or none.
+
+    PATH is an export of Zotero, Mendeley, EndNote and the like: BibTeX (.bib),
+    RIS (.ris) or CSL-JSON (.json). Each paper's title and abstract become a
+    "more like this" example of the interest, as rating a paper in a digest
+    does; papers the interest already holds are skipped, so importing again is
+    safe. Its next digest decides with what they teach.
+    """
+    from notifier.subscribers import import_library
+
+    file_name = Path(path).name
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        fail(f"cannot read {path}: {e.strerror or e}")
+    try:
+        added, present = import_library(
+            context.storage, email, data, file_name, interest, clock.now()
+        )
+    except (LibraryError, SubscriberError) as e:
+        fail(str(e))
+    papers = "paper" if added == 1 else "papers"
+    click.echo(
+        f"imported {added} {papers} from {file_name} into {email}'s interest {interest!r}"
+        + (f" ({present} already there)" if present else "")
+        + ("; they teach its next digest" if added else "")
+    )
 
 
 @click.command()

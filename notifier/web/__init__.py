@@ -9,6 +9,7 @@ functions, which FastAPI runs in its thread pool.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -19,12 +20,41 @@ from notifier.web.context import WebContext
 from notifier.web.feeds import CompressFeeds
 from notifier.web.ops import ops_router
 from notifier.web.pages import pages_router
-from notifier.web.security import AccessLog, BodyLimit, SecurityHeaders, SlashRedirect
+from notifier.web.security import (
+    AccessLog,
+    ASGIApp,
+    BodyLimit,
+    Receive,
+    Scope,
+    SecurityHeaders,
+    Send,
+    SlashRedirect,
+)
 
 # The largest form is a few kilobytes; anything far bigger is a mistake or an attack.
 MAX_BODY = 64 * 1024
 # A bulk import of subscribers (POST /api/v1/subscribers/import) may carry more.
 MAX_IMPORT_BODY = 8 * 1024 * 1024
+# A reference library export teaching an interest (POST .../interests/{name}/library,
+# or the preferences page's upload, POST /manage/{token}/library):
+# up to 5 MiB of text, which JSON escaping makes a little longer.
+MAX_LIBRARY_BODY = 6 * 1024 * 1024
+# BodyLimit's larger paths are whole paths; this one has an id and a name in it.
+_LIBRARY_PATH = re.compile(r"^(/api/v1/subscribers/[^/]+/interests/.+|/manage/[^/]+)/library$")
+
+
+def _body_limit(app: ASGIApp) -> ASGIApp:
+    """Return app behind BodyLimit, with the bigger limits of imports."""
+    usual = BodyLimit(
+        app, max_bytes=MAX_BODY, larger={"/api/v1/subscribers/import": MAX_IMPORT_BODY}
+    )
+    library = BodyLimit(app, max_bytes=MAX_LIBRARY_BODY)
+
+    async def limited(scope: Scope, receive: Receive, send: Send) -> None:
+        chosen = library if _LIBRARY_PATH.match(scope.get("path", "")) else usual
+        await chosen(scope, receive, send)
+
+    return limited
 
 
 def create_app(context: WebContext) -> FastAPI:
@@ -60,8 +90,6 @@ def create_app(context: WebContext) -> FastAPI:
     https = context.settings.base_url.startswith("https://")
     app.add_middleware(SecurityHeaders, https=https)
     app.add_middleware(CompressFeeds)
-    app.add_middleware(
-        BodyLimit, max_bytes=MAX_BODY, larger={"/api/v1/subscribers/import": MAX_IMPORT_BODY}
-    )
+    app.add_middleware(_body_limit)
     app.add_middleware(AccessLog)
     return app

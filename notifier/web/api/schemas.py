@@ -32,6 +32,8 @@ from notifier.schedule import CADENCES
 
 # Subscribers one import request may carry (a file of more goes in several).
 MAX_IMPORT_REQUEST = 1_000
+# The text of one library export sent to teach an interest (its body may be 6 MiB).
+MAX_LIBRARY_CONTENT = 5 * 1024 * 1024
 
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
@@ -314,6 +316,34 @@ class ImportOut(BaseModel):
     )
 
 
+class LibraryUpload(BaseModel):
+    """A reference library export whose papers teach an interest, all or none."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "file_name": "refs.bib",
+                    "content": "@article{doe2024,\n  title = {Robot grasping at scale},\n"
+                    "  abstract = {We grasp.}\n}\n",
+                }
+            ]
+        },
+    )
+
+    file_name: str = Field(
+        min_length=1,
+        max_length=255,
+        description="The file's name, e.g. refs.bib: its extension says the format "
+        "(BibTeX .bib, RIS .ris, CSL-JSON .json) and errors name it.",
+    )
+    content: str = Field(
+        max_length=MAX_LIBRARY_CONTENT, description="The file's text, at most 5 MiB."
+    )
+
+
 class SubscriberChanges(BaseModel):
     """What to change; fields left out stay. Null puts the name or a clock field back to none."""
 
@@ -370,6 +400,41 @@ class InterestOut(BaseModel):
     query: str | None
     about: str | None
     sensitivity: Sensitivity
+
+
+class LibraryImportOut(BaseModel):
+    """How many papers an import added (those the interest already held are not)."""
+
+    imported: int
+
+
+class ExampleOut(BaseModel):
+    """A paper that teaches one of a subscriber's interests: rated, or imported."""
+
+    id: int
+    interest: str = Field(description="The interest's name.")
+    interest_id: int
+    verdict: Literal["more", "less"] = Field(description="more: more like this; less: not for me.")
+    origin: Literal["rating", "library"] = Field(
+        description="rating: rated from a digest or feed; library: imported."
+    )
+    title: str
+    paper_id: int | None = Field(description="The rated paper; null for an imported one.")
+    created_at: datetime
+
+
+class MutedAuthorOut(BaseModel):
+    """An author whose papers a subscriber no longer wants."""
+
+    name: str
+    created_at: datetime
+
+
+class RatingsOut(BaseModel):
+    """What a subscriber taught their interests: example papers and muted authors."""
+
+    examples: list[ExampleOut] = Field(description="Interest by interest, newest first.")
+    muted_authors: list[MutedAuthorOut]
 
 
 class SubscriberOut(BaseModel):

@@ -1,19 +1,29 @@
-"""The admin API's subscriber routes: list, create, read, change, suspend, delete, interests."""
+"""The admin API's subscriber routes: list, create, read, change, suspend, delete, interests,
+and what they taught their interests (ratings, imported libraries, muted authors)."""
 
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 
 from notifier import models
-from notifier.web.api.common import After, SubscriberId, error_responses, found, missing
+from notifier.errors import LibraryError, SubscriberError
+from notifier.subscribers import import_library_into
+from notifier.web.api.common import MAX_ID, After, SubscriberId, error_responses, found, missing
 from notifier.web.api.schemas import (
+    ExampleOut,
     ImportOut,
     InterestList,
     InterestOut,
+    LibraryImportOut,
+    LibraryUpload,
+    MutedAuthorOut,
     NewSubscriber,
+    RatingsOut,
     SubscriberChanges,
     SubscriberImport,
     SubscriberOut,
@@ -26,6 +36,18 @@ from notifier.web.feeds import remove_private_feed
 log = logging.getLogger("notifier.web")
 
 _WHERE = "The new subscriber's URL."
+
+ExampleId = Annotated[
+    int, PathParam(ge=1, le=MAX_ID, description="The example's id (from the ratings list).")
+]
+InterestName = Annotated[
+    str, PathParam(min_length=1, max_length=200, description="The interest's name.")
+]
+
+
+def _not_found(description: str) -> dict[int | str, dict[str, Any]]:
+    """Return the OpenAPI description of a 404 that has more than one cause."""
+    return {404: {**error_responses(404)[404], "description": description}}
 
 
 def subscriber_out(subscriber: models.Subscriber) -> SubscriberOut:
@@ -224,8 +246,9 @@ def add_subscriber_routes(router: APIRouter, context: WebContext) -> None:
 
 
 def add_interest_routes(router: APIRouter, context: WebContext) -> None:
-    """Add reading and replacing a subscriber's interests."""
+    """Add reading and replacing a subscriber's interests, and the papers that teach them."""
     storage = context.storage
+    _add_example_routes(router, context)
 
     @router.get(
         "/subscribers/{subscriber_id}/interests",
@@ -258,3 +281,100 @@ def add_interest_routes(router: APIRouter, context: WebContext) -> None:
         remove_private_feed(context.settings.feeds_dir, updated.feed_token)
         context.embed_interests_soon(updated)
         return interests_out(updated.interests)
+
+
+def _add_example_routes(router: APIRouter, context: WebContext) -> None:
+    """Add listing and removing a subscriber's example papers, and importing a library."""
+    storage = context.storage
+
+    @router.get(
+        "/subscribers/{subscriber_id}/ratings",
+        response_model=RatingsOut,
+        response_description="Their interests' example papers and their muted authors.",
+        responses=error_responses(404),
+        tags=["ratings"],
+    )
+    def list_ratings(subscriber_id: SubscriberId) -> RatingsOut:
+        """Return the papers a subscriber rated or imported for their interests, and whom they
+        muted."""
+        found(storage, subscriber_id)
+        return RatingsOut(
+            examples=[
+                ExampleOut(
+                    id=e.id,
+                    interest=e.interest,
+                    interest_id=e.interest_id,
+                    verdict=e.verdict.value,
+                    origin=e.origin.value,
+                    title=e.title,
+                    paper_id=e.paper_id,
+                    created_at=e.created_at,
+                )
+                for e in storage.examples_of(subscriber_id)
+            ],
+            muted_authors=[
+                MutedAuthorOut(name=m.name, created_at=m.created_at)
+                for m in storage.muted_authors_of(subscriber_id)
+            ],
+        )
+
+    @router.delete(
+        "/subscribers/{subscriber_id}/ratings/{example_id}",
+        status_code=204,
+        response_class=Response,
+        response_description="Removed; the interest's next digest decides without it.",
+        responses=_not_found("There is no subscriber with this id, or no such example of theirs."),
+        tags=["ratings"],
+    )
+    def delete_rating(subscriber_id: SubscriberId, example_id: ExampleId) -> None:
+        """Remove one of a subscriber's example papers: undo a rating, drop an imported paper."""
+        found(storage, subscriber_id)
+        if not storage.remove_example(subscriber_id, example_id, context.clock()):
+            raise HTTPException(
+                404, f"subscriber {subscriber_id} has no example paper with id {example_id}"
+            )
+        log.info("admin API: removed example %d of subscriber %d", example_id, subscriber_id)
+
+    @router.post(
+        "/subscribers/{subscriber_id}/interests/{name:path}/library",
+        response_model=LibraryImportOut,
+        response_description="How many papers were added.",
+        responses={
+            **error_responses(400),
+            **_not_found("There is no subscriber with this id, or no interest of theirs so named."),
+            413: {
+                "description": "The body is over 6 MiB: send a smaller export.",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+        },
+        tags=["ratings"],
+    )
+    def import_library(
+        subscriber_id: SubscriberId, name: InterestName, library: LibraryUpload
+    ) -> LibraryImportOut:
+        """Teach an interest by the papers of a BibTeX, RIS or CSL-JSON export, all or none.
+
+        Each paper's title and abstract become a "more like this" example, as a
+        rating does; papers the interest already holds are skipped. A file that
+        cannot be read is a 422 saying why, and imports nothing.
+        """
+        subscriber = found(storage, subscriber_id)
+        # A JSON string may hold lone surrogates, which UTF-8 cannot encode.
+        data = library.content.encode("utf-8", "replace")
+        try:
+            added, _ = import_library_into(
+                storage, subscriber, data, library.file_name, name, context.clock()
+            )
+        except SubscriberError as e:
+            raise HTTPException(404, str(e)) from None
+        except LibraryError as e:
+            # The shape of every other 422: the field at fault and one line saying why.
+            raise RequestValidationError(
+                [{"type": "invalid", "loc": ("body", "content"), "msg": str(e)}]
+            ) from None
+        log.info(
+            "admin API: imported %d paper(s) into an interest of subscriber %d",
+            added,
+            subscriber_id,
+        )
+        return LibraryImportOut(imported=added)
