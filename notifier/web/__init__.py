@@ -39,7 +39,7 @@ MAX_IMPORT_BODY = 8 * 1024 * 1024
 # or the preferences page's upload, POST /manage/{token}/library):
 # up to 5 MiB of text, which JSON escaping makes a little longer.
 MAX_LIBRARY_BODY = 6 * 1024 * 1024
-# BodyLimit's larger paths are whole paths; this one has an id and a name in it.
+# BodyLimit's larger paths are whole paths; these have an id, a name or a token in them.
 _LIBRARY_PATH = re.compile(r"^(/api/v1/subscribers/[^/]+/interests/.+|/manage/[^/]+)/library$")
 
 
