@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
+from itsdangerous.encoding import base64_encode, int_to_bytes, want_bytes
 
 
 class Purpose(StrEnum):
@@ -66,6 +67,11 @@ class _ClockSigner(TimestampSigner):
         """Return the current moment of the injected clock."""
         return int(self._clock())
 
+    def sign_at(self, value: str, moment: int) -> bytes:
+        """Sign value as made at moment (TimestampSigner.sign, with the moment given)."""
+        stamped = want_bytes(value) + self.sep + base64_encode(int_to_bytes(moment))
+        return stamped + self.sep + self.get_signature(stamped)
+
 
 class LinkTokens:
     """Make and check the tokens in confirmation, preferences and unsubscribe links."""
@@ -81,14 +87,19 @@ class LinkTokens:
         """Return a token for key (a subscriber's manage key) valid only for purpose."""
         return self._signers[purpose].sign(key).decode()
 
-    def make_paper(self, purpose: Purpose, link: PaperLink) -> str:
+    def make_paper(self, purpose: Purpose, link: PaperLink, at: float | None = None) -> str:
         """Return a token for one paper and interest of a subscriber, valid only for purpose.
 
         The interest goes by name (base64url, so any name fits), since a frozen
         digest names its sections; the manage key makes it the subscriber's own.
+        at dates the token (a feed's links are dated by their item, so an
+        unchanged feed rebuilds byte for byte); by default it is made now.
         """
         name = base64.urlsafe_b64encode(link.interest.encode()).decode().rstrip("=")
-        return self.make(purpose, f"{link.key}~{link.paper_id}~{name}")
+        value = f"{link.key}~{link.paper_id}~{name}"
+        if at is None:
+            return self.make(purpose, value)
+        return self._signers[purpose].sign_at(value, int(at)).decode()
 
     def read_paper(self, purpose: Purpose, token: str, max_age: float) -> PaperLink:
         """Return what a paper's token names, or raise TokenError saying why it is refused."""

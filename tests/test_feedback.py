@@ -235,3 +235,72 @@ def test_examples_raise_the_papers_that_share_their_words() -> None:
     taught = score(index, replace(interest, learned=learned, examples=2), params)[1]
     assert taught[1] - before[1] > 0.05 and taught[0] - before[0] > 0.05
     assert abs(taught[2] - before[2]) < 1e-9 and abs(taught[3] - before[3]) < 1e-9
+
+
+def test_the_preferences_page_lists_what_was_taught_and_takes_it_back(
+    serve_web: Callable[..., WebServer], smtp_server: SmtpServer
+) -> None:
+    web = serve_web()
+    rater = subscribe(web, "ada@example.org")
+    listing = (DATA / "sources" / "arxiv_api.xml").read_text()
+    pipeline.ingest(web.storage, "api", listing.encode(), NOW - timedelta(hours=1), "arxiv-api")
+    message = digest_for(web, smtp_server, "ada@example.org", NOW)
+    rated = titles_of(message)[0]
+    manage = urlsplit(re.findall(r"https?://\S+/manage/\S+", text_of(message))[0]).path
+    with httpx.Client(base_url=web.url) as client:
+        click(client, links_of(message, "less")[0])
+        mute = urlsplit(links_of(message, "mute")[0]).path
+        author = re.findall(r'name="author" value="([^"]+)"', client.get(mute).text)[0]
+        click(client, mute, author=author)
+        page = client.get(manage)
+        assert rated in page.text and "not for me" in page.text and author in page.text
+
+        # A library export through the page's upload: its papers become examples.
+        bib = (DATA / "library" / "zotero.bib").read_bytes()
+        uploaded = client.post(
+            f"{manage}/library",
+            data={"csrf": csrf_of(page.text), "interest": "agents"},
+            files={"library": ("zotero.bib", bib, "application/x-bibtex")},
+            follow_redirects=True,
+        )
+        assert "Imported 3 papers." in uploaded.text
+        assert "Conservative Q-Learning for Offline Reinforcement Learning" in uploaded.text
+        broken = client.post(
+            f"{manage}/library",
+            data={"csrf": csrf_of(uploaded.text), "interest": "agents"},
+            files={"library": ("broken.bib", (DATA / "library" / "broken.bib").read_bytes())},
+        )
+        assert broken.status_code == 400 and heading(broken) == "Nothing was imported"
+        assert "Library &#39;broken.bib&#39;: a BibTeX entry at line 5" in broken.text
+        assert len(web.storage.examples_of(rater)) == 4
+
+        # Each can be removed from the page; the author unmuted.
+        for example in web.storage.examples_of(rater):
+            page = client.get(manage)
+            client.post(
+                f"{manage}/examples", data={"csrf": csrf_of(page.text), "example": str(example.id)}
+            )
+        page = client.get(manage)
+        client.post(f"{manage}/authors", data={"csrf": csrf_of(page.text), "author": author})
+    assert web.storage.examples_of(rater) == []
+    assert web.storage.muted_authors_of(rater) == []
+
+
+def test_another_subscribers_examples_cannot_be_removed_from_my_page(
+    serve_web: Callable[..., WebServer], smtp_server: SmtpServer
+) -> None:
+    web = serve_web()
+    ada, bob = subscribe(web, "ada@example.org"), subscribe(web, "bob@example.org")
+    pipeline.ingest(web.storage, "day0", seed_bytes(0), NOW - timedelta(hours=1))
+    message = digest_for(web, smtp_server, "bob@example.org", NOW)
+    with httpx.Client(base_url=web.url) as client:
+        click(client, links_of(message, "more")[0])
+    [bobs] = web.storage.examples_of(bob)
+    ada_key = web.storage.subscriber_by_id(ada).manage_token  # type: ignore[union-attr]
+    manage = f"/manage/{LinkTokens(SECRET).make(Purpose.MANAGE, ada_key)}"
+    with httpx.Client(base_url=web.url) as client:
+        page = client.get(manage)
+        client.post(
+            f"{manage}/examples", data={"csrf": csrf_of(page.text), "example": str(bobs.id)}
+        )
+    assert web.storage.examples_of(bob) == [bobs]

@@ -20,6 +20,7 @@ from notifier.models import IngestSummary, Interest, Subscriber
 from notifier.render.feed import FeedItem, FeedMeta, build_feed
 from notifier.settings import Settings, load_settings
 from notifier.storage import Storage
+from notifier.tokens import LinkTokens, Purpose
 from tests.conftest import JOINED, NOW, SEED_FILES, seed_bytes
 
 BASE = "https://papers.example.org"
@@ -38,6 +39,9 @@ MIXED_INTERESTS = [Interest("robots", "robot OR robotic"), Interest("diffusion",
 PATTERNS = {"world-models": WORLD_MODEL, "robots": ROBOT, "diffusion": DIFFUSION}
 
 
+SECRET = b"test-secret-key-0123456789"
+
+
 @pytest.fixture
 def feed_settings(settings: Settings) -> Settings:
     """Return settings on the same state and database, with one topic and a small feed cap."""
@@ -48,6 +52,7 @@ def feed_settings(settings: Settings) -> Settings:
         base_url=BASE,
         sender_address="digests@notifier.test.example",
         feed_items=FEED_ITEMS,
+        secret_key=SECRET.decode(),  # signs the private feeds' rating links
     )
 
 
@@ -220,7 +225,18 @@ def test_private_feed_holds_matching_papers_and_says_why(
                 assert named in {i.name for i in subscriber.interests}
                 rx = PATTERNS[named]
                 assert rx.search(paper.title) or rx.search(paper.abstract), entry.title
-                assert summary.endswith(paper.abstract)
+                # The reason and abstract, then the links to rate the paper for that interest.
+                text, links = summary.split("<p>", 1)
+                assert text.endswith(paper.abstract)
+                rate = re.findall(r'<a href="[^"]+/(more|less)/([^"]+)">', links)
+                assert [kind for kind, _ in rate] == ["more", "less"]
+                # Dated by the paper's first sight (the tests' clock), not by the wall clock.
+                link = LinkTokens(SECRET).read_paper(Purpose.MORE, rate[0][1], 10 * 365 * 86400)
+                assert (link.key, link.paper_id, link.interest) == (
+                    subscriber.manage_token,
+                    paper.id,
+                    named,
+                )
 
 
 def test_rebuild_without_new_data_is_byte_identical(

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from notifier.errors import QueryError
+from notifier.app import link_tokens
+from notifier.errors import ConfigError, QueryError
+from notifier.feedback import taught
 from notifier.files import write_atomic
 from notifier.match import CompiledInterest, match_interest
 from notifier.matching import Matching, compile_interests, matching_for, paper_index
 from notifier.models import Interest, Match, Paper, Subscriber
 from notifier.paper_index import PaperIndex
+from notifier.papers import author_key
 from notifier.render.feed import (
     FEED_STATUSES,
     FeedItem,
@@ -20,8 +24,12 @@ from notifier.render.feed import (
     feed_url,
     private_feed_name,
 )
+from notifier.render.links import paper_links
 from notifier.settings import Settings
 from notifier.storage.protocols import FeedStore
+from notifier.tokens import LinkTokens
+
+log = logging.getLogger("notifier.feeds")
 
 # How many of the newest papers topic and private feeds choose from.
 FEED_POOL = 1000
@@ -32,6 +40,7 @@ def build_feeds(
 ) -> list[Path]:
     """Write the all-papers, topic and private subscriber feeds; return the files written."""
     matching = matching or matching_for(settings)
+    tokens = _tokens(settings)
     pool = storage.latest_papers(FEED_POOL)
     index = paper_index(storage, matching, pool)
     root = settings.feeds_dir
@@ -49,13 +58,16 @@ def build_feeds(
             root,
             name,
             _meta(settings, name, f"notifier: {topic.name}", f"New papers on {topic.name}."),
-            _matching_items(
-                index,
-                pool,
-                compile_interests(storage, matching, [interest]),
-                matching,
-                settings.feed_items,
-            ),
+            [
+                _item(paper, f"{match.interest}: {match.reason}")
+                for paper, match in _matching(
+                    index,
+                    pool,
+                    compile_interests(storage, matching, [interest]),
+                    matching,
+                    settings.feed_items,
+                )
+            ],
             now,
         )
     keep = set()
@@ -63,7 +75,14 @@ def build_feeds(
     for subscriber in (s for s in storage.subscribers() if s.status in FEED_STATUSES):
         keep.add(subscriber.feed_token)
         written += _write_private_feed(
-            storage, settings, subscriber, matching=matching, pool=pool, index=index, now=now
+            storage,
+            settings,
+            subscriber,
+            matching=matching,
+            pool=pool,
+            index=index,
+            now=now,
+            tokens=tokens,
         )
     # A subscriber who left must not keep a live private feed. Dot files are the
     # temporary files of a concurrent run (two run-once at once) mid-write.
@@ -89,8 +108,28 @@ def build_private_feed(
     pool = storage.latest_papers(FEED_POOL)
     index = paper_index(storage, matching, pool)
     return _write_private_feed(
-        storage, settings, subscriber, matching=matching, pool=pool, index=index, now=now
+        storage,
+        settings,
+        subscriber,
+        matching=matching,
+        pool=pool,
+        index=index,
+        now=now,
+        tokens=_tokens(settings),
     )
+
+
+def _tokens(settings: Settings) -> LinkTokens | None:
+    """Return what signs a private feed's paper links, or None when no key is configured.
+
+    Against PostgreSQL a key is never invented (app.secret_key): feeds are then
+    written without the links rather than not at all.
+    """
+    try:
+        return link_tokens(settings)
+    except ConfigError as e:
+        log.warning("private feeds carry no rating links: %s", e)
+        return None
 
 
 def _write_private_feed(
@@ -102,21 +141,69 @@ def _write_private_feed(
     pool: Sequence[Paper],
     index: PaperIndex,
     now: datetime,
+    tokens: LinkTokens | None,
 ) -> list[Path]:
-    """Write the private feed of one subscriber from an indexed pool of papers."""
+    """Write the private feed of one subscriber from an indexed pool of papers.
+
+    The interests are taught by their examples and muted authors are left out,
+    as in the digests; each item links to rating it, signed as of the paper's
+    first sight, so an unchanged feed rebuilds byte for byte.
+    """
+    examples = storage.examples_for([subscriber.id])
     try:
-        interests = compile_interests(storage, matching, subscriber.interests)
+        interests = [
+            taught(c, examples.get(i.interest_id or 0, ()))
+            for i, c in zip(
+                subscriber.interests,
+                compile_interests(storage, matching, subscriber.interests),
+                strict=True,
+            )
+        ]
     except QueryError:
         interests = []
+    muted = storage.muted_keys([subscriber.id]).get(subscriber.id, frozenset())
+    items = [
+        _item(
+            paper,
+            f"{match.interest}: {match.reason}",
+            _actions(tokens, settings, subscriber, paper, match.interest),
+        )
+        for paper, match in _matching(index, pool, interests, matching, settings.feed_items, muted)
+    ]
     title = f"notifier: papers for {subscriber.name or subscriber.email}"
     name = private_feed_name(subscriber.feed_token)
     return _write_feed(
         settings.feeds_dir,
         name,
         _meta(settings, name, title, "New papers matching your interests."),
-        _matching_items(index, pool, interests, matching, settings.feed_items),
+        items,
         now,
     )
+
+
+def _actions(
+    tokens: LinkTokens | None,
+    settings: Settings,
+    subscriber: Subscriber,
+    paper: Paper,
+    interest: str,
+) -> tuple[tuple[str, str], ...]:
+    """Return a private feed item's rating links, dated by the paper's first sight."""
+    if tokens is None:
+        return ()
+    links = paper_links(
+        tokens,
+        settings.base_url,
+        subscriber.manage_token,
+        paper.id,
+        interest,
+        bool(paper.authors),
+        at=paper.first_seen_at.timestamp(),
+    )
+    found = [("More like this", links.more), ("Not for me", links.less)]
+    if links.mute:
+        found.append(("Mute an author", links.mute))
+    return tuple(found)
 
 
 def _write_feed(
@@ -145,7 +232,7 @@ def _meta(settings: Settings, name: str, title: str, description: str) -> FeedMe
     )
 
 
-def _item(paper: Paper, reason: str) -> FeedItem:
+def _item(paper: Paper, reason: str, actions: tuple[tuple[str, str], ...] = ()) -> FeedItem:
     """Return the feed entry of a paper, with why it was picked when there is a reason."""
     summary = f"Why: {reason}. {paper.abstract}" if reason else paper.abstract
     return FeedItem(
@@ -155,21 +242,28 @@ def _item(paper: Paper, reason: str) -> FeedItem:
         summary=summary,
         published=paper.first_seen_at,
         updated=paper.updated_at,
+        actions=actions,
     )
 
 
-def _matching_items(
+def _matching(  # noqa: PLR0917
     index: PaperIndex,
     pool: Sequence[Paper],
     interests: Sequence[CompiledInterest],
     matching: Matching,
     limit: int,
-) -> list[FeedItem]:
-    """Return feed items of the newest papers matching any interest, with the best reason."""
+    muted: frozenset[str] = frozenset(),
+) -> list[tuple[Paper, Match]]:
+    """Return the newest papers matching any interest, each with its best match.
+
+    Papers by a muted author (keys of papers.author_key) are left out.
+    """
     best: dict[int, Match] = {}
     for interest in interests:
         for match in match_interest(index, interest, matching.params):
+            if muted and any(author_key(a) in muted for a in pool[match.paper].authors):
+                continue
             if match.paper not in best or match.score > best[match.paper].score:
                 best[match.paper] = match
     newest_first = sorted(best)[:limit]  # positions follow the pool's newest-first order
-    return [_item(pool[i], f"{best[i].interest}: {best[i].reason}") for i in newest_first]
+    return [(pool[i], best[i]) for i in newest_first]

@@ -22,9 +22,10 @@ from notifier.models import DigestContent, DigestPaper, OutgoingMessage, Subscri
 from notifier.papers import clean_text
 from notifier.render.blocks import PaperBlocks
 from notifier.render.feed import feed_url, private_feed_name
+from notifier.render.links import paper_links
 from notifier.render.mime import Chunk, build_message, chunk, header_text, joined, mailbox
 from notifier.render.shell import InlinedTemplate
-from notifier.tokens import LinkTokens, PaperLink, Purpose
+from notifier.tokens import LinkTokens, Purpose
 
 _LINE_BREAK = chunk("\n")
 
@@ -91,28 +92,6 @@ def subscriber_links(identity: MailIdentity, subscriber: Subscriber) -> Subscrib
         unsubscribe=f"{base}/unsubscribe/{identity.tokens.make(Purpose.UNSUBSCRIBE, key)}",
         manage=f"{base}/manage/{identity.tokens.make(Purpose.MANAGE, key)}",
         feed=feed_url(base, private_feed_name(subscriber.feed_token)) + ".atom",
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class PaperLinks:
-    """A paper's feedback links: signed for one subscriber, paper and interest, dated now."""
-
-    more: str
-    less: str
-    mute: str | None  # None when the paper names no authors
-
-
-def paper_links(
-    identity: MailIdentity, subscriber: Subscriber, paper: DigestPaper, interest: str
-) -> PaperLinks:
-    """Return a paper's "more like this", "not for me" and "mute an author" links."""
-    link = PaperLink(subscriber.manage_token, paper.paper_id, interest)
-    base, tokens = identity.base_url, identity.tokens
-    return PaperLinks(
-        more=f"{base}/more/{tokens.make_paper(Purpose.MORE, link)}",
-        less=f"{base}/less/{tokens.make_paper(Purpose.LESS, link)}",
-        mute=f"{base}/mute/{tokens.make_paper(Purpose.MUTE, link)}" if paper.authors else None,
     )
 
 
@@ -184,7 +163,17 @@ class EmailRenderer:
         for paper, (block_html, block_text) in zip(
             papers, self._section_blocks(papers), strict=True
         ):
-            links = {"links": paper_links(self.identity, subscriber, paper, interest)}
+            identity = self.identity
+            links = {
+                "links": paper_links(
+                    identity.tokens,
+                    identity.base_url,
+                    subscriber.manage_token,
+                    paper.paper_id,
+                    interest,
+                    bool(paper.authors),
+                )
+            }
             rate = chunk(self._rate_html.render(links).rstrip("\n"))
             html.append(joined((block_html, _LINE_BREAK, rate)))
             text.extend((block_text, chunk(self._rate_text.render(links))))

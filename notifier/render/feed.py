@@ -38,6 +38,8 @@ class FeedItem:
     summary: str
     published: datetime
     updated: datetime
+    # (label, URL) links after the text: a private feed's "more like this" and the rest.
+    actions: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,9 @@ def build_feed(
         # escaped ("a < b" would start a tag); Atom's <content> says it is HTML,
         # so that an abstract that mentions "</s>" is not taken for markup either.
         summary = html.escape(clean_text(item.summary), quote=False)
+        if item.actions:
+            summary += "<p>" + " · ".join(_action(label, url) for label, url in item.actions)
+            summary += "</p>"
         entry.content(summary, type="html")  # also RSS's <description>
     fg.link(href=f"{meta.self_base}.rss", rel="self", replace=True)
     # feedgen gives RSS the *last* link, so the alternate link goes last.
@@ -98,6 +103,11 @@ def build_feed(
     fg.link(href=meta.link, rel="alternate")
     atom: bytes = fg.atom_str(pretty=True)
     return rss, atom
+
+
+def _action(label: str, url: str) -> str:
+    """Return one link of an item's actions as HTML."""
+    return f'<a href="{html.escape(url)}">{html.escape(label)}</a>'
 
 
 def distinct_dates(items: Sequence[FeedItem]) -> list[datetime]:

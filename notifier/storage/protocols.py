@@ -127,6 +127,12 @@ class SubscriberStore(Protocol):
     def subscriber_by_feed_token(self, feed_token: str) -> Subscriber | None:
         """Return the subscriber whose private feed has this token, or None."""
 
+    def examples_for(self, subscriber_ids: Iterable[int]) -> dict[int, list[InterestExample]]:
+        """Return the examples of these subscribers' interests, by interest id."""
+
+    def muted_keys(self, subscriber_ids: Iterable[int]) -> dict[int, frozenset[str]]:
+        """Return the muted authors' comparison keys by subscriber."""
+
     def subscriber_by_manage_key(self, key: str) -> Subscriber | None:
         """Return the subscriber whose manage key a signed link carried, or None."""
 
@@ -200,7 +206,19 @@ class VectorStore(Protocol):
         """Return how many interests have no embeddings for model."""
 
 
-class DigestStore(VectorStore, Protocol):
+class TaughtStore(Protocol):
+    """Read what readers taught: their interests' example papers and muted authors."""
+
+    def examples_for(self, subscriber_ids: Iterable[int]) -> dict[int, list[InterestExample]]:
+        """Return the examples of these subscribers' interests, by interest id."""
+        ...
+
+    def muted_keys(self, subscriber_ids: Iterable[int]) -> dict[int, frozenset[str]]:
+        """Return the muted authors' comparison keys by subscriber."""
+        ...
+
+
+class DigestStore(VectorStore, TaughtStore, Protocol):
     """Give compose its candidates, due subscribers and ledger; store digests."""
 
     # compose_due's housekeeping before it composes: sign-ups never confirmed go.
@@ -236,14 +254,6 @@ class DigestStore(VectorStore, Protocol):
 
     def part_claim(self, part: int, *, wait: bool = False) -> AbstractContextManager[bool]:
         """Hold the claim on one part of the subscribers while composing it; say if held."""
-
-    def examples_for(self, subscriber_ids: Iterable[int]) -> dict[int, list[InterestExample]]:
-        """Return the examples of these subscribers' interests, by interest id."""
-        ...
-
-    def muted_keys(self, subscriber_ids: Iterable[int]) -> dict[int, frozenset[str]]:
-        """Return the muted authors' comparison keys by subscriber."""
-        ...
 
     def mark_interests_changed(self, interest_ids: Iterable[int], now: datetime) -> None:
         """Set interests' changed_at to now."""
@@ -330,7 +340,7 @@ class JobStore(Protocol):
         """Return the latest run of every job, by job name."""
 
 
-class FeedStore(VectorStore, Protocol):
+class FeedStore(VectorStore, TaughtStore, Protocol):
     """Read what feeds show: the newest papers and the subscribers with private feeds."""
 
     def latest_papers(self, limit: int) -> list[Paper]:
@@ -344,6 +354,19 @@ class FeedStore(VectorStore, Protocol):
 
     def subscriber_by_feed_token(self, feed_token: str) -> Subscriber | None:
         """Return the subscriber whose private feed has this token, or None."""
+
+
+class ExampleStore(Protocol):
+    """Store what teaches an interest: imported example papers."""
+
+    def import_examples(
+        self,
+        subscriber_id: int,
+        interest_id: int,
+        entries: Sequence[tuple[str, str]],
+        now: datetime,
+    ) -> int | None:
+        """Add (title, abstract) pairs as positive examples of an interest, all or none."""
 
 
 class ReportStore(Protocol):

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 
 from notifier import models
 from notifier.errors import LibraryError, SubscriberError
-from notifier.subscribers import import_library_into
+from notifier.teaching import import_library_into
 from notifier.web.api.common import MAX_ID, After, SubscriberId, error_responses, found, missing
 from notifier.web.api.schemas import (
     ExampleOut,
@@ -295,8 +295,7 @@ def _add_example_routes(router: APIRouter, context: WebContext) -> None:
         tags=["ratings"],
     )
     def list_ratings(subscriber_id: SubscriberId) -> RatingsOut:
-        """Return the papers a subscriber rated or imported for their interests, and whom they
-        muted."""
+        """Return the papers a subscriber rated or imported, and the authors they muted."""
         found(storage, subscriber_id)
         return RatingsOut(
             examples=[
