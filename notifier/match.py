@@ -61,6 +61,7 @@ class MatchParams:
     # (notifier/feedback.py).
     feedback_weight: float = 0.2
     feedback_terms: int = 20
+    feedback_negative: float = 0.5  # how much the words of rejected examples take off
     thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     def cut(self, mode: str, sensitivity: str) -> float:
@@ -299,23 +300,30 @@ def score(
 def _learned_score(
     index: PaperScores, learned: Sequence[tuple[Term, float]], params: MatchParams
 ) -> Vector:
-    """Return the lexical score of the words an interest's examples taught, per paper.
+    """Return the lexical score of what an interest's examples taught, per paper.
 
-    Of the words its examples share, those that weigh most (count times rarity
-    among the candidates) are scored like a description's words. A word in
-    fewer than two candidates is passed over: it mostly names one paper.
+    The words liked examples share and the words rejected ones hold are each
+    picked by weight (count times rarity among the candidates) and scored like
+    a description's words; the second, times feedback_negative, is taken off
+    the first. A word in fewer than two candidates is passed over: it mostly
+    names one paper.
     """
-    weighed = []
-    for term, count in learned:
-        found = len(index.hits(term).papers)
-        if found >= 2:
-            weighed.append((count * math.log((index.total + 1) / (found + 0.5)), term.key, term))
-    weighed.sort(key=lambda w: (-w[0], w[1]))
-    chosen = [term for _, _, term in weighed[: params.feedback_terms]]
-    if not chosen:
-        return np.zeros(index.n)
-    summed = index.summed(chosen) / len(chosen)
-    return summed / (summed + params.description_scale)
+    scored = np.zeros(index.n)
+    for sign, factor in ((1.0, 1.0), (-1.0, -params.feedback_negative)):
+        weighed = []
+        for term, count in learned:
+            if count * sign <= 0:
+                continue
+            found = len(index.hits(term).papers)
+            if found >= 2:
+                rarity = math.log((index.total + 1) / (found + 0.5))
+                weighed.append((abs(count) * rarity, term.key, term))
+        weighed.sort(key=lambda w: (-w[0], w[1]))
+        chosen = [term for _, _, term in weighed[: params.feedback_terms]]
+        if chosen:
+            summed = index.summed(chosen) / len(chosen)
+            scored = scored + factor * summed / (summed + params.description_scale)
+    return scored
 
 
 def _chosen(

@@ -234,7 +234,12 @@ def test_examples_raise_the_papers_that_share_their_words() -> None:
     )
     taught = score(index, replace(interest, learned=learned, examples=2), params)[1]
     assert taught[1] - before[1] > 0.05 and taught[0] - before[0] > 0.05
-    assert abs(taught[2] - before[2]) < 1e-9 and abs(taught[3] - before[3]) < 1e-9
+    assert taught[2] < before[2] and taught[3] < before[3]  # "chain of thought" rejected
+
+    # "Not for me" alone lowers what it rejected and lifts nothing.
+    rejected = example_terms(interest.about, [("Planning with language models", False)])
+    alone = score(index, replace(interest, learned=rejected, examples=1), params)[1]
+    assert alone[3] < before[3] and all(alone <= before + 1e-12)
 
 
 def test_the_preferences_page_lists_what_was_taught_and_takes_it_back(

@@ -230,7 +230,7 @@ def test_private_feed_holds_matching_papers_and_says_why(
                 assert text.endswith(paper.abstract)
                 rate = re.findall(r'<a href="[^"]+/(more|less)/([^"]+)">', links)
                 assert [kind for kind, _ in rate] == ["more", "less"]
-                # Dated by the paper's first sight (the tests' clock), not by the wall clock.
+                # Dated by the week of the build (the tests' clock), not by the wall clock.
                 link = LinkTokens(SECRET).read_paper(Purpose.MORE, rate[0][1], 10 * 365 * 86400)
                 assert (link.key, link.paper_id, link.interest) == (
                     subscriber.manage_token,

@@ -146,8 +146,8 @@ def _write_private_feed(
     """Write the private feed of one subscriber from an indexed pool of papers.
 
     The interests are taught by their examples and muted authors are left out,
-    as in the digests; each item links to rating it, signed as of the paper's
-    first sight, so an unchanged feed rebuilds byte for byte.
+    as in the digests; each item links to rating it (_week_of says when the
+    links are dated).
     """
     examples = storage.examples_for([subscriber.id])
     try:
@@ -166,7 +166,7 @@ def _write_private_feed(
         _item(
             paper,
             f"{match.interest}: {match.reason}",
-            _actions(tokens, settings, subscriber, paper, match.interest),
+            _actions(tokens, settings, subscriber, paper, match.interest, _week_of(now)),
         )
         for paper, match in _matching(index, pool, interests, matching, settings.feed_items, muted)
     ]
@@ -181,14 +181,15 @@ def _write_private_feed(
     )
 
 
-def _actions(
+def _actions(  # noqa: PLR0917
     tokens: LinkTokens | None,
     settings: Settings,
     subscriber: Subscriber,
     paper: Paper,
     interest: str,
+    dated: float,
 ) -> tuple[tuple[str, str], ...]:
-    """Return a private feed item's rating links, dated by the paper's first sight."""
+    """Return a private feed item's rating links, dated as given (see _week_of)."""
     if tokens is None:
         return ()
     links = paper_links(
@@ -198,12 +199,24 @@ def _actions(
         paper.id,
         interest,
         bool(paper.authors),
-        at=paper.first_seen_at.timestamp(),
+        at=dated,
     )
     found = [("More like this", links.more), ("Not for me", links.less)]
     if links.mute:
         found.append(("Mute an author", links.mute))
     return tuple(found)
+
+
+def _week_of(now: datetime) -> float:
+    """Return the start of now's week (Unix time): when a private feed's links are dated.
+
+    Dated by the build, the links would change every build and an unchanged feed
+    would not rebuild byte for byte; dated by the paper's first sight, an old
+    paper's links would have expired already. By the week, a rebuild changes
+    them at most weekly and each lives at least link_days less a week.
+    """
+    week = 7 * 86400
+    return float(int(now.timestamp()) // week * week)
 
 
 def _write_feed(

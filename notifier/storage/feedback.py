@@ -10,7 +10,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from notifier.models import ExampleOrigin, InterestExample, MutedAuthor, Verdict
-from notifier.papers import author_key
+from notifier.papers import author_key, normalise_title
 from notifier.storage.base import StorageBase, _chunks
 from notifier.storage.schema import interest_examples, interests, muted_authors, papers
 
@@ -82,7 +82,7 @@ class FeedbackMixin(StorageBase):
             if not _owns(conn, subscriber_id, interest_id):
                 return None
             held = {
-                " ".join(r.title.casefold().split())
+                normalise_title(r.title)
                 for r in conn.execute(
                     select(interest_examples.c.title).where(
                         interest_examples.c.interest_id == interest_id
@@ -91,7 +91,7 @@ class FeedbackMixin(StorageBase):
             }
             rows = []
             for title, abstract in entries:
-                key = " ".join(title.casefold().split())
+                key = normalise_title(title)
                 if key in held:
                     continue
                 held.add(key)

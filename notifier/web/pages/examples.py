@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
-from notifier.errors import LibraryError
-from notifier.library import read_library
+from notifier.errors import LibraryError, SubscriberError
+from notifier.teaching import import_library_into
 from notifier.tokens import Purpose
 from notifier.web.pages.kit import PageKit
 
 # The largest library export the page takes (BodyLimit lets this path's bodies through).
 MAX_LIBRARY_BYTES = 5 * 1024 * 1024
+# A row id as a form or query string gives it: ASCII digits, within a 32-bit integer.
+ID = re.compile(r"[0-9]{1,9}")
 
 
 def add_example_routes(router: APIRouter, kit: PageKit) -> None:
@@ -30,7 +33,7 @@ def add_example_routes(router: APIRouter, kit: PageKit) -> None:
         if isinstance(found, str):
             return kit.refused(request, found)
         example = str(form.get("example", ""))
-        if example.isdigit():
+        if ID.fullmatch(example):
             await asyncio.to_thread(storage.remove_example, found.id, int(example), context.clock())
         return RedirectResponse(f"/manage/{token}?saved=1#taught", status_code=303)
 
@@ -54,22 +57,23 @@ def add_example_routes(router: APIRouter, kit: PageKit) -> None:
         if isinstance(found, str):
             return kit.refused(request, found)
         upload, name = form.get("library"), str(form.get("interest", ""))
-        interest = next((i for i in found.interests if i.name == name), None)
-        if not isinstance(upload, UploadFile) or interest is None or interest.interest_id is None:
-            return _not_imported(kit, request, token, "choose an interest and a file to import")
+        if not isinstance(upload, UploadFile):
+            return _not_imported(kit, request, token, "choose a file to import")
         data = await upload.read()
         try:
-            entries = read_library(data, upload.filename or "upload")
-            added = await asyncio.to_thread(
-                storage.import_examples,
-                found.id,
-                interest.interest_id,
-                [(e.title, e.abstract) for e in entries],
+            # Parsing a large export takes seconds: off the event loop.
+            added, _ = await asyncio.to_thread(
+                import_library_into,
+                storage,
+                found,
+                data,
+                upload.filename or "upload",
+                name,
                 context.clock(),
             )
-        except (LibraryError, ValueError) as e:
+        except (LibraryError, SubscriberError) as e:
             return _not_imported(kit, request, token, str(e))
-        return RedirectResponse(f"/manage/{token}?imported={added or 0}#taught", status_code=303)
+        return RedirectResponse(f"/manage/{token}?imported={added}#taught", status_code=303)
 
 
 def _not_imported(kit: PageKit, request: Request, token: str, why: str) -> HTMLResponse:

@@ -34,7 +34,7 @@ def add_feedback_routes(router: APIRouter, kit: PageKit) -> None:
         found = _linked(kit, request, purpose, token)
         if isinstance(found, HTMLResponse):
             return found
-        subscriber, interest, paper = found
+        _, interest, paper = found
         assert interest.interest_id is not None
         current = storage.rating(interest.interest_id, paper.id)
         return kit.page(
@@ -46,7 +46,6 @@ def add_feedback_routes(router: APIRouter, kit: PageKit) -> None:
             current=current.verdict if current else None,
             interest=interest.name,
             paper=paper,
-            manage=kit.manage_url(subscriber),
             **values,
         )
 
@@ -148,7 +147,6 @@ def _mute_page(
         paper=paper,
         authors=[(name, author_key(name) in muted) for name in paper.authors],
         saved=saved,
-        manage=kit.manage_url(subscriber),
     )
 
 
@@ -165,14 +163,17 @@ def _linked(
     if subscriber is None or paper is None:
         return kit.refused(request, "this link is not valid")
     interest = next((i for i in subscriber.interests if i.name == link.interest), None)
+    if purpose == Purpose.MUTE:
+        # Muting is the subscriber's, whichever interest showed the paper.
+        return subscriber, interest or Interest(link.interest), paper
     if interest is None or interest.interest_id is None:
+        # No preferences link here or on the other pages a paper's link opens: a
+        # private feed's links travel with the feed URL, and must not open more.
         return kit.message(
             request,
             "This interest is gone",
             f"Your interest “{link.interest}” no longer exists, so there is nothing to "
-            "teach it. You can add interests in your preferences.",
+            "teach it. The preferences link in your digests lets you add interests.",
             status=404,
-            link=kit.manage_url(subscriber),
-            link_text="Open your preferences",
         )
     return subscriber, interest, paper

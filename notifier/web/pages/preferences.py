@@ -18,6 +18,7 @@ from notifier.settings import Settings
 from notifier.tokens import Purpose
 from notifier.web.feeds import OpmlFeed, build_opml, remove_private_feed
 from notifier.web.forms import InterestRow, check_preferences, interest_rows, rows_of, weekday_name
+from notifier.web.pages.examples import ID
 from notifier.web.pages.kit import PRIVATE, PageKit, padded
 
 log = logging.getLogger("notifier.web")
@@ -97,7 +98,7 @@ def add_preference_routes(router: APIRouter, kit: PageKit) -> None:
             token,
             found,
             saved=request.query_params.get("saved") == "1",
-            imported=int(imported) if imported.isdigit() else None,
+            imported=int(imported) if ID.fullmatch(imported) else None,
         )
 
     @router.post("/manage/{token}", response_class=HTMLResponse, response_model=None)
