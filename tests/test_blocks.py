@@ -10,6 +10,7 @@ import pytest
 from notifier.models import DigestPaper
 from notifier.render import make_environment
 from notifier.render.blocks import PaperBlocks
+from notifier.render.links import LinkFragments, PaperLinks
 from notifier.render.mime import Chunk
 from notifier.render.shell import InlinedTemplate
 from tests.test_shell import parsed
@@ -126,3 +127,39 @@ def test_paper_blocks_with_the_same_marked_terms_share_one_inlining() -> None:
     # The second differs from the first only in its reason; the third marks other words.
     assert template._shape.cache_info().misses == 2
     assert "planning with learned &lt;models&gt;" in template.render({"paper": shown[1]})
+
+
+def link_fragments(templates: Path | None = None) -> LinkFragments:
+    """Return the feedback links' renderer over the shipped (or given) templates."""
+    env = make_environment(templates)
+    css = env.get_template("email/digest.css").render()
+    inliner = css_inline.CSSInliner(keep_style_tags=False)
+    html = InlinedTemplate(env, "email/rate.html.j2", inliner, fragment_css=css)
+    return LinkFragments(html, env.get_template("email/rate.txt.j2"))
+
+
+@pytest.mark.parametrize("mute", ["https://n.example/mute/m~1~c.d.e", None])
+def test_feedback_links_are_filled_in_as_rendering_gives_them(mute: str | None) -> None:
+    links = PaperLinks("https://n.example/more/a~1~b.c.d", "https://n.example/less/x&y", mute)
+    fragments = link_fragments()
+    fragments.render(links)  # the shape, made on first use
+    assert fragments.render(links) == fragments._rendered(links)
+    html, text = fragments.render(links)
+    assert (
+        'href="https://n.example/less/x&amp;y"' in html
+        and "Not for me: https://n.example/less/x&y" in text
+    )
+    assert ("Mute an author" in html) == (mute is not None)
+
+
+def test_a_links_template_that_reworks_the_urls_is_rendered_for_each_paper(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "email").mkdir()
+    (tmp_path / "email" / "rate.txt.j2").write_text(
+        "  More: {{ links.more | upper }}\n  Less: {{ links.less }}\n"
+    )
+    links = PaperLinks("https://n.example/more/abc", "https://n.example/less/def", None)
+    html, text = link_fragments(tmp_path).render(links)
+    assert text == "  More: HTTPS://N.EXAMPLE/MORE/ABC\n  Less: https://n.example/less/def\n"
+    assert 'href="https://n.example/more/abc"' in html

@@ -22,7 +22,7 @@ from notifier.models import DigestContent, DigestPaper, OutgoingMessage, Subscri
 from notifier.papers import clean_text
 from notifier.render.blocks import PaperBlocks
 from notifier.render.feed import feed_url, private_feed_name
-from notifier.render.links import paper_links
+from notifier.render.links import LinkFragments, paper_links
 from notifier.render.mime import Chunk, build_message, chunk, header_text, joined, mailbox
 from notifier.render.shell import InlinedTemplate
 from notifier.tokens import LinkTokens, Purpose
@@ -119,10 +119,10 @@ class EmailRenderer:
             self._text = env.get_template("email/digest.txt.j2")
             css = env.get_template("email/digest.css").render()
             papers = PaperBlocks(env, self._inliner, css)
-            self._rate_html = InlinedTemplate(
-                env, "email/rate.html.j2", self._inliner, fragment_css=css
+            self._links = LinkFragments(
+                InlinedTemplate(env, "email/rate.html.j2", self._inliner, fragment_css=css),
+                env.get_template("email/rate.txt.j2"),
             )
-            self._rate_text = env.get_template("email/rate.txt.j2")
         except TemplateError as e:
             raise RenderError(f"email template problem: {e}") from e
         self._from = mailbox(clean_text(identity.sender_name), identity.sender_address, "From")
@@ -164,19 +164,17 @@ class EmailRenderer:
             papers, self._section_blocks(papers), strict=True
         ):
             identity = self.identity
-            links = {
-                "links": paper_links(
-                    identity.tokens,
-                    identity.base_url,
-                    subscriber.manage_token,
-                    paper.paper_id,
-                    interest,
-                    bool(paper.authors),
-                )
-            }
-            rate = chunk(self._rate_html.render(links).rstrip("\n"))
-            html.append(joined((block_html, _LINE_BREAK, rate)))
-            text.extend((block_text, chunk(self._rate_text.render(links))))
+            links = paper_links(
+                identity.tokens,
+                identity.base_url,
+                subscriber.manage_token,
+                paper.paper_id,
+                interest,
+                bool(paper.authors),
+            )
+            rate_html, rate_text = self._links.render(links)
+            html.append(joined((block_html, _LINE_BREAK, chunk(rate_html))))
+            text.extend((block_text, chunk(rate_text)))
         return joined(_between(html, _LINE_BREAK)), joined(text)
 
     def _paper_blocks(self, paper: DigestPaper) -> tuple[Chunk, Chunk]:
