@@ -362,3 +362,59 @@ def test_the_bot_trap_is_out_of_a_persons_way(
     time.sleep(0.5)
     assert server.storage.subscribers() == []
     assert smtp_server.handler.received == []
+
+
+def test_a_reader_rates_papers_and_mutes_an_author_from_the_digest(
+    serve_web: Callable[..., WebServer], smtp_server: SmtpServer, page: Page
+) -> None:
+    server = serve_web(smtp_url=smtp_server.url)
+    now = datetime.now(UTC)
+    listing = (Path(__file__).parent / "data" / "sources" / "arxiv_api.xml").read_bytes()
+    pipeline.ingest(server.storage, "api", listing, now - timedelta(minutes=5), "arxiv-api")
+    server.storage.save_subscriber(
+        "ada@example.org",
+        "Ada",
+        [
+            Interest(
+                "Robot learning", about="reinforcement learning for robots", sensitivity="broad"
+            )
+        ],
+        now - timedelta(days=2),
+        schedule={"cadence": "daily", "send_time": "00:00", "timezone": "Europe/Berlin"},
+    )
+    compose_and_send(server, now)
+    [digest] = wait_for_mail(smtp_server, 1)
+    ada = subscriber(server, "ada@example.org")
+
+    # Opening "More like this" asks first; the button records it, the page says so.
+    open_email(page, digest)
+    first_title = page.locator(".paper .title").first.inner_text()
+    page.get_by_role("link", name="More like this").first.click()
+    expect(page.get_by_role("heading", name="More papers like this?")).to_be_visible()
+    expect(page.get_by_text(first_title)).to_be_visible()
+    assert server.storage.examples_of(ada.id) == []
+    page.get_by_role("button", name="Yes, more like this").click()
+    expect(page.get_by_role("heading", name="Marked: more like this")).to_be_visible()
+    [example] = server.storage.examples_of(ada.id)
+    assert (example.title, example.verdict) == (first_title, "more")
+
+    # Changed my mind: "Not for me" on the same paper replaces it; Undo removes it.
+    open_email(page, digest)
+    page.get_by_role("link", name="Not for me").first.click()
+    expect(page.get_by_text("this changes that")).to_be_visible()
+    page.get_by_role("button", name="Yes, not for me").click()
+    expect(page.get_by_role("heading", name="Marked: not for me")).to_be_visible()
+    assert [e.verdict for e in server.storage.examples_of(ada.id)] == ["less"]
+    page.get_by_role("button", name="Undo").click()
+    expect(page.get_by_role("heading", name="Fewer papers like this?")).to_be_visible()
+    assert server.storage.examples_of(ada.id) == []
+
+    # Mute an author: the page lists the paper's authors, each with its button.
+    open_email(page, digest)
+    page.get_by_role("link", name="Mute an author").first.click()
+    expect(page.get_by_role("heading", name="Mute an author?")).to_be_visible()
+    first_author = page.locator("ul.authors li").first
+    name = first_author.inner_text().removesuffix("Mute").strip()
+    first_author.get_by_role("button", name="Mute").click()
+    expect(page.get_by_text(f"{name} (muted)")).to_be_visible()
+    assert [m.name for m in server.storage.muted_authors_of(ada.id)] == [name]
