@@ -78,6 +78,8 @@ _THRESHOLDS = {
     "semantic": {"strict": 0.50, "normal": 0.45, "broad": 0.39},
     "lexical": {"strict": 0.61, "normal": 0.53, "broad": 0.42},
 }
+# The words a reason names as what an interest's examples taught (as scoring picks them).
+FEEDBACK_TERMS = MatchParams().feedback_terms
 _DEFAULTS = {
     "hybrid": MatchParams(
         "hybrid",
@@ -303,27 +305,35 @@ def _learned_score(
     """Return the lexical score of what an interest's examples taught, per paper.
 
     The words liked examples share and the words rejected ones hold are each
-    picked by weight (count times rarity among the candidates) and scored like
-    a description's words; the second, times feedback_negative, is taken off
-    the first. A word in fewer than two candidates is passed over: it mostly
-    names one paper.
+    picked (_taught_terms) and scored like a description's words; the second,
+    times feedback_negative, is taken off the first.
     """
     scored = np.zeros(index.n)
-    for sign, factor in ((1.0, 1.0), (-1.0, -params.feedback_negative)):
-        weighed = []
-        for term, count in learned:
-            if count * sign <= 0:
-                continue
-            found = len(index.hits(term).papers)
-            if found >= 2:
-                rarity = math.log((index.total + 1) / (found + 0.5))
-                weighed.append((abs(count) * rarity, term.key, term))
-        weighed.sort(key=lambda w: (-w[0], w[1]))
-        chosen = [term for _, _, term in weighed[: params.feedback_terms]]
+    for liked, factor in ((True, 1.0), (False, -params.feedback_negative)):
+        chosen = _taught_terms(index, learned, params.feedback_terms, liked)
         if chosen:
             summed = index.summed(chosen) / len(chosen)
             scored = scored + factor * summed / (summed + params.description_scale)
     return scored
+
+
+def _taught_terms(
+    index: PaperScores, learned: Sequence[tuple[Term, float]], limit: int, liked: bool
+) -> list[Term]:
+    """Return the liked (or rejected) words that weigh most: count times rarity.
+
+    A word in fewer than two candidates is passed over: it mostly names one paper.
+    """
+    weighed = []
+    for term, count in learned:
+        if (count > 0) != liked:
+            continue
+        found = len(index.hits(term).papers)
+        if found >= 2:
+            rarity = math.log((index.total + 1) / (found + 0.5))
+            weighed.append((abs(count) * rarity, term.key, term))
+    weighed.sort(key=lambda w: (-w[0], w[1]))
+    return [term for _, _, term in weighed[:limit]]
 
 
 def _chosen(
@@ -536,6 +546,10 @@ def _explain_all(  # noqa: PLR0917
         best = closeness.argmax(axis=0)
         values = closeness[best, np.arange(len(best))]
         closest = list(zip(best.tolist(), values.tolist(), strict=True))
+    taught = [
+        (term, index.hits(term))
+        for term in _taught_terms(index, interest.learned, FEEDBACK_TERMS, liked=True)
+    ]
     scores = np.round(fused, 4).tolist()  # as match_many rounds, so rankings agree
     lexicals = [round(value, 4) for value in lexical.tolist()]
     semantics = None if similarity is None else [round(v, 4) for v in similarity.tolist()]
@@ -557,6 +571,13 @@ def _explain_all(  # noqa: PLR0917
         if closest is not None:
             phrase, value = closest[k]
             parts.append(f"close to “{interest.phrases[phrase]}” ({value:.2f})")
+        shared = [
+            term.label
+            for term, hits in taught
+            if term.label not in terms and (i in hits.title or i in hits.abstract)
+        ]
+        if shared:
+            parts.append("like papers you marked: " + ", ".join(f"“{t}”" for t in shared[:4]))
         matches.append(
             Match(
                 interest=interest.name,

@@ -104,6 +104,7 @@ def test_a_rating_through_the_digest_link_changes_the_next_digest(
     control = digest_for(web, smtp_server, "bob@example.org", later)
     assert "(tuned by 3 papers you rated or imported)" in text_of(taught)
     assert "tuned by" not in text_of(control)
+    assert "like papers you marked: “" in text_of(taught)  # the reason says what it learned
     assert titles_of(taught) != titles_of(control)
     # Nothing reaches a subscriber twice, rated or not.
     assert not set(titles_of(taught)) & set(titles)
