@@ -71,6 +71,25 @@ def subscribe(web: WebServer, email: str) -> int:
     return subscriber.id
 
 
+ARXIV_API = (DATA / "sources" / "arxiv_api.xml").read_text()
+
+
+def first_digest(
+    web: WebServer, smtp: SmtpServer, email: str, listing: str | None = None
+) -> tuple[int, EmailMessage]:
+    """Subscribe email, take in a listing (a seed snapshot, or arXiv API XML), send the digest.
+
+    Returns the subscriber's id and their first digest.
+    """
+    subscriber = subscribe(web, email)
+    before = NOW - timedelta(hours=1)
+    if listing is None:
+        pipeline.ingest(web.storage, "day0", seed_bytes(0), before)
+    else:
+        pipeline.ingest(web.storage, "api", listing.encode(), before, "arxiv-api")
+    return subscriber, digest_for(web, smtp, email, NOW)
+
+
 def test_a_rating_through_the_digest_link_changes_the_next_digest(
     serve_web: Callable[..., WebServer], smtp_server: SmtpServer
 ) -> None:
@@ -114,9 +133,7 @@ def test_a_mail_scanner_opening_every_link_records_nothing(
     serve_web: Callable[..., WebServer], smtp_server: SmtpServer
 ) -> None:
     web = serve_web()
-    rater = subscribe(web, "ada@example.org")
-    pipeline.ingest(web.storage, "day0", seed_bytes(0), NOW - timedelta(hours=1))
-    message = digest_for(web, smtp_server, "ada@example.org", NOW)
+    rater, message = first_digest(web, smtp_server, "ada@example.org")
     for kind in ("more", "less", "mute"):
         for link in links_of(message, kind):
             response = httpx.get(link)
@@ -132,9 +149,7 @@ def test_a_second_click_undoes_or_changes_the_rating(
     serve_web: Callable[..., WebServer], smtp_server: SmtpServer
 ) -> None:
     web = serve_web()
-    rater = subscribe(web, "ada@example.org")
-    pipeline.ingest(web.storage, "day0", seed_bytes(0), NOW - timedelta(hours=1))
-    message = digest_for(web, smtp_server, "ada@example.org", NOW)
+    rater, message = first_digest(web, smtp_server, "ada@example.org")
     more, less = links_of(message, "more")[0], links_of(message, "less")[0]
     with httpx.Client(base_url=web.url) as client:
         click(client, more)
@@ -189,10 +204,7 @@ def test_muting_an_author_leaves_their_papers_out_of_later_digests(
     serve_web: Callable[..., WebServer], smtp_server: SmtpServer
 ) -> None:
     web = serve_web()
-    rater = subscribe(web, "ada@example.org")
-    listing = (DATA / "sources" / "arxiv_api.xml").read_text()
-    pipeline.ingest(web.storage, "api", listing.encode(), NOW - timedelta(hours=1), "arxiv-api")
-    message = digest_for(web, smtp_server, "ada@example.org", NOW)
+    rater, message = first_digest(web, smtp_server, "ada@example.org", ARXIV_API)
     mute = links_of(message, "mute")[0]
     with httpx.Client(base_url=web.url) as client:
         page = client.get(urlsplit(mute).path)
@@ -208,7 +220,7 @@ def test_muting_an_author_leaves_their_papers_out_of_later_digests(
         assert forged.status_code == 400
     assert [m.name for m in web.storage.muted_authors_of(rater)] == [authors[0]]
     # The same papers again under new ids and titles: all new, the muted author's among them.
-    again = re.sub(r"arxiv\.org/abs/2\d(\d\d)\.", r"arxiv.org/abs/25\1.", listing)
+    again = re.sub(r"arxiv\.org/abs/2\d(\d\d)\.", r"arxiv.org/abs/25\1.", ARXIV_API)
     again = again.replace("<title>", "<title>Revisited: ")
     later = NOW + timedelta(days=1)
     pipeline.ingest(web.storage, "api", again.encode(), later - timedelta(hours=1), "arxiv-api")
@@ -247,10 +259,7 @@ def test_the_preferences_page_lists_what_was_taught_and_takes_it_back(
     serve_web: Callable[..., WebServer], smtp_server: SmtpServer
 ) -> None:
     web = serve_web()
-    rater = subscribe(web, "ada@example.org")
-    listing = (DATA / "sources" / "arxiv_api.xml").read_text()
-    pipeline.ingest(web.storage, "api", listing.encode(), NOW - timedelta(hours=1), "arxiv-api")
-    message = digest_for(web, smtp_server, "ada@example.org", NOW)
+    rater, message = first_digest(web, smtp_server, "ada@example.org", ARXIV_API)
     rated = titles_of(message)[0]
     manage = urlsplit(re.findall(r"https?://\S+/manage/\S+", text_of(message))[0]).path
     with httpx.Client(base_url=web.url) as client:

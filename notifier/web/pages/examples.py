@@ -7,9 +7,10 @@ import re
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from notifier.errors import LibraryError, SubscriberError
+from notifier.models import Subscriber
 from notifier.teaching import import_library_into
 from notifier.tokens import Purpose
 from notifier.web.pages.kit import PageKit
@@ -27,11 +28,9 @@ def add_example_routes(router: APIRouter, kit: PageKit) -> None:
     @router.post("/manage/{token}/examples", response_model=None)
     async def remove_example(request: Request, token: str) -> Response:
         form = await request.form()
-        if not kit.csrf_ok(request, form):
-            return kit.expired_form(request)
-        found = await asyncio.to_thread(kit.subscriber_for, Purpose.MANAGE, token, kit.link_age)
-        if isinstance(found, str):
-            return kit.refused(request, found)
+        found = await _poster(kit, request, form, token)
+        if isinstance(found, Response):
+            return found
         example = str(form.get("example", ""))
         if ID.fullmatch(example):
             await asyncio.to_thread(storage.remove_example, found.id, int(example), context.clock())
@@ -40,22 +39,18 @@ def add_example_routes(router: APIRouter, kit: PageKit) -> None:
     @router.post("/manage/{token}/authors", response_model=None)
     async def unmute_author(request: Request, token: str) -> Response:
         form = await request.form()
-        if not kit.csrf_ok(request, form):
-            return kit.expired_form(request)
-        found = await asyncio.to_thread(kit.subscriber_for, Purpose.MANAGE, token, kit.link_age)
-        if isinstance(found, str):
-            return kit.refused(request, found)
+        found = await _poster(kit, request, form, token)
+        if isinstance(found, Response):
+            return found
         await asyncio.to_thread(storage.unmute_author, found.id, str(form.get("author", "")))
         return RedirectResponse(f"/manage/{token}?saved=1#taught", status_code=303)
 
     @router.post("/manage/{token}/library", response_model=None)
     async def import_library(request: Request, token: str) -> Response:
         form = await request.form(max_part_size=MAX_LIBRARY_BYTES)
-        if not kit.csrf_ok(request, form):
-            return kit.expired_form(request)
-        found = await asyncio.to_thread(kit.subscriber_for, Purpose.MANAGE, token, kit.link_age)
-        if isinstance(found, str):
-            return kit.refused(request, found)
+        found = await _poster(kit, request, form, token)
+        if isinstance(found, Response):
+            return found
         upload, name = form.get("library"), str(form.get("interest", ""))
         if not isinstance(upload, UploadFile):
             return _not_imported(kit, request, token, "choose a file to import")
@@ -74,6 +69,16 @@ def add_example_routes(router: APIRouter, kit: PageKit) -> None:
         except (LibraryError, SubscriberError) as e:
             return _not_imported(kit, request, token, str(e))
         return RedirectResponse(f"/manage/{token}?imported={added}#taught", status_code=303)
+
+
+async def _poster(
+    kit: PageKit, request: Request, form: FormData, token: str
+) -> Subscriber | Response:
+    """Return whose preferences a form was posted from, or the page refusing the post."""
+    if not kit.csrf_ok(request, form):
+        return kit.expired_form(request)
+    found = await asyncio.to_thread(kit.subscriber_for, Purpose.MANAGE, token, kit.link_age)
+    return kit.refused(request, found) if isinstance(found, str) else found
 
 
 def _not_imported(kit: PageKit, request: Request, token: str, why: str) -> HTMLResponse:
