@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -29,7 +29,7 @@ def add_feedback_routes(router: APIRouter, kit: PageKit) -> None:
     """Add the rating pages (/more, /less) and the mute-an-author page (/mute)."""
     context, storage = kit.context, kit.storage
 
-    def rating_page(request: Request, purpose: Purpose, token: str, **values: Any) -> HTMLResponse:
+    def rating_page(request: Request, purpose: Purpose, token: str) -> HTMLResponse:
         """Render the rating page of a paper's link (its button, or what was recorded)."""
         found = _linked(kit, request, purpose, token)
         if isinstance(found, HTMLResponse):
@@ -46,7 +46,6 @@ def add_feedback_routes(router: APIRouter, kit: PageKit) -> None:
             current=current.verdict if current else None,
             interest=interest.name,
             paper=paper,
-            **values,
         )
 
     def rate(request: Request, purpose: Purpose, token: str, undo: bool) -> HTMLResponse:
@@ -64,7 +63,7 @@ def add_feedback_routes(router: APIRouter, kit: PageKit) -> None:
         else:
             storage.rate(subscriber.id, interest.interest_id, paper.id, _VERDICTS[purpose], now)
         log.info("subscriber %d rated paper %d for an interest", subscriber.id, paper.id)
-        return rating_page(request, purpose, token, saved=True)
+        return rating_page(request, purpose, token)
 
     for purpose in (Purpose.MORE, Purpose.LESS):
         add_rating_route(router, kit, purpose, rating_page, rate)
@@ -109,13 +108,17 @@ def add_mute_routes(router: APIRouter, kit: PageKit) -> None:
 
 
 def add_rating_route(
-    router: APIRouter, kit: PageKit, purpose: Purpose, page: Any, rate: Any
+    router: APIRouter,
+    kit: PageKit,
+    purpose: Purpose,
+    page: Callable[[Request, Purpose, str], HTMLResponse],
+    rate: Callable[[Request, Purpose, str, bool], HTMLResponse],
 ) -> None:
     """Add the GET (a button) and POST (the rating) of one rating purpose."""
 
     @router.get(f"/{purpose}/{{token}}", response_class=HTMLResponse)
     def rating_page(request: Request, token: str) -> HTMLResponse:
-        return page(request, purpose, token)  # type: ignore[no-any-return]
+        return page(request, purpose, token)
 
     @router.post(f"/{purpose}/{{token}}", response_class=HTMLResponse)
     async def rating(request: Request, token: str) -> HTMLResponse:
