@@ -75,7 +75,9 @@ SHOTS = {
     "confirmed": "after pressing it",
     "preferences": "a demo subscriber's preferences, with their digest history",
     "saved": "the new subscriber's preferences after moving the send time and saving",
-    "digest-email": "a digest email (its HTML part)",
+    "digest-email": "a digest email (its HTML part), each paper with its feedback links",
+    "rate": 'the page a paper\'s "More like this" link opens: the paper, one button',
+    "rated": "after pressing it: what was recorded, and Undo",
     "unsubscribe": "the page an email's unsubscribe link opens: one button",
     "unsubscribed": "after pressing it",
     "bad-link": "a confirmation link that is not valid",
@@ -210,6 +212,7 @@ class Tour:
         self.confirm()
         leave = self.save_preferences()
         self.demo_subscriber()
+        self.rate()
         self.unsubscribe(leave)
         self.page.goto(f"{self.server.url}/confirm/{'x' * 40}")
         self.shoot(self.page, "bad-link")
@@ -288,6 +291,20 @@ class Tour:
         digests = server.settings.outbox_dir.glob("ada_example.org_*.digest.*.eml")
         show_email(page, max(digests, key=lambda p: p.name.rpartition(".digest.")[2]))
         self.shoot(page, "digest-email")
+
+    def rate(self) -> None:
+        """The shown digest's first "More like this" link, its button, then Undo (state kept)."""
+        page = self.page
+        more = page.get_by_role("link", name="More like this").first.get_attribute("href")
+        assert more is not None
+        page.goto(f"{self.server.url}{urlsplit(more).path}")
+        expect(page.get_by_role("heading", name="More papers like this?")).to_be_visible()
+        self.shoot(page, "rate")
+        page.get_by_role("button", name="Yes, more like this").click()
+        expect(page.get_by_role("heading", name="Marked: more like this")).to_be_visible()
+        self.shoot(page, "rated")
+        page.get_by_role("button", name="Undo").click()
+        expect(page.get_by_role("heading", name="More papers like this?")).to_be_visible()
 
     def unsubscribe(self, leave: str) -> None:
         """The unsubscribe link, then its button (the new subscriber: the demo one stays)."""
