@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import feedparser
+import orjson
 import pytest
+from jsonschema import Draft202012Validator
 from sqlalchemy import text
 
 from notifier import pipeline
@@ -21,7 +23,7 @@ from notifier.render.feed import FeedItem, FeedMeta, build_feed
 from notifier.settings import Settings, load_settings
 from notifier.storage import Storage
 from notifier.tokens import LinkTokens, Purpose
-from tests.conftest import JOINED, NOW, SEED_FILES, seed_bytes
+from tests.conftest import DATA, JOINED, NOW, SEED_FILES, seed_bytes
 
 BASE = "https://papers.example.org"
 FEED_ITEMS = 40
@@ -83,6 +85,11 @@ def feed_files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
+def xml_feeds(root: Path) -> list[str]:
+    """Return the RSS and Atom files under the feeds directory (JSON Feed has its own test)."""
+    return [name for name in feed_files(root) if not name.endswith(".json")]
+
+
 def plain_summary(entry: Any) -> str:
     """Return an entry's summary as text (feedparser hands RSS descriptions over as HTML)."""
     summary: str = entry.summary
@@ -98,7 +105,7 @@ def timestamp(entry: Any) -> int:
 def expected_names(subscribers: list[Subscriber]) -> set[str]:
     """Return the feed files a build should leave for these active subscribers."""
     stems = ["all", "topics/robots", *(f"subscribers/{s.feed_token}" for s in subscribers)]
-    return {f"{stem}{suffix}" for stem in stems for suffix in (".rss", ".atom")}
+    return {f"{stem}{suffix}" for stem in stems for suffix in (".rss", ".atom", ".json")}
 
 
 def test_build_writes_all_topic_and_private_feeds(
@@ -122,7 +129,7 @@ def test_every_feed_parses_is_capped_and_newest_first(
     pipeline.build_feeds(storage, feed_settings, NOW + timedelta(days=1))
 
     root = feed_settings.feeds_dir
-    feeds = {name: parse(root / name) for name in feed_files(root)}
+    feeds = {name: parse(root / name) for name in xml_feeds(root)}
     assert len(feeds) == 8
     spans_days = False
     for name, feed in feeds.items():
@@ -253,11 +260,35 @@ def test_rebuild_without_new_data_is_byte_identical(
     assert feed_files(root) == first
 
 
+def test_json_feeds_follow_the_specification_and_hold_what_atom_holds(
+    storage: Storage, feed_settings: Settings
+) -> None:
+    ingest_seeds(storage, range(2))
+    add_subscribers(storage)
+    root = feed_settings.feeds_dir
+    pipeline.build_feeds(storage, feed_settings, NOW + timedelta(days=1))
+    schema = orjson.loads((DATA / "jsonfeed-1.1.schema.json").read_bytes())
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    names = [n for n in feed_files(root) if n.endswith(".json")]
+    assert len(names) == 4  # all, one topic, two subscribers
+    for name in names:
+        document = orjson.loads((root / name).read_bytes())
+        assert not list(validator.iter_errors(document)), name
+        assert document["feed_url"] == f"{BASE}/feeds/{name}"
+        atom = parse(root / name.replace(".json", ".atom"))
+        assert [(i["id"], i["title"]) for i in document["items"]] == [
+            (e.id, e.title) for e in atom.entries
+        ]
+        assert [i["date_modified"] for i in document["items"]] == [
+            e.updated.replace("+00:00", "Z") for e in atom.entries
+        ]
+        if name.startswith("subscribers/"):
+            assert all("/more/" in i["content_html"] for i in document["items"])
+
+
 def entries_of(root: Path) -> dict[str, list[tuple[str, str]]]:
     """Return (id, title) of every entry of every feed file, in feed order."""
-    return {
-        name: [(e.id, e.title) for e in parse(root / name).entries] for name in feed_files(root)
-    }
+    return {name: [(e.id, e.title) for e in parse(root / name).entries] for name in xml_feeds(root)}
 
 
 def test_rebuild_after_new_listing_keeps_ids_titles_and_order(

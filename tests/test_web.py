@@ -453,6 +453,16 @@ def test_the_opml_file_lists_the_private_and_public_feeds(
         f"{web.url}/feeds/all.atom",
     ]
     assert outlines[0].get("title") == "notifier: papers for Bob"
+    # The same list in JSON Feed, which the preferences page links as well.
+    manage = f"{web.url}/manage/{token(Purpose.MANAGE, key)}"
+    as_json = httpx.get(f"{manage}/feeds.opml", params={"format": "json"})
+    assert [o.get("xmlUrl") for o in ET.fromstring(as_json.content).findall("./body/outline")] == [
+        f"{web.url}/feeds/subscribers/{feed_token}.json",
+        f"{web.url}/feeds/all.json",
+    ]
+    page = httpx.get(manage).text
+    assert f'href="{web.url}/feeds/subscribers/{feed_token}.json"' in page
+    assert "feeds.opml?format=json" in page
 
 
 # -- unsubscribe (RFC 8058) ------------------------------------------------------------
@@ -536,11 +546,13 @@ def test_feeds_have_validators_and_answer_conditional_requests_with_304(
         ("/feeds/all.atom", "application/atom+xml; charset=utf-8"),
         ("/feeds/all.rss", "application/rss+xml; charset=utf-8"),
         (f"/feeds/subscribers/{feed_token}.atom", "application/atom+xml; charset=utf-8"),
+        ("/feeds/all.json", "application/feed+json; charset=utf-8"),
+        (f"/feeds/subscribers/{feed_token}.json", "application/feed+json; charset=utf-8"),
     ):
         first = httpx.get(web.url + path)
         assert first.status_code == 200
         assert first.headers["content-type"] == content_type
-        assert b"<title>" in first.content
+        assert b"<title>" in first.content or b'"title":' in first.content
         etag, modified = first.headers["etag"], first.headers["last-modified"]
 
         again = httpx.get(web.url + path, headers={"If-None-Match": etag})
@@ -574,11 +586,12 @@ def test_a_private_feed_is_there_right_after_confirming_and_keeps_up(
         confirmed = confirm_link(person, link_in(smtp_server.handler.received[0].data, "confirm"))
         preferences = person.get(re.findall(r'href="(/manage/[^"]+)"', confirmed.text)[0])
         links = re.findall(r'href="([^"]+/feeds/subscribers/[^"]+)"', preferences.text)
-        assert [urlsplit(link).path.rpartition(".")[2] for link in links] == ["atom", "rss"]
+        suffixes = [urlsplit(link).path.rpartition(".")[2] for link in links]
+        assert suffixes == ["atom", "rss", "json"]
 
         # No `notifier feeds` has run: the feed is built when first asked for.
         feeds = [person.get(urlsplit(link).path) for link in links]
-        assert [f.status_code for f in feeds] == [200, 200]
+        assert [f.status_code for f in feeds] == [200, 200, 200]
         entries = feedparser.parse(feeds[0].content).entries
         assert entries and all("robot" in (e.title + e.summary).lower() for e in entries)
         atom_path = urlsplit(links[0]).path

@@ -107,8 +107,8 @@ class _CycleOutput:
 def serve(context: Context, host: str | None, port: int | None) -> None:
     """Serve the web side: sign-up, preferences, one-click unsubscribe, feeds, admin API.
 
-    Pages: / (subscribe), /confirm, /manage and /unsubscribe links from emails,
-    /feeds/*.rss|.atom, /healthz, /metrics, and the admin JSON API under
+    Pages: / (subscribe), /confirm, /manage, /unsubscribe, /more, /less and /mute
+    links from emails, /feeds/*.rss|.atom|.json, /healthz, /metrics, and the admin JSON API under
     /api/v1 (bearer admin_token; spec at /api/v1/openapi.json). Put it behind
     a TLS-terminating proxy at base_url; it runs beside notifier run, not
     instead of it.

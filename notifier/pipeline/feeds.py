@@ -21,6 +21,7 @@ from notifier.render.feed import (
     FeedItem,
     FeedMeta,
     build_feed,
+    build_json_feed,
     feed_url,
     private_feed_name,
 )
@@ -222,10 +223,10 @@ def _week_of(now: datetime) -> float:
 def _write_feed(
     root: Path, name: str, meta: FeedMeta, items: Sequence[FeedItem], now: datetime
 ) -> list[Path]:
-    """Write the RSS and Atom files of one feed atomically; return their paths."""
+    """Write the RSS, Atom and JSON Feed files of one feed atomically; return their paths."""
     rss, atom = build_feed(meta, items, empty_date=now)
     written = []
-    for suffix, data in ((".rss", rss), (".atom", atom)):
+    for suffix, data in ((".rss", rss), (".atom", atom), (".json", build_json_feed(meta, items))):
         path = root / f"{name}{suffix}"
         write_atomic(path, data)
         written.append(path)

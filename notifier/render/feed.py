@@ -1,12 +1,13 @@
-"""Build RSS 2.0 and Atom documents with feedgen. Pure: items in, bytes out."""
+"""Build RSS 2.0 and Atom documents with feedgen, and JSON Feed 1.1. Pure: items in, bytes out."""
 
 from __future__ import annotations
 
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+import orjson
 from feedgen.feed import FeedGenerator
 
 from notifier.models import SubscriberStatus
@@ -103,6 +104,49 @@ def build_feed(
     fg.link(href=meta.link, rel="alternate")
     atom: bytes = fg.atom_str(pretty=True)
     return rss, atom
+
+
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+
+
+def build_json_feed(meta: FeedMeta, items: Sequence[FeedItem]) -> bytes:
+    """Return the JSON Feed 1.1 document of the same feed (https://jsonfeed.org/version/1.1).
+
+    Same items, order and dates as the RSS and Atom documents, so a rebuild of
+    unchanged content gives the same bytes. content_text carries the plain
+    text; an item with actions (a private feed's rating links) also carries
+    content_html, the text escaped and the links after it, as in Atom.
+    """
+    entries = []
+    for item, date in zip(items, distinct_dates(items), strict=True):
+        text = clean_text(item.summary)
+        entry: dict[str, object] = {"id": item.guid}
+        if link := http_url(item.link):
+            entry["url"] = link
+        entry["title"] = clean_text(item.title)
+        entry["content_text"] = text
+        if item.actions:
+            links = " · ".join(_action(label, url) for label, url in item.actions)
+            entry["content_html"] = f"<p>{html.escape(text, quote=False)}</p><p>{links}</p>"
+        entry["date_published"] = _rfc3339(min(item.published, date))
+        entry["date_modified"] = _rfc3339(date)
+        entries.append(entry)
+    document = {
+        "version": JSON_FEED_VERSION,
+        "title": clean_text(meta.title),
+        "home_page_url": meta.link,
+        "feed_url": f"{meta.self_base}.json",
+        "description": clean_text(meta.description),
+        "authors": [{"name": clean_text(meta.author), "url": meta.link}],
+        "language": "en",
+        "items": entries,
+    }
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def _rfc3339(moment: datetime) -> str:
+    """Return a moment as RFC 3339 in UTC, as JSON Feed's dates are written."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _action(label: str, url: str) -> str:

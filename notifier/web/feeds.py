@@ -29,6 +29,7 @@ log = logging.getLogger("notifier.web")
 CONTENT_TYPES = {
     ".rss": "application/rss+xml; charset=utf-8",
     ".atom": "application/atom+xml; charset=utf-8",
+    ".json": "application/feed+json; charset=utf-8",  # JSON Feed 1.1's own type
 }
 
 
@@ -180,9 +181,13 @@ class PrivateFeeds:
 
     def _behind(self, feed_token: str) -> bool:
         """Tell whether a private feed is missing, or older than the newest paper stored."""
-        path = self.feeds_dir / f"{private_feed_name(feed_token)}.atom"
+        stem = self.feeds_dir / private_feed_name(feed_token)
         try:
-            written = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            # Every format: one written before JSON Feed was may lack its .json.
+            written = min(
+                datetime.fromtimestamp(stem.with_name(f"{stem.name}{s}").stat().st_mtime, UTC)
+                for s in CONTENT_TYPES
+            )
         except (FileNotFoundError, NotADirectoryError):
             return True
         if written > self.context.clock() - self.REFRESH_AFTER:
@@ -193,5 +198,5 @@ class PrivateFeeds:
 
 def remove_private_feed(feeds_dir: Path, feed_token: str) -> None:
     """Delete a subscriber's private feed files now rather than at the next feed build."""
-    for suffix in (".rss", ".atom"):
+    for suffix in CONTENT_TYPES:
         (feeds_dir / f"{private_feed_name(feed_token)}{suffix}").unlink(missing_ok=True)

@@ -83,6 +83,7 @@ def add_preference_routes(router: APIRouter, kit: PageKit) -> None:
             unsubscribe_token=tokens.make(Purpose.UNSUBSCRIBE, subscriber.manage_token),
             feed_atom=f"{feed}.atom",
             feed_rss=f"{feed}.rss",
+            feed_json=f"{feed}.json",
             cadences=CADENCES,
             weekdays=WEEKDAYS,
         )
@@ -155,17 +156,19 @@ def add_preference_routes(router: APIRouter, kit: PageKit) -> None:
         return RedirectResponse(f"/manage/{token}?saved=1", status_code=303)
 
     @router.get("/manage/{token}/feeds.opml")
-    def opml(token: str) -> Response:
+    def opml(token: str, format: str = "atom") -> Response:
         found = subscriber_for(Purpose.MANAGE, token, kit.link_age)
         if isinstance(found, str):
             return Response(f"{found}\n", status_code=404, media_type="text/plain")
+        # ?format=json lists the JSON Feed versions, for readers that take JSON Feed.
+        suffix = ".json" if format == "json" else ".atom"
         base = settings.base_url
         private = feed_url(base, private_feed_name(found.feed_token))
         feeds = [
-            OpmlFeed(f"notifier: papers for {found.name or found.email}", f"{private}.atom"),
-            OpmlFeed("notifier: all new papers", f"{feed_url(base, 'all')}.atom"),
+            OpmlFeed(f"notifier: papers for {found.name or found.email}", f"{private}{suffix}"),
+            OpmlFeed("notifier: all new papers", f"{feed_url(base, 'all')}{suffix}"),
             *(
-                OpmlFeed(f"notifier: {t.name}", f"{feed_url(base, f'topics/{t.slug}')}.atom")
+                OpmlFeed(f"notifier: {t.name}", f"{feed_url(base, f'topics/{t.slug}')}{suffix}")
                 for t in settings.topics
             ),
         ]
