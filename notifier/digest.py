@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from notifier.memo import IdentityMemo
 from notifier.models import ComposedDigest, DigestContent, DigestPaper, DigestSection, Match, Paper
-from notifier.papers import http_url
+from notifier.papers import http_url, normalise_arxiv_id
 
 DEFAULT_MAX_PAPERS = 30
 
@@ -121,6 +121,9 @@ def _freeze(paper: Paper, best: Match, also: tuple[str, ...]) -> DigestPaper:
         upvotes=paper.meta.get("upvotes"),
         code_url=http_url(paper.meta.get("github")),
         summary=paper.meta.get("ai_summary"),
+        # Only an id that reads as one makes links: it is printed into URLs.
+        arxiv_id=normalise_arxiv_id(paper.arxiv_id) if paper.arxiv_id else None,
+        project_url=http_url(paper.meta.get("project_page")),
     )
 
 

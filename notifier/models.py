@@ -14,6 +14,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from notifier.papers import arxiv_links
+
 
 class Announce(StrEnum):
     """How a listing announces a paper (arXiv listing feeds say; others are NEW)."""
@@ -373,6 +375,21 @@ class DigestPaper:
     upvotes: int | None = None
     code_url: str | None = None
     summary: str | None = None  # a one-line summary from the source (HF's AI summary)
+    arxiv_id: str | None = None  # bare (papers.normalise_arxiv_id)
+    project_url: str | None = None  # the project page a source names (HF's projectPage)
+
+
+    @property
+    def abs_url(self) -> str | None:
+        """Return the paper's arXiv abstract page, when it has an arXiv id."""
+        links = arxiv_links(self.arxiv_id)
+        return links[0] if links else None
+
+    @property
+    def pdf_url(self) -> str | None:
+        """Return the paper's PDF on arXiv, when it has an arXiv id."""
+        links = arxiv_links(self.arxiv_id)
+        return links[1] if links else None
 
 
 @dataclass(frozen=True, slots=True)

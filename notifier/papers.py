@@ -140,6 +140,14 @@ def normalise_arxiv_id(raw: str) -> str | None:
     return None
 
 
+def arxiv_links(arxiv_id: str | None) -> tuple[str, str] | None:
+    """Return a bare arXiv id's abstract page and PDF, or None when it is not one."""
+    bare = normalise_arxiv_id(arxiv_id) if arxiv_id else None
+    if bare is None:
+        return None
+    return f"https://arxiv.org/abs/{bare}", f"https://arxiv.org/pdf/{bare}"
+
+
 def paper_key(title: str, arxiv_id: str | None = None) -> str:
     """Return the canonical key: the arXiv id when known, else a hash of the normalised title."""
     if arxiv_id:

@@ -137,7 +137,7 @@ def test_no_subscriber_gets_a_paper_twice_across_sources(
     assert len(offered) == len(set(offered)) == 3
 
 
-def test_digest_shows_authors_upvotes_code_and_summary_from_the_source(
+def test_digest_shows_authors_upvotes_links_and_summary_from_the_source(
     storage: Storage, settings: Settings
 ) -> None:
     from notifier.app import make_renderer
@@ -150,6 +150,7 @@ def test_digest_shows_authors_upvotes_code_and_summary_from_the_source(
             "authors": [{"name": f"{c}. Author"} for c in "ABCDE"],
             "upvotes": 42.0,
             "githubRepo": "https://github.com/lab/robots",
+            "projectPage": "https://lab.example.org/robots",
             "ai_summary": "Robots learn chores by watching people.",
         },
         "title": "Robots that learn from videos",
@@ -167,11 +168,32 @@ def test_digest_shows_authors_upvotes_code_and_summary_from_the_source(
     assert plain is not None and html is not None
     text_body = plain.get_content()
     assert "  A. Author, B. Author, C. Author, D. Author et al.\n" in text_body
-    assert "  42 upvotes · code: https://github.com/lab/robots\n" in text_body
+    assert (
+        "  42 upvotes\n"
+        "  arXiv: https://arxiv.org/abs/2409.00001 · PDF: https://arxiv.org/pdf/2409.00001\n"
+        "  Code: https://github.com/lab/robots\n"
+        "  Project page: https://lab.example.org/robots\n"
+    ) in text_body
     assert "  TL;DR: Robots learn chores by watching people.\n" in text_body
     html_body = html.get_content()
-    assert '<a href="https://github.com/lab/robots"' in html_body
+    for link in (
+        "https://arxiv.org/abs/2409.00001",
+        "https://arxiv.org/pdf/2409.00001",
+        "https://github.com/lab/robots",
+        "https://lab.example.org/robots",
+    ):
+        assert f'<a href="{link}"' in html_body
     assert "42 upvotes" in html_body and "Robots learn chores by watching people." in html_body
+
+    # The feeds carry the same links after each paper's text.
+    pipeline.build_feeds(storage, settings, NOW + timedelta(hours=1))
+    atom = (settings.feeds_dir / "all.atom").read_text()
+    assert (
+        '&lt;a href="https://arxiv.org/abs/2409.00001"&gt;arXiv&lt;/a&gt; · '
+        '&lt;a href="https://arxiv.org/pdf/2409.00001"&gt;PDF&lt;/a&gt; · '
+        '&lt;a href="https://github.com/lab/robots"&gt;Code&lt;/a&gt; · '
+        '&lt;a href="https://lab.example.org/robots"&gt;Project page&lt;/a&gt;'
+    ) in atom
 
 
 def test_a_count_beyond_64_bits_from_a_source_is_stored_and_read_back(storage: Storage) -> None:

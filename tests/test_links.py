@@ -177,8 +177,10 @@ def test_hostile_links_in_listings_never_reach_emails_or_feeds(
         assert f"* {title}\n" in text
         assert title in shown
     assert "https://lab.example.org/good" in html
-    assert hrefs(html).count(GOOD_CODE) == 1
-    assert text.count(f"code: {GOOD_CODE}") == 1
+    # The good paper names the same address as its code and its project page.
+    assert hrefs(html).count(GOOD_CODE) == 2
+    assert text.count(f"Code: {GOOD_CODE}") == 1
+    assert text.count(f"Project page: {GOOD_CODE}") == 1
 
     pipeline.build_feeds(storage, lexical, NOW + timedelta(hours=1))
     assert_feeds_link_only_http(lexical, titles)

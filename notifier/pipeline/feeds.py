@@ -15,7 +15,7 @@ from notifier.match import CompiledInterest, match_interest
 from notifier.matching import Matching, compile_interests, matching_for, paper_index
 from notifier.models import Interest, Match, Paper, Subscriber
 from notifier.paper_index import PaperIndex
-from notifier.papers import author_key
+from notifier.papers import arxiv_links, author_key, http_url
 from notifier.render.feed import (
     FEED_STATUSES,
     FeedItem,
@@ -247,7 +247,11 @@ def _meta(settings: Settings, name: str, title: str, description: str) -> FeedMe
 
 
 def _item(paper: Paper, reason: str, actions: tuple[tuple[str, str], ...] = ()) -> FeedItem:
-    """Return the feed entry of a paper, with why it was picked when there is a reason."""
+    """Return the feed entry of a paper, with why it was picked when there is a reason.
+
+    Its links follow the text: arXiv abstract and PDF, code and project page
+    where known, then actions (a private feed's rating links).
+    """
     summary = f"Why: {reason}. {paper.abstract}" if reason else paper.abstract
     return FeedItem(
         guid=paper.guid,
@@ -256,8 +260,19 @@ def _item(paper: Paper, reason: str, actions: tuple[tuple[str, str], ...] = ()) 
         summary=summary,
         published=paper.first_seen_at,
         updated=paper.updated_at,
-        actions=actions,
+        actions=(*_paper_links(paper), *actions),
     )
+
+
+def _paper_links(paper: Paper) -> tuple[tuple[str, str], ...]:
+    """Return the links a reader wants besides the paper's own: arXiv, PDF, code, project."""
+    found: list[tuple[str, str]] = []
+    if arxiv := arxiv_links(paper.arxiv_id):
+        found += [("arXiv", arxiv[0]), ("PDF", arxiv[1])]
+    for label, key in (("Code", "github"), ("Project page", "project_page")):
+        if url := http_url(paper.meta.get(key)):
+            found.append((label, url))
+    return tuple(found)
 
 
 def _matching(  # noqa: PLR0917

@@ -46,9 +46,10 @@ def linkable(paper: DigestPaper) -> DigestPaper:
     see links fit for an href.
     """
     url, code_url = http_url(paper.url) or "", http_url(paper.code_url)
-    if (url, code_url) == (paper.url, paper.code_url):
+    project_url = http_url(paper.project_url)
+    if (url, code_url, project_url) == (paper.url, paper.code_url, paper.project_url):
         return paper
-    return replace(paper, url=url, code_url=code_url)
+    return replace(paper, url=url, code_url=code_url, project_url=project_url)
 
 
 # Inlined skeletons and bodies kept per sender (a few kB each): a day's papers, each

@@ -139,6 +139,10 @@ def card(paper: DigestPaper) -> dict[str, Any]:
         "upvotes": paper.upvotes,
         "code_url": paper.code_url,
         "summary": paper.summary,
+        # Only when known, so a paper without them keeps the card (and fingerprint)
+        # it had before cards carried them.
+        **({"arxiv_id": paper.arxiv_id} if paper.arxiv_id else {}),
+        **({"project_url": paper.project_url} if paper.project_url else {}),
     }
 
 
@@ -154,6 +158,8 @@ def card_fingerprint(paper: DigestPaper) -> str:
         paper.upvotes,
         paper.code_url,
         paper.summary,
+        paper.arxiv_id,
+        paper.project_url,
     )
 
 
@@ -163,6 +169,9 @@ def _fingerprint(*fields: Any) -> str:
     """Return the sha256 of the card with these fields (in card order)."""
     data = dict(zip(_CARD_FIELDS, fields, strict=True))
     data["authors"] = list(data["authors"])
+    for optional in _OPTIONAL_FIELDS:  # as card() writes them: only when known
+        if data[optional] is None:
+            del data[optional]
     canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -177,7 +186,10 @@ _CARD_FIELDS = (
     "upvotes",
     "code_url",
     "summary",
+    "arxiv_id",
+    "project_url",
 )
+_OPTIONAL_FIELDS = ("arxiv_id", "project_url")
 
 
 def content_to_json(content: DigestContent, card_ids: Mapping[str, int]) -> dict[str, Any]:
@@ -276,6 +288,8 @@ def _new_digest_paper(entry: dict[str, Any], shown: Mapping[str, Any]) -> Digest
         upvotes=shown.get("upvotes"),
         code_url=shown.get("code_url"),
         summary=shown.get("summary"),
+        arxiv_id=shown.get("arxiv_id"),
+        project_url=shown.get("project_url"),
     )
 
 
