@@ -378,7 +378,6 @@ class DigestPaper:
     arxiv_id: str | None = None  # bare (papers.normalise_arxiv_id)
     project_url: str | None = None  # the project page a source names (HF's projectPage)
 
-
     @property
     def abs_url(self) -> str | None:
         """Return the paper's arXiv abstract page, when it has an arXiv id."""
