@@ -32,6 +32,7 @@ class Purpose(StrEnum):
     MORE = "more"  # more like this
     LESS = "less"  # not for me
     MUTE = "mute"  # mute one of its authors
+    CITE = "cite"  # a digest's papers as BibTeX or RIS
 
 
 PAPER_PURPOSES = (Purpose.MORE, Purpose.LESS, Purpose.MUTE)
@@ -118,6 +119,20 @@ class LinkTokens:
             key, paper, name = value.split("~")
             interest = base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
             return PaperLink(key, int(paper), interest)
+        except (ValueError, UnicodeDecodeError):
+            raise TokenError("this link is not valid") from None
+
+    def make_digest(self, purpose: Purpose, key: str, message_id: str) -> str:
+        """Return a token for one of a subscriber's digests (named by its Message-ID)."""
+        name = base64.urlsafe_b64encode(message_id.encode()).decode().rstrip("=")
+        return self.make(purpose, f"{key}~{name}")
+
+    def read_digest(self, purpose: Purpose, token: str, max_age: float) -> tuple[str, str]:
+        """Return the manage key and Message-ID a digest's token names, or raise TokenError."""
+        value = self.read(purpose, token, max_age)
+        try:
+            key, name = value.split("~")
+            return key, base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
         except (ValueError, UnicodeDecodeError):
             raise TokenError("this link is not valid") from None
 

@@ -35,6 +35,7 @@ PATHS = {
     "/api/v1/subscribers/{subscriber_id}/ratings/{example_id}": {"delete"},
     "/api/v1/subscribers/{subscriber_id}/digests": {"get"},
     "/api/v1/digests": {"get"},
+    "/api/v1/digests/{digest_id}/citations": {"get"},
     "/api/v1/runs": {"get"},
     "/api/v1/sources": {"get"},
 }
@@ -401,6 +402,28 @@ def test_an_id_no_subscriber_can_have_is_a_422(admin: Admin, subscriber_id: str)
 
 
 # -- digests, runs and sources -----------------------------------------------------------
+
+
+def test_a_digests_papers_come_as_bibtex_and_ris(admin: Admin) -> None:
+    admin.create("reader@example.org")
+    storage, settings = admin.server.storage, admin.server.settings
+    back_date_subscribers(settings.database, before=NOW)
+    pipeline.ingest(storage, "day1", seed_bytes(0), NOW - timedelta(hours=1))
+    pipeline.compose_digests(storage, settings, NOW)
+    [digest] = admin.http.get("/digests").json()["items"]
+
+    bib = admin.http.get(f"/digests/{digest['id']}/citations")
+    assert bib.status_code == 200
+    assert bib.headers["content-type"].startswith("application/x-bibtex")
+    assert bib.text.count("@misc{") == digest["papers"]
+    ris = admin.http.get(f"/digests/{digest['id']}/citations", params={"format": "ris"})
+    assert ris.headers["content-type"].startswith("application/x-research-info-systems")
+    assert ris.text.count("TY  - ") == digest["papers"]
+
+    missing = admin.http.get(f"/digests/{digest['id'] + 100}/citations")
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == f"there is no digest with id {digest['id'] + 100}"
+    assert admin.http.get(f"/digests/{digest['id']}/citations?format=pdf").status_code == 422
 
 
 def test_digests_are_listed_with_their_state_but_never_their_content(admin: Admin) -> None:

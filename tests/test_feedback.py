@@ -11,7 +11,9 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from urllib.parse import urlsplit
 
+import bibtexparser
 import httpx
+import rispy
 
 from notifier import pipeline
 from notifier.app import make_renderer, make_transport
@@ -319,3 +321,38 @@ def test_another_subscribers_examples_cannot_be_removed_from_my_page(
             f"{manage}/examples", data={"csrf": csrf_of(page.text), "example": str(bobs.id)}
         )
     assert web.storage.examples_of(bob) == [bobs]
+
+
+def test_a_digest_offers_its_own_papers_as_bibtex_and_ris(
+    serve_web: Callable[..., WebServer], smtp_server: SmtpServer
+) -> None:
+    web = serve_web()
+    _, message = first_digest(web, smtp_server, "ada@example.org", ARXIV_API)
+    subscribe(web, "bob@example.org")
+    text = text_of(message)
+    bib_link = re.findall(r"These papers as BibTeX: (\S+)", text)[0]
+    ris_link = re.findall(r"These papers as RIS: (\S+)", text)[0]
+    html = message.get_body(("html",))
+    assert html is not None and f'href="{bib_link}"' in html.get_content()
+
+    bib = httpx.get(bib_link)
+    assert bib.status_code == 200
+    assert bib.headers["content-type"] == "application/x-bibtex; charset=utf-8"
+    assert bib.headers["content-disposition"].startswith('attachment; filename="notifier-')
+    entries = bibtexparser.parse_string(bib.text).entries
+    assert [" ".join(e["title"].split()) for e in entries] == titles_of(message)
+    arxiv = [e for e in entries if "eprint" in e.fields_dict]
+    assert arxiv and all(e["archivePrefix"] == "arXiv" for e in arxiv)
+    records = rispy.loads(httpx.get(ris_link).text)
+    assert [r["title"] for r in records] == titles_of(message)
+
+    # The link is the subscriber's own: forged, or another's key in it, refused.
+    token = urlsplit(bib_link).path.removeprefix("/citations/").removesuffix(".bib")
+    bob_key = web.storage.subscriber_by_email("bob@example.org").manage_token
+    ada_key = web.storage.subscriber_by_email("ada@example.org").manage_token
+    for bad in (with_signature_changed(token), token.replace(ada_key, bob_key, 1)):
+        refused = httpx.get(f"{web.url}/citations/{bad}.bib")
+        assert refused.status_code in (400, 404) and "@misc" not in refused.text
+    message_id = str(message["Message-ID"])
+    borrowed = LinkTokens(SECRET).make_digest(Purpose.CITE, bob_key, message_id)
+    assert httpx.get(f"{web.url}/citations/{borrowed}.bib").status_code == 404

@@ -11,9 +11,12 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
+import bibtexparser
 import feedparser
 import orjson
 import pytest
+import rispy
+from bibtexparser.middlewares import LatexDecodingMiddleware
 from jsonschema import Draft202012Validator
 from sqlalchemy import text
 
@@ -86,8 +89,8 @@ def feed_files(root: Path) -> dict[str, bytes]:
 
 
 def xml_feeds(root: Path) -> list[str]:
-    """Return the RSS and Atom files under the feeds directory (JSON Feed has its own test)."""
-    return [name for name in feed_files(root) if not name.endswith(".json")]
+    """Return the RSS and Atom files under the feeds directory (the others have their tests)."""
+    return [name for name in feed_files(root) if name.endswith((".rss", ".atom"))]
 
 
 def plain_summary(entry: Any) -> str:
@@ -105,7 +108,8 @@ def timestamp(entry: Any) -> int:
 def expected_names(subscribers: list[Subscriber]) -> set[str]:
     """Return the feed files a build should leave for these active subscribers."""
     stems = ["all", "topics/robots", *(f"subscribers/{s.feed_token}" for s in subscribers)]
-    return {f"{stem}{suffix}" for stem in stems for suffix in (".rss", ".atom", ".json")}
+    suffixes = (".rss", ".atom", ".json", ".bib", ".ris")
+    return {f"{stem}{suffix}" for stem in stems for suffix in suffixes}
 
 
 def test_build_writes_all_topic_and_private_feeds(
@@ -284,6 +288,35 @@ def test_json_feeds_follow_the_specification_and_hold_what_atom_holds(
         ]
         if name.startswith("subscribers/"):
             assert all("/more/" in i["content_html"] for i in document["items"])
+
+
+def test_each_feed_offers_its_papers_to_reference_managers(
+    storage: Storage, feed_settings: Settings
+) -> None:
+    ingest_seeds(storage, range(2))
+    add_subscribers(storage)
+    root = feed_settings.feeds_dir
+    pipeline.build_feeds(storage, feed_settings, NOW + timedelta(days=1))
+    for name in (n for n in feed_files(root) if n.endswith(".atom")):
+        atom = parse(root / name)
+        titles = [" ".join(e.title.split()) for e in atom.entries]
+        stem = name.removesuffix(".atom")
+        # BibTeX: one entry per feed item, read back by the parser imports use.
+        library = bibtexparser.parse_string((root / f"{stem}.bib").read_text())
+        assert not library.failed_blocks
+        assert len({e.key for e in library.entries}) == len(library.entries) == len(titles)
+        decoded = bibtexparser.parse_string(
+            (root / f"{stem}.bib").read_text(), append_middleware=[LatexDecodingMiddleware()]
+        )
+
+        # In LaTeX "--" is an en dash (and "---" an em dash): compare in those terms.
+        def dashes(text: str) -> str:
+            return " ".join(text.replace("\u2014", "---").replace("\u2013", "--").split())
+
+        assert [dashes(e["title"]) for e in decoded.entries] == [dashes(t) for t in titles]
+        # RIS: the same papers, as rispy (and reference managers) read them.
+        records = rispy.loads((root / f"{stem}.ris").read_text())
+        assert [" ".join(r["title"].split()) for r in records] == titles
 
 
 def entries_of(root: Path) -> dict[str, list[tuple[str, str]]]:

@@ -463,6 +463,8 @@ def test_the_opml_file_lists_the_private_and_public_feeds(
     page = httpx.get(manage).text
     assert f'href="{web.url}/feeds/subscribers/{feed_token}.json"' in page
     assert "feeds.opml?format=json" in page
+    for suffix in (".bib", ".ris"):  # the feed's papers for a reference manager
+        assert f'href="{web.url}/feeds/subscribers/{feed_token}{suffix}"' in page
 
 
 # -- unsubscribe (RFC 8058) ------------------------------------------------------------
@@ -587,11 +589,11 @@ def test_a_private_feed_is_there_right_after_confirming_and_keeps_up(
         preferences = person.get(re.findall(r'href="(/manage/[^"]+)"', confirmed.text)[0])
         links = re.findall(r'href="([^"]+/feeds/subscribers/[^"]+)"', preferences.text)
         suffixes = [urlsplit(link).path.rpartition(".")[2] for link in links]
-        assert suffixes == ["atom", "rss", "json"]
+        assert suffixes == ["atom", "rss", "json", "bib", "ris"]
 
         # No `notifier feeds` has run: the feed is built when first asked for.
         feeds = [person.get(urlsplit(link).path) for link in links]
-        assert [f.status_code for f in feeds] == [200, 200, 200]
+        assert [f.status_code for f in feeds] == [200] * 5
         entries = feedparser.parse(feeds[0].content).entries
         assert entries and all("robot" in (e.title + e.summary).lower() for e in entries)
         atom_path = urlsplit(links[0]).path

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from notifier.app import link_tokens
+from notifier.citations import bibtex, paper_citation, ris
 from notifier.errors import ConfigError, QueryError
 from notifier.feedback import taught
 from notifier.files import write_atomic
@@ -49,7 +50,7 @@ def build_feeds(
         root,
         "all",
         _meta(settings, "all", "notifier: all new papers", "Every new paper notifier has seen."),
-        [_item(p, "") for p in pool[: settings.feed_items]],
+        [(p, _item(p, "")) for p in pool[: settings.feed_items]],
         now,
     )
     for topic in settings.topics:
@@ -60,7 +61,7 @@ def build_feeds(
             name,
             _meta(settings, name, f"notifier: {topic.name}", f"New papers on {topic.name}."),
             [
-                _item(paper, f"{match.interest}: {match.reason}")
+                (paper, _item(paper, f"{match.interest}: {match.reason}"))
                 for paper, match in _matching(
                     index,
                     pool,
@@ -163,11 +164,14 @@ def _write_private_feed(
     except QueryError:
         interests = []
     muted = storage.muted_keys([subscriber.id]).get(subscriber.id, frozenset())
-    items = [
-        _item(
+    entries = [
+        (
             paper,
-            f"{match.interest}: {match.reason}",
-            _actions(tokens, settings, subscriber, paper, match.interest, _week_of(now)),
+            _item(
+                paper,
+                f"{match.interest}: {match.reason}",
+                _actions(tokens, settings, subscriber, paper, match.interest, _week_of(now)),
+            ),
         )
         for paper, match in _matching(index, pool, interests, matching, settings.feed_items, muted)
     ]
@@ -177,7 +181,7 @@ def _write_private_feed(
         settings.feeds_dir,
         name,
         _meta(settings, name, title, "New papers matching your interests."),
-        items,
+        entries,
         now,
     )
 
@@ -221,12 +225,29 @@ def _week_of(now: datetime) -> float:
 
 
 def _write_feed(
-    root: Path, name: str, meta: FeedMeta, items: Sequence[FeedItem], now: datetime
+    root: Path,
+    name: str,
+    meta: FeedMeta,
+    entries: Sequence[tuple[Paper, FeedItem]],
+    now: datetime,
 ) -> list[Path]:
-    """Write the RSS, Atom and JSON Feed files of one feed atomically; return their paths."""
+    """Write one feed's files atomically; return their paths.
+
+    RSS, Atom and JSON Feed, and its papers as BibTeX and RIS for reference
+    managers (the same papers, in the same order).
+    """
+    items = [item for _, item in entries]
+    citations = [paper_citation(paper) for paper, _ in entries]
     rss, atom = build_feed(meta, items, empty_date=now)
+    documents = (
+        (".rss", rss),
+        (".atom", atom),
+        (".json", build_json_feed(meta, items)),
+        (".bib", bibtex(citations).encode()),
+        (".ris", ris(citations).encode()),
+    )
     written = []
-    for suffix, data in ((".rss", rss), (".atom", atom), (".json", build_json_feed(meta, items))):
+    for suffix, data in documents:
         path = root / f"{name}{suffix}"
         write_atomic(path, data)
         written.append(path)

@@ -7,7 +7,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
@@ -77,6 +77,18 @@ class SubscriberLinks:
     unsubscribe: str
     manage: str
     feed: str
+    # A digest's own papers as BibTeX and RIS (digests only; see citation_links).
+    bibtex: str | None = None
+    ris: str | None = None
+
+
+def citation_links(
+    identity: MailIdentity, subscriber: Subscriber, message_id: str
+) -> tuple[str, str]:
+    """Return the links to a digest's papers as BibTeX and as RIS, signed for its subscriber."""
+    token = identity.tokens.make_digest(Purpose.CITE, subscriber.manage_token, message_id)
+    base = f"{identity.base_url}/citations/{token}"
+    return f"{base}.bib", f"{base}.ris"
 
 
 def subscriber_links(identity: MailIdentity, subscriber: Subscriber) -> SubscriberLinks:
@@ -189,6 +201,9 @@ class EmailRenderer:
     ) -> OutgoingMessage:
         """Return the digest as a message ready for SMTP or the outbox."""
         links = subscriber_links(self.identity, subscriber)
+        if not content.is_empty:
+            bib, ris = citation_links(self.identity, subscriber, message_id)
+            links = replace(links, bibtex=bib, ris=ris)
         # The shells are rendered per message with a marker per section (the HTML one
         # inlined once per shape, render/shell.py); the paper blocks, ready once per
         # run, are joined in afterwards.

@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from notifier import collector
 from notifier.errors import StorageError
-from notifier.models import DigestStatus, StoredDigest, SubscriberStatus
+from notifier.models import DigestContent, DigestStatus, StoredDigest, SubscriberStatus
 from notifier.storage import codec
 from notifier.storage.base import StorageBase, _chunks, _one_line
 from notifier.storage.schema import DUE_STATUSES, UtcDateTime, digests, paper_cards, subscribers
@@ -132,6 +132,28 @@ class SendingMixin(StorageBase):
             }
             cards = self._cards(conn, {i for r in rows for i in codec.card_ids(r.content)})
         return [codec.stored_digest(r, owners[r.subscriber_id], cards) for r in rows]
+
+    def digest_content(
+        self, *, digest_id: int | None = None, message_id: str | None = None
+    ) -> tuple[int, DigestContent, datetime] | None:
+        """Return a digest's subscriber id, frozen content and composing time, or None.
+
+        The digest is named by its id or by its Message-ID (what a citations link carries).
+        """
+        condition = (
+            digests.c.id == digest_id
+            if digest_id is not None
+            else digests.c.message_id == message_id
+        )
+        query = select(digests.c.subscriber_id, digests.c.content, digests.c.created_at).where(
+            condition
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+            if row is None:
+                return None
+            cards = self._cards(conn, codec.card_ids(row.content))
+        return row.subscriber_id, codec.content_from_json(row.content, cards), row.created_at
 
     def _cards(self, conn: Connection, card_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
         """Return stored paper cards by id, reading each card's JSON once per process.

@@ -30,6 +30,9 @@ CONTENT_TYPES = {
     ".rss": "application/rss+xml; charset=utf-8",
     ".atom": "application/atom+xml; charset=utf-8",
     ".json": "application/feed+json; charset=utf-8",  # JSON Feed 1.1's own type
+    # A feed's papers for reference managers (Zotero and Mendeley import both).
+    ".bib": "application/x-bibtex; charset=utf-8",
+    ".ris": "application/x-research-info-systems; charset=utf-8",
 }
 
 

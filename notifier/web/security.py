@@ -30,7 +30,9 @@ CONTENT_SECURITY_POLICY = (
 )
 
 # Path segments that are secrets: link tokens and private feed tokens.
-_SECRET_PATH = re.compile(r"^/(confirm|manage|unsubscribe|more|less|mute|feeds/subscribers)/[^/]+")
+_SECRET_PATH = re.compile(
+    r"^/(confirm|manage|unsubscribe|more|less|mute|citations|feeds/subscribers)/[^/]+"
+)
 
 
 def redact_path(path: str) -> str:

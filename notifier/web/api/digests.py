@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
+from fastapi import Path as PathParam
+from fastapi.responses import Response
 
+from notifier.citations import bibtex, digest_citation, ris
 from notifier.models import DigestOutcome, DigestRecord
 from notifier.storage import Storage
-from notifier.web.api.common import After, SubscriberId, error_responses, found
+from notifier.web.api.common import MAX_ID, After, SubscriberId, error_responses, found
 from notifier.web.api.schemas import DigestOut, DigestOutcomeOut, DigestPage, DigestStatus
 
 
@@ -57,3 +60,34 @@ def add_digest_routes(router: APIRouter, storage: Storage) -> None:
             items=[digest_out(d) for d in page[:limit]],
             next_after=page[limit - 1].id if more else None,
         )
+
+    @router.get(
+        "/digests/{digest_id}/citations",
+        # The text is returned as a Response, past the JSON encoder; errors stay JSON.
+        response_model=None,
+        responses={
+            200: {
+                "description": "The digest's papers as BibTeX or RIS.",
+                "content": {
+                    "application/x-bibtex": {"schema": {"type": "string"}},
+                    "application/x-research-info-systems": {"schema": {"type": "string"}},
+                },
+            },
+            **error_responses(404),
+        },
+        tags=["digests"],
+    )
+    def digest_citations(
+        digest_id: Annotated[int, PathParam(ge=1, le=MAX_ID, description="The digest's id.")],
+        format: Annotated[Literal["bibtex", "ris"], Query(description="bibtex or ris.")] = "bibtex",
+    ) -> Response:
+        """Return a digest's papers as BibTeX or RIS, for a reference manager."""
+        found_digest = storage.digest_content(digest_id=digest_id)
+        if found_digest is None:
+            raise HTTPException(404, f"there is no digest with id {digest_id}")
+        _, content, composed = found_digest
+        papers = [paper for section in content.sections for paper in section.papers]
+        citations = [digest_citation(paper, composed) for paper in papers]
+        if format == "ris":
+            return Response(ris(citations), media_type="application/x-research-info-systems")
+        return Response(bibtex(citations), media_type="application/x-bibtex")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from notifier.web.context import WebContext
+from notifier.web.pages.citations import add_citation_routes
 from notifier.web.pages.examples import add_example_routes
 from notifier.web.pages.feedback import add_feedback_routes
 from notifier.web.pages.files import add_feed_routes
@@ -35,5 +36,6 @@ def pages_router(context: WebContext) -> APIRouter:
     add_unsubscribe_routes(router, kit)
     add_feedback_routes(router, kit)
     add_example_routes(router, kit)
+    add_citation_routes(router, kit)
     add_feed_routes(router, kit)
     return router

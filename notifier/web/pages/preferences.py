@@ -84,6 +84,8 @@ def add_preference_routes(router: APIRouter, kit: PageKit) -> None:
             feed_atom=f"{feed}.atom",
             feed_rss=f"{feed}.rss",
             feed_json=f"{feed}.json",
+            feed_bib=f"{feed}.bib",
+            feed_ris=f"{feed}.ris",
             cadences=CADENCES,
             weekdays=WEEKDAYS,
         )
