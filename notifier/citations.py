@@ -3,8 +3,8 @@
 Written with the libraries that read them (bibtexparser 2, rispy), from the
 identities the project keeps: the arXiv id when there is one (an `eprint`
 with `archivePrefix = arXiv`, as arXiv's own BibTeX gives), else the paper's
-link. Text is LaTeX-encoded for BibTeX (`&`, `%`, `ö`...) by bibtexparser's
-own middleware.
+link. Text is LaTeX-encoded for BibTeX (`&`, `%`, `ö`...) by
+pylatexenc, which bibtexparser uses as well (see _LATEX).
 """
 
 from __future__ import annotations
@@ -15,20 +15,23 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import bibtexparser
 import rispy
+from bibtexparser.entrypoint import write_string
 from bibtexparser.library import Library
-from bibtexparser.middlewares import LatexEncodingMiddleware
 from bibtexparser.model import Entry, Field
+from pylatexenc.latexencode import RULE_DICT, UnicodeToLatexConversionRule, UnicodeToLatexEncoder
 
 from notifier.models import DigestPaper, Paper
 from notifier.papers import clean_text, http_url, normalise_arxiv_id
 
 _WORD = re.compile(r"[a-z0-9]+")
+_MATH = re.compile(r"\$[^$]+\$")  # one inline formula, shortest first
+_UNSAFE_IN_MATH = re.compile(r"[%&#]")
 # Words a citation key skips, as Google Scholar's and Zotero's keys do.
 _SKIPPED = frozenset({"a", "an", "the", "on", "of", "for", "and", "in", "to", "with", "from"})
-# New-style arXiv ids start with the year and month of submission (YYMM).
+# arXiv ids hold the year and month of submission: 2401.01234, hep-th/9901001.
 _NEW_STYLE = re.compile(r"^(\d{2})(\d{2})\.\d{4,5}$")
+_OLD_STYLE = re.compile(r"^[a-z-]+(?:\.[a-z]{2})?/(\d{2})(\d{2})\d{3}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,41 +71,91 @@ def digest_citation(paper: DigestPaper, composed: datetime) -> Citation:
 
 
 def year_of(arxiv_id: str | None, fallback: int | None) -> int | None:
-    """Return a paper's year: from a new-style arXiv id (2401.01234 is 2024), else fallback."""
+    """Return a paper's year: from its arXiv id (2401.01234: 2024, hep-th/9901001: 1999).
+
+    Without an arXiv id, fallback. arXiv began in 1991, so old-style years from
+    91 are 19xx and the rest 20xx (old-style ids ended in 2007).
+    """
     bare = normalise_arxiv_id(arxiv_id) if arxiv_id else None
     if bare is not None and (m := _NEW_STYLE.match(bare)):
         return 2000 + int(m.group(1))
+    if bare is not None and (m := _OLD_STYLE.match(bare)):
+        year = int(m.group(1))
+        return 1900 + year if year >= 91 else 2000 + year
     return fallback
+
+
+# Text for BibTeX: LaTeX for every special and accented character, each braced so
+# styles that change case or abbreviate names keep it whole. A brace of the text
+# becomes \textbraceleft/right: BibTeX counts braces whatever escapes them, so one
+# alone would end the field. Characters LaTeX has no name for (CJK, emoji) stay
+# as they are, unlogged. Math ($\alpha$) is kept as written when it is safe
+# (see _latex); pylatexenc's own rule keeps everything from a title's first "$"
+# to its last, "&" and "%" between them included.
+_LATEX = UnicodeToLatexEncoder(
+    conversion_rules=[
+        UnicodeToLatexConversionRule(
+            RULE_DICT, {ord("{"): r"{\textbraceleft}", ord("}"): r"{\textbraceright}"}
+        ),
+        "defaults",
+    ],
+    replacement_latex_protection="braces-all",
+    unknown_char_policy="keep",
+    unknown_char_warning=False,
+)
 
 
 def bibtex(citations: Sequence[Citation]) -> str:
     """Return the citations as a BibTeX file, one @misc entry each, with distinct keys."""
-    # Text is LaTeX-encoded; the url and the eprint go as they are (BibTeX styles
-    # print them verbatim), so they join the entries after the encoding.
-    text, verbatim = Library(), []
+    library = Library()
     for citation, key in zip(citations, _keys(citations), strict=True):
-        fields = [Field("title", clean_text(citation.title))]
-        if citation.authors:
-            fields.append(Field("author", " and ".join(clean_text(a) for a in citation.authors)))
+        fields = [Field("title", _latex(citation.title))]
+        if authors := _authors(citation):
+            fields.append(Field("author", " and ".join(_latex(a) for a in authors)))
         if citation.year is not None:
             fields.append(Field("year", str(citation.year)))
-        if citation.abstract:
-            fields.append(Field("abstract", clean_text(citation.abstract)))
-        text.add(Entry("misc", key, fields))
-        raw = []
         if citation.arxiv_id:
-            raw += [Field("eprint", citation.arxiv_id), Field("archivePrefix", "arXiv")]
+            fields += [Field("eprint", citation.arxiv_id), Field("archivePrefix", "arXiv")]
         if citation.url:
-            # Braces would end the field early; percent-encoded they mean the same URL.
-            url = citation.url.replace("{", "%7B").replace("}", "%7D")
-            raw.append(Field("url", url))
-        verbatim.append(raw)
-    encoded = LatexEncodingMiddleware(enclose_urls=False).transform(text)
-    for entry, raw in zip(encoded.entries, verbatim, strict=True):
-        for field in raw:
-            entry.set_field(field)
-    written: str = bibtexparser.write_string(encoded)  # type: ignore[attr-defined]
+            # Verbatim (styles print it as it is); braces percent-encoded mean the same URL.
+            fields.append(Field("url", citation.url.replace("{", "%7B").replace("}", "%7D")))
+        if citation.abstract:
+            fields.append(Field("abstract", _latex(citation.abstract)))
+        library.add(Entry("misc", key, fields))
+    written: str = write_string(library)
     return written
+
+
+def _latex(text: str) -> str:
+    """Return text as a BibTeX field holds it: math kept where safe, the rest encoded."""
+    text = clean_text(text)
+    parts: list[str] = []
+    last = 0
+    for found in _MATH.finditer(text):
+        span = found.group(0)
+        parts += [_encoded(text[last : found.start()]), span if _safe(span) else _encoded(span)]
+        last = found.end()
+    return "".join([*parts, _encoded(text[last:])])
+
+
+def _encoded(text: str) -> str:
+    """Return text LaTeX-encoded (_LATEX)."""
+    encoded: str = _LATEX.unicode_to_latex(text)
+    return encoded
+
+
+def _safe(math: str) -> bool:
+    """Tell whether a $...$ span can stand in a BibTeX field as written.
+
+    ASCII, braces balanced, and no character that ends a field's line or breaks
+    LaTeX even in math (%, &, #).
+    """
+    depth = 0
+    for char in math:
+        depth += (char == "{") - (char == "}")
+        if depth < 0:
+            return False
+    return depth == 0 and math.isascii() and not _UNSAFE_IN_MATH.search(math)
 
 
 class _PlainRis(rispy.RisWriter):  # type: ignore[misc]
@@ -114,20 +167,23 @@ class _PlainRis(rispy.RisWriter):  # type: ignore[misc]
 
 
 def ris(citations: Sequence[Citation]) -> str:
-    """Return the citations as an RIS file: preprints (arXiv) as ELEC with their id, else GEN."""
+    """Return the citations as an RIS file.
+
+    An arXiv paper is a JOUR whose journal is "arXiv preprint arXiv:<id>", as
+    Google Scholar exports one (Zotero reads ELEC as a web page); others are GEN.
+    """
     records = []
     for citation in citations:
         record: dict[str, object] = {
-            "type_of_reference": "ELEC" if citation.arxiv_id else "GEN",
+            "type_of_reference": "JOUR" if citation.arxiv_id else "GEN",
             "title": clean_text(citation.title),
         }
-        if citation.authors:
-            record["authors"] = [clean_text(a) for a in citation.authors]
+        if authors := _authors(citation):
+            record["authors"] = authors
         if citation.year is not None:
             record["year"] = str(citation.year)
         if citation.arxiv_id:
-            record["publisher"] = "arXiv"
-            record["notes"] = [f"arXiv:{citation.arxiv_id}"]
+            record["journal_name"] = f"arXiv preprint arXiv:{citation.arxiv_id}"
         if citation.url:
             record["urls"] = [citation.url]
         if citation.abstract:
@@ -138,25 +194,35 @@ def ris(citations: Sequence[Citation]) -> str:
 
 
 def _keys(citations: Sequence[Citation]) -> list[str]:
-    """Return a citation key per paper: first author's last name, year, first title word."""
+    """Return a distinct citation key per paper: first author's last name, year, title word."""
     keys: list[str] = []
-    used: dict[str, int] = {}
+    issued: set[str] = set()
     for citation in citations:
+        authors = _authors(citation)
+        names = authors[0].split() if authors else ["paper"]
         base = (
             "".join(
                 _ascii_word(part)
                 for part in (
-                    citation.authors[0].split()[-1] if citation.authors else "paper",
+                    names[-1],
                     str(citation.year or ""),
                     next(iter(_title_words(citation.title)), ""),
                 )
             )
             or "paper"
         )
-        seen = used.get(base, 0)
-        used[base] = seen + 1
-        keys.append(base if not seen else f"{base}{_suffix(seen)}")
+        key, repeat = base, 0
+        while key in issued:  # b, c, ... as BibTeX tools letter repeats
+            repeat += 1
+            key = f"{base}{_suffix(repeat)}"
+        issued.add(key)
+        keys.append(key)
     return keys
+
+
+def _authors(citation: Citation) -> list[str]:
+    """Return the paper's author names, cleaned, the empty ones left out."""
+    return [name for name in (clean_text(a) for a in citation.authors) if name]
 
 
 def _title_words(title: str) -> Iterable[str]:

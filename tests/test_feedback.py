@@ -11,9 +11,10 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from urllib.parse import urlsplit
 
-import bibtexparser
 import httpx
 import rispy
+from bibtexparser.entrypoint import parse_string
+from bibtexparser.middlewares import LatexDecodingMiddleware
 
 from notifier import pipeline
 from notifier.app import make_renderer, make_transport
@@ -339,8 +340,9 @@ def test_a_digest_offers_its_own_papers_as_bibtex_and_ris(
     assert bib.status_code == 200
     assert bib.headers["content-type"] == "application/x-bibtex; charset=utf-8"
     assert bib.headers["content-disposition"].startswith('attachment; filename="notifier-')
-    entries = bibtexparser.parse_string(bib.text).entries
-    assert [" ".join(e["title"].split()) for e in entries] == titles_of(message)
+    entries = parse_string(bib.text).entries
+    decoded = parse_string(bib.text, append_middleware=[LatexDecodingMiddleware()]).entries
+    assert [" ".join(e["title"].split()) for e in decoded] == titles_of(message)
     arxiv = [e for e in entries if "eprint" in e.fields_dict]
     assert arxiv and all(e["archivePrefix"] == "arXiv" for e in arxiv)
     records = rispy.loads(httpx.get(ris_link).text)

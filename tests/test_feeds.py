@@ -11,16 +11,17 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-import bibtexparser
 import feedparser
 import orjson
 import pytest
 import rispy
+from bibtexparser.entrypoint import parse_string
 from bibtexparser.middlewares import LatexDecodingMiddleware
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from sqlalchemy import text
 
 from notifier import pipeline
+from notifier.citations import Citation, bibtex, ris, year_of
 from notifier.models import IngestSummary, Interest, Subscriber
 from notifier.render.feed import FeedItem, FeedMeta, build_feed
 from notifier.settings import Settings, load_settings
@@ -302,10 +303,10 @@ def test_each_feed_offers_its_papers_to_reference_managers(
         titles = [" ".join(e.title.split()) for e in atom.entries]
         stem = name.removesuffix(".atom")
         # BibTeX: one entry per feed item, read back by the parser imports use.
-        library = bibtexparser.parse_string((root / f"{stem}.bib").read_text())
+        library = parse_string((root / f"{stem}.bib").read_text())
         assert not library.failed_blocks
         assert len({e.key for e in library.entries}) == len(library.entries) == len(titles)
-        decoded = bibtexparser.parse_string(
+        decoded = parse_string(
             (root / f"{stem}.bib").read_text(), append_middleware=[LatexDecodingMiddleware()]
         )
 
@@ -564,3 +565,28 @@ def test_markup_characters_in_titles_and_abstracts_reach_readers_as_written() ->
         assert [calendar.timegm(e.published_parsed) for e in feed.entries] == [
             calendar.timegm(NOW.timetuple()) - k for k in range(3)
         ]
+
+
+def test_citations_stay_valid_bibtex_for_titles_that_break_naive_writers() -> None:
+    hostile = [
+        Citation("$k$-NN & Friends: 100% of $\\ell_2$ } bounds", ("Wei Li",), 2024, None),
+        Citation("Deep nets", ("Wei Li",), 2024, "https://x.org/a_b{c}"),
+        Citation("Deep nets", ("Wei Li",), 2024, None),
+        Citation("DeepB nets", ("Wei Li", " "), 2024, None),
+        Citation("The A", ("  ",), None, None, "hep-th/9901001"),
+    ]
+    written = bibtex(hostile)
+    library = parse_string(written)
+    assert not library.failed_blocks
+    assert len({e.key for e in library.entries}) == 5  # distinct, though two share a base
+    for entry in library.entries:  # BibTeX counts braces whatever escapes them
+        for field in entry.fields:
+            value = str(field.value)
+            assert value.count("{") == value.count("}"), value
+            assert not re.search(r"(?<!\\)[%&#]", value.replace("%7B", "").replace("%7D", ""))
+    first = library.entries[0]["title"]
+    # The formulas as written; "&", "%" and the lone brace between them encoded.
+    assert first.startswith("$k$-NN {\\&} Friends: 100{\\%} of $\\ell_2$ ")
+    assert "{\\textbraceright}" in first
+    assert [r.get("authors") for r in rispy.loads(ris(hostile))][3:] == [["Wei Li"], None]
+    assert year_of("hep-th/9901001", None) == 1999 and year_of("2401.00001v2", None) == 2024

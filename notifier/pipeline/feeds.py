@@ -237,15 +237,13 @@ def _write_feed(
     managers (the same papers, in the same order).
     """
     items = [item for _, item in entries]
-    citations = [paper_citation(paper) for paper, _ in entries]
     rss, atom = build_feed(meta, items, empty_date=now)
-    documents = (
-        (".rss", rss),
-        (".atom", atom),
-        (".json", build_json_feed(meta, items)),
-        (".bib", bibtex(citations).encode()),
-        (".ris", ris(citations).encode()),
-    )
+    documents = [(".rss", rss), (".atom", atom), (".json", build_json_feed(meta, items))]
+    citations = [paper_citation(paper) for paper, _ in entries]
+    try:
+        documents += [(".bib", bibtex(citations).encode()), (".ris", ris(citations).encode())]
+    except Exception:  # a writer's bug must not cost the feed itself
+        log.exception("could not write the citations of feed %s", name)
     written = []
     for suffix, data in documents:
         path = root / f"{name}{suffix}"

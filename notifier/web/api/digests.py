@@ -89,5 +89,7 @@ def add_digest_routes(router: APIRouter, storage: Storage) -> None:
         papers = [paper for section in content.sections for paper in section.papers]
         citations = [digest_citation(paper, composed) for paper in papers]
         if format == "ris":
-            return Response(ris(citations), media_type="application/x-research-info-systems")
-        return Response(bibtex(citations), media_type="application/x-bibtex")
+            return Response(
+                ris(citations), media_type="application/x-research-info-systems; charset=utf-8"
+            )
+        return Response(bibtex(citations), media_type="application/x-bibtex; charset=utf-8")
