@@ -251,14 +251,18 @@ def test_private_feed_holds_matching_papers_and_says_why(
                 )
 
 
+def two_days_built(storage: Storage, feed_settings: Settings) -> Path:
+    """Store two days of listings and two subscribers, build every feed; return their root."""
+    ingest_seeds(storage, range(2))
+    add_subscribers(storage)
+    pipeline.build_feeds(storage, feed_settings, NOW + timedelta(days=1))
+    return feed_settings.feeds_dir
+
+
 def test_rebuild_without_new_data_is_byte_identical(
     storage: Storage, feed_settings: Settings
 ) -> None:
-    ingest_seeds(storage, range(2))
-    add_subscribers(storage)
-    root = feed_settings.feeds_dir
-
-    pipeline.build_feeds(storage, feed_settings, NOW + timedelta(days=1))
+    root = two_days_built(storage, feed_settings)
     first = feed_files(root)
     pipeline.build_feeds(storage, feed_settings, NOW + timedelta(days=1) + timedelta(hours=6))
 
@@ -268,10 +272,7 @@ def test_rebuild_without_new_data_is_byte_identical(
 def test_json_feeds_follow_the_specification_and_hold_what_atom_holds(
     storage: Storage, feed_settings: Settings
 ) -> None:
-    ingest_seeds(storage, range(2))
-    add_subscribers(storage)
-    root = feed_settings.feeds_dir
-    pipeline.build_feeds(storage, feed_settings, NOW + timedelta(days=1))
+    root = two_days_built(storage, feed_settings)
     schema = orjson.loads((DATA / "jsonfeed-1.1.schema.json").read_bytes())
     validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     names = [n for n in feed_files(root) if n.endswith(".json")]
@@ -294,10 +295,7 @@ def test_json_feeds_follow_the_specification_and_hold_what_atom_holds(
 def test_each_feed_offers_its_papers_to_reference_managers(
     storage: Storage, feed_settings: Settings
 ) -> None:
-    ingest_seeds(storage, range(2))
-    add_subscribers(storage)
-    root = feed_settings.feeds_dir
-    pipeline.build_feeds(storage, feed_settings, NOW + timedelta(days=1))
+    root = two_days_built(storage, feed_settings)
     for name in (n for n in feed_files(root) if n.endswith(".atom")):
         atom = parse(root / name)
         titles = [" ".join(e.title.split()) for e in atom.entries]
