@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import feedparser
+import orjson
 import pytest
+import rispy
+from bibtexparser.entrypoint import parse_string
 
 from notifier import pipeline
 from notifier.app import make_outbox, make_renderer
@@ -183,11 +186,22 @@ def assert_controls_removed_and_feeds_parse(
     storage.save_subscriber("cc@example.org", "Cc", [Interest("robots", "robot")], JOINED)
     pipeline.build_feeds(storage, settings, NOW)
     files = sorted(p for p in settings.feeds_dir.rglob("*") if p.is_file())
-    assert len(files) == 4  # all and one private feed, RSS and Atom
+    # All and one private feed: RSS, Atom, JSON Feed, BibTeX and RIS.
+    assert len(files) == 10
     for path in files:
-        feed = parse_feed(path)
-        assert len(feed.entries) == len(controls)
-        assert not ALL_CONTROLS.search(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".json":
+            entries = orjson.loads(text)["items"]
+        elif path.suffix == ".bib":
+            library = parse_string(text)
+            assert not library.failed_blocks
+            entries = library.entries
+        elif path.suffix == ".ris":
+            entries = rispy.loads(text)
+        else:
+            entries = parse_feed(path).entries
+        assert len(entries) == len(controls), path.name
+        assert not ALL_CONTROLS.search(text), path.name
 
 
 def test_control_characters_are_removed_and_feeds_stay_valid(

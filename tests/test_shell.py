@@ -182,7 +182,10 @@ def test_the_shipped_digest_shell_is_shared_and_reads_as_inlined_whole() -> None
         more = 2
 
     def context(name: str, email: str) -> dict[str, Any]:
-        links = {k: f"https://n.example/{k}/{email}?t=1&u=2" for k in ("feed", "manage")}
+        links: dict[str, str | None] = {
+            k: f"https://n.example/{k}/{email}?t=1&u=2" for k in ("feed", "manage")
+        }
+        links |= {"bibtex": None, "ris": None}
         links["unsubscribe"] = f"https://n.example/unsubscribe/{email}"
         return {
             "subscriber": {"email": email},
