@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import math
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from notifier.errors import QueryError
+from notifier.learned import learned_score, taught_terms
 from notifier.models import SENSITIVITIES, InterestVolume, Match
 from notifier.paper_index import PaperScores, Scored, Vector
 from notifier.query import Query, Term, parse_query
@@ -281,7 +281,13 @@ def score(
     mode = effective_mode(index, interest, params)
     taught: Vector | float = 0.0
     if interest.learned:
-        taught = params.feedback_weight * _learned_score(index, interest.learned, params)
+        taught = params.feedback_weight * learned_score(
+            index,
+            interest.learned,
+            params.feedback_terms,
+            params.feedback_negative,
+            params.description_scale,
+        )
     if mode == "lexical":
         return allowed, lexical_norm + taught, lexical, None
     if similarity is None:
@@ -297,43 +303,6 @@ def score(
     w = params.semantic_weight
     fused = np.maximum(w * similarity + (1 - w) * lexical_norm, similarity - params.semantic_margin)
     return allowed, fused + taught, lexical, similarity
-
-
-def _learned_score(
-    index: PaperScores, learned: Sequence[tuple[Term, float]], params: MatchParams
-) -> Vector:
-    """Return the lexical score of what an interest's examples taught, per paper.
-
-    The words liked examples share and the words rejected ones hold are each
-    picked (_taught_terms) and scored like a description's words; the second,
-    times feedback_negative, is taken off the first.
-    """
-    scored = np.zeros(index.n)
-    for liked, factor in ((True, 1.0), (False, -params.feedback_negative)):
-        chosen = _taught_terms(index, learned, params.feedback_terms, liked)
-        if chosen:
-            summed = index.summed(chosen) / len(chosen)
-            scored = scored + factor * summed / (summed + params.description_scale)
-    return scored
-
-
-def _taught_terms(
-    index: PaperScores, learned: Sequence[tuple[Term, float]], limit: int, liked: bool
-) -> list[Term]:
-    """Return the liked (or rejected) words that weigh most: count times rarity.
-
-    A word in fewer than two candidates is passed over: it mostly names one paper.
-    """
-    weighed = []
-    for term, count in learned:
-        if (count > 0) != liked:
-            continue
-        found = len(index.hits(term).papers)
-        if found >= 2:
-            rarity = math.log((index.total + 1) / (found + 0.5))
-            weighed.append((abs(count) * rarity, term.key, term))
-    weighed.sort(key=lambda w: (-w[0], w[1]))
-    return [term for _, _, term in weighed[:limit]]
 
 
 def _chosen(
@@ -548,7 +517,7 @@ def _explain_all(  # noqa: PLR0917
         closest = list(zip(best.tolist(), values.tolist(), strict=True))
     taught = [
         (term, index.hits(term))
-        for term in _taught_terms(index, interest.learned, FEEDBACK_TERMS, liked=True)
+        for term in taught_terms(index, interest.learned, FEEDBACK_TERMS, liked=True)
     ]
     scores = np.round(fused, 4).tolist()  # as match_many rounds, so rankings agree
     lexicals = [round(value, 4) for value in lexical.tolist()]

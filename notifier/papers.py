@@ -7,6 +7,7 @@ import hashlib
 import html
 import re
 import unicodedata
+from collections.abc import Collection, Iterable
 from urllib.parse import quote_plus, urlsplit
 
 # Characters XML 1.0 forbids, plus C1 controls and Unicode non-characters: they
@@ -67,6 +68,11 @@ def normalise_title(title: str) -> str:
 def author_key(name: str) -> str:
     """Return the comparison form of an author's name, as muting compares them."""
     return normalise_title(name)[:200]
+
+
+def by_any(authors: Iterable[str], keys: Collection[str]) -> bool:
+    """Tell whether any of a paper's authors is among these author keys (muted authors)."""
+    return bool(keys) and any(author_key(a) in keys for a in authors)
 
 
 def strip_markup(text: str) -> str:

@@ -106,8 +106,7 @@ class LinkTokens:
         at dates the token (a feed's links are dated by their item, so an
         unchanged feed rebuilds byte for byte); by default it is made now.
         """
-        name = base64.urlsafe_b64encode(link.interest.encode()).decode().rstrip("=")
-        value = f"{link.key}~{link.paper_id}~{name}"
+        value = f"{link.key}~{link.paper_id}~{_encoded(link.interest)}"
         if at is None:
             return self.make(purpose, value)
         return self._signers[purpose].sign_at(value, int(at)).decode()
@@ -117,22 +116,20 @@ class LinkTokens:
         value = self.read(purpose, token, max_age)
         try:
             key, paper, name = value.split("~")
-            interest = base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
-            return PaperLink(key, int(paper), interest)
+            return PaperLink(key, int(paper), _decoded(name))
         except (ValueError, UnicodeDecodeError):
             raise TokenError("this link is not valid") from None
 
     def make_digest(self, purpose: Purpose, key: str, message_id: str) -> str:
         """Return a token for one of a subscriber's digests (named by its Message-ID)."""
-        name = base64.urlsafe_b64encode(message_id.encode()).decode().rstrip("=")
-        return self.make(purpose, f"{key}~{name}")
+        return self.make(purpose, f"{key}~{_encoded(message_id)}")
 
     def read_digest(self, purpose: Purpose, token: str, max_age: float) -> tuple[str, str]:
         """Return the manage key and Message-ID a digest's token names, or raise TokenError."""
         value = self.read(purpose, token, max_age)
         try:
             key, name = value.split("~")
-            return key, base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
+            return key, _decoded(name)
         except (ValueError, UnicodeDecodeError):
             raise TokenError("this link is not valid") from None
 
@@ -145,3 +142,13 @@ class LinkTokens:
             raise TokenError("this link has expired") from None
         except (BadSignature, UnicodeDecodeError):
             raise TokenError("this link is not valid") from None
+
+
+def _encoded(text: str) -> str:
+    """Return text as base64url without padding: any text, in characters a token may hold."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decoded(name: str) -> str:
+    """Return the text _encoded gave name for (ValueError, UnicodeDecodeError if none)."""
+    return base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()

@@ -47,7 +47,7 @@ from notifier.models import (
     Subscriber,
 )
 from notifier.paper_index import PaperIndex
-from notifier.papers import author_key
+from notifier.papers import by_any
 from notifier.pipeline.parts import claimed_parts, worth_claiming
 from notifier.render.email import EmailRenderer
 from notifier.schedule import last_slot, resolve
@@ -335,11 +335,7 @@ class _ComposeRun:
 
     def _by_muted(self, muted: frozenset[str], upto: int) -> set[int]:
         """Return the positions, among the first upto candidates, of papers by a muted author."""
-        return {
-            k
-            for k, paper in enumerate(self.candidates[:upto])
-            if any(author_key(a) in muted for a in paper.authors)
-        }
+        return {k for k, paper in enumerate(self.candidates[:upto]) if by_any(paper.authors, muted)}
 
     @functools.cached_property
     def index(self) -> PaperIndex:

@@ -16,7 +16,7 @@ from notifier.match import CompiledInterest, match_interest
 from notifier.matching import Matching, compile_interests, matching_for, paper_index
 from notifier.models import Interest, Match, Paper, Subscriber
 from notifier.paper_index import PaperIndex
-from notifier.papers import arxiv_links, author_key, http_url
+from notifier.papers import arxiv_links, by_any, http_url
 from notifier.render.feed import (
     FEED_STATUSES,
     FeedItem,
@@ -309,7 +309,7 @@ def _matching(  # noqa: PLR0917
     best: dict[int, Match] = {}
     for interest in interests:
         for match in match_interest(index, interest, matching.params):
-            if muted and any(author_key(a) in muted for a in pool[match.paper].authors):
+            if by_any(pool[match.paper].authors, muted):
                 continue
             if match.paper not in best or match.score > best[match.paper].score:
                 best[match.paper] = match
