@@ -16,10 +16,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Synapse, the Matrix homeserver the Matrix tests run (tests/matrix_server.py), in a
+# venv of its own so its pins never meet the project's.
+.venv-synapse/.installed:
+	$(PYTHON) -m venv .venv-synapse
+	.venv-synapse/bin/pip install --quiet --upgrade pip
+	.venv-synapse/bin/pip install --quiet 'matrix-synapse>=1.163.2'
+	touch $@
+
 demo: $(STAMP)  ## Run the main job on the embedded default: five days of listings -> digests + feeds
 	$(BIN)/notifier demo --reset
 
-test: $(STAMP)  ## Run the test suite (SQLite always; PostgreSQL at NOTIFIER_TEST_PG_URL when reachable; the browser tests when chromium is installed)
+test: $(STAMP) .venv-synapse/.installed  ## Run the test suite (SQLite always; PostgreSQL at NOTIFIER_TEST_PG_URL when reachable; Synapse for Matrix; the browser tests when chromium is installed)
 	@test -x $(CHROMIUM) || echo "note: no $(CHROMIUM), so the browser tests are skipped; 'make browser' installs it"
 	$(BIN)/pytest -q
 
@@ -57,4 +65,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-synapse .mypy_cache .ruff_cache .pytest_cache

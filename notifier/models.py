@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -67,6 +67,51 @@ class DigestStatus(StrEnum):
     # Timed out after the final ".": it may have arrived; retried with the same Message-ID.
     UNKNOWN = "unknown"
     UNCONFIRMED = "unconfirmed"  # unknown until retry_deadline, then given up: never "failed"
+
+
+class ChannelKind(StrEnum):
+    """Say in which service's format a channel takes messages (channels.kind)."""
+
+    SLACK = "slack"  # an incoming webhook (Slack, or a Slack-compatible one)
+    DISCORD = "discord"  # a Discord webhook
+    MATRIX = "matrix"  # a Matrix room, posted to with an access token
+    WEBHOOK = "webhook"  # our own JSON, signed with HMAC-SHA256
+
+    @property
+    def deduplicates(self) -> bool:
+        """Tell whether the receiver can tell a repeated post by its idempotency key.
+
+        Matrix keeps a transaction id per access token, and the generic webhook's
+        receiver gets an Idempotency-Key; Slack and Discord webhooks take no key,
+        so a post that may have arrived is never made again there.
+        """
+        return self in (ChannelKind.MATRIX, ChannelKind.WEBHOOK)
+
+    @property
+    def keeps_keys(self) -> timedelta | None:
+        """Return how long the receiver is known to remember a key (None: up to it).
+
+        Synapse keeps a transaction id for 24 hours (in its database, per device);
+        a repeat after that would be a second message.
+        """
+        return timedelta(hours=23) if self is ChannelKind.MATRIX else None
+
+
+class ChannelStatus(StrEnum):
+    """Say whether a channel gets messages (channels.status)."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"  # the service said the webhook or room is gone or refused
+
+
+class PostStatus(StrEnum):
+    """Track one digest's message to one channel (channel_posts.status)."""
+
+    PENDING = "pending"  # waiting for its first or next attempt
+    POSTING = "posting"  # leased by a worker
+    SENT = "sent"  # the service answered 2xx
+    FAILED = "failed"  # refused for good (4xx, or retries ran out before any could arrive)
+    UNCONFIRMED = "unconfirmed"  # may have arrived; not posted again
 
 
 class JobStatus(StrEnum):
@@ -543,3 +588,52 @@ class JobRun:
     finished_at: datetime | None
     status: JobStatus
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A place besides email where a subscriber's or a topic's digests are posted."""
+
+    id: int
+    kind: ChannelKind
+    label: str
+    url: str  # the webhook URL, or the Matrix homeserver: a secret, shown only masked
+    subscriber_id: int | None = None
+    topic: str | None = None  # a configured topic's slug
+    room: str | None = None  # a Matrix room id
+    secret: str | None = field(default=None, repr=False)  # Matrix token, webhook signing key
+    status: ChannelStatus = ChannelStatus.ACTIVE
+    failures: int = 0
+    last_error: str | None = None
+    created_at: datetime | None = None
+    last_sent_at: datetime | None = None
+
+    @property
+    def shown_url(self) -> str:
+        """Return the URL as pages and commands show it: host and the last 4 characters.
+
+        A webhook URL lets anyone who has it post, so it is never shown in full.
+        """
+        scheme, _, rest = self.url.partition("://")
+        host, _, path = rest.partition("/")
+        host = host.rpartition("@")[2]
+        tail = path[-4:] if len(path) > 12 else ""
+        return f"{scheme}://{host}/" + (f"…{tail}" if tail else "…" if path else "")
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelPost:
+    """One claimed message of a digest to a channel, with what posting it needs."""
+
+    id: int
+    key: str  # the idempotency key: the same on every attempt
+    channel: Channel
+    content: DigestContent
+    created_at: datetime  # when the post was queued
+    attempts: int
+    in_doubt: bool  # an earlier attempt was under way when its worker stopped
+    unknown_since: datetime | None = None  # an attempt may have arrived
+    # A subscriber's digest: its Message-ID and the manage key that sign its page link.
+    message_id: str | None = None
+    manage_token: str | None = field(default=None, repr=False)
+    subscriber_name: str | None = None

@@ -43,7 +43,8 @@ from notifier.storage.leader import LeaderLock, leader_lock
 log = logging.getLogger("notifier.run")
 NOTHING_TO_SEND = "nothing to send"
 NOTHING_TO_EMBED = "nothing to embed"
-IDLE = frozenset({NOTHING_TO_SEND, NOTHING_TO_EMBED})
+NOTHING_TO_POST = "nothing to post"
+IDLE = frozenset({NOTHING_TO_SEND, NOTHING_TO_EMBED, NOTHING_TO_POST})
 
 
 @dataclass
@@ -149,6 +150,7 @@ class Daemon:
         for name, every, work in (
             ("compose", settings.compose_every, self._compose),
             ("send", settings.send_every, self._send),
+            ("post", settings.send_every, self._post),
         ):
             scheduler.add_job(
                 self._job,
@@ -235,6 +237,13 @@ class Daemon:
             return NOTHING_TO_SEND
         report = await self.cycle.send(self.stop)
         return pipeline.describe_report(report)
+
+    async def _post(self) -> str:
+        """Post the digests that are due to their channels (Slack, Discord, Matrix, webhooks)."""
+        report = await self.cycle.post()
+        if not (report.sent or report.retried or report.failed or report.unconfirmed):
+            return NOTHING_TO_POST
+        return report.describe()
 
     async def _feeds(self) -> str:
         """Rebuild every feed file."""

@@ -188,6 +188,13 @@ class Settings(BaseSettings):
     backlog_days: int = Field(default=8, ge=1, le=365)
     feed_items: int = Field(default=50, ge=1, le=1000)
     topics: tuple[Topic, ...] = ()
+    # Chat and webhook channels (Slack, Discord, Matrix, signed JSON webhooks).
+    # A channel URL may name any public host; loopback, private and link-local
+    # addresses are refused unless this is set (a relay on the institute's own
+    # network, or tests), since subscribers type these URLs themselves.
+    channel_private_hosts: bool = False
+    channel_timeout: float = Field(default=10.0, gt=0, description="per network operation, s")
+    channel_failure_limit: int = Field(default=3, ge=1, description="refusals that suspend")
     # hybrid: query filter + BM25F fused with sentence embeddings (the default);
     # lexical: no model needed; semantic: embeddings only. See docs/matching.md.
     matching: Literal["hybrid", "semantic", "lexical"] = "hybrid"

@@ -33,6 +33,7 @@ class Purpose(StrEnum):
     LESS = "less"  # not for me
     MUTE = "mute"  # mute one of its authors
     CITE = "cite"  # a digest's papers as BibTeX or RIS
+    VIEW = "view"  # a digest as a web page (the "and N more" link of a chat message)
 
 
 PAPER_PURPOSES = (Purpose.MORE, Purpose.LESS, Purpose.MUTE)

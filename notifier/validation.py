@@ -8,14 +8,16 @@ who typed it can act on; each surface decides only where to show it.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
 from notifier.errors import InvalidInput, QueryError
-from notifier.models import SENSITIVITIES, Interest
+from notifier.models import SENSITIVITIES, ChannelKind, Interest
 from notifier.papers import clean_text
 from notifier.query import MAX_QUERY_LENGTH
 from notifier.schedule import CADENCES, parse_send_time, parse_weekday, zone
@@ -233,3 +235,81 @@ def merged_interests(
     if added and len(existing) + added > MAX_INTERESTS:
         raise InvalidInput(f"at most {MAX_INTERESTS} interests, please")
     return checked
+
+
+MAX_CHANNEL_URL = 2_000
+MAX_CHANNEL_SECRET = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSpec:
+    """A channel as typed, checked: what storage keeps of it."""
+
+    kind: ChannelKind
+    label: str
+    url: str
+    room: str | None = None
+    secret: str | None = field(default=None, repr=False)
+
+
+def channel(
+    kind: str,
+    url: str,
+    *,
+    label: str | None = None,
+    room: str | None = None,
+    token: str | None = None,
+    allow_http: bool = False,
+) -> ChannelSpec:
+    """Return a checked channel, or raise InvalidInput naming what to fix.
+
+    url is the webhook's URL (Slack, Discord, webhook) or the Matrix
+    homeserver's; a Matrix channel also needs the room's id and an access token;
+    a webhook's token is the key its posts are signed with (one is made when
+    none is given). Plain http is refused unless allow_http: the URL is itself
+    the secret that lets anyone post.
+    """
+    try:
+        chosen = ChannelKind(kind.strip().lower())
+    except ValueError:
+        kinds = ", ".join(k.value for k in ChannelKind)
+        raise InvalidInput(f"unknown channel kind {kind!r}: use one of {kinds}") from None
+    url = url.strip()
+    parts = urlsplit(url)
+    if len(url) > MAX_CHANNEL_URL or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(f"a {chosen} channel needs its https:// URL")
+    if parts.scheme == "http" and not allow_http:
+        raise InvalidInput(f"a {chosen} channel needs an https:// URL, not http://")
+    if parts.username or parts.password:
+        raise InvalidInput("a channel URL cannot carry a user name or password")
+    if chosen is ChannelKind.DISCORD and "/api/webhooks/" not in parts.path:
+        raise InvalidInput(
+            "a Discord webhook URL looks like https://discord.com/api/webhooks/ID/TOKEN "
+            "(Server settings > Integrations > Webhooks > Copy Webhook URL)"
+        )
+    room = (room or "").strip() or None
+    token = (token or "").strip() or None
+    if chosen is ChannelKind.MATRIX:
+        # Room versions before 12 end their ids in ":server"; version 12's do not
+        # (https://spec.matrix.org/v1.16/appendices/#room-ids).
+        if room is None or not room.startswith("!") or len(room) < 2 or not room.isprintable():
+            raise InvalidInput(
+                "a Matrix channel needs the room's id, like !abcdef:example.org "
+                "(in Element: Room settings > Advanced), not its #alias"
+            )
+        if token is None:
+            raise InvalidInput("a Matrix channel needs an access token of a user in the room")
+        if parts.path not in ("", "/"):
+            raise InvalidInput(
+                "give the Matrix homeserver's address only, like https://matrix.example.org"
+            )
+    elif chosen is not ChannelKind.WEBHOOK:
+        room = token = None  # the URL is the whole secret of a Slack or Discord webhook
+    if chosen is ChannelKind.WEBHOOK and token is None:
+        token = secrets.token_urlsafe(32)
+    if token is not None and (len(token) > MAX_CHANNEL_SECRET or not token.isprintable()):
+        raise InvalidInput(f"a token has at most {MAX_CHANNEL_SECRET} printable characters")
+    name = clean_text(label or "").strip() or f"{chosen.title()} ({parts.hostname})"
+    if len(name) > MAX_NAME:
+        raise InvalidInput(f"a channel's label can have at most {MAX_NAME} characters")
+    return ChannelSpec(chosen, name, url, room, token)

@@ -24,6 +24,8 @@ from click.testing import CliRunner, Result
 from notifier.cli import cli
 from notifier.settings import Settings, load_settings
 from notifier.storage import Storage
+from tests.matrix_server import matrix_server  # noqa: F401
+from tests.webhook_server import webhook_server  # noqa: F401
 
 SEEDS = Path(__file__).resolve().parent.parent / "notifier" / "demo" / "seeds"
 SEED_FILES = sorted(SEEDS.glob("*.txt"))

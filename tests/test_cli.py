@@ -239,7 +239,7 @@ def test_init_creates_the_database(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "state" / "notifier.db").is_file()
     assert result.stdout.startswith("database ready: sqlite:///")
-    assert "(schema revision 0011)" in result.stdout.splitlines()[0]
+    assert "(schema revision 0012)" in result.stdout.splitlines()[0]
     again = invoke(tmp_path, "init")
     assert again.returncode == 0 and again.stdout == result.stdout
 

@@ -439,7 +439,7 @@ def test_upgrading_a_0007_ledger_keeps_every_row_and_its_key(
         ids = conn.execute(text("SELECT count(DISTINCT id) FROM deliveries")).scalar_one()
         assert ids == len(rows)
     _alembic(storage, "upgrade", "head")
-    assert storage.schema_revision() == "0011"
+    assert storage.schema_revision() == "0012"
     with storage.engine.connect() as conn:
         assert sorted(conn.execute(text(f"SELECT {columns} FROM deliveries")).all()) == rows
         differences = compare_metadata(MigrationContext.configure(conn), metadata)

@@ -14,7 +14,17 @@ from pathlib import Path
 import click
 
 from notifier import __version__
-from notifier.cli import db, demo, digests, evaluation, service, sources, status, subscribers
+from notifier.cli import (
+    channels,
+    db,
+    demo,
+    digests,
+    evaluation,
+    service,
+    sources,
+    status,
+    subscribers,
+)
 from notifier.cli.base import Context, NotifierGroup
 
 
@@ -37,6 +47,7 @@ def cli(ctx: click.Context, config_file: Path | None) -> None:
 
 
 for command in (
+    channels.channel,
     db.init,
     db.db,
     demo.demo,

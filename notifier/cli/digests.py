@@ -58,7 +58,17 @@ def digest(context: Context, dry_run: bool, as_json: bool) -> None:
             "their current period, or signed up after its send time",
             err=as_json,
         )
-    _print_report(_send_here(sender, show_progress=True), as_json)
+    from notifier.matching import matching_for
+    from notifier.pipeline.channels import compose_topic_digests
+
+    topics = compose_topic_digests(storage, settings, now, matching_for(settings))
+    if topics:
+        click.echo(f"composed {topics} topic digest(s) for channels", err=as_json)
+    report = _send_here(sender, show_progress=True)
+    posts_given_up = _post_here(context, as_json)
+    _print_report(report, as_json)
+    if posts_given_up:
+        sys.exit(1)
 
 
 @click.command()
@@ -88,7 +98,10 @@ def send(context: Context, workers: int, as_json: bool) -> None:
         report = _send_here(sender, show_progress=not as_json)
     else:
         report = send_in_processes(context.config_file, workers)
+    posts_given_up = _post_here(context, as_json)
     _print_report(report, as_json)
+    if posts_given_up:
+        sys.exit(1)
 
 
 @click.command()
@@ -106,6 +119,24 @@ def _send_here(sender: Sender, show_progress: bool) -> SendReport:
     """Deliver due digests from this process, stopping cleanly on SIGTERM / SIGINT."""
     with progress(sender.backlog(), "sending", enabled=show_progress) as advance:
         return sender.send_until_signalled(on_progress=lambda _n: advance())
+
+
+def _post_here(context: Context, as_json: bool) -> bool:
+    """Post the due digests to their channels; print a line per post given up, and totals.
+
+    Returns whether a post was given up: the command then exits non-zero, as it
+    does for an undelivered email.
+    """
+    import asyncio
+
+    from notifier.pipeline.channels import post_channels
+
+    report = asyncio.run(post_channels(context.storage, context.settings, clock.now))
+    for label, error in report.failed + report.unconfirmed:
+        click.echo(f"notifier: error: channel {label}: not posted: {error}", err=True)
+    if report.sent or report.retried or report.failed or report.unconfirmed:
+        click.echo(f"channels: {report.describe()}", err=as_json)
+    return bool(report.failed or report.unconfirmed)
 
 
 def _print_report(report: SendReport, as_json: bool) -> None:

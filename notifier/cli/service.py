@@ -18,6 +18,7 @@ from notifier.cli.describe import describe_summary
 if TYPE_CHECKING:
     from notifier.models import IngestSummary
     from notifier.pipeline import SendReport
+    from notifier.pipeline.channels import PostReport
     from notifier.settings import Settings
 
 
@@ -94,6 +95,11 @@ class _CycleOutput:
         click.echo(describe_report(report))
         for email, error in report.deferred + report.unknown:
             click.echo(f"notifier: warning: {email}: will retry: {error}", err=True)
+
+    def posted(self, report: PostReport) -> None:
+        """Print what posting to channels did, when there was anything to post."""
+        if report.sent or report.retried or report.failed or report.unconfirmed:
+            click.echo(f"channels: {report.describe()}")
 
     def wrote_feeds(self, written: Sequence[Path]) -> None:
         """Print how many feed files were written."""

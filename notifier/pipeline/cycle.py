@@ -25,6 +25,7 @@ from notifier.errors import NotifierError, ServerUnavailable
 from notifier.ingest.fetch import Fetcher
 from notifier.matching import embed_pending, matching_for
 from notifier.models import IngestSummary, JobStatus
+from notifier.pipeline.channels import PostReport, compose_topic_digests, post_channels
 from notifier.pipeline.compose import compose_due, describe_outcomes
 from notifier.pipeline.feeds import build_feeds
 from notifier.pipeline.ingest import ingest_due, ingest_source
@@ -83,6 +84,9 @@ class CycleListener(Protocol):
     def sent(self, report: SendReport) -> None:
         """Hear what sending did (not called when the mail server was unreachable)."""
 
+    def posted(self, report: PostReport) -> None:
+        """Hear what posting to channels did."""
+
     def wrote_feeds(self, written: Sequence[Path]) -> None:
         """Hear which feed files were written."""
 
@@ -113,8 +117,14 @@ class Cycle:
         return ingest_source(self.storage, self.fetcher, source, self.clock())
 
     def compose(self, stopping: Callable[[], bool] = lambda: False) -> collections.Counter[str]:
-        """Compose every digest that is due; return how many of each outcome."""
-        return compose_due(self.storage, self.settings, self.clock(), None, stopping)
+        """Compose every digest that is due, the topics' too; return how many of each outcome."""
+        outcomes = compose_due(self.storage, self.settings, self.clock(), None, stopping)
+        topics = compose_topic_digests(
+            self.storage, self.settings, self.clock(), matching_for(self.settings)
+        )
+        if topics:
+            outcomes["topic digests"] = topics
+        return outcomes
 
     def embed_pending(self) -> int:
         """Embed up to EMBED_PER_RUN interests that have no embeddings; return how many."""
@@ -124,6 +134,10 @@ class Cycle:
     async def send(self, stop: asyncio.Event | None = None) -> SendReport:
         """Send every due digest; setting stop finishes the messages in flight and ends."""
         return await self._sender().send(stop)
+
+    async def post(self) -> PostReport:
+        """Post every due digest to its channels (Slack, Discord, Matrix, webhooks)."""
+        return await post_channels(self.storage, self.settings, self.clock)
 
     def write_feeds(self) -> list[Path]:
         """Write every feed file; return the files written."""
@@ -163,6 +177,12 @@ class Cycle:
                 f"{email}: not delivered: {error}"
                 for email, error in report.failed + report.unconfirmed
             ]
+        posted = asyncio.run(self.post())
+        listener.posted(posted)
+        errors += [
+            f"channel {label}: not posted: {error}"
+            for label, error in posted.failed + posted.unconfirmed
+        ]
         listener.wrote_feeds(self.write_feeds())
         return errors, "; ".join(errors) or f"composed {describe_outcomes(outcomes)}"
 

@@ -15,6 +15,7 @@ from notifier.storage.base import (
     SCHEMA_HEAD,
     StorageBase,
 )
+from notifier.storage.channels import ChannelsMixin
 from notifier.storage.digests import DigestsMixin
 from notifier.storage.feedback import FeedbackMixin
 from notifier.storage.jobs import LATENCY_SCAN, JobsMixin
@@ -43,6 +44,7 @@ class Storage(
     VectorsMixin,
     FeedbackMixin,
     DigestsMixin,
+    ChannelsMixin,
     SendingMixin,
     JobsMixin,
     StorageBase,

@@ -34,6 +34,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from notifier.errors import StorageError
 from notifier.storage import codec
 from notifier.storage.schema import (
+    channel_posts,
+    channels,
     deliveries,
     digests,
     ingest_runs,
@@ -48,13 +50,15 @@ from notifier.storage.schema import (
     sightings,
     sources,
     subscribers,
+    topic_digests,
+    topic_ledger,
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration in MIGRATIONS (a test checks it against Alembic's head), so a
 # process whose database is up to date never imports Alembic: a third of a second
 # paid by every command and every worker process otherwise.
-SCHEMA_HEAD = "0011"
+SCHEMA_HEAD = "0012"
 # PostgreSQL advisory lock keys ("noti" + a number), one per purpose.
 MIGRATION_LOCK = 0x6E6F7469_0001
 LEADER_LOCK = 0x6E6F7469_0002
@@ -144,6 +148,10 @@ class StorageBase:
             # One TRUNCATE: DELETE would leave millions of dead ledger rows behind
             # that slow every later run until autovacuum gets to them.
             tables = (
+                channel_posts,
+                channels,
+                topic_ledger,
+                topic_digests,
                 deliveries,
                 interest_examples,
                 muted_authors,
@@ -164,6 +172,10 @@ class StorageBase:
             return
         with self._tx() as conn:
             for table in (
+                channel_posts,
+                channels,
+                topic_ledger,
+                topic_digests,
                 deliveries,
                 interest_examples,
                 muted_authors,

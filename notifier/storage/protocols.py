@@ -8,6 +8,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from notifier.models import (
+    Channel,
+    ChannelPost,
+    DigestContent,
     DigestOutcome,
     DigestRecord,
     DigestStatus,
@@ -325,6 +328,66 @@ class SendStore(Protocol):
 
     def waiting_digests(self) -> int:
         """Return how many digests are pending, unknown or being sent."""
+
+
+class ChannelStore(VectorStore, Protocol):
+    """What composing topic digests and posting to channels need."""
+
+    def recent_papers(self, since: datetime, until: datetime) -> list[Paper]:
+        """Return papers first seen in [since, until], newest arrival first."""
+
+    def channels_of(
+        self, *, subscriber_id: int | None = None, topic: str | None = None
+    ) -> list[Channel]:
+        """Return a subscriber's channels, a topic's, or (with neither) every topic's."""
+
+    def topic_periods(self, topic: str, periods: Sequence[str]) -> set[str]:
+        """Return which of these periods the topic has a digest of."""
+
+    def topic_offered(self, topic: str, paper_ids: Iterable[int]) -> set[int]:
+        """Return which of these papers were offered to the topic's channels already."""
+
+    def record_topic_digest(
+        self, topic: str, content: DigestContent, offered: Iterable[int], now: datetime
+    ) -> int | None:
+        """Store a topic's digest of a period with its ledger rows; None if it exists."""
+
+    def queue_posts(self, now: datetime, since: datetime) -> int:
+        """Queue a post of each digest composed since `since` to its owner's channels."""
+
+    def claim_posts(
+        self, worker: str, limit: int, now: datetime, lease: timedelta, due_by: datetime
+    ) -> list[ChannelPost]:
+        """Lease up to limit due posts."""
+
+    def start_post(self, post_id: int, worker: str, now: datetime) -> bool:
+        """Record that an attempt is about to go out; False when the lease was lost."""
+
+    def finish_post_sent(self, post_id: int, worker: str, now: datetime) -> None:
+        """Record a post the service took."""
+
+    def finish_post_retry(
+        self,
+        post_id: int,
+        worker: str,
+        error: str,
+        next_attempt: datetime,
+        *,
+        unknown: bool,
+        now: datetime,
+    ) -> None:
+        """Put a post back for a later attempt."""
+
+    def finish_post_unconfirmed(self, post_id: int, worker: str, error: str, now: datetime) -> None:
+        """Give up on a post that may have arrived."""
+
+    def finish_post_failed(
+        self, post_id: int, worker: str, error: str, *, suspend: bool, failure_limit: int
+    ) -> bool:
+        """Fail a post for good; say if its channel was suspended."""
+
+    def release_posts(self, worker: str, post_ids: Iterable[int]) -> int:
+        """Give back leased posts that were never attempted."""
 
 
 class JobStore(Protocol):

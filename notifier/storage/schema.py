@@ -288,6 +288,82 @@ DUE_STATUSES = (DigestStatus.PENDING, DigestStatus.UNKNOWN, DigestStatus.SENDING
 _DUE = digests.c.status.in_(DUE_STATUSES)
 Index("ix_digests_due", digests.c.id, postgresql_where=_DUE, sqlite_where=_DUE)
 
+# Places besides email where digests are posted: a subscriber's or a configured
+# topic's (exactly one of subscriber_id and topic). url and secret are secrets.
+channels = Table(
+    "channels",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE")),
+    Column("topic", String(64)),
+    Column("kind", String(16), nullable=False),  # ChannelKind
+    Column("label", String(100), nullable=False),
+    Column("url", Text, nullable=False),  # the webhook URL, or the Matrix homeserver
+    Column("room", Text),  # a Matrix room id
+    Column("secret", Text),  # a Matrix access token, or the webhook's signing key
+    Column("status", String(16), nullable=False),  # ChannelStatus
+    # Refusals in a row: at CHANNEL_FAILURE_LIMIT the channel is suspended.
+    Column("failures", Integer, nullable=False, default=0, server_default="0"),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("last_sent_at", UtcDateTime()),
+)
+Index("ix_channels_subscriber", channels.c.subscriber_id)
+Index("ix_channels_topic", channels.c.topic)
+
+# A configured topic's digest for channels: one per topic and period, frozen when
+# composed (content inline: a topic has a handful of channels, not thousands).
+topic_digests = Table(
+    "topic_digests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("topic", String(64), nullable=False),
+    Column("period", String(32), nullable=False),
+    Column("content", JSON, nullable=False),
+    Column("papers", Integer, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("topic", "period"),
+)
+
+# A topic's ledger: each paper is offered to a topic's channels at most once.
+topic_ledger = Table(
+    "topic_ledger",
+    metadata,
+    Column("topic", String(64), primary_key=True),
+    Column("paper_id", Integer, primary_key=True, autoincrement=False),
+    Column("topic_digest_id", ForeignKey("topic_digests.id", ondelete="CASCADE"), nullable=False),
+)
+
+# One message of one digest to one channel, with its delivery state. key is the
+# idempotency key every attempt carries (Matrix's transaction id, the webhook's
+# Idempotency-Key), so a receiver that keeps keys sees a repeat as one message.
+channel_posts = Table(
+    "channel_posts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("channel_id", ForeignKey("channels.id", ondelete="CASCADE"), nullable=False),
+    Column("digest_id", ForeignKey("digests.id", ondelete="CASCADE")),
+    Column("topic_digest_id", ForeignKey("topic_digests.id", ondelete="CASCADE")),
+    Column("key", String(64), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),  # PostStatus
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_until", UtcDateTime()),
+    # Set in its own commit just before a request goes out, cleared with its outcome:
+    # a post leased again with it set was under way when its worker stopped.
+    Column("posting_since", UtcDateTime()),
+    # When an attempt first may have arrived (no answer after the request went out).
+    Column("unknown_since", UtcDateTime()),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("sent_at", UtcDateTime()),
+    UniqueConstraint("channel_id", "digest_id"),
+    UniqueConstraint("channel_id", "topic_digest_id"),
+)
+Index("ix_channel_posts_due", channel_posts.c.status, channel_posts.c.next_attempt_at)
+Index("ix_channel_posts_digest", channel_posts.c.digest_id)
+
 # What a digest shows of a paper (title, abstract, links, authors), frozen when a
 # digest is composed. Content-addressed (fingerprint = sha256 of the card), so
 # the hundred thousand digests of a day share 500 rows instead of carrying their

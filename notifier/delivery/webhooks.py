@@ -1,0 +1,257 @@
+"""Post channel messages over HTTP: Slack, Discord, Matrix and signed JSON webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Self
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+import orjson
+
+from notifier import __version__
+from notifier.errors import DeliveryError
+from notifier.models import Channel, ChannelKind
+
+# The longest wait a 429's Retry-After is taken at its word for; longer, the post
+# waits for the next run after this (the sender runs every minute or so anyway).
+MAX_RETRY_AFTER = 3600.0
+# How much of a refusal's body is kept as its reason.
+DETAIL_CHARS = 300
+
+
+class PostError(DeliveryError):
+    """A post that got no HTTP answer: refused before sending, or lost on the way.
+
+    may_have_arrived says whether the request could have reached the service (a
+    timeout or a broken connection after it went out); refused, that it never
+    will (the URL names a private address, say), so trying again is pointless.
+    """
+
+    def __init__(self, message: str, *, may_have_arrived: bool, refused: bool = False) -> None:
+        super().__init__(message)
+        self.may_have_arrived = may_have_arrived
+        self.refused = refused
+
+
+@dataclass(frozen=True, slots=True)
+class PostRequest:
+    """One HTTP request that posts a message."""
+
+    method: str
+    url: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PostReply:
+    """What the service answered: status, how long it asked us to wait, and its words."""
+
+    status: int
+    retry_after: float | None
+    detail: str
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """Return the Notifier-Signature header: HMAC-SHA256 over "timestamp.body".
+
+    As Stripe signs its webhooks (https://docs.stripe.com/webhooks#verify-manually):
+    the timestamp is signed with the body, so a receiver can refuse old replays.
+    """
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def channel_request(channel: Channel, body: bytes, key: str, now: datetime) -> PostRequest:
+    """Return the request that posts body (in the channel's format) to the channel."""
+    headers = [("Content-Type", "application/json"), ("User-Agent", f"notifier/{__version__}")]
+    url = channel.url
+    method = "POST"
+    if channel.kind is ChannelKind.DISCORD:
+        # wait=true: Discord answers once the message exists, or says why not.
+        # https://discord.com/developers/docs/resources/webhook#execute-webhook
+        url = _with_query(url, "wait=true")
+    elif channel.kind is ChannelKind.MATRIX:
+        # The transaction id makes a repeat of the same PUT the same event.
+        # https://spec.matrix.org/v1.11/client-server-api/#put_matrixclientv3roomsroomidsendeventtypetxnid
+        method = "PUT"
+        room = quote(channel.room or "", safe="")
+        url = f"{url.rstrip('/')}/_matrix/client/v3/rooms/{room}/send/m.room.message/{key}"
+        headers.append(("Authorization", f"Bearer {channel.secret or ''}"))
+    elif channel.kind is ChannelKind.WEBHOOK:
+        headers.append(("Idempotency-Key", key))
+        headers.append(("Notifier-Signature", signature(channel.secret or "", _unix(now), body)))
+    return PostRequest(method, url, body, tuple(headers))
+
+
+def retry_after(headers: httpx.Headers, body: bytes, now: datetime) -> float | None:
+    """Return how many seconds a 429 asks us to wait, from its header or its JSON body.
+
+    Retry-After is seconds or an HTTP date (RFC 9110 10.2.3); Discord also gives
+    retry_after (seconds) and Matrix retry_after_ms in the body.
+    """
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
+            except (TypeError, ValueError):
+                pass
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(data, dict):
+        for field, scale in (("retry_after", 1.0), ("retry_after_ms", 0.001)):
+            found = data.get(field)
+            if isinstance(found, int | float) and not isinstance(found, bool) and found >= 0:
+                return float(found) * scale
+    return None
+
+
+class WebhookPoster:
+    """An HTTP client for channel posts: bounded, no redirects, public hosts only."""
+
+    def __init__(self, *, timeout: float, private_hosts: bool = False) -> None:
+        self.timeout = timeout
+        self.private_hosts = private_hosts
+        self._client: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> Self:
+        """Open the connection pool."""
+        # No proxies from the environment, no redirects: a webhook that moves says so.
+        self._client = httpx.AsyncClient(
+            timeout=self.timeout, follow_redirects=False, trust_env=False
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the connection pool."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def post(self, request: PostRequest, now: datetime) -> PostReply:
+        """Send one request; return the answer, or raise PostError when there is none."""
+        assert self._client is not None, "use WebhookPoster as an async context manager"
+        target, host = await self._pinned(request.url)
+        headers = dict(request.headers)
+        headers["Host"] = host
+        parts = urlsplit(request.url)
+        extensions = {"sni_hostname": parts.hostname or ""} if parts.scheme == "https" else {}
+        try:
+            async with asyncio.timeout(self.timeout * 4):  # the whole exchange, not each read
+                built = self._client.build_request(
+                    request.method,
+                    target,
+                    content=request.body,
+                    headers=headers,
+                    extensions=extensions,
+                )
+                response = await self._client.send(built, stream=True)
+                try:
+                    body = await _read_some(response)
+                except (httpx.HTTPError, OSError):
+                    body = b""  # the status says what happened; the words are lost
+                finally:
+                    await response.aclose()
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
+            raise PostError(f"could not connect: {_why(e)}", may_have_arrived=False) from e
+        except (httpx.HTTPError, TimeoutError, OSError) as e:
+            # Some or all of the request went out: the service may have taken it.
+            raise PostError(
+                f"no answer after the message went out: {_why(e)}", may_have_arrived=True
+            ) from e
+        wait = retry_after(response.headers, body, now) if response.status_code == 429 else None
+        return PostReply(response.status_code, wait, _detail(body))
+
+    async def _pinned(self, url: str) -> tuple[str, str]:
+        """Return url with its host replaced by an address checked to be public, and the host.
+
+        The request goes to the address that was checked, so a name that
+        resolves elsewhere a moment later (DNS rebinding) cannot reach inside.
+        """
+        parts = urlsplit(url)
+        host = parts.hostname
+        if parts.scheme not in ("http", "https") or not host:
+            raise PostError(f"{url!r} is not an http(s) URL", may_have_arrived=False, refused=True)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except OSError as e:
+            raise PostError(f"cannot resolve {host}: {e}", may_have_arrived=False) from e
+        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+        if not self.private_hosts:
+            inside = [a for a in addresses if not _public(a)]
+            if inside:
+                raise PostError(
+                    f"{host} is at {inside[0]}, a private or local address; "
+                    "a channel must name a public host (or set channel_private_hosts)",
+                    may_have_arrived=False,
+                    refused=True,
+                )
+        address = addresses[0]
+        literal = f"[{address}]" if address.version == 6 else str(address)
+        netloc = f"{literal}:{parts.port}" if parts.port else literal
+        host_header = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit(parts._replace(netloc=netloc)), host_header
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Tell whether an address is on the public internet (not loopback, private, local...)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+async def _read_some(response: httpx.Response) -> bytes:
+    """Return the start of a response's body: enough for a reason, never a flood."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= 65_536:
+            break
+    return b"".join(chunks)[:65_536]
+
+
+def _detail(body: bytes) -> str:
+    """Return a body as one short line of text."""
+    text = body.decode("utf-8", "replace")
+    return " ".join(text.split())[:DETAIL_CHARS]
+
+
+def _why(error: BaseException) -> str:
+    """Return an exception as a short phrase."""
+    return str(error) or type(error).__name__
+
+
+def _with_query(url: str, query: str) -> str:
+    """Return url with query added to its own."""
+    parts = urlsplit(url)
+    joined = f"{parts.query}&{query}" if parts.query else query
+    return urlunsplit(parts._replace(query=joined))
+
+
+def _unix(moment: datetime) -> int:
+    """Return a moment as whole seconds since the epoch."""
+    return int(moment.timestamp())

@@ -1,0 +1,527 @@
+"""Channels besides email, topic digests for them, and each digest's posts to them."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, insert, literal, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from notifier.models import (
+    Channel,
+    ChannelKind,
+    ChannelPost,
+    ChannelStatus,
+    DigestContent,
+    DigestStatus,
+    PostStatus,
+    SubscriberStatus,
+)
+from notifier.storage import codec
+from notifier.storage.base import _chunks
+from notifier.storage.schema import (
+    UtcDateTime,
+    channel_posts,
+    channels,
+    digests,
+    subscribers,
+    topic_digests,
+    topic_ledger,
+)
+from notifier.storage.sending import SendingMixin
+
+# Channels one subscriber or topic may have: a handful is what anyone uses.
+MAX_CHANNELS = 10
+
+
+class ChannelsMixin(SendingMixin):
+    """Keep channels, compose-time topic digests, and the posts of digests to channels."""
+
+    def add_channel(
+        self,
+        kind: ChannelKind,
+        label: str,
+        url: str,
+        now: datetime,
+        *,
+        subscriber_id: int | None = None,
+        topic: str | None = None,
+        room: str | None = None,
+        secret: str | None = None,
+    ) -> Channel:
+        """Store a channel of a subscriber or of a topic (exactly one of the two).
+
+        Raises ValueError when its owner has MAX_CHANNELS already, or the
+        subscriber is gone.
+        """
+        if (subscriber_id is None) == (topic is None):
+            raise ValueError("a channel belongs to a subscriber or to a topic")
+        owner = (
+            channels.c.subscriber_id == subscriber_id
+            if subscriber_id is not None
+            else channels.c.topic == topic
+        )
+        row = {
+            "subscriber_id": subscriber_id,
+            "topic": topic,
+            "kind": str(kind),
+            "label": label,
+            "url": url,
+            "room": room,
+            "secret": secret,
+            "status": ChannelStatus.ACTIVE,
+            "failures": 0,
+            "created_at": now,
+        }
+        try:
+            with self._tx() as conn:
+                count = len(conn.execute(select(channels.c.id).where(owner)).all())
+                if count >= MAX_CHANNELS:
+                    raise ValueError(f"at most {MAX_CHANNELS} channels each; remove one first")
+                channel_id = conn.execute(
+                    insert(channels).values(**row).returning(channels.c.id)
+                ).scalar_one()
+        except IntegrityError as e:
+            raise ValueError("that subscriber no longer exists") from e
+        return _channel({**row, "id": channel_id, "last_error": None, "last_sent_at": None})
+
+    def channel(self, channel_id: int) -> Channel | None:
+        """Return one channel, or None."""
+        with self._read() as conn:
+            row = conn.execute(select(channels).where(channels.c.id == channel_id)).first()
+        return None if row is None else _channel(row._mapping)
+
+    def channels_of(
+        self, *, subscriber_id: int | None = None, topic: str | None = None
+    ) -> list[Channel]:
+        """Return a subscriber's channels, a topic's, or (with neither) every topic's."""
+        if subscriber_id is not None:
+            condition = channels.c.subscriber_id == subscriber_id
+        elif topic is not None:
+            condition = channels.c.topic == topic
+        else:
+            condition = channels.c.topic.is_not(None)
+        with self._read() as conn:
+            rows = conn.execute(select(channels).where(condition).order_by(channels.c.id)).all()
+        return [_channel(r._mapping) for r in rows]
+
+    def remove_channel(self, channel_id: int, *, subscriber_id: int | None = None) -> bool:
+        """Delete a channel (only the subscriber's own, when subscriber_id is given); say if found.
+
+        Its posts go with it: nothing more is posted there.
+        """
+        condition = [channels.c.id == channel_id]
+        if subscriber_id is not None:
+            condition.append(channels.c.subscriber_id == subscriber_id)
+        with self._tx() as conn:
+            # Its posts go with it (ON DELETE CASCADE).
+            return bool(conn.execute(delete(channels).where(*condition)).rowcount)
+
+    def resume_channel(self, channel_id: int) -> bool:
+        """Make a suspended channel active again, its refusals forgotten; say if found."""
+        with self._tx() as conn:
+            changed = conn.execute(
+                update(channels)
+                .where(channels.c.id == channel_id)
+                .values(status=ChannelStatus.ACTIVE, failures=0, last_error=None)
+            ).rowcount
+        return bool(changed)
+
+    def topic_periods(self, topic: str, periods: Sequence[str]) -> set[str]:
+        """Return which of these periods the topic has a digest of."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(topic_digests.c.period).where(
+                    topic_digests.c.topic == topic, topic_digests.c.period.in_(list(periods))
+                )
+            ).scalars()
+            return set(rows)
+
+    def topic_offered(self, topic: str, paper_ids: Iterable[int]) -> set[int]:
+        """Return which of these papers were offered to the topic's channels already."""
+        found: set[int] = set()
+        with self._read() as conn:
+            for chunk in _chunks(sorted(set(paper_ids)), 500):
+                found.update(
+                    conn.execute(
+                        select(topic_ledger.c.paper_id).where(
+                            topic_ledger.c.topic == topic, topic_ledger.c.paper_id.in_(chunk)
+                        )
+                    ).scalars()
+                )
+        return found
+
+    def record_topic_digest(
+        self, topic: str, content: DigestContent, offered: Iterable[int], now: datetime
+    ) -> int | None:
+        """Store a topic's digest of a period with its ledger rows; None if it exists already.
+
+        offered is every paper it offers: shown, and counted in "and N more".
+        """
+        try:
+            with self._tx() as conn:
+                digest_id = conn.execute(
+                    insert(topic_digests)
+                    .values(
+                        topic=topic,
+                        period=content.period,
+                        content=codec.content_inline(content),
+                        papers=content.paper_count,
+                        created_at=now,
+                    )
+                    .returning(topic_digests.c.id)
+                ).scalar_one()
+                rows = [
+                    {"topic": topic, "paper_id": p, "topic_digest_id": digest_id}
+                    for p in sorted(set(offered))
+                ]
+                if rows:
+                    conn.execute(insert(topic_ledger), rows)
+        except IntegrityError:
+            return None  # another composer stored this period's digest first
+        return int(digest_id)
+
+    def queue_posts(self, now: datetime, since: datetime) -> int:
+        """Queue a post of each digest composed since `since` to each channel of its owner.
+
+        A subscriber's digest goes to their active channels when it is not
+        empty and was composed after the channel was added; a topic's digest
+        with papers goes to the topic's. Returns how many posts were queued.
+        """
+        subscriber_pairs = (
+            select(channels.c.id, digests.c.id)
+            .join(digests, digests.c.subscriber_id == channels.c.subscriber_id)
+            .join(subscribers, subscribers.c.id == channels.c.subscriber_id)
+            .where(
+                channels.c.status == ChannelStatus.ACTIVE,
+                subscribers.c.status == SubscriberStatus.ACTIVE,
+                digests.c.status != DigestStatus.EMPTY,
+                digests.c.created_at >= channels.c.created_at,
+                digests.c.created_at >= since,
+                ~select(channel_posts.c.id)
+                .where(
+                    channel_posts.c.channel_id == channels.c.id,
+                    channel_posts.c.digest_id == digests.c.id,
+                )
+                .exists(),
+            )
+        )
+        topic_pairs = (
+            select(channels.c.id, topic_digests.c.id)
+            .join(topic_digests, topic_digests.c.topic == channels.c.topic)
+            .where(
+                channels.c.status == ChannelStatus.ACTIVE,
+                topic_digests.c.papers > 0,
+                topic_digests.c.created_at >= channels.c.created_at,
+                topic_digests.c.created_at >= since,
+                ~select(channel_posts.c.id)
+                .where(
+                    channel_posts.c.channel_id == channels.c.id,
+                    channel_posts.c.topic_digest_id == topic_digests.c.id,
+                )
+                .exists(),
+            )
+        )
+        for attempt in (1, 2):
+            try:
+                with self._tx() as conn:
+                    rows = [
+                        _new_post(channel_id, now, digest_id=digest_id)
+                        for channel_id, digest_id in conn.execute(subscriber_pairs).all()
+                    ] + [
+                        _new_post(channel_id, now, topic_digest_id=digest_id)
+                        for channel_id, digest_id in conn.execute(topic_pairs).all()
+                    ]
+                    if rows:
+                        conn.execute(insert(channel_posts), rows)
+                    return len(rows)
+            except IntegrityError:
+                # Another sender queued some of them at the same time: look again.
+                if attempt == 2:
+                    raise
+        return 0
+
+    def claim_posts(
+        self, worker: str, limit: int, now: datetime, lease: timedelta, due_by: datetime
+    ) -> list[ChannelPost]:
+        """Lease up to limit posts: pending ones due by due_by, or posting ones whose lease expired.
+
+        Only posts to active channels of active subscribers (or of topics) are
+        taken, so removing or suspending a channel, or pausing, stops them.
+        """
+        expired = and_(
+            channel_posts.c.status == PostStatus.POSTING, channel_posts.c.lease_until < now
+        )
+        due = and_(
+            channel_posts.c.status == PostStatus.PENDING,
+            channel_posts.c.next_attempt_at <= due_by,
+        )
+        active_owner = or_(
+            channels.c.topic.is_not(None),
+            select(subscribers.c.id)
+            .where(
+                subscribers.c.id == channels.c.subscriber_id,
+                subscribers.c.status == SubscriberStatus.ACTIVE,
+            )
+            .exists(),
+        )
+        with self._tx() as conn:
+            query: Any = (
+                select(channel_posts.c.id)
+                .join(channels, channels.c.id == channel_posts.c.channel_id)
+                .where(or_(expired, due), channels.c.status == ChannelStatus.ACTIVE, active_owner)
+                .order_by(channel_posts.c.id)
+                .limit(limit)
+            )
+            if self.engine.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True, of=channel_posts)
+            ids = list(conn.execute(query).scalars())
+            if not ids:
+                return []
+            rows = conn.execute(
+                update(channel_posts)
+                .where(channel_posts.c.id.in_(ids))
+                .values(status=PostStatus.POSTING, lease_owner=worker, lease_until=now + lease)
+                .returning(*channel_posts.c)
+            ).all()
+            return [self._claimed(conn, r) for r in sorted(rows, key=lambda r: int(r.id))]
+
+    def _claimed(self, conn: Connection, row: Any) -> ChannelPost:
+        """Return a leased post with its channel and the frozen content it posts."""
+        channel = _channel(
+            conn.execute(select(channels).where(channels.c.id == row.channel_id)).one()._mapping
+        )
+        fields: dict[str, Any] = {}
+        if row.digest_id is not None:
+            digest = conn.execute(
+                select(
+                    digests.c.content,
+                    digests.c.message_id,
+                    subscribers.c.manage_token,
+                    subscribers.c.name,
+                )
+                .join(subscribers, subscribers.c.id == digests.c.subscriber_id)
+                .where(digests.c.id == row.digest_id)
+            ).one()
+            content = codec.content_from_json(
+                digest.content, self._cards(conn, codec.card_ids(digest.content))
+            )
+            fields = {
+                "message_id": digest.message_id,
+                "manage_token": digest.manage_token,
+                "subscriber_name": digest.name,
+            }
+        else:
+            stored = conn.execute(
+                select(topic_digests.c.content).where(topic_digests.c.id == row.topic_digest_id)
+            ).scalar_one()
+            content = codec.content_from_json(stored, {})
+        return ChannelPost(
+            id=row.id,
+            key=row.key,
+            channel=channel,
+            content=content,
+            created_at=row.created_at,
+            attempts=row.attempts,
+            in_doubt=row.posting_since is not None,
+            unknown_since=row.unknown_since,
+            **fields,
+        )
+
+    def start_post(self, post_id: int, worker: str, now: datetime) -> bool:
+        """Record that an attempt is about to go out; False when the lease was lost.
+
+        Committed before the request, so a worker that dies during it leaves a
+        post that says it may have arrived.
+        """
+        with self._tx() as conn:
+            changed = conn.execute(
+                update(channel_posts)
+                .where(*_held(post_id, worker, now))
+                .values(posting_since=now, attempts=channel_posts.c.attempts + 1)
+            ).rowcount
+        return bool(changed)
+
+    def finish_post_sent(self, post_id: int, worker: str, now: datetime) -> None:
+        """Record a post the service took; the channel's refusals start over."""
+        with self._tx() as conn:
+            channel_id = conn.execute(
+                update(channel_posts)
+                .where(*_held(post_id, worker))
+                .values(status=PostStatus.SENT, sent_at=now, last_error=None, **_RELEASED)
+                .returning(channel_posts.c.channel_id)
+            ).scalar_one_or_none()
+            if channel_id is not None:
+                conn.execute(
+                    update(channels)
+                    .where(channels.c.id == channel_id)
+                    .values(failures=0, last_error=None, last_sent_at=now)
+                )
+
+    def finish_post_retry(
+        self,
+        post_id: int,
+        worker: str,
+        error: str,
+        next_attempt: datetime,
+        *,
+        unknown: bool,
+        now: datetime,
+    ) -> None:
+        """Put a post back for a later attempt; unknown: this attempt may have arrived."""
+        changes: dict[str, Any] = {
+            "status": PostStatus.PENDING,
+            "last_error": error,
+            "next_attempt_at": next_attempt,
+            **_RELEASED,
+        }
+        if unknown:
+            changes["unknown_since"] = _coalesce_now(now)
+        with self._tx() as conn:
+            conn.execute(update(channel_posts).where(*_held(post_id, worker)).values(**changes))
+
+    def finish_post_unconfirmed(self, post_id: int, worker: str, error: str, now: datetime) -> None:
+        """Give up on a post that may have arrived: it is not posted again."""
+        with self._tx() as conn:
+            conn.execute(
+                update(channel_posts)
+                .where(*_held(post_id, worker))
+                .values(
+                    status=PostStatus.UNCONFIRMED,
+                    last_error=error,
+                    unknown_since=_coalesce_now(now),
+                    **_RELEASED,
+                )
+            )
+
+    def finish_post_failed(
+        self, post_id: int, worker: str, error: str, *, suspend: bool, failure_limit: int
+    ) -> bool:
+        """Fail a post for good and count it against its channel; say if it was suspended.
+
+        The channel is suspended at once when suspend is set (the service says the
+        webhook or room is gone), else after failure_limit refusals in a row.
+        """
+        with self._tx() as conn:
+            channel_id = conn.execute(
+                update(channel_posts)
+                .where(*_held(post_id, worker))
+                .values(status=PostStatus.FAILED, last_error=error, **_RELEASED)
+                .returning(channel_posts.c.channel_id)
+            ).scalar_one_or_none()
+            if channel_id is None:
+                return False
+            failures = conn.execute(
+                update(channels)
+                .where(channels.c.id == channel_id)
+                .values(failures=channels.c.failures + 1, last_error=error)
+                .returning(channels.c.failures)
+            ).scalar_one()
+            if not suspend and failures < failure_limit:
+                return False
+            conn.execute(
+                update(channels)
+                .where(channels.c.id == channel_id)
+                .values(status=ChannelStatus.SUSPENDED)
+            )
+            return True
+
+    def release_posts(self, worker: str, post_ids: Iterable[int]) -> int:
+        """Give back leased posts that were never attempted (a stopping worker)."""
+        ids = list(post_ids)
+        if not ids:
+            return 0
+        with self._tx() as conn:
+            return int(
+                conn.execute(
+                    update(channel_posts)
+                    .where(
+                        channel_posts.c.id.in_(ids),
+                        channel_posts.c.lease_owner == worker,
+                        channel_posts.c.status == PostStatus.POSTING,
+                        channel_posts.c.posting_since.is_(None),
+                    )
+                    .values(status=PostStatus.PENDING, **_RELEASED)
+                ).rowcount
+            )
+
+    def posts_of(self, channel_id: int, limit: int = 20) -> list[dict[str, Any]]:
+        """Return a channel's newest posts: status, attempts, last error, times."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(
+                    channel_posts.c.id,
+                    channel_posts.c.status,
+                    channel_posts.c.attempts,
+                    channel_posts.c.last_error,
+                    channel_posts.c.created_at,
+                    channel_posts.c.sent_at,
+                )
+                .where(channel_posts.c.channel_id == channel_id)
+                .order_by(channel_posts.c.id.desc())
+                .limit(limit)
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+
+_RELEASED: dict[str, Any] = {"lease_owner": None, "lease_until": None, "posting_since": None}
+
+
+def _coalesce_now(now: datetime) -> Any:
+    """Return unknown_since kept as first set, else now."""
+    return func.coalesce(channel_posts.c.unknown_since, literal(now, UtcDateTime()))
+
+
+def _held(post_id: int, worker: str, now: datetime | None = None) -> tuple[Any, ...]:
+    """Return the conditions under which worker still holds post_id's lease."""
+    held: tuple[Any, ...] = (
+        channel_posts.c.id == post_id,
+        channel_posts.c.lease_owner == worker,
+        channel_posts.c.status == PostStatus.POSTING,
+    )
+    if now is not None:
+        held += (channel_posts.c.lease_until >= now,)
+    return held
+
+
+def _new_post(
+    channel_id: int,
+    now: datetime,
+    *,
+    digest_id: int | None = None,
+    topic_digest_id: int | None = None,
+) -> dict[str, Any]:
+    """Return a new post's row, with a fresh idempotency key."""
+    return {
+        "channel_id": channel_id,
+        "digest_id": digest_id,
+        "topic_digest_id": topic_digest_id,
+        # Letters and digits only: Matrix puts it in a URL path as the transaction id.
+        "key": secrets.token_hex(16),
+        "status": PostStatus.PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+def _channel(row: Any) -> Channel:
+    """Return a Channel from its row's mapping."""
+    return Channel(
+        id=row["id"],
+        kind=ChannelKind(row["kind"]),
+        label=row["label"],
+        url=row["url"],
+        subscriber_id=row["subscriber_id"],
+        topic=row["topic"],
+        room=row["room"],
+        secret=row["secret"],
+        status=ChannelStatus(row["status"]),
+        failures=row["failures"],
+        last_error=row["last_error"],
+        created_at=row.get("created_at"),
+        last_sent_at=row["last_sent_at"],
+    )
