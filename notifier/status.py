@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from notifier.models import (
+    Channel,
     DigestOutcome,
     DigestStatus,
     IngestRun,
     InterestVolume,
     JobRun,
+    PostStatus,
     Subscriber,
 )
 from notifier.settings import Settings
@@ -33,6 +35,8 @@ class ServiceStatus:
     latest_digests: list[DigestOutcome]  # each subscriber's latest
     # Interests not embedded yet (a bulk import's): matched by their words till then.
     interests_to_embed: int = 0
+    post_counts: dict[PostStatus, int] = field(default_factory=dict)  # channel posts
+    suspended_channels: list[Channel] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class SubscriberReport:
     # Why the volumes could not be worked out; the rest of the status still stands.
     volumes_error: str | None
     history: list[DigestOutcome]  # the latest ten
+    channels: list[Channel] = field(default_factory=list)  # Slack, Discord, Matrix, webhooks
 
 
 def service_status(storage: Storage, settings: Settings, now: datetime) -> ServiceStatus:
@@ -65,6 +70,8 @@ def service_status(storage: Storage, settings: Settings, now: datetime) -> Servi
         digest_counts=storage.digest_counts(),
         latest_digests=storage.latest_digests(),
         interests_to_embed=waiting,
+        post_counts=storage.post_counts(),
+        suspended_channels=storage.suspended_channels(),
     )
 
 
@@ -81,4 +88,5 @@ def subscriber_status(
     except Exception as e:  # "why so few" is an extra: the history is still reported
         volumes, failing, error = [], [], str(e)
     history = storage.digest_history(subscriber.id, limit=10)
-    return SubscriberReport(subscriber, volumes, failing, error, history)
+    channels = storage.channels_of(subscriber_id=subscriber.id)
+    return SubscriberReport(subscriber, volumes, failing, error, history, channels)

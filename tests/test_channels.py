@@ -12,7 +12,7 @@ import pytest
 
 from notifier import pipeline, validation
 from notifier.chat import message_for
-from notifier.delivery.webhooks import WebhookPoster, channel_request
+from notifier.delivery.webhooks import WebhookPoster, channel_request, post_test
 from notifier.errors import InvalidInput
 from notifier.matching import matching_for
 from notifier.models import Channel, ChannelKind, ChannelStatus, Interest, PostStatus
@@ -21,12 +21,11 @@ from notifier.pipeline.channels import (
     channel_digest,
     compose_topic_digests,
     post_channels,
-    post_test,
 )
 from notifier.settings import Settings, Topic
 from notifier.storage import Storage
 from notifier.storage.schema import channel_posts, topic_digests, topic_ledger
-from tests.conftest import NOW, seed_bytes
+from tests.conftest import NOW, Cli, seed_bytes
 from tests.matrix_server import MatrixServer
 from tests.webhook_server import Answer, WebhookServer, signature_ok
 
@@ -187,6 +186,28 @@ def test_a_webhook_that_is_gone_suspends_its_channel(
     assert storage.channel(channel.id).status is ChannelStatus.ACTIVE  # type: ignore[union-attr]
 
 
+def test_status_names_a_suspended_channel_and_why(
+    storage: Storage, local: Settings, webhook_server: WebhookServer, run: Cli
+) -> None:
+    channel = _subscriber_channel(
+        storage, local, "discord", f"{webhook_server.url}/api/webhooks/9/t"
+    )
+    webhook_server.answer(Answer(404, b'{"message": "Unknown Webhook", "code": 10015}'))
+    _post(storage, local)
+    service = run("status")
+    assert service.exit_code == 0
+    assert f"channel SUSPENDED: {channel.id} {channel.label}" in service.output
+    assert "Unknown Webhook" in service.output
+    assert f"`notifier channel resume {channel.id}`" in service.output
+    assert "channel posts: 1 failed" in service.output
+    one = run("status", "ada@example.org")
+    assert (
+        f"channel {channel.id} discord {channel.label!r} [suspended]: nothing posted yet"
+        in one.output
+    )
+    assert webhook_server.url not in one.output + service.output  # the secret URL is never shown
+
+
 def test_a_channel_on_a_private_address_is_refused_unless_allowed(
     storage: Storage, settings: Settings, webhook_server: WebhookServer
 ) -> None:
@@ -307,7 +328,10 @@ def test_a_topic_channel_gets_the_topic_digest_and_no_paper_twice(
 def test_send_a_test_message(local: Settings, webhook_server: WebhookServer) -> None:
     spec = validation.channel("webhook", f"{webhook_server.url}/hook", allow_http=True)
     channel = Channel(1, spec.kind, spec.label, spec.url, subscriber_id=1, secret=spec.secret)
-    assert asyncio.run(post_test(channel, local, NOW)) == "webhook answered 200"
+    assert (
+        asyncio.run(post_test(channel, NOW, timeout=1, private_hosts=True))
+        == "webhook answered 200"
+    )
     [request] = webhook_server.requests
     assert orjson.loads(request.body)["type"] == "test"
     assert spec.secret and signature_ok(
@@ -315,7 +339,7 @@ def test_send_a_test_message(local: Settings, webhook_server: WebhookServer) -> 
     )
     webhook_server.answer(Answer(403, b"invalid_token"))
     with pytest.raises(Exception, match="webhook answered 403: invalid_token"):
-        asyncio.run(post_test(channel, local, NOW))
+        asyncio.run(post_test(channel, NOW, timeout=1, private_hosts=True))
 
 
 def test_a_matrix_room_gets_the_digest_once_even_when_posted_again(

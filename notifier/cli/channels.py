@@ -103,12 +103,19 @@ def list_channels(context: Context, email: str | None, topic: str | None, as_jso
 @pass_context
 def test(context: Context, channel_id: int) -> None:
     """Post a one-line test message to a channel and say what the service answered."""
+    from notifier.delivery.webhooks import post_test
     from notifier.errors import DeliveryError
-    from notifier.pipeline.channels import post_test
 
-    found = _channel(context, channel_id)
+    found, settings = _channel(context, channel_id), context.settings
     try:
-        answer = asyncio.run(post_test(found, context.settings, clock.now()))
+        answer = asyncio.run(
+            post_test(
+                found,
+                clock.now(),
+                timeout=settings.channel_timeout,
+                private_hosts=settings.channel_private_hosts,
+            )
+        )
     except DeliveryError as e:
         fail(f"channel {channel_id}: test message not posted: {e}")
     click.echo(f"channel {channel_id}: test message posted: {answer}")

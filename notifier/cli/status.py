@@ -68,6 +68,15 @@ def status(context: Context, email: str | None) -> None:
             f"  {outcome.email}: {outcome.period} {outcome.status}, {outcome.papers} papers"
             f" - {outcome.reason}{error}"
         )
+    if status.post_counts:
+        posts = ", ".join(f"{n} {s}" for s, n in sorted(status.post_counts.items()))
+        click.echo(f"channel posts: {posts}")
+    for channel in status.suspended_channels:
+        owner = f"topic {channel.topic}" if channel.topic else f"subscriber {channel.subscriber_id}"
+        click.echo(
+            f"channel SUSPENDED: {channel.id} {channel.label} ({owner}): "
+            f"{channel.last_error}; `notifier channel resume {channel.id}` once fixed"
+        )
 
 
 def _print_subscriber_status(settings: Settings, status: SubscriberReport) -> None:
@@ -90,6 +99,17 @@ def _print_subscriber_status(settings: Settings, status: SubscriberReport) -> No
     if status.failing_sources:
         click.echo(
             f"  sources failing, so fewer papers than usual: {', '.join(status.failing_sources)}"
+        )
+    for channel in status.channels:
+        posted = (
+            f"last posted {channel.last_sent_at:%Y-%m-%d %H:%M} UTC"
+            if channel.last_sent_at
+            else "nothing posted yet"
+        )
+        error = f"; last error: {channel.last_error}" if channel.last_error else ""
+        click.echo(
+            f"  channel {channel.id} {channel.kind} {channel.label!r} [{channel.status}]: "
+            f"{posted}{error}"
         )
     if not status.history:
         click.echo("  no digest composed yet: run `notifier digest`")

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import ipaddress
+import secrets
 import socket
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,7 @@ import httpx
 import orjson
 
 from notifier import __version__
+from notifier.chat import test_message
 from notifier.errors import DeliveryError
 from notifier.models import Channel, ChannelKind
 
@@ -120,6 +122,39 @@ def retry_after(headers: httpx.Headers, body: bytes, now: datetime) -> float | N
     return None
 
 
+async def post_test(
+    channel: Channel, now: datetime, *, timeout: float, private_hosts: bool = False
+) -> str:
+    """Post a one-line test message to a channel; return what the service said.
+
+    Raises PostError when the service cannot be reached or refuses the message.
+    """
+    key = secrets.token_hex(16)
+    text = f"notifier: a test message for “{channel.label}”. Digests will be posted here."
+    request = channel_request(channel, test_message(channel.kind, text, key), key, now)
+    async with WebhookPoster(timeout=timeout, private_hosts=private_hosts) as poster:
+        reply = await poster.post(request, now)
+    if not 200 <= reply.status < 300:
+        raise PostError(refusal(channel, reply), may_have_arrived=False)
+    return f"{channel.kind} answered {reply.status}"
+
+
+# A service that answers with these says the webhook or room is gone, or that
+# the token may not post there: posting again cannot work until someone acts.
+GONE = frozenset({401, 403, 404, 410})
+
+
+def refusal(channel: Channel, reply: PostReply) -> str:
+    """Return a refusal as one line naming the service, the status and its words."""
+    words = f": {reply.detail}" if reply.detail else ""
+    hint = ""
+    if reply.status in GONE:
+        hint = " (the webhook or room is gone, or the token may not post there; add it again)"
+    elif 300 <= reply.status < 400:
+        hint = " (redirects are not followed: give the URL it moved to)"
+    return f"{channel.kind} answered {reply.status}{words}{hint}"
+
+
 class WebhookPoster:
     """An HTTP client for channel posts: bounded, no redirects, public hosts only."""
 
@@ -131,8 +166,14 @@ class WebhookPoster:
     async def __aenter__(self) -> Self:
         """Open the connection pool."""
         # No proxies from the environment, no redirects: a webhook that moves says so.
+        # No kept-alive connections: requests go to checked addresses, and a pool
+        # keyed by address would reuse one host's TLS connection for another host
+        # at the same address (a CDN's); posts are a few a day per channel anyway.
         self._client = httpx.AsyncClient(
-            timeout=self.timeout, follow_redirects=False, trust_env=False
+            timeout=self.timeout,
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
         )
         return self
 

@@ -5,27 +5,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from notifier.app import link_tokens
-from notifier.chat import ChannelDigest, message_for, test_message
+from notifier.chat import ChannelDigest, message_for
 from notifier.delivery.webhooks import (
+    GONE,
     MAX_RETRY_AFTER,
     PostError,
     PostReply,
     WebhookPoster,
     channel_request,
+    refusal,
 )
 from notifier.digest import compose
 from notifier.errors import ConfigError, QueryError
 from notifier.match import match_interest
 from notifier.matching import Matching, candidate_window, compile_interests, paper_index
 from notifier.models import (
-    Channel,
     ChannelPost,
     ChannelStatus,
     DigestContent,
@@ -45,9 +45,6 @@ log = logging.getLogger("notifier.channels")
 # 4 x channel_timeout, so a batch ends well within a lease.
 POST_BATCH = 20
 POST_LANES = 4
-# A service that answers with these says the webhook or room is gone, or that
-# the token may not post there: posting again cannot work until someone acts.
-GONE = frozenset({401, 403, 404, 410})
 
 
 @dataclass
@@ -164,35 +161,25 @@ async def post_channels(
 
     async def one(post: ChannelPost) -> None:
         async with lanes:
-            await run.post(poster, post)
+            try:
+                await run.post(poster, post)
+            except Exception as e:  # one post's bug must not stop the others
+                log.exception("posting %d to channel %d failed", post.id, post.channel.id)
+                when = policy.next_attempt(post.attempts + 1, clock())
+                await run.retry(post, f"unexpected {type(e).__name__}: {e}", when, False)
 
+    claimed = await asyncio.to_thread(
+        storage.claim_posts, run.worker, POST_BATCH, clock(), policy.lease, started
+    )
+    if not claimed:
+        return run.report  # nothing due: no client, no TLS set-up
     async with poster:
-        while True:
+        while claimed:
+            await asyncio.gather(*(one(p) for p in claimed))
             claimed = await asyncio.to_thread(
                 storage.claim_posts, run.worker, POST_BATCH, clock(), policy.lease, started
             )
-            if not claimed:
-                break
-            await asyncio.gather(*(one(p) for p in claimed))
     return run.report
-
-
-async def post_test(channel: Channel, settings: Settings, now: datetime) -> str:
-    """Post a one-line test message to a channel; return what the service said.
-
-    Raises PostError when the service cannot be reached or refuses the message.
-    """
-    key = secrets.token_hex(16)
-    text = f"notifier: a test message for “{channel.label}”. Digests will be posted here."
-    request = channel_request(channel, test_message(channel.kind, text, key), key, now)
-    poster = WebhookPoster(
-        timeout=settings.channel_timeout, private_hosts=settings.channel_private_hosts
-    )
-    async with poster:
-        reply = await poster.post(request, now)
-    if not 200 <= reply.status < 300:
-        raise PostError(_refusal(channel, reply), may_have_arrived=False)
-    return f"{channel.kind} answered {reply.status}"
 
 
 def channel_digest(
@@ -281,7 +268,7 @@ class _PostRun:
             )
         else:
             unknown = error.may_have_arrived or may_have_arrived
-            await self._retry(
+            await self.retry(
                 post, str(error), self.policy.next_attempt(post.attempts + 1, now), unknown
             )
 
@@ -292,12 +279,12 @@ class _PostRun:
             await asyncio.to_thread(self.storage.finish_post_sent, post.id, self.worker, now)
             self.report.sent += 1
             return
-        why = _refusal(post.channel, reply)
+        why = refusal(post.channel, reply)
         if status == 429 and reply.retry_after is not None:
             wait = min(reply.retry_after, MAX_RETRY_AFTER)
-            await self._retry(post, why, now + timedelta(seconds=wait), may_have_arrived)
+            await self.retry(post, why, now + timedelta(seconds=wait), may_have_arrived)
         elif status in (408, 425, 429) or status >= 500:
-            await self._retry(
+            await self.retry(
                 post, why, self.policy.next_attempt(post.attempts + 1, now), may_have_arrived
             )
         elif may_have_arrived:
@@ -305,7 +292,7 @@ class _PostRun:
         else:
             await self._failed(post, why, suspend=status in GONE)
 
-    async def _retry(self, post: ChannelPost, why: str, when: datetime, unknown: bool) -> None:
+    async def retry(self, post: ChannelPost, why: str, when: datetime, unknown: bool) -> None:
         """Put a post back for a later run."""
         await asyncio.to_thread(
             self.storage.finish_post_retry,
@@ -339,17 +326,6 @@ class _PostRun:
         if suspended:
             self.report.suspended.append(post.channel.label)
             log.warning("channel %s suspended: %s", post.channel.label, why)
-
-
-def _refusal(channel: Channel, reply: PostReply) -> str:
-    """Return a refusal as one line naming the service, the status and its words."""
-    words = f": {reply.detail}" if reply.detail else ""
-    hint = ""
-    if reply.status in GONE:
-        hint = " (the webhook or room is gone, or the token may not post there; add it again)"
-    elif 300 <= reply.status < 400:
-        hint = " (redirects are not followed: give the URL it moved to)"
-    return f"{channel.kind} answered {reply.status}{words}{hint}"
 
 
 def _tokens(settings: Settings) -> LinkTokens | None:

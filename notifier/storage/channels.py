@@ -108,6 +108,16 @@ class ChannelsMixin(SendingMixin):
             rows = conn.execute(select(channels).where(condition).order_by(channels.c.id)).all()
         return [_channel(r._mapping) for r in rows]
 
+    def suspended_channels(self) -> list[Channel]:
+        """Return every suspended channel, a subscriber's or a topic's."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(channels)
+                .where(channels.c.status == ChannelStatus.SUSPENDED)
+                .order_by(channels.c.id)
+            ).all()
+        return [_channel(r._mapping) for r in rows]
+
     def remove_channel(self, channel_id: int, *, subscriber_id: int | None = None) -> bool:
         """Delete a channel (only the subscriber's own, when subscriber_id is given); say if found.
 
@@ -129,6 +139,16 @@ class ChannelsMixin(SendingMixin):
                 .values(status=ChannelStatus.ACTIVE, failures=0, last_error=None)
             ).rowcount
         return bool(changed)
+
+    def topic_digest(self, topic: str, period: str) -> DigestContent | None:
+        """Return a topic's digest of a period, or None."""
+        with self._read() as conn:
+            stored = conn.execute(
+                select(topic_digests.c.content).where(
+                    topic_digests.c.topic == topic, topic_digests.c.period == period
+                )
+            ).scalar_one_or_none()
+        return None if stored is None else codec.content_from_json(stored, {})
 
     def topic_periods(self, topic: str, periods: Sequence[str]) -> set[str]:
         """Return which of these periods the topic has a digest of."""
@@ -447,6 +467,14 @@ class ChannelsMixin(SendingMixin):
                     .values(status=PostStatus.PENDING, **_RELEASED)
                 ).rowcount
             )
+
+    def post_counts(self) -> dict[PostStatus, int]:
+        """Return how many channel posts are in each status."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(channel_posts.c.status, func.count()).group_by(channel_posts.c.status)
+            ).all()
+        return {PostStatus(status): int(n) for status, n in rows}
 
     def posts_of(self, channel_id: int, limit: int = 20) -> list[dict[str, Any]]:
         """Return a channel's newest posts: status, attempts, last error, times."""

@@ -31,7 +31,7 @@ CONTENT_SECURITY_POLICY = (
 
 # Path segments that are secrets: link tokens and private feed tokens.
 _SECRET_PATH = re.compile(
-    r"^/(confirm|manage|unsubscribe|more|less|mute|citations|feeds/subscribers)/[^/]+"
+    r"^/(confirm|manage|unsubscribe|more|less|mute|citations|digest|feeds/subscribers)/[^/]+"
 )
 
 

@@ -4,10 +4,11 @@ Requests and responses are pydantic models, so /api/v1/openapi.json says exactly
 what each route takes and gives. Input goes through the validators the CLI and
 the web forms use (addresses, queries, clocks), and any problem is a 422 naming
 the field. Nothing secret is ever returned: no feed or manage token, no
-credentials in a source's URL, no digest content.
+credentials in a source's URL, no digest content, no channel URL in full
+or channel token (a webhook's signing key made by notifier is returned once).
 
-schemas.py holds the request and response models; subscribers.py, digests.py
-and operations.py the routes by noun; common.py what those routes share. This
+schemas.py holds the request and response models; subscribers.py, channels.py,
+digests.py and operations.py the routes by noun; common.py what those routes share. This
 module checks the bearer token and puts the routes together.
 """
 
@@ -20,6 +21,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from notifier.web.api.channels import add_channel_routes
 from notifier.web.api.common import error_responses
 from notifier.web.api.digests import add_digest_routes
 from notifier.web.api.operations import add_operations_routes
@@ -59,5 +61,6 @@ def api_router(context: WebContext) -> APIRouter:
     add_subscriber_routes(router, context)
     add_interest_routes(router, context)
     add_digest_routes(router, context.storage)
+    add_channel_routes(router, context)
     add_operations_routes(router, context)
     return router

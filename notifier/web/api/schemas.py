@@ -546,3 +546,57 @@ class SourceOut(BaseModel):
     last_error: str | None
     consecutive_failures: int
     failing: bool = Field(description="Failed failure_alert_after times in a row or more.")
+
+
+class NewChannel(BaseModel):
+    """A channel to post digests to besides email: Slack, Discord, Matrix or a webhook."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["slack", "discord", "matrix", "webhook"]
+    url: str = Field(
+        max_length=validation.MAX_CHANNEL_URL,
+        description="The webhook's URL (https), or the Matrix homeserver's address.",
+    )
+    label: str | None = Field(default=None, max_length=validation.MAX_NAME)
+    room: str | None = Field(
+        default=None, max_length=255, description="Matrix: the room's id (!abc:example.org)."
+    )
+    token: str | None = Field(
+        default=None,
+        max_length=validation.MAX_CHANNEL_SECRET,
+        description="Matrix: an access token of a user in the room. Webhook: the key posts "
+        "are signed with (HMAC-SHA256); none given, one is made and returned once.",
+    )
+
+
+class ChannelOut(BaseModel):
+    """A channel, its URL masked and its token never shown."""
+
+    id: int
+    kind: Literal["slack", "discord", "matrix", "webhook"]
+    label: str
+    url: str = Field(description="Masked: the host and the last 4 characters.")
+    room: str | None
+    subscriber_id: int | None
+    topic: str | None
+    status: Literal["active", "suspended"]
+    failures: int = Field(description="Refusals in a row; channel_failure_limit suspends.")
+    last_error: str | None
+    created_at: datetime | None
+    last_sent_at: datetime | None
+
+
+class ChannelCreated(ChannelOut):
+    """A channel just added; a webhook's signing key made for it is returned this once."""
+
+    signing_key: str | None = Field(
+        default=None,
+        description="The webhook's signing key when notifier made it; not shown again.",
+    )
+
+
+class ChannelTestOut(BaseModel):
+    """What the service answered a test message."""
+
+    answer: str

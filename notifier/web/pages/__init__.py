@@ -5,8 +5,9 @@ email, so the links in emails (/confirm, /unsubscribe) show a page whose
 button POSTs.
 
 kit.py holds what every page shares (rendering, CSRF, signed links); signup.py,
-preview.py, preferences.py, unsubscribe.py and files.py (feeds, static files)
-hold the routes.
+preview.py, preferences.py (with examples.py and channels.py for its other
+forms), unsubscribe.py, feedback.py, citations.py, digests.py (a digest as a
+page) and files.py (feeds, static files) hold the routes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from notifier.web.context import WebContext
+from notifier.web.pages.channels import add_channel_routes
 from notifier.web.pages.citations import add_citation_routes
+from notifier.web.pages.digests import add_digest_routes
 from notifier.web.pages.examples import add_example_routes
 from notifier.web.pages.feedback import add_feedback_routes
 from notifier.web.pages.files import add_feed_routes
@@ -36,6 +39,8 @@ def pages_router(context: WebContext) -> APIRouter:
     add_unsubscribe_routes(router, kit)
     add_feedback_routes(router, kit)
     add_example_routes(router, kit)
+    add_channel_routes(router, kit)
     add_citation_routes(router, kit)
+    add_digest_routes(router, kit)
     add_feed_routes(router, kit)
     return router

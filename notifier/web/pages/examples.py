@@ -28,7 +28,7 @@ def add_example_routes(router: APIRouter, kit: PageKit) -> None:
     @router.post("/manage/{token}/examples", response_model=None)
     async def remove_example(request: Request, token: str) -> Response:
         form = await request.form()
-        found = await _poster(kit, request, form, token)
+        found = await poster(kit, request, form, token)
         if isinstance(found, Response):
             return found
         example = str(form.get("example", ""))
@@ -39,7 +39,7 @@ def add_example_routes(router: APIRouter, kit: PageKit) -> None:
     @router.post("/manage/{token}/authors", response_model=None)
     async def unmute_author(request: Request, token: str) -> Response:
         form = await request.form()
-        found = await _poster(kit, request, form, token)
+        found = await poster(kit, request, form, token)
         if isinstance(found, Response):
             return found
         await asyncio.to_thread(storage.unmute_author, found.id, str(form.get("author", "")))
@@ -48,7 +48,7 @@ def add_example_routes(router: APIRouter, kit: PageKit) -> None:
     @router.post("/manage/{token}/library", response_model=None)
     async def import_library(request: Request, token: str) -> Response:
         form = await request.form(max_part_size=MAX_LIBRARY_BYTES)
-        found = await _poster(kit, request, form, token)
+        found = await poster(kit, request, form, token)
         if isinstance(found, Response):
             return found
         upload, name = form.get("library"), str(form.get("interest", ""))
@@ -71,7 +71,7 @@ def add_example_routes(router: APIRouter, kit: PageKit) -> None:
         return RedirectResponse(f"/manage/{token}?imported={added}#taught", status_code=303)
 
 
-async def _poster(
+async def poster(
     kit: PageKit, request: Request, form: FormData, token: str
 ) -> Subscriber | Response:
     """Return whose preferences a form was posted from, or the page refusing the post."""

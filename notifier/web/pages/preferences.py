@@ -77,6 +77,7 @@ def add_preference_routes(router: APIRouter, kit: PageKit) -> None:
             history=storage.digest_history(subscriber.id, 10),
             examples=storage.examples_of(subscriber.id),
             muted=storage.muted_authors_of(subscriber.id),
+            channels=storage.channels_of(subscriber_id=subscriber.id),
             imported=imported,
             volumes=volumes,
             failing=failing,
