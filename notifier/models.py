@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from notifier.papers import arxiv_links
 
@@ -597,7 +598,8 @@ class Channel:
     id: int
     kind: ChannelKind
     label: str
-    url: str  # the webhook URL, or the Matrix homeserver: a secret, shown only masked
+    # The webhook URL, or the Matrix homeserver: a secret, shown only masked (shown_url).
+    url: str = field(repr=False)
     subscriber_id: int | None = None
     topic: str | None = None  # a configured topic's slug
     room: str | None = None  # a Matrix room id
@@ -612,13 +614,19 @@ class Channel:
     def shown_url(self) -> str:
         """Return the URL as pages and commands show it: host and the last 4 characters.
 
-        A webhook URL lets anyone who has it post, so it is never shown in full.
+        A webhook URL lets anyone who has it post (its path or query is the
+        secret), so it is never shown in full.
         """
-        scheme, _, rest = self.url.partition("://")
-        host, _, path = rest.partition("/")
-        host = host.rpartition("@")[2]
-        tail = path[-4:] if len(path) > 12 else ""
-        return f"{scheme}://{host}/" + (f"…{tail}" if tail else "…" if path else "")
+        parts = urlsplit(self.url)
+        rest = parts.path.strip("/") + (f"?{parts.query}" if parts.query else "")
+        try:
+            host = parts.hostname or ""
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:
+            host, port = "", ""
+        named = f"[{host}]" if ":" in host else host
+        tail = f"…{rest[-4:]}" if len(rest) > 12 else "…" if rest else ""
+        return f"{parts.scheme}://{named}{port}/{tail}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -282,6 +282,15 @@ def channel(
         raise InvalidInput(f"a {chosen} channel needs an https:// URL, not http://")
     if parts.username or parts.password:
         raise InvalidInput("a channel URL cannot carry a user name or password")
+    try:
+        port = parts.port
+        host = parts.hostname.encode("idna").decode("ascii")  # bücher.de -> xn--bcher-kva.de
+    except (ValueError, UnicodeError):
+        raise InvalidInput(f"{parts.netloc!r} is not a host name and port") from None
+    if host != parts.hostname:
+        netloc = f"{host}:{port}" if port is not None else host
+        url = parts._replace(netloc=netloc).geturl()
+        parts = urlsplit(url)
     if chosen is ChannelKind.DISCORD and "/api/webhooks/" not in parts.path:
         raise InvalidInput(
             "a Discord webhook URL looks like https://discord.com/api/webhooks/ID/TOKEN "

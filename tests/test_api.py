@@ -38,6 +38,11 @@ PATHS = {
     "/api/v1/digests/{digest_id}/citations": {"get"},
     "/api/v1/runs": {"get"},
     "/api/v1/sources": {"get"},
+    "/api/v1/subscribers/{subscriber_id}/channels": {"get", "post"},
+    "/api/v1/topics/{slug}/channels": {"get", "post"},
+    "/api/v1/channels/{channel_id}": {"get", "delete"},
+    "/api/v1/channels/{channel_id}/resume": {"post"},
+    "/api/v1/channels/{channel_id}/test": {"post"},
 }
 SUBSCRIBER_FIELDS = {
     "id",
@@ -555,6 +560,8 @@ def test_the_openapi_spec_describes_every_route_and_its_errors(admin: Admin) -> 
     schemas = spec["components"]["schemas"]
     assert not {"feed_token", "manage_token"} & set(schemas["SubscriberOut"]["properties"])
     assert "content" not in schemas["DigestOut"]["properties"]
+    # A channel's token never comes back; its URL only masked.
+    assert not {"token", "secret"} & set(schemas["ChannelOut"]["properties"])
 
 
 # -- fuzzing --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -13,7 +14,7 @@ import pytest
 from notifier import pipeline, validation
 from notifier.chat import message_for
 from notifier.delivery.webhooks import WebhookPoster, channel_request, post_test
-from notifier.errors import InvalidInput
+from notifier.errors import InvalidInput, StorageError
 from notifier.matching import matching_for
 from notifier.models import Channel, ChannelKind, ChannelStatus, Interest, PostStatus
 from notifier.pipeline.channels import (
@@ -233,10 +234,9 @@ def test_a_post_cut_off_by_a_crash_is_repeated_only_where_the_receiver_can_tell(
 ) -> None:
     kind, path = target
     _subscriber_channel(storage, local, kind, webhook_server.url + path)
-    storage.queue_posts(NOW, NOW - timedelta(days=1))
     # A worker leases the post, says it is posting, and dies before recording anything.
     [claimed] = storage.claim_posts("dead:1", 10, NOW, timedelta(minutes=5), NOW)
-    assert storage.start_post(claimed.id, "dead:1", NOW)
+    assert storage.start_post(claimed.id, "dead:1", NOW, timedelta(minutes=5))
     # Its lease is not up yet: nobody takes the post over.
     assert _post(storage, local, NOW + timedelta(minutes=1)).sent == 0
     report = _post(storage, local, NOW + timedelta(minutes=6))
@@ -350,10 +350,9 @@ def test_a_matrix_room_gets_the_digest_once_even_when_posted_again(
     _, reader_token = matrix_server.register(f"reader-{secrets.token_hex(4)}")
     matrix_server.join(reader_token, room)
     _subscriber_channel(storage, local, "matrix", matrix_server.base_url, room=room, token=token)
-    storage.queue_posts(NOW, NOW - timedelta(days=1))
     # The first attempt reaches Synapse, then its worker dies before recording it.
     [claimed] = storage.claim_posts("dead:1", 10, NOW, timedelta(minutes=5), NOW)
-    assert storage.start_post(claimed.id, "dead:1", NOW)
+    assert storage.start_post(claimed.id, "dead:1", NOW, timedelta(minutes=5))
     body = message_for("matrix", channel_digest(claimed, local, None)).body
     request = channel_request(claimed.channel, body, claimed.key, NOW)
 
@@ -419,3 +418,105 @@ def test_channel_urls_are_checked_and_never_shown_in_full() -> None:
     # A webhook without a key is given a random one.
     made = validation.channel("webhook", "https://example.org/hook")
     assert made.secret and len(made.secret) >= 40
+
+
+class _LosesTheFirstMark(Storage):
+    """Storage whose first "sent" mark fails as a locked or lost database would."""
+
+    failed = False
+
+    def finish_post_sent(self, post_id: int, worker: str, now: datetime) -> None:
+        if not self.failed:
+            self.failed = True
+            raise StorageError("database is locked")
+        super().finish_post_sent(post_id, worker, now)
+
+
+def test_a_mark_lost_after_slack_took_the_post_never_posts_it_again(
+    settings: Settings, local: Settings, webhook_server: WebhookServer
+) -> None:
+    storage = _LosesTheFirstMark(settings.database)
+    storage.migrate()
+    try:
+        _subscriber_channel(storage, local, "slack", f"{webhook_server.url}/services/T/B/x")
+        _post(storage, local)  # Slack answers 200; the mark cannot be written
+        assert len(webhook_server.requests) == 1
+        # Once the lease is up the post may have arrived: Slack cannot tell a repeat.
+        report = _post(storage, local, NOW + timedelta(minutes=6))
+        assert len(webhook_server.requests) == 1
+        [post] = _posts(storage)
+        assert post["status"] == PostStatus.UNCONFIRMED
+        assert report.unconfirmed and "cannot tell a repeat" in report.unconfirmed[0][1]
+    finally:
+        storage.close()
+
+
+def test_a_channel_url_never_reaches_the_logs(
+    storage: Storage,
+    local: Settings,
+    webhook_server: WebhookServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = "services/T0001/B0002/Zk3JmQxv9TqLw"
+    _subscriber_channel(storage, local, "slack", f"{webhook_server.url}/{secret}")
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger().setLevel(logging.INFO)  # as notifier run and serve set it
+        assert _post(storage, local).sent == 1
+    assert webhook_server.requests[0].path == f"/{secret}"
+    assert "Zk3JmQxv9TqLw" not in caplog.text
+
+
+def test_a_stopping_run_posts_nothing_more_and_leaves_the_posts_due(
+    storage: Storage, local: Settings, webhook_server: WebhookServer
+) -> None:
+    _subscriber_channel(storage, local, "webhook", f"{webhook_server.url}/hook")
+    stop = asyncio.Event()
+    stop.set()
+    report = asyncio.run(post_channels(storage, local, lambda: NOW, stop=stop))
+    assert report.sent == 0 and not webhook_server.requests
+    [post] = _posts(storage)
+    assert post["status"] == PostStatus.PENDING and post["lease_owner"] is None
+    assert _post(storage, local).sent == 1
+
+
+def test_posts_given_up_after_the_deadline_do_not_count_against_the_channel(
+    storage: Storage, local: Settings, webhook_server: WebhookServer
+) -> None:
+    channel = _subscriber_channel(storage, local, "webhook", f"{webhook_server.url}/hook")
+    # The channel was suspended for a week; its posts waited out the suspension.
+    with storage.engine.begin() as conn:
+        conn.execute(channel_posts.update().values(created_at=NOW - timedelta(days=7)))
+    report = _post(storage, local)
+    assert not webhook_server.requests
+    assert report.failed and report.failed[0][1].startswith("gave up after 0 attempts")
+    stored = storage.channel(channel.id)
+    assert stored is not None and stored.failures == 0 and stored.status is ChannelStatus.ACTIVE
+
+
+def test_a_refusal_is_kept_as_printable_words(
+    storage: Storage, local: Settings, webhook_server: WebhookServer
+) -> None:
+    _subscriber_channel(storage, local, "webhook", f"{webhook_server.url}/hook")
+    webhook_server.answer(Answer(400, b"\x1b[2J\x1b[31mno such\r\nhook\x07"))
+    report = _post(storage, local)
+    [(_, why)] = report.failed
+    assert why == "webhook answered 400: [2J [31mno such hook"
+    assert not any(not c.isprintable() for c in why)
+
+
+def test_a_digest_composed_before_a_channel_was_added_is_not_posted(
+    storage: Storage, local: Settings, webhook_server: WebhookServer
+) -> None:
+    _ingest(storage, days=4)
+    subscriber, _ = storage.save_subscriber(
+        "ada@example.org", "Ada", [Interest("Learning", "learning")], JOINED
+    )
+    pipeline.compose_digests(storage, local, NOW)
+    storage.add_channel(
+        ChannelKind.WEBHOOK, "Hook", f"{webhook_server.url}/hook", NOW, subscriber_id=subscriber.id
+    )
+    assert _post(storage, local, NOW + timedelta(minutes=1)).sent == 0
+    # The next day's digest is.
+    pipeline.ingest(storage, "day4", seed_bytes(4), NOW + timedelta(hours=23))
+    pipeline.compose_digests(storage, local, NOW + timedelta(days=1))
+    assert _post(storage, local, NOW + timedelta(days=1)).sent == 1

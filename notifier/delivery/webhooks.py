@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import ipaddress
+import logging
 import secrets
 import socket
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from notifier import __version__
 from notifier.chat import test_message
 from notifier.errors import DeliveryError
 from notifier.models import Channel, ChannelKind
+
+# httpx logs every request's URL at INFO, and a channel's URL is its secret.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 # The longest wait a 429's Retry-After is taken at its word for; longer, the post
 # waits for the next run after this (the sender runs every minute or so anyway).
@@ -52,6 +56,17 @@ class PostRequest:
     url: str
     body: bytes
     headers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedRequest:
+    """A request bound to the address that was checked, with the name for Host and TLS."""
+
+    method: str
+    url: str  # the checked address in place of the host
+    body: bytes
+    headers: tuple[tuple[str, str], ...]  # Host included
+    tls_name: str | None  # the name TLS checks the certificate against (https)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,20 +204,64 @@ class WebhookPoster:
             self._client = None
 
     async def post(self, request: PostRequest, now: datetime) -> PostReply:
-        """Send one request; return the answer, or raise PostError when there is none."""
-        assert self._client is not None, "use WebhookPoster as an async context manager"
-        target, host = await self._pinned(request.url)
-        headers = dict(request.headers)
-        headers["Host"] = host
+        """Check the address, then send one request; see pin and send."""
+        return await self.send(await self.pin(request), now)
+
+    async def pin(self, request: PostRequest) -> PinnedRequest:
+        """Return the request bound to an address checked to be public; raise PostError if none.
+
+        The request then goes to the address that was checked, so a name that
+        resolves elsewhere a moment later (DNS rebinding) cannot reach inside.
+        Nothing has been sent yet when this raises.
+        """
         parts = urlsplit(request.url)
-        extensions = {"sni_hostname": parts.hostname or ""} if parts.scheme == "https" else {}
+        try:
+            host, port = parts.hostname, parts.port
+        except ValueError as e:  # a port out of range
+            raise PostError(f"{e}", may_have_arrived=False, refused=True) from None
+        if parts.scheme not in ("http", "https") or not host:
+            raise PostError("not an http(s) URL", may_have_arrived=False, refused=True)
+        try:
+            async with asyncio.timeout(self.timeout):
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    host, port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
+                )
+        except (OSError, TimeoutError) as e:
+            raise PostError(f"cannot resolve {host}: {_why(e)}", may_have_arrived=False) from e
+        addresses = [ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos]
+        if not self.private_hosts:
+            inside = [a for a in addresses if not _public(a)]
+            if inside:
+                raise PostError(
+                    f"{host} is at {inside[0]}, a private or local address; "
+                    "a channel must name a public host (or set channel_private_hosts)",
+                    may_have_arrived=False,
+                    refused=True,
+                )
+        address = addresses[0]
+        literal = f"[{address}]" if address.version == 6 else str(address)
+        named = f"[{host}]" if ":" in host else host
+        netloc = f"{literal}:{port}" if port else literal
+        headers = (*request.headers, ("Host", f"{named}:{port}" if port else named))
+        return PinnedRequest(
+            request.method,
+            urlunsplit(parts._replace(netloc=netloc)),
+            request.body,
+            headers,
+            host if parts.scheme == "https" else None,
+        )
+
+    async def send(self, pinned: PinnedRequest, now: datetime) -> PostReply:
+        """Send a pinned request; return the answer, or raise PostError when there is none."""
+        assert self._client is not None, "use WebhookPoster as an async context manager"
+        extensions = {"sni_hostname": pinned.tls_name} if pinned.tls_name else {}
         try:
             async with asyncio.timeout(self.timeout * 4):  # the whole exchange, not each read
                 built = self._client.build_request(
-                    request.method,
-                    target,
-                    content=request.body,
-                    headers=headers,
+                    pinned.method,
+                    pinned.url,
+                    content=pinned.body,
+                    headers=dict(pinned.headers),
                     extensions=extensions,
                 )
                 response = await self._client.send(built, stream=True)
@@ -222,45 +281,29 @@ class WebhookPoster:
         wait = retry_after(response.headers, body, now) if response.status_code == 429 else None
         return PostReply(response.status_code, wait, _detail(body))
 
-    async def _pinned(self, url: str) -> tuple[str, str]:
-        """Return url with its host replaced by an address checked to be public, and the host.
-
-        The request goes to the address that was checked, so a name that
-        resolves elsewhere a moment later (DNS rebinding) cannot reach inside.
-        """
-        parts = urlsplit(url)
-        host = parts.hostname
-        if parts.scheme not in ("http", "https") or not host:
-            raise PostError(f"{url!r} is not an http(s) URL", may_have_arrived=False, refused=True)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
-        except OSError as e:
-            raise PostError(f"cannot resolve {host}: {e}", may_have_arrived=False) from e
-        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-        if not self.private_hosts:
-            inside = [a for a in addresses if not _public(a)]
-            if inside:
-                raise PostError(
-                    f"{host} is at {inside[0]}, a private or local address; "
-                    "a channel must name a public host (or set channel_private_hosts)",
-                    may_have_arrived=False,
-                    refused=True,
-                )
-        address = addresses[0]
-        literal = f"[{address}]" if address.version == 6 else str(address)
-        netloc = f"{literal}:{parts.port}" if parts.port else literal
-        host_header = f"{host}:{parts.port}" if parts.port else host
-        return urlunsplit(parts._replace(netloc=netloc)), host_header
-
 
 def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Tell whether an address is on the public internet (not loopback, private, local...)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_global and not address.is_multicast
+    """Tell whether an address is on the public internet (not loopback, private, local...).
+
+    An IPv6 address that carries an IPv4 one (mapped, compatible, 6to4, Teredo,
+    NAT64) is judged by the IPv4 address too: a gateway would deliver it there.
+    """
+    if address.is_multicast or not address.is_global:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.is_site_local:
+            return False
+        embedded = [address.ipv4_mapped, address.sixtofour]
+        if address.teredo is not None:
+            embedded.append(address.teredo[1])
+        if address in _NAT64 or address in _COMPATIBLE:
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        return all(_public(v4) for v4 in embedded if v4 is not None)
+    return True
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052
+_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated IPv4-compatible addresses
 
 
 async def _read_some(response: httpx.Response) -> bytes:
@@ -276,9 +319,10 @@ async def _read_some(response: httpx.Response) -> bytes:
 
 
 def _detail(body: bytes) -> str:
-    """Return a body as one short line of text."""
+    """Return a body as one short line of printable text (it is shown in terminals)."""
     text = body.decode("utf-8", "replace")
-    return " ".join(text.split())[:DETAIL_CHARS]
+    printable = "".join(c if c.isprintable() else " " for c in text)
+    return " ".join(printable.split())[:DETAIL_CHARS]
 
 
 def _why(error: BaseException) -> str:

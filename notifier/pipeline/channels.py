@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
+import secrets
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -139,21 +141,23 @@ async def post_channels(
     clock: Callable[[], datetime],
     *,
     poster: WebhookPoster | None = None,
+    stop: asyncio.Event | None = None,
 ) -> PostReport:
-    """Queue each new digest's posts to its channels, then post every one that is due.
+    """Post every post that is due to its channel.
 
-    A run takes what was due when it started: a post put back (a 429, a 5xx)
-    waits for a later run. Posts are leased like digests, so several senders
-    can run at once; a post whose worker died is taken over when its lease
-    expires, and posted again with the same idempotency key only where the
-    service can tell a repeat (ChannelKind.deduplicates).
+    Posts are queued with their digests, when composed. A run takes what was
+    due when it started: a post put back (a 429, a 5xx) waits for a later run.
+    Posts are leased like digests, so several senders can run at once; a post
+    whose worker died is taken over when its lease expires, and posted again
+    with the same idempotency key only where the service can tell a repeat
+    (ChannelKind.deduplicates). Setting stop finishes the posts under way and
+    gives the rest of the batch back.
     """
     started = clock()
     policy = RetryPolicy.from_settings(settings)
-    await asyncio.to_thread(storage.queue_posts, started, started - settings.retry_deadline)
-    run = _PostRun(
-        storage, settings, clock, policy, _tokens(settings), f"{socket.gethostname()}:{os.getpid()}"
-    )
+    # A random part: two containers can share a host name and a process id.
+    worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    run = _PostRun(storage, settings, clock, policy, _tokens(settings), worker)
     poster = poster or WebhookPoster(
         timeout=settings.channel_timeout, private_hosts=settings.channel_private_hosts
     )
@@ -161,24 +165,34 @@ async def post_channels(
 
     async def one(post: ChannelPost) -> None:
         async with lanes:
+            if stop is not None and stop.is_set():
+                return
             try:
                 await run.post(poster, post)
             except Exception as e:  # one post's bug must not stop the others
                 log.exception("posting %d to channel %d failed", post.id, post.channel.id)
+                if post.id in run.started:
+                    return  # it may have gone out: its lease runs out, then in_doubt decides
                 when = policy.next_attempt(post.attempts + 1, clock())
                 await run.retry(post, f"unexpected {type(e).__name__}: {e}", when, False)
 
-    claimed = await asyncio.to_thread(
-        storage.claim_posts, run.worker, POST_BATCH, clock(), policy.lease, started
-    )
+    async def claim() -> list[ChannelPost]:
+        if stop is not None and stop.is_set():
+            return []
+        return await asyncio.to_thread(
+            storage.claim_posts, worker, POST_BATCH, clock(), policy.lease, started
+        )
+
+    claimed = await claim()
     if not claimed:
         return run.report  # nothing due: no client, no TLS set-up
     async with poster:
         while claimed:
             await asyncio.gather(*(one(p) for p in claimed))
-            claimed = await asyncio.to_thread(
-                storage.claim_posts, run.worker, POST_BATCH, clock(), policy.lease, started
-            )
+            unstarted = [p.id for p in claimed if p.id not in run.started]
+            if stop is not None and stop.is_set() and unstarted:
+                await asyncio.to_thread(storage.release_posts, worker, unstarted)
+            claimed = await claim()
     return run.report
 
 
@@ -195,8 +209,10 @@ def channel_digest(
         count = content.paper_count + content.more
         title = f"notifier: {count} new paper{'s' if count != 1 else ''} for your interests"
         url = None
-        if tokens is not None and post.message_id and post.manage_token:
-            token = tokens.make_digest(Purpose.VIEW, post.manage_token, post.message_id)
+        if tokens is not None and post.message_id:
+            # Dated by the post, so every attempt sends the same bytes.
+            at = post.created_at.timestamp()
+            token = tokens.make_message(Purpose.VIEW, post.message_id, at)
             url = f"{settings.base_url}/digest/{token}"
     return ChannelDigest(
         title=title,
@@ -220,6 +236,7 @@ class _PostRun:
     tokens: LinkTokens | None
     worker: str
     report: PostReport = field(default_factory=PostReport)
+    started: set[int] = field(default_factory=set)  # posts whose request may have gone out
 
     async def post(self, poster: WebhookPoster, post: ChannelPost) -> None:
         """Make one attempt at a post and record its outcome."""
@@ -240,17 +257,23 @@ class _PostRun:
             return
         if now - post.created_at > self.settings.retry_deadline:
             why = f"gave up after {post.attempts} attempts over {self.settings.retry_deadline}"
-            if may_have_arrived:
-                await self._unconfirmed(post, why)
-            else:
-                await self._failed(post, why, suspend=False)
+            # Not the channel's refusal: a long outage, or posts waiting out a suspension.
+            await self._failed(post, why, suspend=False, counts=False, arrived=may_have_arrived)
             return
         message = message_for(channel.kind, channel_digest(post, self.settings, self.tokens))
         request = channel_request(channel, message.body, post.key, now)
-        if not await asyncio.to_thread(self.storage.start_post, post.id, self.worker, now):
-            return  # the lease expired and another worker has it
         try:
-            reply = await poster.post(request, now)
+            pinned = await poster.pin(request)  # nothing is sent if this fails
+        except PostError as e:
+            await self._lost(post, e, may_have_arrived)
+            return
+        if not await asyncio.to_thread(
+            self.storage.start_post, post.id, self.worker, self.clock(), self.policy.lease
+        ):
+            return  # the lease expired and another worker has it
+        self.started.add(post.id)
+        try:
+            reply = await poster.send(pinned, now)
         except PostError as e:
             await self._lost(post, e, may_have_arrived)
             return
@@ -260,7 +283,7 @@ class _PostRun:
         """Record an attempt that got no answer."""
         now = self.clock()
         if error.refused:
-            await self._failed(post, str(error), suspend=True)
+            await self._failed(post, str(error), suspend=True, arrived=may_have_arrived)
         elif error.may_have_arrived and not post.channel.kind.deduplicates:
             await self._unconfirmed(
                 post,
@@ -287,10 +310,8 @@ class _PostRun:
             await self.retry(
                 post, why, self.policy.next_attempt(post.attempts + 1, now), may_have_arrived
             )
-        elif may_have_arrived:
-            await self._unconfirmed(post, why)
         else:
-            await self._failed(post, why, suspend=status in GONE)
+            await self._failed(post, why, suspend=status in GONE, arrived=may_have_arrived)
 
     async def retry(self, post: ChannelPost, why: str, when: datetime, unknown: bool) -> None:
         """Put a post back for a later run."""
@@ -312,20 +333,32 @@ class _PostRun:
         )
         self.report.unconfirmed.append((post.channel.label, why))
 
-    async def _failed(self, post: ChannelPost, why: str, *, suspend: bool) -> None:
-        """Fail a post for good; suspend its channel when the service says it is gone."""
+    async def _failed(
+        self, post: ChannelPost, why: str, *, suspend: bool, counts: bool = True, arrived: bool
+    ) -> None:
+        """Give a post up; suspend its channel when the service says it is gone.
+
+        arrived: an earlier attempt may have arrived, so it ends unconfirmed.
+        """
         suspended = await asyncio.to_thread(
-            self.storage.finish_post_failed,
-            post.id,
-            self.worker,
-            why,
-            suspend=suspend,
-            failure_limit=self.settings.channel_failure_limit,
+            functools.partial(
+                self.storage.finish_post_failed,
+                post.id,
+                self.worker,
+                why,
+                suspend=suspend,
+                failure_limit=self.settings.channel_failure_limit,
+                now=self.clock(),
+                counts=counts,
+                unconfirmed=arrived,
+            )
         )
-        self.report.failed.append((post.channel.label, why))
+        (self.report.unconfirmed if arrived else self.report.failed).append(
+            (post.channel.label, why)
+        )
         if suspended:
             self.report.suspended.append(post.channel.label)
-            log.warning("channel %s suspended: %s", post.channel.label, why)
+            log.warning("channel %d (%s) suspended: %s", post.channel.id, post.channel.label, why)
 
 
 def _tokens(settings: Settings) -> LinkTokens | None:

@@ -16,7 +16,6 @@ from notifier.models import (
     ChannelPost,
     ChannelStatus,
     DigestContent,
-    DigestStatus,
     PostStatus,
     SubscriberStatus,
 )
@@ -179,7 +178,9 @@ class ChannelsMixin(SendingMixin):
     ) -> int | None:
         """Store a topic's digest of a period with its ledger rows; None if it exists already.
 
-        offered is every paper it offers: shown, and counted in "and N more".
+        offered is every paper it offers: shown, and counted in "and N more". A
+        digest with papers is queued for each of the topic's active channels in
+        the same transaction.
         """
         try:
             with self._tx() as conn:
@@ -200,69 +201,21 @@ class ChannelsMixin(SendingMixin):
                 ]
                 if rows:
                     conn.execute(insert(topic_ledger), rows)
+                if content.paper_count:
+                    posts = [
+                        new_post(channel_id, now, topic_digest_id=digest_id)
+                        for channel_id in conn.execute(
+                            select(channels.c.id).where(
+                                channels.c.topic == topic,
+                                channels.c.status == ChannelStatus.ACTIVE,
+                            )
+                        ).scalars()
+                    ]
+                    if posts:
+                        conn.execute(insert(channel_posts), posts)
         except IntegrityError:
             return None  # another composer stored this period's digest first
         return int(digest_id)
-
-    def queue_posts(self, now: datetime, since: datetime) -> int:
-        """Queue a post of each digest composed since `since` to each channel of its owner.
-
-        A subscriber's digest goes to their active channels when it is not
-        empty and was composed after the channel was added; a topic's digest
-        with papers goes to the topic's. Returns how many posts were queued.
-        """
-        subscriber_pairs = (
-            select(channels.c.id, digests.c.id)
-            .join(digests, digests.c.subscriber_id == channels.c.subscriber_id)
-            .join(subscribers, subscribers.c.id == channels.c.subscriber_id)
-            .where(
-                channels.c.status == ChannelStatus.ACTIVE,
-                subscribers.c.status == SubscriberStatus.ACTIVE,
-                digests.c.status != DigestStatus.EMPTY,
-                digests.c.created_at >= channels.c.created_at,
-                digests.c.created_at >= since,
-                ~select(channel_posts.c.id)
-                .where(
-                    channel_posts.c.channel_id == channels.c.id,
-                    channel_posts.c.digest_id == digests.c.id,
-                )
-                .exists(),
-            )
-        )
-        topic_pairs = (
-            select(channels.c.id, topic_digests.c.id)
-            .join(topic_digests, topic_digests.c.topic == channels.c.topic)
-            .where(
-                channels.c.status == ChannelStatus.ACTIVE,
-                topic_digests.c.papers > 0,
-                topic_digests.c.created_at >= channels.c.created_at,
-                topic_digests.c.created_at >= since,
-                ~select(channel_posts.c.id)
-                .where(
-                    channel_posts.c.channel_id == channels.c.id,
-                    channel_posts.c.topic_digest_id == topic_digests.c.id,
-                )
-                .exists(),
-            )
-        )
-        for attempt in (1, 2):
-            try:
-                with self._tx() as conn:
-                    rows = [
-                        _new_post(channel_id, now, digest_id=digest_id)
-                        for channel_id, digest_id in conn.execute(subscriber_pairs).all()
-                    ] + [
-                        _new_post(channel_id, now, topic_digest_id=digest_id)
-                        for channel_id, digest_id in conn.execute(topic_pairs).all()
-                    ]
-                    if rows:
-                        conn.execute(insert(channel_posts), rows)
-                    return len(rows)
-            except IntegrityError:
-                # Another sender queued some of them at the same time: look again.
-                if attempt == 2:
-                    raise
-        return 0
 
     def claim_posts(
         self, worker: str, limit: int, now: datetime, lease: timedelta, due_by: datetime
@@ -351,17 +304,22 @@ class ChannelsMixin(SendingMixin):
             **fields,
         )
 
-    def start_post(self, post_id: int, worker: str, now: datetime) -> bool:
-        """Record that an attempt is about to go out; False when the lease was lost.
+    def start_post(self, post_id: int, worker: str, now: datetime, lease: timedelta) -> bool:
+        """Record that an attempt is about to go out, with a fresh lease; False if it was lost.
 
         Committed before the request, so a worker that dies during it leaves a
-        post that says it may have arrived.
+        post that says it may have arrived; the lease starts again here, so an
+        attempt late in a batch has as long as the first.
         """
         with self._tx() as conn:
             changed = conn.execute(
                 update(channel_posts)
                 .where(*_held(post_id, worker, now))
-                .values(posting_since=now, attempts=channel_posts.c.attempts + 1)
+                .values(
+                    posting_since=now,
+                    attempts=channel_posts.c.attempts + 1,
+                    lease_until=now + lease,
+                )
             ).rowcount
         return bool(changed)
 
@@ -418,21 +376,36 @@ class ChannelsMixin(SendingMixin):
             )
 
     def finish_post_failed(
-        self, post_id: int, worker: str, error: str, *, suspend: bool, failure_limit: int
+        self,
+        post_id: int,
+        worker: str,
+        error: str,
+        *,
+        suspend: bool,
+        failure_limit: int,
+        now: datetime,
+        counts: bool = True,
+        unconfirmed: bool = False,
     ) -> bool:
-        """Fail a post for good and count it against its channel; say if it was suspended.
+        """Give a post up for good; say if its channel was suspended.
 
-        The channel is suspended at once when suspend is set (the service says the
-        webhook or room is gone), else after failure_limit refusals in a row.
+        A refusal counts against the channel (counts), which is suspended at once
+        when suspend is set (the service says the webhook or room is gone), else
+        after failure_limit refusals in a row. unconfirmed: an earlier attempt may
+        have arrived, so the post ends unconfirmed, never failed.
         """
+        status = PostStatus.UNCONFIRMED if unconfirmed else PostStatus.FAILED
+        changes: dict[str, Any] = {"status": status, "last_error": error, **_RELEASED}
+        if unconfirmed:
+            changes["unknown_since"] = _coalesce_now(now)
         with self._tx() as conn:
             channel_id = conn.execute(
                 update(channel_posts)
                 .where(*_held(post_id, worker))
-                .values(status=PostStatus.FAILED, last_error=error, **_RELEASED)
+                .values(**changes)
                 .returning(channel_posts.c.channel_id)
             ).scalar_one_or_none()
-            if channel_id is None:
+            if channel_id is None or not counts:
                 return False
             failures = conn.execute(
                 update(channels)
@@ -515,7 +488,7 @@ def _held(post_id: int, worker: str, now: datetime | None = None) -> tuple[Any, 
     return held
 
 
-def _new_post(
+def new_post(
     channel_id: int,
     now: datetime,
     *,

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Select, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from notifier.models import (
+    ChannelStatus,
     DigestContent,
     DigestOutcome,
     DigestPaper,
@@ -20,7 +21,15 @@ from notifier.models import (
 )
 from notifier.storage import codec
 from notifier.storage.base import StorageBase, _chunks, _dialect_insert, _insert_rows
-from notifier.storage.schema import deliveries, digests, paper_cards, subscribers
+from notifier.storage.channels import new_post
+from notifier.storage.schema import (
+    channel_posts,
+    channels,
+    deliveries,
+    digests,
+    paper_cards,
+    subscribers,
+)
 
 
 class DigestsMixin(StorageBase):
@@ -214,7 +223,37 @@ class DigestsMixin(StorageBase):
             for row in _ledger_rows(item, digest_id, now)
         ]
         _insert_rows(conn, deliveries, _LEDGER_COLUMNS, ledger, repeated={"created_at"})
+        self._queue_posts(conn, composed, results, now)
         return results
+
+    def _queue_posts(
+        self,
+        conn: Connection,
+        composed: Sequence[NewDigest],
+        results: Sequence[int | None],
+        now: datetime,
+    ) -> None:
+        """Queue a post of each digest to be sent to each active channel of its subscriber.
+
+        In the digest's transaction, so a digest and its posts stand or fall
+        together; one indexed query per batch (most subscribers have no channel).
+        """
+        sent = {
+            item.content.subscriber_id: digest_id
+            for item, digest_id in zip(composed, results, strict=True)
+            if digest_id is not None and (not item.content.is_empty or item.send_empty)
+        }
+        posts = []
+        for chunk in self._id_chunks(sent):
+            for channel_id, subscriber_id in conn.execute(
+                select(channels.c.id, channels.c.subscriber_id).where(
+                    self._within(channels.c.subscriber_id, chunk),
+                    channels.c.status == ChannelStatus.ACTIVE,
+                )
+            ).all():
+                posts.append(new_post(channel_id, now, digest_id=sent[subscriber_id]))
+        if posts:
+            conn.execute(insert(channel_posts), posts)
 
     def _insert_digests(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
         """Insert new digest rows (all with the same keys); return their ids in order."""

@@ -352,15 +352,12 @@ class ChannelStore(VectorStore, Protocol):
     ) -> int | None:
         """Store a topic's digest of a period with its ledger rows; None if it exists."""
 
-    def queue_posts(self, now: datetime, since: datetime) -> int:
-        """Queue a post of each digest composed since `since` to its owner's channels."""
-
     def claim_posts(
         self, worker: str, limit: int, now: datetime, lease: timedelta, due_by: datetime
     ) -> list[ChannelPost]:
         """Lease up to limit due posts."""
 
-    def start_post(self, post_id: int, worker: str, now: datetime) -> bool:
+    def start_post(self, post_id: int, worker: str, now: datetime, lease: timedelta) -> bool:
         """Record that an attempt is about to go out; False when the lease was lost."""
 
     def finish_post_sent(self, post_id: int, worker: str, now: datetime) -> None:
@@ -382,9 +379,18 @@ class ChannelStore(VectorStore, Protocol):
         """Give up on a post that may have arrived."""
 
     def finish_post_failed(
-        self, post_id: int, worker: str, error: str, *, suspend: bool, failure_limit: int
+        self,
+        post_id: int,
+        worker: str,
+        error: str,
+        *,
+        suspend: bool,
+        failure_limit: int,
+        now: datetime,
+        counts: bool = True,
+        unconfirmed: bool = False,
     ) -> bool:
-        """Fail a post for good; say if its channel was suspended."""
+        """Give a post up for good; say if its channel was suspended."""
 
     def release_posts(self, worker: str, post_ids: Iterable[int]) -> int:
         """Give back leased posts that were never attempted."""
