@@ -240,7 +240,7 @@ class Daemon:
 
     async def _post(self) -> str:
         """Post the digests that are due to their channels (Slack, Discord, Matrix, webhooks)."""
-        report = await self.cycle.post()
+        report = await self.cycle.post(self.stop)
         if not (report.sent or report.retried or report.failed or report.unconfirmed):
             return NOTHING_TO_POST
         return report.describe()

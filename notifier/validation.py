@@ -276,7 +276,9 @@ def channel(
         raise InvalidInput(f"unknown channel kind {kind!r}: use one of {kinds}") from None
     url = url.strip()
     parts = urlsplit(url)
-    if len(url) > MAX_CHANNEL_URL or parts.scheme not in ("http", "https") or not parts.hostname:
+    if len(url) > MAX_CHANNEL_URL:
+        raise InvalidInput(f"a channel URL has at most {MAX_CHANNEL_URL} characters")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput(f"a {chosen} channel needs its https:// URL")
     if parts.scheme == "http" and not allow_http:
         raise InvalidInput(f"a {chosen} channel needs an https:// URL, not http://")

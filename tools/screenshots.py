@@ -35,6 +35,7 @@ from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from notifier import clock, demo
 from notifier.app import make_outbox, make_renderer
+from notifier.models import ChannelKind
 from notifier.server import make_web_context
 from notifier.settings import Settings, load_settings
 from notifier.storage import Storage
@@ -284,10 +285,25 @@ class Tour:
         """A demo subscriber five digests in: preferences, and the latest digest."""
         page, server = self.page, self.server
         ada = server.storage.subscriber_by_email("ada@example.org")
+        if not server.storage.channels_of(subscriber_id=ada.id):
+            server.storage.add_channel(
+                ChannelKind.SLACK,
+                "Lab #papers channel",
+                "https://hooks.slack.com/services/T0000000/B0000000/demoDemoDemo0000",
+                server.context.clock(),
+                subscriber_id=ada.id,
+            )
         token = server.context.tokens.make(Purpose.MANAGE, ada.manage_token)
         page.goto(f"{server.url}/manage/{token}")
         expect(page.locator("#preview-list li").first).to_be_visible()
         self.shoot(page, "preferences")
+        # The page a chat message's "and N more" opens: the latest digest whole.
+        latest = max(d.id for d in server.storage.digest_page(0, 100) if d.subscriber_id == ada.id)
+        message_id = server.storage.digest_message_id(latest)
+        assert message_id is not None
+        view = server.context.tokens.make_message(Purpose.VIEW, message_id, time.time())
+        page.goto(f"{server.url}/digest/{view}")
+        self.shoot(page, "digest-page")
         digests = server.settings.outbox_dir.glob("ada_example.org_*.digest.*.eml")
         show_email(page, max(digests, key=lambda p: p.name.rpartition(".digest.")[2]))
         self.shoot(page, "digest-email")

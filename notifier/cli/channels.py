@@ -7,9 +7,9 @@ import json
 
 import click
 
-from notifier import clock, validation
+from notifier import clock
 from notifier.cli.base import Context, fail, pass_context
-from notifier.errors import InvalidInput, SubscriberError
+from notifier.errors import SubscriberError
 from notifier.models import Channel, ChannelKind
 
 
@@ -49,32 +49,29 @@ def add(  # noqa: PLR0917
 ) -> None:
     """Add a channel: KIND is slack, discord, matrix or webhook; URL its webhook URL
     (Matrix: the homeserver's address)."""
-    settings, storage = context.settings, context.storage
+    from notifier.channel_setup import add_channel
+
     subscriber_id = _owner(context, email, topic)
     try:
-        spec = validation.channel(
+        added = add_channel(
+            context.storage,
+            context.settings,
             kind,
             url,
+            now=clock.now(),
             label=label,
             room=room,
             token=token,
-            allow_http=settings.channel_private_hosts,
-        )
-        made = storage.add_channel(
-            spec.kind,
-            spec.label,
-            spec.url,
-            clock.now(),
             subscriber_id=subscriber_id,
             topic=topic,
-            room=spec.room,
-            secret=spec.secret,
         )
-    except (InvalidInput, ValueError) as e:
+    except ValueError as e:  # InvalidInput is one too
         fail(f"channel not added: {e}")
-    click.echo(f"added channel {made.id}: {_describe(made)}")
-    if made.kind is ChannelKind.WEBHOOK and token is None:
-        click.echo(f"signing key (shown once; keep it for checking signatures): {made.secret}")
+    click.echo(f"added channel {added.channel.id}: {_describe(added.channel)}")
+    if added.signing_key is not None:
+        click.echo(
+            f"signing key (shown once; keep it for checking signatures): {added.signing_key}"
+        )
 
 
 @channel.command("list")
@@ -103,21 +100,12 @@ def list_channels(context: Context, email: str | None, topic: str | None, as_jso
 @pass_context
 def test(context: Context, channel_id: int) -> None:
     """Post a one-line test message to a channel and say what the service answered."""
-    from notifier.delivery.webhooks import post_test
-    from notifier.errors import DeliveryError
+    from notifier.channel_setup import test_channel
 
-    found, settings = _channel(context, channel_id), context.settings
-    try:
-        answer = asyncio.run(
-            post_test(
-                found,
-                clock.now(),
-                timeout=settings.channel_timeout,
-                private_hosts=settings.channel_private_hosts,
-            )
-        )
-    except DeliveryError as e:
-        fail(f"channel {channel_id}: test message not posted: {e}")
+    found = _channel(context, channel_id)
+    posted, answer = asyncio.run(test_channel(found, context.settings, clock.now()))
+    if not posted:
+        fail(f"channel {channel_id}: test message not posted: {answer}")
     click.echo(f"channel {channel_id}: test message posted: {answer}")
 
 

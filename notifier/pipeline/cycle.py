@@ -135,9 +135,9 @@ class Cycle:
         """Send every due digest; setting stop finishes the messages in flight and ends."""
         return await self._sender().send(stop)
 
-    async def post(self) -> PostReport:
-        """Post every due digest to its channels (Slack, Discord, Matrix, webhooks)."""
-        return await post_channels(self.storage, self.settings, self.clock)
+    async def post(self, stop: asyncio.Event | None = None) -> PostReport:
+        """Post every due digest to its channels; setting stop ends after the posts under way."""
+        return await post_channels(self.storage, self.settings, self.clock, stop=stop)
 
     def write_feeds(self) -> list[Path]:
         """Write every feed file; return the files written."""

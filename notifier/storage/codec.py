@@ -227,31 +227,16 @@ def content_to_json(content: DigestContent, card_ids: Mapping[str, int]) -> dict
 def content_inline(content: DigestContent) -> dict[str, Any]:
     """Return frozen digest content as JSON-ready data with its papers inline (no cards).
 
-    content_from_json reads it back as it reads digests frozen before cards.
+    For a topic's digests, a handful a day; content_from_json reads it back as it
+    reads digests frozen before cards.
     """
-    return {
-        "subscriber_id": content.subscriber_id,
-        "period": content.period,
-        "more": content.more,
-        "candidates": content.candidates,
-        "reason": content.reason,
-        "sections": [
-            {
-                "interest": s.interest,
-                "papers": [
-                    {
-                        **card(p),
-                        "score": p.score,
-                        "reason": p.reason,
-                        "terms": list(p.terms),
-                        "also_matches": list(p.also_matches),
-                    }
-                    for p in s.papers
-                ],
-            }
-            for s in content.sections
-        ],
-    }
+    papers = content.papers
+    data = content_to_json(content, {card_fingerprint(p): k for k, p in enumerate(papers)})
+    del data["version"]
+    for section in data["sections"]:
+        for entry in section["papers"]:
+            entry.update(card(papers[entry.pop("card")]))
+    return data
 
 
 def card_ids(data: dict[str, Any]) -> set[int]:

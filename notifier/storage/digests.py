@@ -324,6 +324,13 @@ class DigestsMixin(StorageBase):
         with self._read() as conn:
             return [_outcome(row) for row in conn.execute(query)]
 
+    def digest_message_id(self, digest_id: int) -> str | None:
+        """Return a digest's Message-ID (what its page link signs), or None."""
+        with self._read() as conn:
+            return conn.execute(
+                select(digests.c.message_id).where(digests.c.id == digest_id)
+            ).scalar_one_or_none()
+
     def digest_history(self, subscriber_id: int, limit: int) -> list[DigestOutcome]:
         """Return a subscriber's latest digests, newest first (called by status EMAIL)."""
         query = (

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from notifier.models import (
     Channel,
+    ChannelKind,
     ChannelPost,
     DigestContent,
     DigestOutcome,
@@ -394,6 +395,24 @@ class ChannelStore(VectorStore, Protocol):
 
     def release_posts(self, worker: str, post_ids: Iterable[int]) -> int:
         """Give back leased posts that were never attempted."""
+
+
+class ChannelSetupStore(Protocol):
+    """What adding a channel needs."""
+
+    def add_channel(
+        self,
+        kind: ChannelKind,
+        label: str,
+        url: str,
+        now: datetime,
+        *,
+        subscriber_id: int | None = None,
+        topic: str | None = None,
+        room: str | None = None,
+        secret: str | None = None,
+    ) -> Channel:
+        """Store a channel of a subscriber or of a topic."""
 
 
 class JobStore(Protocol):

@@ -599,4 +599,5 @@ class ChannelCreated(ChannelOut):
 class ChannelTestOut(BaseModel):
     """What the service answered a test message."""
 
-    answer: str
+    posted: bool = Field(description="Whether the service took it (answered 2xx).")
+    answer: str = Field(description="What it answered, or why nothing was posted.")

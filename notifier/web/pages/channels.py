@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from notifier import validation
-from notifier.delivery.webhooks import post_test
-from notifier.errors import DeliveryError, InvalidInput
+from notifier.channel_setup import add_channel, test_channel
+from notifier.models import SubscriberStatus
 from notifier.web.pages.examples import ID, poster
 from notifier.web.pages.kit import PageKit
 
@@ -28,37 +28,35 @@ def add_channel_routes(router: APIRouter, kit: PageKit) -> None:
         back = f"/manage/{token}#channels"
         action = fields.get("action", "")
         if action == "add":
+            if found.status == SubscriberStatus.UNSUBSCRIBED:
+                return _said(kit, request, back, "Channel not added", "subscribe again first", 400)
             try:
-                spec = validation.channel(
-                    fields.get("kind", ""),
-                    fields.get("url", ""),
-                    label=fields.get("label"),
-                    room=fields.get("room"),
-                    token=fields.get("token"),
-                    allow_http=settings.channel_private_hosts,
+                added = await asyncio.to_thread(
+                    functools.partial(
+                        add_channel,
+                        storage,
+                        settings,
+                        fields.get("kind", ""),
+                        fields.get("url", ""),
+                        now=context.clock(),
+                        label=fields.get("label"),
+                        room=fields.get("room"),
+                        token=fields.get("token"),
+                        subscriber_id=found.id,
+                    )
                 )
-                made = await asyncio.to_thread(
-                    storage.add_channel,
-                    spec.kind,
-                    spec.label,
-                    spec.url,
-                    context.clock(),
-                    subscriber_id=found.id,
-                    room=spec.room,
-                    secret=spec.secret,
-                )
-            except (InvalidInput, ValueError) as e:
+            except ValueError as e:  # InvalidInput is one too
                 return _said(kit, request, back, "Channel not added", str(e), 400)
-            if made.kind == "webhook" and not fields.get("token", "").strip():
+            if added.signing_key is not None:
                 # Shown this once: the receiver needs it to check signatures.
                 return _said(
                     kit,
                     request,
                     back,
                     "Channel added",
-                    f"Each post to {made.label} is signed with this key (HMAC-SHA256, "
+                    f"Each post to {added.channel.label} is signed with this key (HMAC-SHA256, "
                     f"header Notifier-Signature); keep it now, it is not shown again: "
-                    f"{made.secret}",
+                    f"{added.signing_key}",
                 )
             return RedirectResponse(f"/manage/{token}?saved=1#channels", status_code=303)
         chosen = fields.get("channel", "")
@@ -72,15 +70,9 @@ def add_channel_routes(router: APIRouter, kit: PageKit) -> None:
         elif action == "resume":
             await asyncio.to_thread(storage.resume_channel, channel.id)
         elif action == "test":
-            try:
-                answer = await post_test(
-                    channel,
-                    context.clock(),
-                    timeout=settings.channel_timeout,
-                    private_hosts=settings.channel_private_hosts,
-                )
-            except DeliveryError as e:
-                return _said(kit, request, back, "Test message not posted", f"{e}.", 502)
+            posted, answer = await test_channel(channel, settings, context.clock())
+            if not posted:
+                return _said(kit, request, back, "Test message not posted", f"{answer}.")
             return _said(kit, request, back, "Test message posted", f"{channel.label}: {answer}.")
         return RedirectResponse(f"/manage/{token}?saved=1#channels", status_code=303)
 
