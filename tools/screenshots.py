@@ -74,7 +74,10 @@ SHOTS = {
     "confirmation-email": "the confirmation email (its HTML part)",
     "confirm": "the page the confirmation link opens: what it activates, one button",
     "confirmed": "after pressing it",
-    "preferences": "a demo subscriber's preferences, with their digest history",
+    "preferences": "a demo subscriber's preferences: a Slack channel (URL masked, with Send a "
+    "test message), their digest history",
+    "digest-page": 'the page a chat message\'s "and N more" opens: the whole digest, no '
+    "preferences or rating links",
     "saved": "the new subscriber's preferences after moving the send time and saving",
     "digest-email": "a digest email (its HTML part), each paper with its feedback links",
     "rate": 'the page a paper\'s "More like this" link opens: the paper, one button',
