@@ -34,6 +34,13 @@ class Answer:
     hang_up: bool = False  # close the connection without answering
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A server that does not print the connections a test hangs up on purpose."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Say nothing: a hang-up is what the test asked for."""
+
+
 class WebhookServer:
     """Records every request; answers from a queue of Answers, then 200 "ok"."""
 
@@ -77,7 +84,7 @@ class WebhookServer:
             def log_message(self, format: str, *args: object) -> None:
                 """Keep the test output quiet."""
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
