@@ -281,7 +281,10 @@ def channel(
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput(f"a {chosen} channel needs its https:// URL")
     if parts.scheme == "http" and not allow_http:
-        raise InvalidInput(f"a {chosen} channel needs an https:// URL, not http://")
+        raise InvalidInput(
+            f"a {chosen} channel needs an https:// URL, not http:// "
+            "(the channel_private_hosts setting allows http:// inside your own network)"
+        )
     if parts.username or parts.password:
         raise InvalidInput("a channel URL cannot carry a user name or password")
     try:

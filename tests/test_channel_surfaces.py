@@ -352,6 +352,7 @@ def test_cli_refuses_plain_http_unless_private_hosts_are_allowed(run: Cli) -> No
     assert refused.exit_code == 1
     assert one_line(refused.stderr) == (
         "notifier: error: channel not added: a slack channel needs an https:// URL, not http://"
+        " (the channel_private_hosts setting allows http:// inside your own network)"
     )
     assert run("channel", "list", "--email", "ada@example.org").stdout == "no channels\n"
 
@@ -559,7 +560,10 @@ def test_api_refuses_plain_http_unless_private_hosts_are_allowed(
     ada = admin.subscriber()
     body = {"kind": "slack", "url": "http://hooks.example.org/services/T0/B0/abcdefgh"}
     found = problems(admin.http.post(f"/subscribers/{ada}/channels", json=body))
-    assert found == {"url": "a slack channel needs an https:// URL, not http://"}
+    assert found == {
+        "url": "a slack channel needs an https:// URL, not http:// "
+        "(the channel_private_hosts setting allows http:// inside your own network)"
+    }
     assert admin.http.get(f"/subscribers/{ada}/channels").json() == []
 
 
