@@ -520,3 +520,10 @@ def test_a_digest_composed_before_a_channel_was_added_is_not_posted(
     pipeline.ingest(storage, "day4", seed_bytes(4), NOW + timedelta(hours=23))
     pipeline.compose_digests(storage, local, NOW + timedelta(days=1))
     assert _post(storage, local, NOW + timedelta(days=1)).sent == 1
+
+
+def test_the_command_line_offers_every_channel_kind() -> None:
+    from notifier.chat import KINDS as FORMATS
+    from notifier.cli.channels import KINDS
+
+    assert KINDS == tuple(k.value for k in ChannelKind) == FORMATS
