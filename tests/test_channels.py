@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import orjson
@@ -527,3 +528,40 @@ def test_the_command_line_offers_every_channel_kind() -> None:
     from notifier.cli.channels import KINDS
 
     assert KINDS == tuple(k.value for k in ChannelKind) == FORMATS
+
+
+def test_two_posting_runs_at_once_post_each_message_once(
+    storage: Storage, settings: Settings, local: Settings, webhook_server: WebhookServer
+) -> None:
+    _ingest(storage)
+    for n in range(3):
+        subscriber, _ = storage.save_subscriber(
+            f"reader{n}@example.org", None, [Interest("Learning", "learning")], JOINED
+        )
+        for k in range(10):
+            storage.add_channel(
+                ChannelKind.WEBHOOK,
+                f"Hook {n}.{k}",
+                f"{webhook_server.url}/hook/{n}/{k}",
+                NOW - timedelta(days=1),
+                subscriber_id=subscriber.id,
+                secret="k",
+            )
+    pipeline.compose_digests(storage, local, NOW)
+    # Each post waits a little at the receiver, so the two runs' claims overlap.
+    webhook_server.answer(*[Answer(stall=0.05) for _ in range(30)])
+    others = [Storage(settings.database) for _ in range(2)]
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            reports = list(
+                pool.map(lambda s: asyncio.run(post_channels(s, local, lambda: NOW)), others)
+            )
+    finally:
+        for other in others:
+            other.close()
+    assert sum(r.sent for r in reports) == 30
+    keys = [r.headers["idempotency-key"] for r in webhook_server.requests]
+    assert len(keys) == len(set(keys)) == 30
+    assert {r.path for r in webhook_server.requests} == {
+        f"/hook/{n}/{k}" for n in range(3) for k in range(10)
+    }
