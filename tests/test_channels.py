@@ -9,12 +9,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
+import httpx
 import orjson
 import pytest
 
 from notifier import pipeline, validation
 from notifier.chat import message_for
-from notifier.delivery.webhooks import WebhookPoster, channel_request, post_test
+from notifier.delivery.webhooks import WebhookPoster, channel_request, post_test, retry_after
 from notifier.errors import InvalidInput, StorageError
 from notifier.matching import matching_for
 from notifier.models import Channel, ChannelKind, ChannelStatus, Interest, PostStatus
@@ -565,3 +566,21 @@ def test_two_posting_runs_at_once_post_each_message_once(
     assert {r.path for r in webhook_server.requests} == {
         f"/hook/{n}/{k}" for n in range(3) for k in range(10)
     }
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "wait"),
+    [
+        ({"Retry-After": "120"}, b"", 120.0),
+        ({"Retry-After": "Wed, 11 Mar 2026 08:02:30 GMT"}, b"", 150.0),  # RFC 9110 10.2.3
+        ({}, b'{"message": "You are being rate limited.", "retry_after": 0.75}', 0.75),
+        ({}, b'{"errcode": "M_LIMIT_EXCEEDED", "retry_after_ms": 2500}', 2.5),
+        ({"Retry-After": "soon"}, b"not json", None),
+        ({}, b'{"retry_after": true}', None),
+        ({"Retry-After": "-5"}, b"", 0.0),
+    ],
+)
+def test_how_long_a_429_asks_to_wait(
+    headers: dict[str, str], body: bytes, wait: float | None
+) -> None:
+    assert retry_after(httpx.Headers(headers), body, NOW) == wait
