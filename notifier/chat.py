@@ -9,10 +9,10 @@ from typing import Any, TypeVar
 import orjson
 from markupsafe import Markup
 
-from notifier.models import DigestPaper, DigestSection
+from notifier.models import ChannelKind, DigestPaper, DigestSection
 from notifier.papers import clean_text, http_url
 
-KINDS = ("slack", "discord", "matrix", "webhook")
+KINDS = tuple(kind.value for kind in ChannelKind)
 
 # What a chat message shows of a paper, before any format's escaping: a line each,
 # not a page. The formats' own limits (below) still cut further where they must.

@@ -641,7 +641,4 @@ class ChannelPost:
     attempts: int
     in_doubt: bool  # an earlier attempt was under way when its worker stopped
     unknown_since: datetime | None = None  # an attempt may have arrived
-    # A subscriber's digest: its Message-ID and the manage key that sign its page link.
-    message_id: str | None = None
-    manage_token: str | None = field(default=None, repr=False)
-    subscriber_name: str | None = None
+    message_id: str | None = None  # a subscriber's digest: what its page link signs

@@ -88,7 +88,7 @@ def compose_topic_digests(
     slot = last_slot(settings.default_cadence, now)
     if not topics or slot is None:
         return 0
-    due = [t for t in topics if slot.period not in storage.topic_periods(t.slug, [slot.period])]
+    due = [t for t in topics if not storage.has_topic_digest(t.slug, slot.period)]
     if not due:
         return 0
     papers = storage.recent_papers(since=now - candidate_window(settings), until=now)
@@ -97,7 +97,7 @@ def compose_topic_digests(
     for topic in due:
         try:
             content, offered = _topic_content(
-                storage, settings, matching, topic, slot.period, (papers, index)
+                storage, settings, matching, topic, slot.period, papers, index
             )
         except QueryError as e:  # a config checked at load time; a parser change could still
             log.error("topic %s: %s", topic.slug, e)
@@ -113,10 +113,10 @@ def _topic_content(  # noqa: PLR0917
     matching: Matching,
     topic: Topic,
     period: str,
-    candidates: tuple[list[Paper], PaperIndex],
+    papers: list[Paper],
+    index: PaperIndex,
 ) -> tuple[DigestContent, list[int]]:
-    """Return a topic's digest of a period and the papers it offers."""
-    papers, index = candidates
+    """Return a topic's digest of a period and the papers it offers (index is over papers)."""
     interest = Interest(topic.name, topic.query, topic.about, topic.sensitivity)
     compiled = compile_interests(storage, matching, [interest])[0]
     matches = match_interest(index, compiled, matching.params)
@@ -327,11 +327,8 @@ class _PostRun:
         self.report.retried += 1
 
     async def _unconfirmed(self, post: ChannelPost, why: str) -> None:
-        """Give up on a post that may have arrived."""
-        await asyncio.to_thread(
-            self.storage.finish_post_unconfirmed, post.id, self.worker, why, self.clock()
-        )
-        self.report.unconfirmed.append((post.channel.label, why))
+        """Give up on a post that may have arrived; not the channel's refusal."""
+        await self._failed(post, why, suspend=False, counts=False, arrived=True)
 
     async def _failed(
         self, post: ChannelPost, why: str, *, suspend: bool, counts: bool = True, arrived: bool

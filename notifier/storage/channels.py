@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -77,7 +77,7 @@ class ChannelsMixin(SendingMixin):
         }
         try:
             with self._tx() as conn:
-                count = len(conn.execute(select(channels.c.id).where(owner)).all())
+                count = conn.execute(select(func.count()).where(owner)).scalar_one()
                 if count >= MAX_CHANNELS:
                     raise ValueError(f"at most {MAX_CHANNELS} channels each; remove one first")
                 channel_id = conn.execute(
@@ -85,13 +85,13 @@ class ChannelsMixin(SendingMixin):
                 ).scalar_one()
         except IntegrityError as e:
             raise ValueError("that subscriber no longer exists") from e
-        return _channel({**row, "id": channel_id, "last_error": None, "last_sent_at": None})
+        return codec.channel({**row, "id": channel_id, "last_error": None, "last_sent_at": None})
 
     def channel(self, channel_id: int) -> Channel | None:
         """Return one channel, or None."""
         with self._read() as conn:
             row = conn.execute(select(channels).where(channels.c.id == channel_id)).first()
-        return None if row is None else _channel(row._mapping)
+        return None if row is None else codec.channel(row._mapping)
 
     def channels_of(
         self, *, subscriber_id: int | None = None, topic: str | None = None
@@ -105,7 +105,7 @@ class ChannelsMixin(SendingMixin):
             condition = channels.c.topic.is_not(None)
         with self._read() as conn:
             rows = conn.execute(select(channels).where(condition).order_by(channels.c.id)).all()
-        return [_channel(r._mapping) for r in rows]
+        return [codec.channel(r._mapping) for r in rows]
 
     def suspended_channels(self) -> list[Channel]:
         """Return every suspended channel, a subscriber's or a topic's."""
@@ -115,7 +115,7 @@ class ChannelsMixin(SendingMixin):
                 .where(channels.c.status == ChannelStatus.SUSPENDED)
                 .order_by(channels.c.id)
             ).all()
-        return [_channel(r._mapping) for r in rows]
+        return [codec.channel(r._mapping) for r in rows]
 
     def remove_channel(self, channel_id: int, *, subscriber_id: int | None = None) -> bool:
         """Delete a channel (only the subscriber's own, when subscriber_id is given); say if found.
@@ -149,15 +149,15 @@ class ChannelsMixin(SendingMixin):
             ).scalar_one_or_none()
         return None if stored is None else codec.content_from_json(stored, {})
 
-    def topic_periods(self, topic: str, periods: Sequence[str]) -> set[str]:
-        """Return which of these periods the topic has a digest of."""
+    def has_topic_digest(self, topic: str, period: str) -> bool:
+        """Tell whether the topic has its digest of this period."""
         with self._read() as conn:
-            rows = conn.execute(
-                select(topic_digests.c.period).where(
-                    topic_digests.c.topic == topic, topic_digests.c.period.in_(list(periods))
+            found = conn.execute(
+                select(topic_digests.c.id).where(
+                    topic_digests.c.topic == topic, topic_digests.c.period == period
                 )
-            ).scalars()
-            return set(rows)
+            ).first()
+        return found is not None
 
     def topic_offered(self, topic: str, paper_ids: Iterable[int]) -> set[int]:
         """Return which of these papers were offered to the topic's channels already."""
@@ -264,29 +264,18 @@ class ChannelsMixin(SendingMixin):
 
     def _claimed(self, conn: Connection, row: Any) -> ChannelPost:
         """Return a leased post with its channel and the frozen content it posts."""
-        channel = _channel(
+        channel = codec.channel(
             conn.execute(select(channels).where(channels.c.id == row.channel_id)).one()._mapping
         )
         fields: dict[str, Any] = {}
         if row.digest_id is not None:
             digest = conn.execute(
-                select(
-                    digests.c.content,
-                    digests.c.message_id,
-                    subscribers.c.manage_token,
-                    subscribers.c.name,
-                )
-                .join(subscribers, subscribers.c.id == digests.c.subscriber_id)
-                .where(digests.c.id == row.digest_id)
+                select(digests.c.content, digests.c.message_id).where(digests.c.id == row.digest_id)
             ).one()
             content = codec.content_from_json(
                 digest.content, self._cards(conn, codec.card_ids(digest.content))
             )
-            fields = {
-                "message_id": digest.message_id,
-                "manage_token": digest.manage_token,
-                "subscriber_name": digest.name,
-            }
+            fields = {"message_id": digest.message_id}
         else:
             stored = conn.execute(
                 select(topic_digests.c.content).where(topic_digests.c.id == row.topic_digest_id)
@@ -360,20 +349,6 @@ class ChannelsMixin(SendingMixin):
             changes["unknown_since"] = _coalesce_now(now)
         with self._tx() as conn:
             conn.execute(update(channel_posts).where(*_held(post_id, worker)).values(**changes))
-
-    def finish_post_unconfirmed(self, post_id: int, worker: str, error: str, now: datetime) -> None:
-        """Give up on a post that may have arrived: it is not posted again."""
-        with self._tx() as conn:
-            conn.execute(
-                update(channel_posts)
-                .where(*_held(post_id, worker))
-                .values(
-                    status=PostStatus.UNCONFIRMED,
-                    last_error=error,
-                    unknown_since=_coalesce_now(now),
-                    **_RELEASED,
-                )
-            )
 
     def finish_post_failed(
         self,
@@ -449,24 +424,6 @@ class ChannelsMixin(SendingMixin):
             ).all()
         return {PostStatus(status): int(n) for status, n in rows}
 
-    def posts_of(self, channel_id: int, limit: int = 20) -> list[dict[str, Any]]:
-        """Return a channel's newest posts: status, attempts, last error, times."""
-        with self._read() as conn:
-            rows = conn.execute(
-                select(
-                    channel_posts.c.id,
-                    channel_posts.c.status,
-                    channel_posts.c.attempts,
-                    channel_posts.c.last_error,
-                    channel_posts.c.created_at,
-                    channel_posts.c.sent_at,
-                )
-                .where(channel_posts.c.channel_id == channel_id)
-                .order_by(channel_posts.c.id.desc())
-                .limit(limit)
-            ).all()
-        return [dict(r._mapping) for r in rows]
-
 
 _RELEASED: dict[str, Any] = {"lease_owner": None, "lease_until": None, "posting_since": None}
 
@@ -507,22 +464,3 @@ def new_post(
         "next_attempt_at": now,
         "created_at": now,
     }
-
-
-def _channel(row: Any) -> Channel:
-    """Return a Channel from its row's mapping."""
-    return Channel(
-        id=row["id"],
-        kind=ChannelKind(row["kind"]),
-        label=row["label"],
-        url=row["url"],
-        subscriber_id=row["subscriber_id"],
-        topic=row["topic"],
-        room=row["room"],
-        secret=row["secret"],
-        status=ChannelStatus(row["status"]),
-        failures=row["failures"],
-        last_error=row["last_error"],
-        created_at=row.get("created_at"),
-        last_sent_at=row["last_sent_at"],
-    )

@@ -12,6 +12,9 @@ import orjson
 
 from notifier.memo import IdentityMemo
 from notifier.models import (
+    Channel,
+    ChannelKind,
+    ChannelStatus,
     DigestContent,
     DigestPaper,
     DigestSection,
@@ -109,6 +112,25 @@ def subscriber(row: Any, interests: tuple[Interest, ...]) -> Subscriber:
         empty_note=bool(row.empty_note),
         confirmed_at=row.confirmed_at,
         unsubscribed_at=row.unsubscribed_at,
+    )
+
+
+def channel(row: Any) -> Channel:
+    """Return a Channel from its row's mapping."""
+    return Channel(
+        id=row["id"],
+        kind=ChannelKind(row["kind"]),
+        label=row["label"],
+        url=row["url"],
+        subscriber_id=row["subscriber_id"],
+        topic=row["topic"],
+        room=row["room"],
+        secret=row["secret"],
+        status=ChannelStatus(row["status"]),
+        failures=row["failures"],
+        last_error=row["last_error"],
+        created_at=row.get("created_at"),
+        last_sent_at=row["last_sent_at"],
     )
 
 

@@ -342,8 +342,8 @@ class ChannelStore(VectorStore, Protocol):
     ) -> list[Channel]:
         """Return a subscriber's channels, a topic's, or (with neither) every topic's."""
 
-    def topic_periods(self, topic: str, periods: Sequence[str]) -> set[str]:
-        """Return which of these periods the topic has a digest of."""
+    def has_topic_digest(self, topic: str, period: str) -> bool:
+        """Tell whether the topic has its digest of this period."""
 
     def topic_offered(self, topic: str, paper_ids: Iterable[int]) -> set[int]:
         """Return which of these papers were offered to the topic's channels already."""
@@ -375,9 +375,6 @@ class ChannelStore(VectorStore, Protocol):
         now: datetime,
     ) -> None:
         """Put a post back for a later attempt."""
-
-    def finish_post_unconfirmed(self, post_id: int, worker: str, error: str, now: datetime) -> None:
-        """Give up on a post that may have arrived."""
 
     def finish_post_failed(
         self,
